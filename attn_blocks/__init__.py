@@ -15,8 +15,21 @@ from .registry import (
 
 # TEMPORARY during parallel development: modules are added by several people at once.
 _BLOCK_MODULES = (
-    "identity", "se", "eca", "gct", "srm", "gsop", "fca", "encoding", "bilinear",
-    "cbam", "bam", "coord", "gc", "non_local", "simam",
+    "identity",
+    "se",
+    "eca",
+    "gct",
+    "srm",
+    "gsop",
+    "fca",
+    "encoding",
+    "bilinear",
+    "cbam",
+    "bam",
+    "coord",
+    "gc",
+    "non_local",
+    "simam",
 )
 for _m in _BLOCK_MODULES:
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,7 +125,9 @@ class ArchSpec:
             if not isinstance(choice, BlockChoice):
                 choice = BlockChoice.from_dict(choice)
             sites[site] = choice
-        object.__setattr__(self, "sites", dict(sorted(sites.items(), key=lambda kv: _site_key(kv[0]))))
+        object.__setattr__(
+            self, "sites", dict(sorted(sites.items(), key=lambda kv: _site_key(kv[0])))
+        )
         object.__setattr__(self, "backbone_args", dict(sorted(self.backbone_args.items())))
 
     # -- identity ---------------------------------------------------------------------------
@@ -169,9 +172,11 @@ class ArchSpec:
             if len(set(labels)) == 1:
                 parts.append(f"{stage}: {labels[0]}")
             else:
-                parts.append(
-                    f"{stage}: " + " ".join(f"{s.split('.', 1)[1]}={lab}" for (s, _), lab in zip(items, labels))
+                per_site = (
+                    f"{site.split('.', 1)[1]}={label}"
+                    for (site, _), label in zip(items, labels, strict=True)
                 )
+                parts.append(f"{stage}: " + " ".join(per_site))
         return " | ".join(parts)
 
     # -- serialisation ----------------------------------------------------------------------
@@ -191,7 +196,9 @@ class ArchSpec:
         allowed = {"version", "backbone", "backbone_args", "in_channels", "num_classes", "sites"}
         unknown = set(data) - allowed
         if unknown:
-            raise ValueError(f"ArchSpec has unknown key(s) {sorted(unknown)}; expected {sorted(allowed)}")
+            raise ValueError(
+                f"ArchSpec has unknown key(s) {sorted(unknown)}; expected {sorted(allowed)}"
+            )
         if "backbone" not in data:
             raise ValueError("ArchSpec needs a 'backbone' entry")
         return cls(
@@ -213,6 +220,4 @@ class ArchSpec:
 
 def _site_key(site: str) -> tuple:
     """Sort ``stage10.2`` after ``stage2.11`` (natural order of the numbers in a site name)."""
-    import re
-
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", site))

@@ -18,7 +18,9 @@ def shared_data_dir():
     """``../shared/data`` (or $ATTN_NAS_DATA); tests that need it skip where it is absent."""
     from pathlib import Path
 
-    path = Path(os.environ.get("ATTN_NAS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    path = Path(
+        os.environ.get("ATTN_NAS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     if not (path / "cifar10-jpeg.tar.gz").exists():
         pytest.skip(f"real-data test: {path}/cifar10-jpeg.tar.gz not found (set ATTN_NAS_DATA)")
     return path

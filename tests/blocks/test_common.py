@@ -137,7 +137,7 @@ def test_bf16_autocast_cpu(name):
 
 
 def test_unknown_block_names_the_choices():
-    with pytest.raises(ValueError, match="unknown attention block 'sse'.*se"):
+    with pytest.raises(ValueError, match=r"unknown attention block 'sse'.*se"):
         attn_blocks.create("sse", 16)
 
 
@@ -148,7 +148,9 @@ def test_unknown_parameter_is_rejected(name):
 
 
 def test_invalid_reduction_names_block_parameter_and_rule():
-    with pytest.raises(ValueError, match=r"block 'se': parameter 'reduction'=0 .*allowed: an int >= 1"):
+    with pytest.raises(
+        ValueError, match=r"block 'se': parameter 'reduction'=0 .*allowed: an int >= 1"
+    ):
         attn_blocks.create("se", 16, reduction=0)
 
 

@@ -1,0 +1,745 @@
+"""Datasets as Lightning DataModules that keep every split in memory as tensors.
+
+Lightning's split of concerns: the model knows nothing about the data, and the search hands a
+``LightningDataModule`` to ``trainer.fit(model, datamodule=dm)``. The datasets a search trains on
+(scikit-learn's digits, CIFAR-10/100, MNIST, FashionMNIST, SVHN, small image folders) fit in memory
+once decoded, so they are held as ``(N, C, H, W)`` tensors (on the GPU when asked) and served in
+index batches: augmentation and normalisation run on the whole batch with ``torch`` ops, with no
+per-sample Python and no worker processes. Shuffling and augmentation draw from a
+``torch.Generator`` seeded from ``(seed, epoch)``, so every epoch is reproducible on its own.
+
+Splits:
+    * test: the dataset's official test split; digits (and image folders without ``test/``) hold
+      out a fixed stratified 20% that does not depend on ``split_seed``, so no run ever trains on it.
+    * val: a stratified ``val_fraction`` of the rest, drawn from ``split_seed``.
+    * train: the remainder, optionally cut to ``per_class`` images per class for fast searches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tarfile
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+
+DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashionmnist", "svhn", "imagefolder")
+TORCHVISION_DATASETS = ("cifar10", "cifar100", "mnist", "fashionmnist", "svhn")
+AUGMENTATIONS = ("none", "flip_crop")
+#: Image folders are decoded into one uint8 tensor only below this size; larger ones need a
+#: streaming pipeline (``torchvision.datasets.ImageFolder`` + ``DataLoader``), which is out of scope.
+MAX_IN_MEMORY_BYTES = 2 * 1024**3
+#: Share of each class held out as test split where the dataset has no official one.
+TEST_FRACTION = 0.2
+#: Fixed on purpose: the held-out test split must not move when ``split_seed`` changes.
+TEST_SPLIT_SEED = 0
+#: File types ``torchvision.io.decode_image`` reads (a subset of ImageFolder's extensions).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+def default_cache_dir() -> Path:
+    """``~/.cache/attention-nas``: extracted archives, decoded tensors, torchvision downloads."""
+    return Path.home() / ".cache" / "attention-nas"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class DataConfig:
+    """What to load and how to split, augment and batch it (validated on construction).
+
+    ``root`` is the download/cache folder for torchvision datasets (default
+    ``<cache_dir>/torchvision``) and, for ``imagefolder``, either a folder with ``train/`` (and
+    optionally ``test/``) in ImageFolder layout or a ``.tar.gz`` archive of that layout, extracted
+    once to ``<cache_dir>/<archive stem>-<sha256[:12]>``. ``per_class`` and ``val_per_class`` keep
+    at most that many images of each class (a deterministic subset drawn from ``split_seed``).
+    ``augment="flip_crop"`` is the dataset's standard policy (see :func:`augment_policy`).
+    """
+
+    name: str = "digits"
+    root: Path | str | None = None
+    download: bool = False
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    per_class: int | None = None
+    val_per_class: int | None = None
+    batch_size: int = 128
+    eval_batch_size: int | None = None
+    augment: str = "none"
+    image_size: int | tuple[int, int] | None = None
+    normalize: bool = True
+    cache_dir: Path | str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ValueError(f"DataConfig.name={self.name!r} is unknown; use one of {DATASETS}")
+        if self.name == "imagefolder" and self.root is None:
+            raise ValueError(
+                "DataConfig.root is required for name='imagefolder': pass a folder with train/ "
+                "(and test/) subfolders or a .tar.gz archive of that layout"
+            )
+        if self.root is not None:
+            self.root = Path(self.root).expanduser()
+        self.cache_dir = (
+            default_cache_dir() if self.cache_dir is None else Path(self.cache_dir).expanduser()
+        )
+        for flag in ("download", "normalize"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"DataConfig.{flag} must be True or False")
+        if isinstance(self.val_fraction, bool) or not 0.0 < float(self.val_fraction) < 1.0:
+            raise ValueError(
+                f"DataConfig.val_fraction={self.val_fraction!r} must lie strictly between 0 and 1"
+            )
+        if not _is_int(self.split_seed) or self.split_seed < 0:
+            raise ValueError(f"DataConfig.split_seed={self.split_seed!r} must be an int >= 0")
+        for count in ("per_class", "val_per_class", "eval_batch_size"):
+            value = getattr(self, count)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ValueError(f"DataConfig.{count}={value!r} must be None or an int >= 1")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"DataConfig.batch_size={self.batch_size!r} must be an int >= 1")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"DataConfig.augment={self.augment!r} is unknown; use one of {AUGMENTATIONS}"
+            )
+        if self.image_size is not None:
+            if self.name != "imagefolder":
+                raise ValueError(
+                    f"DataConfig.image_size only applies to name='imagefolder' (got name="
+                    f"{self.name!r}); leave it None"
+                )
+            size = self.image_size
+            size = (size, size) if _is_int(size) else tuple(size)
+            if len(size) != 2 or not all(_is_int(s) and s >= 1 for s in size):
+                raise ValueError(
+                    f"DataConfig.image_size={self.image_size!r} must be an int or (height, width) "
+                    "of ints >= 1"
+                )
+            self.image_size = size
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def pad_and_crop(images: Tensor, padding: int, offsets: Tensor) -> Tensor:
+    """Zero-pad each image by ``padding`` and crop back to its size at ``offsets`` (B, 2).
+
+    ``offsets[b] = (dy, dx)`` in ``[0, 2 * padding]`` is the crop's top-left corner in the padded
+    image, so ``(padding, padding)`` returns the image unchanged. Vectorised with gather indices.
+    """
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    offsets = offsets.to(images.device)
+    rows = offsets[:, 0, None] + torch.arange(height, device=images.device)  # (B, H)
+    cols = offsets[:, 1, None] + torch.arange(width, device=images.device)  # (B, W)
+    return padded[
+        torch.arange(batch, device=images.device)[:, None, None, None],
+        torch.arange(channels, device=images.device)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+
+
+@dataclass(frozen=True)
+class BatchAugment:
+    """Random crop with zero padding and an optional horizontal flip, applied to a whole batch.
+
+    Random numbers come from ``generator`` (a CPU generator, so CPU and GPU runs draw the same
+    crops); per batch it draws the crop offsets first, then the flip mask.
+    """
+
+    padding: int = 0
+    flip: bool = False
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        batch = images.shape[0]
+        if self.padding > 0:
+            offsets = torch.randint(0, 2 * self.padding + 1, (batch, 2), generator=generator)
+            images = pad_and_crop(images, self.padding, offsets)
+        if self.flip:
+            mask = (torch.rand(batch, generator=generator) < 0.5).to(images.device)
+            images = torch.where(mask[:, None, None, None], images.flip(-1), images)
+        return images
+
+    @property
+    def is_identity(self) -> bool:
+        return self.padding == 0 and not self.flip
+
+
+def augment_policy(name: str, augment: str, height: int) -> BatchAugment:
+    """The ``flip_crop`` policy of each dataset (``augment="none"`` gives the identity).
+
+    Crop padding follows the CIFAR standard of 4 pixels on 32 (He et al., 2016), i.e. an eighth of
+    the side: 1 on 8x8 digits, 2 on 28x28 MNIST-style images (a common choice), ``round(H / 8)``
+    on image folders. Flips are off for digit datasets (digits, MNIST, SVHN), where a mirrored
+    digit is not the same class, and on for objects and clothes (CIFAR, FashionMNIST, folders).
+    """
+    if augment == "none":
+        return BatchAugment()
+    policies = {
+        "digits": BatchAugment(padding=1, flip=False),
+        "mnist": BatchAugment(padding=2, flip=False),
+        "fashionmnist": BatchAugment(padding=2, flip=True),
+        "svhn": BatchAugment(padding=4, flip=False),
+        "cifar10": BatchAugment(padding=4, flip=True),
+        "cifar100": BatchAugment(padding=4, flip=True),
+        "imagefolder": BatchAugment(padding=max(1, round(height / 8)), flip=True),
+    }
+    return policies[name]
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split positions ``0..N-1`` into (kept, held) with ``round(fraction * n_c)`` held per class.
+
+    Every class with at least two members keeps at least one and holds out at least one; the draw
+    is a per-class permutation from ``numpy.random.default_rng(seed)``. Both outputs are sorted.
+    """
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        count = len(members)
+        n_held = min(max(round(fraction * count), 1), count - 1) if count > 1 else 0
+        held.append(members[:n_held])
+        kept.append(members[n_held:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def per_class_subset(
+    positions: np.ndarray, labels: np.ndarray, per_class: int, seed: int
+) -> np.ndarray:
+    """Keep at most ``per_class`` of ``positions`` for each class of ``labels[positions]``.
+
+    Deterministic in ``seed`` (its own random stream, independent of :func:`stratified_split`).
+    """
+    rng = np.random.default_rng((seed, 1))
+    chosen = []
+    for cls in np.unique(labels[positions]):
+        members = positions[labels[positions] == cls]
+        chosen.append(rng.permutation(members)[:per_class])
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory.
+
+    ``images`` is ``(N, C, H, W)``, uint8 in [0, 255] or floating in [0, 1]; ``labels`` int64
+    ``(N,)``. ``source_indices`` (optional) are the rows of the source pool each image came from:
+    train and val index the training pool, test the official test pool where there is one (else
+    the same pool as train), so overlaps can be audited.
+    """
+
+    images: Tensor
+    labels: Tensor
+    source_indices: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def to(self, device: torch.device) -> Split:
+        return Split(
+            self.images.to(device),
+            self.labels.to(device),
+            None if self.source_indices is None else self.source_indices.to(device),
+        )
+
+
+def _as_float(images: Tensor) -> Tensor:
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+
+
+def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation of ``images`` on the [0, 1] scale (float64 sums)."""
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64, device=images.device)
+    squares = torch.zeros_like(total)
+    for start in range(0, images.shape[0], chunk):
+        block = _as_float(images[start : start + chunk]).double()
+        total += block.sum(dim=(0, 2, 3))
+        squares += block.square().sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
+    return mean.float(), std.float()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed for ``(seed, epoch)`` via NumPy's SeedSequence."""
+    return int(np.random.SeedSequence((seed, epoch)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class TensorBatchLoader:
+    """Iterates over index batches of in-memory tensors; Lightning accepts it as a dataloader.
+
+    Each ``iter()`` is one epoch: the permutation (when ``shuffle``) and the augmentation draw
+    from a generator seeded by ``(seed, epoch)``. The epoch advances after every ``iter()``;
+    Lightning sets it explicitly through ``sampler.set_epoch`` (the loader is its own sampler), so
+    a resumed run replays the same epochs. Batches are ``(float images, int64 labels)``.
+
+    Training loaders keep every sample except a trailing batch of one, which BatchNorm cannot
+    train on; which sample that drops changes with the shuffle.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        augment: BatchAugment | None = None,
+        mean: Tensor | None = None,
+        std: Tensor | None = None,
+        seed: int = 0,
+        train: bool = False,
+    ) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = None if augment is None or augment.is_identity else augment
+        self.mean = None if mean is None else mean.to(split.images.device)[:, None, None]
+        self.std = None if std is None else std.to(split.images.device)[:, None, None]
+        self.seed = seed
+        self.train = train
+        self.epoch = 0
+
+    @property
+    def sampler(self) -> TensorBatchLoader:
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _num_samples(self) -> int:
+        count = len(self.split)
+        if self.train and count > 1 and count % self.batch_size == 1:
+            return count - 1
+        return count
+
+    def __len__(self) -> int:
+        return math.ceil(self._num_samples() / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        self.epoch += 1
+        device = self.split.images.device
+        count = len(self.split)
+        if self.shuffle:
+            order = torch.randperm(count, generator=generator).to(device)
+        else:
+            order = torch.arange(count, device=device)
+        order = order[: self._num_samples()]
+        for start in range(0, order.shape[0], self.batch_size):
+            index = order[start : start + self.batch_size]
+            images = _as_float(self.split.images[index])
+            if self.augment is not None:
+                images = self.augment(images, generator)
+            if self.mean is not None:
+                images = (images - self.mean) / self.std
+            yield images, self.split.labels[index]
+
+
+class TensorDataModule(LightningDataModule):
+    """A ``LightningDataModule`` over in-memory train/val/test :class:`Split` tensors.
+
+    ``setup`` moves the splits to ``device`` (once). With ``normalize`` the per-channel mean and
+    std are computed on the train split only and applied to every split. ``augment`` runs on train
+    batches only. ``seed`` drives shuffling and augmentation (the splits are fixed by the caller).
+    """
+
+    def __init__(
+        self,
+        train: Split,
+        val: Split,
+        test: Split,
+        *,
+        class_names: Sequence[str],
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        augment: BatchAugment | None = None,
+        normalize: bool = True,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.class_names = tuple(class_names)
+        for split_name, split in (("train", train), ("val", val), ("test", test)):
+            if split.images.ndim != 4 or split.labels.shape != (split.images.shape[0],):
+                raise ValueError(
+                    f"{split_name}: images must be (N, C, H, W) and labels (N,), got "
+                    f"{tuple(split.images.shape)} and {tuple(split.labels.shape)}"
+                )
+            if len(split) == 0:
+                raise ValueError(f"{split_name} split is empty; give it at least one image")
+            if split.images.shape[1:] != train.images.shape[1:]:
+                raise ValueError(
+                    f"{split_name} images have shape {tuple(split.images.shape[1:])}, train "
+                    f"{tuple(train.images.shape[1:])}; all splits need the same (C, H, W)"
+                )
+            if int(split.labels.min()) < 0 or int(split.labels.max()) >= len(self.class_names):
+                raise ValueError(
+                    f"{split_name} labels must lie in [0, {len(self.class_names)}) to match "
+                    "class_names"
+                )
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError("batch_size and eval_batch_size must be >= 1")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
+        self.train_split, self.val_split, self.test_split = train, val, test
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.augment = augment or BatchAugment()
+        self.seed = seed
+        self.mean: Tensor | None = None
+        self.std: Tensor | None = None
+        if normalize:
+            mean, std = channel_stats(train.images)
+            self.mean, self.std = mean, std.clamp_min(1e-6)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        channels, height, width = self.train_split.images.shape[1:]
+        return int(channels), int(height), int(width)
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train_split),
+            "val": len(self.val_split),
+            "test": len(self.test_split),
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_split.images.device != self.device:
+            self.train_split = self.train_split.to(self.device)
+            self.val_split = self.val_split.to(self.device)
+            self.test_split = self.test_split.to(self.device)
+
+    def _eval_loader(self, split: Split) -> TensorBatchLoader:
+        return TensorBatchLoader(
+            split, batch_size=self.eval_batch_size, shuffle=False, mean=self.mean, std=self.std
+        )
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return TensorBatchLoader(
+            self.train_split,
+            batch_size=self.batch_size,
+            shuffle=True,
+            augment=self.augment,
+            mean=self.mean,
+            std=self.std,
+            seed=self.seed,
+            train=True,
+        )
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._eval_loader(self.val_split)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        """Final evaluation only: searches select on train/val and never look at this split."""
+        return self._eval_loader(self.test_split)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass
+class _Source:
+    """Decoded data before splitting; ``test_images`` is None where no official test split exists."""
+
+    images: Tensor
+    labels: Tensor
+    class_names: list[str]
+    test_images: Tensor | None = None
+    test_labels: Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _load_digits() -> _Source:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Pixel values are counts 0..16 of an 4x4-block downsampling (UCI optdigits); scale to [0, 1].
+    images = torch.from_numpy(digits.images).float().div(16.0).unsqueeze(1)
+    labels = torch.from_numpy(digits.target).long()
+    return _Source(images, labels, [str(name) for name in digits.target_names])
+
+
+def _load_torchvision(cfg: DataConfig) -> _Source:
+    from torchvision import datasets
+
+    root = cfg.root if cfg.root is not None else cfg.cache_dir / "torchvision"
+    pools = {}
+    for train in (True, False):
+        try:
+            if cfg.name == "svhn":
+                pools[train] = datasets.SVHN(
+                    str(root), split="train" if train else "test", download=cfg.download
+                )
+            else:
+                dataset_cls = {
+                    "cifar10": datasets.CIFAR10,
+                    "cifar100": datasets.CIFAR100,
+                    "mnist": datasets.MNIST,
+                    "fashionmnist": datasets.FashionMNIST,
+                }[cfg.name]
+                pools[train] = dataset_cls(str(root), train=train, download=cfg.download)
+        except RuntimeError as error:
+            if cfg.download:
+                raise
+            raise FileNotFoundError(
+                f"{cfg.name} files not found under {root} (DataConfig.download=False): set "
+                "DataConfig(download=True) to fetch them once, or point DataConfig.root at a "
+                f"folder that holds them ({error})"
+            ) from error
+
+    def tensors(dataset) -> tuple[Tensor, Tensor]:
+        if cfg.name == "svhn":  # (N, 3, 32, 32) uint8 numpy, labels in .labels
+            return torch.from_numpy(dataset.data), torch.as_tensor(dataset.labels).long()
+        if cfg.name.startswith("cifar"):  # (N, 32, 32, 3) uint8 numpy
+            images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+            return images, torch.as_tensor(dataset.targets).long()
+        return dataset.data.unsqueeze(1), dataset.targets.long()  # MNIST-style (N, 28, 28) uint8
+
+    images, labels = tensors(pools[True])
+    test_images, test_labels = tensors(pools[False])
+    names = getattr(pools[True], "classes", None) or [str(i) for i in range(10)]
+    return _Source(images, labels, list(names), test_images, test_labels)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _archive_stem(path: Path) -> str:
+    name = path.name
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def extract_archive(archive: Path, cache_dir: Path) -> Path:
+    """Extract ``archive`` once to ``cache_dir/<stem>-<sha256[:12]>`` and return that folder.
+
+    Extraction goes to a temporary sibling that is renamed into place, so an interrupted run never
+    leaves a half-extracted cache; a concurrent extraction of the same archive is harmless.
+    """
+    target = cache_dir / f"{_archive_stem(archive)}-{_sha256(archive)[:12]}"
+    if target.is_dir():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")  # rejects absolute paths, links out, devices
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _dataset_folder(root: Path) -> Path:
+    """``root`` or its single subfolder, whichever holds ``train/``."""
+    if (root / "train").is_dir():
+        return root
+    children = [child for child in root.iterdir() if child.is_dir()]
+    if len(children) == 1 and (children[0] / "train").is_dir():
+        return children[0]
+    raise ValueError(
+        f"DataConfig.root: {root} has no train/ subfolder; the imagefolder layout is "
+        "train/<class>/<image> (and optionally test/<class>/<image>)"
+    )
+
+
+def _folder_samples(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
+    from torchvision.datasets.folder import make_dataset
+
+    return make_dataset(str(folder), class_to_idx, extensions=IMAGE_EXTENSIONS)
+
+
+def _fingerprint(samples: Sequence[tuple[str, int]], image_size: tuple[int, int] | None) -> str:
+    """Hash of every file's path, size and mtime plus the resize: the decoded cache's key."""
+    digest = hashlib.sha256(repr(image_size).encode())
+    for path, label in samples:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def decode_images(paths: Sequence[str], image_size: tuple[int, int] | None) -> Tensor:
+    """Decode ``paths`` as RGB into one ``(N, 3, H, W)`` uint8 tensor, resizing to ``image_size``.
+
+    Uses ``torchvision.io.decode_image`` in a loop (about 4 us per 32x32 JPEG; 60,000 CIFAR images
+    take a few seconds) and fills a preallocated tensor, refusing sets above
+    :data:`MAX_IN_MEMORY_BYTES`.
+    """
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import resize
+
+    def load(path: str) -> Tensor:
+        image = decode_image(path, mode=ImageReadMode.RGB)
+        if image_size is not None and tuple(image.shape[1:]) != image_size:
+            image = resize(image, list(image_size), antialias=True)
+        return image
+
+    first = load(paths[0])
+    shape = tuple(first.shape)
+    size_bytes = len(paths) * first.numel()
+    if size_bytes > MAX_IN_MEMORY_BYTES:
+        raise ValueError(
+            f"imagefolder: {len(paths)} images of {shape} take {size_bytes / 2**30:.1f} GiB as "
+            f"uint8, above the in-memory limit of {MAX_IN_MEMORY_BYTES / 2**30:.0f} GiB; set a "
+            "smaller DataConfig.image_size or use a streaming torchvision ImageFolder pipeline"
+        )
+    out = torch.empty((len(paths), *shape), dtype=torch.uint8)
+    out[0] = first
+    for row, path in enumerate(paths[1:], start=1):
+        image = load(path)
+        if tuple(image.shape) != shape:
+            raise ValueError(
+                f"imagefolder: {path} is {tuple(image.shape)} but {paths[0]} is {shape}; set "
+                "DataConfig.image_size to resize every image to one size"
+            )
+        out[row] = image
+    return out
+
+
+def _load_imagefolder(cfg: DataConfig) -> _Source:
+    from torchvision.datasets.folder import find_classes
+
+    root = cfg.root
+    is_archive = root.is_file() and root.name.endswith(ARCHIVE_SUFFIXES)
+    if is_archive:
+        root = extract_archive(root, cfg.cache_dir)
+    elif not root.is_dir():
+        raise ValueError(
+            f"DataConfig.root={cfg.root} is neither a folder nor a {ARCHIVE_SUFFIXES} archive"
+        )
+    folder = _dataset_folder(root)
+    class_names, class_to_idx = find_classes(str(folder / "train"))
+    splits = {"train": _folder_samples(folder / "train", class_to_idx)}
+    if (folder / "test").is_dir():
+        test_names, _ = find_classes(str(folder / "test"))
+        if test_names != class_names:
+            raise ValueError(
+                f"DataConfig.root: test/ classes {test_names} differ from train/ classes "
+                f"{class_names}; both need the same class subfolders"
+            )
+        splits["test"] = _folder_samples(folder / "test", class_to_idx)
+
+    key = _fingerprint([s for samples in splits.values() for s in samples], cfg.image_size)
+    cache_file = (
+        folder / f"decoded-{key}.pt"
+        if is_archive
+        else cfg.cache_dir / "decoded" / f"{folder.name}-{key}.pt"
+    )
+    if cache_file.is_file():
+        tensors = torch.load(cache_file, weights_only=True)
+    else:
+        tensors = {}
+        for split, samples in splits.items():
+            tensors[f"{split}_images"] = decode_images([p for p, _ in samples], cfg.image_size)
+            tensors[f"{split}_labels"] = torch.tensor([label for _, label in samples])
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(tensors, partial)
+        os.replace(partial, cache_file)
+
+    source = _Source(tensors["train_images"], tensors["train_labels"], list(class_names))
+    if "test" in splits:
+        source.test_images, source.test_labels = tensors["test_images"], tensors["test_labels"]
+    else:
+        message = (
+            f"imagefolder: {folder} has no test/ folder; holding out a fixed stratified "
+            f"{TEST_FRACTION:.0%} of train/ as the test split"
+        )
+        warnings.warn(message, UserWarning, stacklevel=3)
+        source.notes.append(message)
+    return source
+
+
+def build_datamodule(
+    cfg: DataConfig, *, device: str | torch.device = "cpu", seed: int = 0
+) -> TensorDataModule:
+    """Load ``cfg``'s dataset, split it, and wrap it in a :class:`TensorDataModule`.
+
+    ``cfg.split_seed`` fixes the train/val split and the per-class subsets; ``seed`` the
+    shuffling and augmentation of training batches.
+    """
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an int >= 0")
+    if cfg.name == "digits":
+        source = _load_digits()
+    elif cfg.name == "imagefolder":
+        source = _load_imagefolder(cfg)
+    else:
+        source = _load_torchvision(cfg)
+
+    labels = source.labels.numpy()
+    if source.test_images is None:
+        pool, test_rows = stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED)
+        test_images, test_labels = source.images, source.labels
+    else:
+        pool, test_rows = np.arange(len(labels)), np.arange(len(source.test_labels))
+        test_images, test_labels = source.test_images, source.test_labels
+    kept, held = stratified_split(labels[pool], cfg.val_fraction, cfg.split_seed)
+    train_rows, val_rows = pool[kept], pool[held]
+    if cfg.per_class is not None:
+        train_rows = per_class_subset(train_rows, labels, cfg.per_class, cfg.split_seed)
+    if cfg.val_per_class is not None:
+        val_rows = per_class_subset(val_rows, labels, cfg.val_per_class, cfg.split_seed)
+
+    def take(images: Tensor, targets: Tensor, rows: np.ndarray) -> Split:
+        index = torch.from_numpy(rows).long()
+        return Split(images[index], targets[index], index)
+
+    datamodule = TensorDataModule(
+        take(source.images, source.labels, train_rows),
+        take(source.images, source.labels, val_rows),
+        take(test_images, test_labels, test_rows),
+        class_names=source.class_names,
+        batch_size=cfg.batch_size,
+        eval_batch_size=cfg.eval_batch_size,
+        augment=augment_policy(cfg.name, cfg.augment, int(source.images.shape[-2])),
+        normalize=cfg.normalize,
+        device=device,
+        seed=seed,
+    )
+    datamodule.config = cfg
+    datamodule.notes = source.notes
+    return datamodule

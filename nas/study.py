@@ -1,0 +1,470 @@
+"""Running a search: storage, samplers, the per-trial objective, workers, resume.
+
+Data flows one way: config -> space -> spec -> model -> trainer -> trial values. Each trial
+stores its ArchSpec (``arch``), its one-line ``summary``, its ``digest`` and every ``cost`` in its
+user attrs before training starts, so optuna-dashboard and the report see them, and so the
+multi-objective pruners can compare a running trial with trials that cost no more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+from search_spaces.build import build_model
+from search_spaces.cost import model_cost
+from tqdm.auto import tqdm
+
+from search_spaces.space import suggest_arch
+
+from .config import StudyConfig
+from .data import build_datamodule
+from .pruning import MOASHAPruner, ParetoPercentilePruner, PruningCallback, finish_pruned
+from .training import ClassifierModule, build_trainer
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+# -- storage and study ----------------------------------------------------------------------------
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``: a database URL (``postgresql://``, ``sqlite:///``) or a
+    journal file path (the local default, safe for several processes on one machine)."""
+    if "://" in url:
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as exc:  # SQLAlchemy raises many types; the message is what matters
+            raise RuntimeError(f"cannot open storage {url!r}: {exc}") from None
+    path = Path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded with ``study.seed + worker`` (workers must differ)."""
+    seed = cfg.study.seed + worker
+    constraints = _constraints_func if cfg.objectives.constraints else None
+    name = cfg.study.sampler
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            population_size=cfg.study.population_size, seed=seed, constraints_func=constraints
+        )
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            multivariate=True,
+            group=True,
+            constant_liar=True,
+            n_startup_trials=cfg.study.population_size,
+            seed=seed,
+            constraints_func=constraints,
+        )
+    if name == "gp":
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=cfg.study.population_size, constraints_func=constraints
+        )
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    p = cfg.pruning
+    costs = tuple(cfg.objectives.minimize)
+    if p.pruner == "pareto":
+        return ParetoPercentilePruner(
+            percentile=p.percentile,
+            cost_names=costs,
+            n_startup_trials=p.n_startup_trials,
+            n_warmup_epochs=p.n_warmup_epochs,
+        )
+    if p.pruner == "moasha":
+        return MOASHAPruner(
+            min_epochs=p.min_epochs, reduction_factor=p.reduction_factor, cost_names=costs
+        )
+    if p.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_epochs
+        )
+    if p.pruner == "percentile":
+        return optuna.pruners.PercentilePruner(
+            p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_epochs
+        )
+    if p.pruner == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_epochs, reduction_factor=p.reduction_factor
+        )
+    return optuna.pruners.NopPruner()
+
+
+def load_or_create_study(
+    cfg: StudyConfig, storage: str | None = None, worker: int = 0
+) -> optuna.Study:
+    """Create the study, or load it to resume; the config is stored with the study.
+
+    Re-running the same config resumes. A different config under the same study name is refused
+    (its trials would not be comparable) with the fields that differ.
+    """
+    url = storage or cfg.study.storage_url()
+    study = optuna.create_study(
+        study_name=cfg.study.name,
+        storage=open_storage(url),
+        directions=cfg.objectives.directions,
+        sampler=make_sampler(cfg, worker),
+        pruner=make_pruner(cfg),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get("config")
+    current = cfg.to_dict()
+    comparable = {k: v for k, v in current.items() if k != "study"}
+    if stored is None:
+        study.set_user_attr("config", current)
+        study.set_metric_names(cfg.objectives.names)
+    else:
+        old = {k: v for k, v in stored.items() if k != "study"}
+        if old != comparable:
+            changed = sorted(
+                f"{section}.{key}"
+                for section in comparable
+                for key in set(comparable[section]) | set(old.get(section, {}))
+                if comparable[section].get(key) != old.get(section, {}).get(key)
+            )
+            raise ValueError(
+                f"study {cfg.study.name!r} in {url} was created with a different config "
+                f"(changed: {', '.join(changed)}); use a new study.name, or restore the old values"
+            )
+    return study
+
+
+def _constraints_func(trial: FrozenTrial) -> list[float]:
+    return list(trial.user_attrs.get("constraints", [0.0]))
+
+
+# -- one trial ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialOutcome:
+    state: TrialState
+    values: list[float] | None = None
+
+
+class TrialRunner:
+    """Runs trials of one study in this process: data loaded once, a model and Trainer per trial."""
+
+    def __init__(
+        self, cfg: StudyConfig, study: optuna.Study, *, device: str = "cpu", progress: bool = True
+    ) -> None:
+        self.cfg = cfg
+        self.study = study
+        self.device = device
+        self.progress = progress
+        self.datamodule = build_datamodule(cfg.data, device=device, seed=cfg.study.seed)
+        self.datamodule.prepare_data()
+        self.datamodule.setup("fit")
+        self.pruner = study.pruner
+
+    def run(self, trial: optuna.Trial) -> TrialOutcome:
+        cfg = self.cfg
+        dm = self.datamodule
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        spec = suggest_arch(
+            trial, cfg.space, in_channels=dm.in_channels, num_classes=dm.num_classes
+        )
+        seed = cfg.study.seed + trial.number
+        trial.set_user_attr("arch", spec.to_dict())
+        trial.set_user_attr("summary", spec.summary())
+        trial.set_user_attr("digest", spec.digest())
+        trial.set_user_attr("seed", seed)
+
+        duplicate = self._completed_duplicate(spec.digest(), trial.number)
+        if duplicate is not None:
+            trial.set_user_attr("duplicate_of", duplicate.number)
+            for key in ("cost", "constraints", "val_history", "epochs_run"):
+                if key in duplicate.user_attrs:
+                    trial.set_user_attr(key, duplicate.user_attrs[key])
+            return TrialOutcome(TrialState.COMPLETE, list(duplicate.values))
+
+        model = build_model(spec, seed=seed)
+        cost = model_cost(
+            model,
+            (1, *dm.input_shape),
+            latency=cfg.objectives.needs_latency,
+            batch_size=cfg.objectives.latency_batch,
+        ).to_dict()
+        trial.set_user_attr("cost", cost)
+        if cfg.objectives.constraints:
+            trial.set_user_attr(
+                "constraints", [cost[k] - cap for k, cap in cfg.objectives.constraints.items()]
+            )
+
+        module = ClassifierModule(spec=spec, model=model, training=cfg.training, seed=seed)
+        callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=self.pruner)]
+        if self.progress:
+            callbacks.append(EpochProgress(trial.number, cfg.training.epochs))
+        trainer = build_trainer(
+            cfg.training,
+            seed=seed,
+            callbacks=callbacks,
+            accelerator="gpu" if self.device.startswith("cuda") else "cpu",
+        )
+        history = module.val_history
+        try:
+            trainer.fit(module, datamodule=dm)
+        except optuna.TrialPruned:
+            self._store_history(trial, history)
+            trial.set_user_attr("pruned_at_epoch", len(history))
+            return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
+        except SystemExit:
+            # Lightning turns Ctrl-C into SystemExit after a graceful shutdown.
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            # Lightning ignores SIGINT after an interrupt; give Ctrl-C back to the user.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        self._store_history(trial, history)
+        return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
+
+    def _values(self, accuracy: float, cost: dict[str, float]) -> list[float]:
+        return [float(accuracy)] + [float(cost[name]) for name in self.cfg.objectives.minimize]
+
+    @staticmethod
+    def _store_history(trial: optuna.Trial, history: list[dict]) -> None:
+        trial.set_user_attr("val_history", [dict(h) for h in history])
+        trial.set_user_attr("epochs_run", len(history))
+
+    def _completed_duplicate(self, digest: str, number: int) -> FrozenTrial | None:
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number != number and t.user_attrs.get("digest") == digest:
+                return t
+        return None
+
+
+class EpochProgress(lightning.Callback):
+    """One tqdm bar per trial, advanced per validation epoch, showing val_acc."""
+
+    def __init__(self, trial_number: int, epochs: int) -> None:
+        self.trial_number = trial_number
+        self.epochs = epochs
+        self.bar: tqdm | None = None
+
+    def on_fit_start(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        self.bar = tqdm(
+            total=self.epochs,
+            desc=f"trial {self.trial_number}",
+            unit="epoch",
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def on_validation_epoch_end(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        if self.bar is None or trainer.sanity_checking:
+            return
+        acc = trainer.callback_metrics.get("val_acc")
+        self.bar.set_postfix(val_acc=f"{float(acc):.3f}" if acc is not None else "-")
+        self.bar.update(1)
+
+    def teardown(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, stage: str
+    ) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# -- the search loop ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _ask_lock(cfg: StudyConfig, storage: str | None) -> Iterator[None]:
+    """Serialise "count trials, then ask" between local processes so that N workers start
+    exactly ``n_trials`` trials. Databases shared by several machines rely on counts alone."""
+    url = storage or cfg.study.storage_url()
+    if "://" in url:
+        yield
+        return
+    lock_path = Path(url).with_suffix(".ask.lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+    """Mark RUNNING trials whose worker process on this host is gone as FAIL.
+
+    A process killed mid-trial leaves its trial RUNNING; this makes sure it is never counted as
+    complete and that its budget is given to a new trial. Returns the trial numbers failed.
+    """
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        w_host, _, pid = worker.rpartition(":")
+        if w_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            study._storage.set_trial_user_attr(
+                t._trial_id, "fail_reason", "worker process died mid-trial"
+            )
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            failed.append(t.number)
+    return failed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _count(study: optuna.Study) -> tuple[int, int, int]:
+    trials = study.get_trials(deepcopy=False)
+    started = sum(t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    return started, failed, len(trials)
+
+
+def run_worker(
+    cfg: StudyConfig,
+    *,
+    storage: str | None = None,
+    worker: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> int:
+    """Run trials until the study has ``n_trials`` finished or running trials; returns how many
+    trials this worker ran. Failed trials (NaN loss, out of memory, errors) are recorded with
+    their reason and do not count towards ``n_trials``; after ``n_trials`` failures the search
+    stops, since something is wrong with the setup rather than with one architecture."""
+    study = load_or_create_study(cfg, storage, worker)
+    runner = TrialRunner(cfg, study, device=device, progress=progress)
+    deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
+    ran = 0
+    bar = _trial_bar(cfg, study) if progress else None
+    while time.monotonic() < deadline:
+        with _ask_lock(cfg, storage):
+            fail_orphaned_trials(study)
+            started, failed, _ = _count(study)
+            if started >= cfg.study.n_trials:
+                break
+            if failed >= cfg.study.n_trials:
+                raise RuntimeError(
+                    f"{failed} trials failed; see their fail_reason user attrs (nas status)"
+                )
+            trial = study.ask()
+        ran += 1
+        try:
+            outcome = runner.run(trial)
+        except KeyboardInterrupt:
+            _fail(study, trial, "interrupted by the user (Ctrl-C); re-run the command to resume")
+            raise
+        except Exception as exc:  # NaN loss, out of memory, a broken block: the study goes on
+            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            _fail(study, trial, f"{type(exc).__name__}: {exc}")
+            if bar is not None:
+                bar.update(1)
+            continue
+        if outcome.state == TrialState.PRUNED:
+            if len(cfg.objectives.directions) > 1:
+                finish_pruned(study, trial, outcome.values)
+            else:
+                study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, outcome.values)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return ran
+
+
+def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("fail_reason", reason[:2000])
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def _trial_bar(cfg: StudyConfig, study: optuna.Study) -> tqdm:
+    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    return tqdm(
+        total=cfg.study.n_trials,
+        initial=min(done, cfg.study.n_trials),
+        desc="trials",
+        unit="trial",
+        dynamic_ncols=True,
+    )
+
+
+def _worker_main(
+    cfg_dict: dict, storage: str | None, worker: int, threads: int, device: str
+) -> None:
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    cfg = StudyConfig.from_dict(cfg_dict)
+    with contextlib.suppress(KeyboardInterrupt):
+        run_worker(cfg, storage=storage, worker=worker, device=device, progress=False)
+
+
+def run_search(
+    cfg: StudyConfig, *, storage: str | None = None, workers: int = 1, progress: bool = True
+) -> optuna.Study:
+    """Run (or resume) the study with ``workers`` local processes; returns the study.
+
+    Threads per worker are ``cores // workers`` so workers do not oversubscribe the CPU; with
+    GPUs, worker i uses GPU ``i % n_gpus``.
+    """
+    if workers < 1:
+        raise ValueError("--workers must be >= 1")
+    gpus = torch.cuda.device_count()
+    # Create the study (and store its config) once, before workers race to do it.
+    load_or_create_study(cfg, storage)
+    if workers == 1:
+        device = "cuda:0" if gpus else "cpu"
+        run_worker(cfg, storage=storage, device=device, progress=progress)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(
+                target=_worker_main,
+                args=(cfg.to_dict(), storage, i, threads, f"cuda:{i % gpus}" if gpus else "cpu"),
+            )
+            for i in range(workers)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            for p in procs:
+                p.join()
+            raise
+        bad = [p.exitcode for p in procs if p.exitcode]
+        if bad:
+            raise RuntimeError(f"{len(bad)} worker(s) exited with errors (exit codes {bad})")
+    return load_or_create_study(cfg, storage)

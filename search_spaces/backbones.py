@@ -1,0 +1,403 @@
+"""Backbones with named insertion sites.
+
+Every backbone exposes its sites (``stage<i>.<j>``: stage ``i`` from 1, block ``j`` from 0
+within the stage) without being built, so search spaces can enumerate them cheaply, and builds a
+plain model (no attention) that :func:`search_spaces.insertion.insert_attention` patches.
+
+* ``cifar_resnet`` (He et al. 2016, Sec. 4.2): 3x3 stem, three stages of ``(depth - 2) / 6``
+  basic blocks at ``width``, ``2 width`` and ``4 width`` channels, option-A (parameter-free)
+  shortcuts; aliases ``resnet8``, ``resnet20``, ``resnet56`` fix the depth.
+* ``resnet18``, ``resnet34``, ``resnet50``: torchvision's models with random weights;
+  ``small_input`` swaps the 7x7/2 stem and max-pool for a 3x3/1 stem, as is usual on CIFAR.
+* ``mobilenet_v2``: torchvision's model. SENet's integrations are defined for residual units,
+  so the sites are the inverted-residual blocks with a residual connection (stride 1 and equal
+  in/out channels); stage ``i`` is row ``i`` of the paper's Table 2 and ``j`` the block's index
+  in that row, so at ``width_mult=1`` the sites are in stages 2-6 and none starts at ``.0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torchvision.models._utils import _make_divisible
+
+from .insertion import AttentiveResidual
+
+
+@dataclass(frozen=True)
+class Site:
+    """One insertion site: ``name`` ``stage<i>.<j>`` and the ``path`` of its module in the model."""
+
+    name: str
+    stage: int
+    index: int
+    path: str
+
+
+# --- the CIFAR ResNet -------------------------------------------------------------------------
+
+
+class ShortcutA(nn.Module):
+    """He et al. 2016's option A: subsample by ``stride`` and zero-pad the new channels.
+
+    Parameter-free, so ResNet-20 keeps its 0.27M parameters; the padding is split evenly
+    between the front and the back of the channel axis.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError(
+                "ShortcutA cannot reduce channels; out_channels must be >= in_channels"
+            )
+        self.stride = stride
+        self.pad_front = (out_channels - in_channels) // 2
+        self.pad_back = out_channels - in_channels - self.pad_front
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, [0, 0, 0, 0, self.pad_front, self.pad_back])
+
+
+class CifarBasicBlock(AttentiveResidual):
+    """Two 3x3 conv-BN layers and an identity / option-A shortcut, with an attention slot.
+
+    The block natively carries ``attn`` and ``position`` (see
+    :class:`~search_spaces.insertion.AttentiveResidual`); without attention it is the plain
+    basic block of He et al. 2016.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = ShortcutA(in_channels, out_channels, stride)
+
+    def _residual_branch(self, x: Tensor) -> Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+
+    def _shortcut_branch(self, x: Tensor) -> Tensor:
+        if self.downsample is not None:
+            return self.downsample(x)
+        return x
+
+    def _merge(self, branch: Tensor, shortcut: Tensor) -> Tensor:
+        return self.relu(branch + shortcut)
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs (He et al. 2016, Sec. 4.2): depth ``6n + 2``.
+
+    Module names follow torchvision (``conv1``, ``bn1``, ``layer1``..``layer3``, ``fc``).
+    Convolutions get Kaiming-normal init (fan-out, as in the authors' Torch code). With
+    ``zero_init_residual`` the last BN of each residual branch starts at zero (Goyal et al.
+    2017), so each block starts as the identity -- and attention at the ``standard`` position
+    then sees an all-zero input at initialisation.
+    """
+
+    def __init__(
+        self,
+        depth: int = 20,
+        width: int = 16,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_cifar_depth(depth)
+        blocks_per_stage = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        channels = width
+        for stage in range(3):
+            out_channels = width * 2**stage
+            blocks = []
+            for index in range(blocks_per_stage):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(CifarBasicBlock(channels, out_channels, stride))
+                channels = out_channels
+            self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, CifarBasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def _check_cifar_depth(depth: Any) -> None:
+    reason = _cifar_depth_reason(depth)
+    if reason is not None:
+        raise ValueError(f"depth={depth!r} is invalid: {reason}")
+
+
+def _cifar_depth_reason(depth: Any) -> str | None:
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        return f"expected an int, got {type(depth).__name__}"
+    if depth < 8 or (depth - 2) % 6:
+        return "a CIFAR ResNet has depth 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
+    return None
+
+
+# --- torchvision models -----------------------------------------------------------------------
+
+_TV_RESNET_LAYERS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3)}
+
+#: MobileNetV2's bottleneck rows (Sandler et al. 2018, Table 2): expansion t, channels c,
+#: repeats n, first stride s -- the same rows torchvision builds.
+_MBV2_ROWS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+_MBV2_STEM_CHANNELS = 32
+
+
+def _kaiming_conv(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def _build_tv_resnet(name: str, in_channels: int, num_classes: int, args: dict) -> nn.Module:
+    model = getattr(torchvision.models, name)(
+        weights=None, num_classes=num_classes, zero_init_residual=args["zero_init_residual"]
+    )
+    if args["small_input"]:
+        model.conv1 = _kaiming_conv(in_channels, model.conv1.out_channels, 3, 1)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = _kaiming_conv(in_channels, model.conv1.out_channels, 7, 2)
+    return model
+
+
+def _tv_resnet_sites(name: str, args: dict) -> list[Site]:
+    return [
+        Site(f"stage{stage}.{index}", stage, index, f"layer{stage}.{index}")
+        for stage, count in enumerate(_TV_RESNET_LAYERS[name], start=1)
+        for index in range(count)
+    ]
+
+
+def _build_mobilenet_v2(in_channels: int, num_classes: int, args: dict) -> nn.Module:
+    model = torchvision.models.mobilenet_v2(
+        weights=None, num_classes=num_classes, width_mult=args["width_mult"]
+    )
+    stem = model.features[0][0]
+    if args["small_input"] or in_channels != 3:
+        stride = 1 if args["small_input"] else 2
+        model.features[0][0] = _kaiming_conv(in_channels, stem.out_channels, 3, stride)
+    return model
+
+
+def _mobilenet_v2_sites(args: dict) -> list[Site]:
+    """The residual inverted-residual blocks, computed as torchvision builds them."""
+    width_mult = args["width_mult"]
+    channels = _make_divisible(_MBV2_STEM_CHANNELS * width_mult, 8)
+    feature = 1  # features.0 is the stem
+    sites = []
+    for stage, (_, c, n, s) in enumerate(_MBV2_ROWS, start=1):
+        out_channels = _make_divisible(c * width_mult, 8)
+        for index in range(n):
+            if (s if index == 0 else 1) == 1 and channels == out_channels:
+                sites.append(Site(f"stage{stage}.{index}", stage, index, f"features.{feature}"))
+            channels = out_channels
+            feature += 1
+    return sites
+
+
+def _cifar_sites(args: dict) -> list[Site]:
+    per_stage = (args["depth"] - 2) // 6
+    return [
+        Site(f"stage{stage}.{index}", stage, index, f"layer{stage}.{index}")
+        for stage in (1, 2, 3)
+        for index in range(per_stage)
+    ]
+
+
+def _build_cifar(in_channels: int, num_classes: int, args: dict) -> nn.Module:
+    return CifarResNet(
+        depth=args["depth"],
+        width=args["width"],
+        in_channels=in_channels,
+        num_classes=num_classes,
+        zero_init_residual=args["zero_init_residual"],
+    )
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackboneArg:
+    """One backbone argument: ``check`` returns ``None`` when valid, else a short reason."""
+
+    name: str
+    default: Any
+    allowed: str
+    check: Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class _Backbone:
+    name: str
+    args: tuple[BackboneArg, ...]
+    sites: Callable[[dict], list[Site]]
+    build: Callable[[int, int, dict], nn.Module]
+    #: arguments an alias pins (``resnet20`` is ``cifar_resnet`` with ``depth=20``)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _bool_reason(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected a bool, got {type(value).__name__}"
+
+
+def _positive_int_reason(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"expected an int, got {type(value).__name__}"
+    return None if value >= 1 else "must be >= 1"
+
+
+def _positive_float_reason(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {type(value).__name__}"
+    return None if value > 0 and math.isfinite(value) else "must be a finite number > 0"
+
+
+_ZERO_INIT = BackboneArg("zero_init_residual", False, "a bool", _bool_reason)
+_SMALL_INPUT = BackboneArg("small_input", False, "a bool", _bool_reason)
+_CIFAR_ARGS = (
+    BackboneArg("depth", 20, "an int 6n + 2 with n >= 1 (8, 14, 20, ...)", _cifar_depth_reason),
+    BackboneArg("width", 16, "an int >= 1 (channels of stage 1)", _positive_int_reason),
+    _ZERO_INIT,
+)
+
+_BACKBONES: dict[str, _Backbone] = {
+    "cifar_resnet": _Backbone("cifar_resnet", _CIFAR_ARGS, _cifar_sites, _build_cifar),
+    **{
+        f"resnet{depth}": _Backbone(
+            f"resnet{depth}",
+            _CIFAR_ARGS,
+            _cifar_sites,
+            _build_cifar,
+            fixed={"depth": depth},
+        )
+        for depth in (8, 20, 56)
+    },
+    **{
+        name: _Backbone(
+            name,
+            (_SMALL_INPUT, _ZERO_INIT),
+            lambda args, name=name: _tv_resnet_sites(name, args),
+            lambda i, n, args, name=name: _build_tv_resnet(name, i, n, args),
+        )
+        for name in _TV_RESNET_LAYERS
+    },
+    "mobilenet_v2": _Backbone(
+        "mobilenet_v2",
+        (
+            BackboneArg("width_mult", 1.0, "a finite number > 0", _positive_float_reason),
+            _SMALL_INPUT,
+        ),
+        _mobilenet_v2_sites,
+        _build_mobilenet_v2,
+    ),
+}
+
+
+def available_backbones() -> list[str]:
+    """Names of the registered backbones."""
+    return sorted(_BACKBONES)
+
+
+def _get(name: str) -> _Backbone:
+    try:
+        return _BACKBONES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
+        ) from None
+
+
+def validate_backbone_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``args`` with the defaults filled in, or raise ``ValueError``.
+
+    An alias does not take the arguments it pins (``resnet20`` takes no ``depth``).
+    """
+    backbone = _get(name)
+    known = {a.name: a for a in backbone.args if a.name not in backbone.fixed}
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        pinned = [k for k in unknown if k in backbone.fixed]
+        hint = (
+            f" ({name} fixes {', '.join(f'{k}={backbone.fixed[k]}' for k in pinned)}; "
+            "use cifar_resnet to choose it)"
+            if pinned
+            else ""
+        )
+        raise ValueError(
+            f"backbone {name!r} got unknown argument(s) {unknown}{hint}; "
+            f"it takes {sorted(known) or 'no arguments'}"
+        )
+    full = {k: a.default for k, a in known.items()}
+    for key, value in args.items():
+        reason = known[key].check(value)
+        if reason is not None:
+            raise ValueError(
+                f"backbone {name!r}: argument {key}={value!r} is invalid ({reason}); "
+                f"allowed: {known[key].allowed}"
+            )
+        full[key] = value
+    return full
+
+
+def _resolved_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    return {**validate_backbone_args(name, args), **_get(name).fixed}
+
+
+def backbone_sites(name: str, **args: Any) -> list[Site]:
+    """The insertion sites of backbone ``name`` in network order, without building it."""
+    return _get(name).sites(_resolved_args(name, args))
+
+
+def stage_names(name: str, **args: Any) -> list[str]:
+    """The stages that hold at least one site, in order (``["stage1", "stage2", ...]``)."""
+    return list(dict.fromkeys(f"stage{site.stage}" for site in backbone_sites(name, **args)))
+
+
+def build_backbone(
+    name: str, in_channels: int = 3, num_classes: int = 10, **args: Any
+) -> nn.Module:
+    """Backbone ``name`` with random weights and no attention."""
+    for field_name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field_name} must be a positive int, got {value!r}")
+    return _get(name).build(in_channels, num_classes, _resolved_args(name, args))

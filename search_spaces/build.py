@@ -1,0 +1,53 @@
+"""``build_model``: turn an :class:`~search_spaces.spec.ArchSpec` into a ``nn.Module``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .backbones import backbone_sites, build_backbone
+from .insertion import insert_attention
+from .spec import ArchSpec
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Seed the CPU generator for the block, then give the caller back its RNG state."""
+    if seed is None:
+        yield
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int or None, got {seed!r}")
+    # Models are built on the CPU, so only the CPU generator is seeded and restored; CUDA
+    # generators are left alone (torch.manual_seed would reseed them too).
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
+def build_model(spec: ArchSpec, seed: int | None = None) -> nn.Module:
+    """Build the backbone of ``spec`` and insert its attention blocks.
+
+    The same ``seed`` gives the same ``state_dict``; the caller's global RNG state is left as
+    it was (with ``seed=None`` the global generator is used, like any ``nn.Module``). Sites
+    absent from ``spec.sites`` get no attention. The returned model carries the spec as
+    ``model.arch_spec``.
+    """
+    sites = {site.name: site for site in backbone_sites(spec.backbone, **spec.backbone_args)}
+    unknown = sorted(set(spec.sites) - set(sites))
+    if unknown:
+        raise ValueError(
+            f"spec has site(s) {unknown} that backbone {spec.backbone!r} does not have; "
+            f"its sites are {list(sites)}"
+        )
+    with _seeded(seed):
+        model = build_backbone(
+            spec.backbone, spec.in_channels, spec.num_classes, **spec.backbone_args
+        )
+        mapping = {sites[name].path: choice for name, choice in spec.attended_sites().items()}
+        insert_attention(model, mapping)
+    model.arch_spec = spec
+    return model
