@@ -43,9 +43,9 @@ class BlockChoice:
 
     def __post_init__(self) -> None:
         info = attn_blocks.info(self.block)  # raises on an unknown name
-        full = info.validate(dict(self.params))
-        canonical = {k: _canonical_param(full[k]) for k in sorted(full)}
-        object.__setattr__(self, "params", canonical)
+        given = {k: _canonical_param(v) for k, v in dict(self.params).items()}
+        full = info.validate(given)
+        object.__setattr__(self, "params", {k: _canonical_param(full[k]) for k in sorted(full)})
         if self.position not in POSITIONS:
             raise ValueError(
                 f"position {self.position!r} is invalid for block {self.block!r}; "
@@ -59,11 +59,20 @@ class BlockChoice:
         return self.block == "none"
 
     def label(self) -> str:
-        """``se(r=8)@post``; ``none`` for an empty site."""
+        """``se(r=8)@post``; ``none`` for an empty site.
+
+        Shows the reduction and kernel size (what the search varies) and any other parameter only
+        where it differs from the block's default.
+        """
         if self.is_none:
             return "none"
+        defaults = attn_blocks.info(self.block).defaults
         short = {"reduction": "r", "kernel_size": "k"}
-        args = ",".join(f"{short.get(k, k)}={v}" for k, v in self.params.items())
+        args = ",".join(
+            f"{short.get(k, k)}={v}"
+            for k, v in sorted(self.params.items(), key=lambda kv: (kv[0] not in short, kv[0]))
+            if k in short or v != defaults[k]
+        )
         return f"{self.block}({args})@{self.position}" if args else f"{self.block}@{self.position}"
 
     def to_dict(self) -> dict[str, Any]:

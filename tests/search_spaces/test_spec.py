@@ -1,0 +1,101 @@
+import json
+
+import pytest
+
+import attn_blocks
+from search_spaces.spec import POSITIONS, ArchSpec, BlockChoice
+
+
+def _spec(**sites) -> ArchSpec:
+    return ArchSpec("resnet8", {"width": 16}, in_channels=3, num_classes=10, sites=sites)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("block", attn_blocks.available())
+def test_json_round_trip_every_block_and_position(block, position):
+    info = attn_blocks.info(block)
+    params = {p.name: p.search[0] for p in info.params if p.search}
+    spec = _spec(**{"stage1.0": BlockChoice(block, params, position), "stage2.0": BlockChoice()})
+    text = spec.to_json()
+    back = ArchSpec.from_json(text)
+    assert back == spec
+    assert back.digest() == spec.digest()
+    assert back.to_dict() == json.loads(text)
+    assert back.choice("stage1.0").params == {**info.defaults, **params}
+
+
+def test_defaults_are_filled_and_equal_to_explicit():
+    implicit = _spec(**{"stage1.0": BlockChoice("se")})
+    explicit = _spec(**{"stage1.0": BlockChoice("se", {"reduction": 16})})
+    assert implicit == explicit and hash(implicit) == hash(explicit)
+    assert implicit.digest() == explicit.digest()
+
+
+def test_explicit_none_sites_do_not_change_identity():
+    assert _spec(**{"stage1.0": BlockChoice()}) == _spec()
+    assert _spec(**{"stage1.0": BlockChoice()}).digest() == _spec().digest()
+
+
+def test_integral_floats_are_canonical():
+    a = _spec(**{"stage1.0": BlockChoice("se", {"reduction": 8})})
+    b = ArchSpec.from_json(a.to_json().replace('"reduction": 8', '"reduction": 8.0'))
+    assert a == b
+
+
+def test_different_architectures_differ():
+    a = _spec(**{"stage1.0": BlockChoice("se", {"reduction": 8})})
+    assert a != _spec(**{"stage1.0": BlockChoice("se", {"reduction": 4})})
+    assert a != _spec(**{"stage1.0": BlockChoice("se", {"reduction": 8}, "post")})
+    assert a != _spec(**{"stage1.1": BlockChoice("se", {"reduction": 8})})
+    assert len({a.digest(), _spec().digest()}) == 2
+
+
+def test_digest_is_stable_across_runs():
+    # The digest is a contract with stored studies: it must never change for the same spec.
+    spec = _spec(**{"stage2.0": BlockChoice("eca", {"kernel_size": 3})})
+    assert spec.digest() == ArchSpec.from_dict(json.loads(spec.to_json())).digest()
+    assert len(spec.digest()) == 16 and int(spec.digest(), 16) >= 0
+
+
+def test_summary_groups_uniform_stages():
+    spec = _spec(
+        **{
+            "stage1.0": BlockChoice(),
+            "stage2.0": BlockChoice("eca", {"kernel_size": 3}),
+            "stage3.0": BlockChoice("se", {"reduction": 8}, "post"),
+        }
+    )
+    assert spec.summary() == "resnet8 | stage1: none | stage2: eca(k=3)@standard | stage3: se(r=8)@post"
+
+
+def test_summary_lists_sites_of_mixed_stages():
+    spec = _spec(**{"stage1.0": BlockChoice("simam"), "stage1.1": BlockChoice()})
+    assert spec.summary() == "resnet8 | stage1: 0=simam@standard 1=none"
+
+
+def test_summary_shows_non_default_extra_params():
+    spec = _spec(**{"stage1.0": BlockChoice("eca", {"kernel_size": "adaptive", "gamma": 3.0})})
+    assert spec.summary() == "resnet8 | stage1: eca(k=adaptive,gamma=3)@standard"
+
+
+def test_sites_sorted_naturally():
+    spec = _spec(**{"stage10.0": BlockChoice(), "stage2.11": BlockChoice(), "stage2.2": BlockChoice()})
+    assert list(spec.sites) == ["stage2.2", "stage2.11", "stage10.0"]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "sse"}}}, "unknown attention block 'sse'"),
+        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "se", "position": "middle"}}}, "position 'middle'"),
+        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "se", "params": {"r": 8}}}}, "unknown parameter"),
+        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "eca", "params": {"kernel_size": 4}}}}, "kernel_size"),
+        ({"backbone": "resnet8", "num_classes": 0}, "num_classes must be a positive int"),
+        ({"backbone": "resnet8", "version": 99}, "version 99 is not supported"),
+        ({"backbone": "resnet8", "colour": "red"}, "unknown key"),
+        ({"sites": {}}, "needs a 'backbone'"),
+    ],
+)
+def test_invalid_specs_name_the_problem(data, match):
+    with pytest.raises(ValueError, match=match):
+        ArchSpec.from_dict(data)
