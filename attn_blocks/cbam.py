@@ -55,7 +55,7 @@ class CBAM(nn.Module):
     do, and keep PyTorch's BN defaults.
 
     Batch 1: the spatial BN normalises over B*H*W values, so training at batch 1 works except on
-    a 1x1 map (PyTorch then raises ``ValueError``). Parameters: ``2*C*h + h + C + k^2 * 2 + 2``.
+    a 1x1 map (PyTorch then raises ``ValueError``). Parameters: ``2*C*h + h + C + 2*k^2 + 2``.
     """
 
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7) -> None:
