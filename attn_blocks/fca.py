@@ -12,7 +12,6 @@ from .registry import reduced_channels, reduction_param, register
 #: The paper's top-16 frequency pairs (u along H, v along W) on a 7x7 DCT grid, best first.
 TOP16_U = (0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2)
 TOP16_V = (0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2)
-REFERENCE_GRID = 7
 
 
 def spectral_groups(channels: int) -> Tensor:
@@ -45,8 +44,9 @@ def scaled_frequencies(
     and ONNX exports with dynamic H and W follow the same rule.
     """
     slots = u_ref.shape[0]
-    u_first = torch.maximum(u_ref * height // REFERENCE_GRID, torch.clamp(u_ref, max=height - 1))
-    v_first = torch.maximum(v_ref * width // REFERENCE_GRID, torch.clamp(v_ref, max=width - 1))
+    # 7: side of the reference DCT grid the top-16 pairs were ranked on.
+    u_first = torch.maximum(u_ref * height // 7, torch.clamp(u_ref, max=height - 1))
+    v_first = torch.maximum(v_ref * width // 7, torch.clamp(v_ref, max=width - 1))
     first_choice = u_first * width + v_first  # (S,) flat index into the H x W grid
 
     cells = torch.arange(height * width, device=u_ref.device)
