@@ -87,11 +87,11 @@ class TrainingConfig:
         if not _is_number(self.lr) or self.lr <= 0:
             raise ValueError(f"TrainingConfig.lr must be a positive number, got {self.lr!r}")
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
-            raise ValueError(
-                f"TrainingConfig.momentum must be in [0, 1), got {self.momentum!r}"
-            )
+            raise ValueError(f"TrainingConfig.momentum must be in [0, 1), got {self.momentum!r}")
         if not isinstance(self.nesterov, bool):
-            raise ValueError(f"TrainingConfig.nesterov must be True or False, got {self.nesterov!r}")
+            raise ValueError(
+                f"TrainingConfig.nesterov must be True or False, got {self.nesterov!r}"
+            )
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError(
                 "TrainingConfig.nesterov needs momentum > 0 with SGD; set momentum (e.g. 0.9) "
@@ -153,7 +153,7 @@ class TrainingConfig:
 
 
 def resolve_accelerator(accelerator: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when a CUDA GPU is visible, else ``"cpu"``; ``"gpu"`` -> ``"cuda"``."""
+    """``"auto"``: ``"cuda"`` when a CUDA GPU is visible, else ``"cpu"``; ``"gpu"`` means cuda."""
     if accelerator == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return "cuda" if accelerator == "gpu" else accelerator
@@ -262,11 +262,15 @@ class ClassifierModule(L.LightningModule):
             )
         if not _is_int(seed):
             raise ValueError(f"ClassifierModule seed must be an int, got {seed!r}")
-        self.config = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+        self.config = (
+            config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+        )
         if spec is not None:
             from search_spaces.build import build_model
 
-            self.spec: ArchSpec | None = spec if isinstance(spec, ArchSpec) else ArchSpec.from_dict(spec)
+            self.spec: ArchSpec | None = (
+                spec if isinstance(spec, ArchSpec) else ArchSpec.from_dict(spec)
+            )
             self.model = build_model(self.spec, seed=seed)
         else:
             self.spec = None
@@ -300,7 +304,9 @@ class ClassifierModule(L.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         x, y = batch
         logits = self(self._inputs(x))
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
@@ -400,7 +406,10 @@ class ClassifierModule(L.LightningModule):
         else:
             factor = partial(warmup_constant_factor, warmup_steps=warmup_steps)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -426,7 +435,7 @@ def _quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 

@@ -1,0 +1,386 @@
+"""Tests of ``nas.training`` on a tiny learnable toy task (CPU, a few seconds each)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nas.training import (
+    ClassifierModule,
+    NonFiniteLossError,
+    TrainingConfig,
+    build_trainer,
+    evaluate,
+    param_groups_weight_decay,
+    resolve_precision,
+)
+from search_spaces.spec import ArchSpec
+
+NUM_CLASSES = 4
+BATCH = 16
+TRAIN_SIZE = 128  # 8 optimiser steps per epoch
+STEPS_PER_EPOCH = TRAIN_SIZE // BATCH
+
+
+def toy_tensors(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """1x8x8 images whose class is one of four textures (row stripes, column stripes,
+    checkerboard, flat) with a random sign, under Gaussian noise.
+
+    A texture rule rather than a positional one: the backbones end in global average pooling,
+    which cannot see where in the image something is, but conv filters see textures at once.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.arange(8).view(8, 1).expand(8, 8)
+    cols = torch.arange(8).view(1, 8).expand(8, 8)
+    textures = torch.stack(
+        [1 - 2 * (rows % 2), 1 - 2 * (cols % 2), 1 - 2 * ((rows + cols) % 2), torch.ones(8, 8)]
+    ).float()
+    labels = torch.randint(NUM_CLASSES, (n,), generator=gen)
+    signs = torch.randint(2, (n, 1, 1), generator=gen).float() * 2 - 1
+    images = signs * textures[labels] + 0.5 * torch.randn(n, 8, 8, generator=gen)
+    return images.unsqueeze(1), labels
+
+
+class ToyData(L.LightningDataModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.splits = {
+            "train": TensorDataset(*toy_tensors(TRAIN_SIZE, seed=1)),
+            "val": TensorDataset(*toy_tensors(64, seed=2)),
+            "test": TensorDataset(*toy_tensors(64, seed=3)),
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits["train"], batch_size=BATCH, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits["val"], batch_size=BATCH)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits["test"], batch_size=BATCH)
+
+
+def toy_spec() -> ArchSpec:
+    return ArchSpec("resnet8", {"width": 4}, in_channels=1, num_classes=NUM_CLASSES, sites={})
+
+
+def small_cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, NUM_CLASSES),
+    )
+
+
+def fit(module: ClassifierModule, cfg: TrainingConfig, seed: int = 0, **kwargs) -> L.Trainer:
+    trainer = build_trainer(cfg, seed=seed, **kwargs)
+    trainer.fit(module, datamodule=ToyData())
+    return trainer
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert list(state_a) == list(state_b)
+    for name, tensor in state_a.items():
+        assert torch.equal(tensor, state_b[name]), name
+
+
+class LRRecorder(L.Callback):
+    """The learning rate used by each optimiser step."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def test_training_raises_val_acc_and_keeps_one_history_entry_per_epoch(tmp_path):
+    cfg = TrainingConfig(epochs=4, lr=0.1)
+    module = ClassifierModule(toy_spec(), config=cfg, seed=0)
+    before = evaluate(module, ToyData(), split="val")
+    trainer = fit(module, cfg, default_root_dir=tmp_path)
+
+    assert [entry["epoch"] for entry in module.val_history] == [0, 1, 2, 3]
+    accuracies = [entry["val_acc"] for entry in module.val_history]
+    assert accuracies[-1] >= 0.85
+    assert accuracies[-1] >= before["val_acc"] + 0.4
+    assert max(accuracies[1:]) > accuracies[0]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        assert key in trainer.callback_metrics
+    assert trainer.callback_metrics["val_acc"].item() == pytest.approx(accuracies[-1])
+    assert list(tmp_path.iterdir()) == []  # no logs or checkpoints unless asked
+
+
+def test_val_and_test_metrics_are_exact_over_the_split():
+    module = ClassifierModule(model=small_cnn(), config=TrainingConfig(epochs=1))
+    data = ToyData()
+    result = evaluate(module, data, split="test")
+    images, labels = data.splits["test"].tensors
+    module.eval()
+    with torch.no_grad():
+        logits = module(images)
+    assert set(result) == {"test_acc", "test_loss"}
+    assert result["test_acc"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    assert result["test_loss"] == pytest.approx(
+        nn.functional.cross_entropy(logits, labels).item(), rel=1e-5
+    )
+    assert module.val_history == []
+    evaluate(module, data, split="val")
+    assert module.val_history == []  # only fit records history
+    with pytest.raises(ValueError, match="split"):
+        evaluate(module, data, split="train")
+
+
+def test_same_seed_reproduces_history_and_weights_and_another_seed_does_not():
+    cfg = TrainingConfig(epochs=2, lr=0.05)
+
+    def run(seed: int) -> ClassifierModule:
+        module = ClassifierModule(toy_spec(), config=cfg, seed=seed)
+        fit(module, cfg, seed=seed)
+        return module
+
+    first, second, other = run(0), run(0), run(1)
+    assert first.val_history == second.val_history
+    assert_same_weights(first, second)
+    assert first.val_history != other.val_history
+    assert not torch.equal(first.model.fc.weight, other.model.fc.weight)
+
+
+def test_fit_leaves_global_torch_flags_and_log_levels_as_they_were(capfd):
+    seen: list[bool] = []
+
+    class Probe(L.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            seen.append(torch.are_deterministic_algorithms_enabled())
+
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    level = lightning_logger.level
+    assert not torch.are_deterministic_algorithms_enabled()
+    cfg = TrainingConfig(epochs=1)
+    trainer = fit(ClassifierModule(model=small_cnn(), config=cfg), cfg, callbacks=[Probe()])
+
+    assert seen == [True]  # deterministic on the CPU while fitting ...
+    assert not torch.are_deterministic_algorithms_enabled()  # ... and restored afterwards
+    assert lightning_logger.level == level
+    assert trainer.precision == "32-true"
+    out, err = capfd.readouterr()
+    assert "GPU available" not in out + err
+    assert "stopped" not in out + err
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+class TurnsNaN(nn.Module):
+    """Multiplies its input by NaN from the ``after``-th training forward on."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                return x * float("nan")
+        return x
+
+
+def test_non_finite_loss_raises_with_the_step_out_of_fit():
+    model = nn.Sequential(small_cnn(), TurnsNaN(after=3))
+    cfg = TrainingConfig(epochs=2)
+    with pytest.raises(NonFiniteLossError, match=r"global step 3 \(epoch 0, batch 3\)"):
+        fit(ClassifierModule(model=model, config=cfg), cfg)
+    assert issubclass(NonFiniteLossError, RuntimeError)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+# -- optimisation --------------------------------------------------------------------------
+
+
+def _cosine(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "warmup_epochs"), [("cosine", 0), ("cosine", 1), ("constant", 1), ("constant", 0)]
+)
+def test_lambda_schedules_follow_their_formulas(schedule, warmup_epochs):
+    cfg = TrainingConfig(epochs=3, lr=0.2, schedule=schedule, warmup_epochs=warmup_epochs)
+    recorder = LRRecorder()
+    fit(ClassifierModule(model=small_cnn(), config=cfg), cfg, callbacks=[recorder])
+
+    total, warmup = 3 * STEPS_PER_EPOCH, warmup_epochs * STEPS_PER_EPOCH
+    assert len(recorder.lrs) == total
+    for step in (0, 1, warmup - 1, warmup, warmup + 1, total // 2, total - 1):
+        if step < 0:
+            continue
+        if schedule == "cosine":
+            expected = 0.2 * _cosine(step, total, warmup)
+        else:
+            expected = 0.2 * min(1.0, (step + 1) / warmup) if warmup else 0.2
+        assert recorder.lrs[step] == pytest.approx(expected, rel=1e-6), step
+
+
+def test_onecycle_rises_to_lr_then_anneals_to_lr_over_25e4():
+    cfg = TrainingConfig(epochs=2, lr=0.4, schedule="onecycle", warmup_epochs=1)
+    recorder = LRRecorder()
+    fit(ClassifierModule(model=small_cnn(), config=cfg), cfg, callbacks=[recorder])
+
+    total, peak = 2 * STEPS_PER_EPOCH, STEPS_PER_EPOCH - 1  # pct_start = 1/2
+    initial, final = 0.4 / 25, 0.4 / 25 / 1e4  # OneCycleLR's div_factor and final_div_factor
+
+    def anneal(start: float, end: float, fraction: float) -> float:
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * fraction))
+
+    assert len(recorder.lrs) == total
+    assert recorder.lrs[0] == pytest.approx(initial)
+    assert recorder.lrs[3] == pytest.approx(anneal(initial, 0.4, 3 / peak))
+    assert recorder.lrs[peak] == pytest.approx(0.4)
+    assert recorder.lrs[12] == pytest.approx(anneal(0.4, final, (12 - peak) / (total - 1 - peak)))
+    assert recorder.lrs[-1] == pytest.approx(final)
+
+
+class WithGate(nn.Module):
+    """A conv net with a 4-D gate parameter it exempts through timm's ``no_weight_decay``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = small_cnn()
+        self.gate = nn.Parameter(torch.ones(1, 8, 1, 1))
+        self.scale = nn.Parameter(torch.ones(8))
+
+    def no_weight_decay(self) -> set[str]:
+        return {"gate"}
+
+
+def test_weight_decay_skips_norm_layers_biases_and_listed_params():
+    model = WithGate()
+    decay, no_decay = param_groups_weight_decay(model, 5e-4)
+    conv, bn, linear = model.net[0], model.net[1], model.net[5]
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(conv.weight), id(linear.weight)}
+    assert {id(p) for p in no_decay["params"]} == {
+        id(p) for p in (conv.bias, bn.weight, bn.bias, linear.bias, model.gate, model.scale)
+    }
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_optimizer_uses_the_decay_groups(optimizer):
+    cfg = TrainingConfig(epochs=1, optimizer=optimizer, lr=0.01, schedule="constant")
+    module = ClassifierModule(toy_spec(), config=cfg)
+    opt = module.configure_optimizers()["optimizer"]
+    expected = torch.optim.SGD if optimizer == "sgd" else torch.optim.AdamW
+    assert type(opt) is expected
+    assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]
+    bn_weight = module.model.bn1.weight
+    assert any(p is bn_weight for p in opt.param_groups[1]["params"])
+    if optimizer == "sgd":
+        assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_rebuilds_spec_config_and_weights(tmp_path):
+    cfg = TrainingConfig(epochs=1, label_smoothing=0.1)
+    module = ClassifierModule(toy_spec().to_dict(), config=cfg, seed=3)
+    trainer = fit(module, cfg)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    loaded = ClassifierModule.load_from_checkpoint(path)
+    assert loaded.spec == toy_spec()
+    assert loaded.config == cfg
+    assert loaded.val_history == module.val_history and len(loaded.val_history) == 1
+    assert_same_weights(module, loaded)
+
+
+def test_checkpoint_of_a_model_module_needs_the_model_again(tmp_path):
+    cfg = TrainingConfig(epochs=1)
+    module = ClassifierModule(model=small_cnn(seed=0), config=cfg)
+    trainer = fit(module, cfg)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    with pytest.raises(ValueError, match="model="):
+        ClassifierModule.load_from_checkpoint(path)
+    loaded = ClassifierModule.load_from_checkpoint(path, model=small_cnn(seed=1))
+    assert_same_weights(module, loaded)
+
+
+def test_module_needs_exactly_one_of_spec_and_model():
+    cfg = TrainingConfig(epochs=1)
+    with pytest.raises(ValueError, match=r"exactly one of spec= .* or model="):
+        ClassifierModule(config=cfg)
+    with pytest.raises(ValueError, match="exactly one"):
+        ClassifierModule(toy_spec(), model=small_cnn(), config=cfg)
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("epochs", 2.5),
+        ("optimizer", "adam"),
+        ("lr", 0),
+        ("lr", float("nan")),
+        ("momentum", 1.0),
+        ("weight_decay", -1e-4),
+        ("schedule", "step"),
+        ("warmup_epochs", 5),
+        ("label_smoothing", 1.0),
+        ("precision", "16-mixed"),
+        ("channels_last", "yes"),
+        ("deterministic", None),
+        ("gradient_clip", 0),
+    ],
+)
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"TrainingConfig\.{field}"):
+        TrainingConfig(**{"epochs": 5, field: value})
+
+
+def test_config_rejects_nesterov_without_momentum_and_unknown_keys():
+    with pytest.raises(ValueError, match=r"nesterov needs momentum > 0"):
+        TrainingConfig(epochs=1, momentum=0.0)
+    assert TrainingConfig(epochs=1, optimizer="adamw", momentum=0.0).momentum == 0.0
+    with pytest.raises(ValueError, match=r"unknown key.*'lr_max'"):
+        TrainingConfig.from_dict({"epochs": 1, "lr_max": 0.1})
+    cfg = TrainingConfig(epochs=3, schedule="onecycle", gradient_clip=1.0)
+    assert TrainingConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_precision_resolves_from_the_device():
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("32", "cuda") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+
+
+def test_gpu_defaults_bf16_and_channels_last_also_run_on_the_cpu():
+    cfg = TrainingConfig(epochs=1, precision="bf16-mixed", channels_last=True)
+    module = ClassifierModule(toy_spec(), config=cfg)
+    trainer = fit(module, cfg)
+    assert trainer.precision == "bf16-mixed"
+    assert module.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert len(module.val_history) == 1 and math.isfinite(module.val_history[0]["val_loss"])
