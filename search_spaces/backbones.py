@@ -11,8 +11,9 @@ plain model (no attention) that :func:`search_spaces.insertion.insert_attention`
   ``small_input`` swaps the 7x7/2 stem and max-pool for a 3x3/1 stem, as is usual on CIFAR.
 * ``mobilenet_v2``: torchvision's model. SENet's integrations are defined for residual units,
   so the sites are the inverted-residual blocks with a residual connection (stride 1 and equal
-  in/out channels); stage ``i`` is row ``i`` of the paper's Table 2 and ``j`` the block's index
-  in that row, so at ``width_mult=1`` the sites are in stages 2-6 and none starts at ``.0``.
+  in/out channels); stage ``i`` is the ``i``-th bottleneck row of the paper's Table 2 and ``j``
+  the block's index in that row, so at ``width_mult=1`` the sites lie in stages 2-6 and none
+  ends in ``.0``. ``small_input`` gives the stem stride 1 (output stride 16).
 """
 
 from __future__ import annotations
@@ -101,10 +102,10 @@ class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs (He et al. 2016, Sec. 4.2): depth ``6n + 2``.
 
     Module names follow torchvision (``conv1``, ``bn1``, ``layer1``..``layer3``, ``fc``).
-    Convolutions get Kaiming-normal init (fan-out, as in the authors' Torch code). With
+    Convolutions get Kaiming-normal init (fan-out, as torchvision and fb.resnet.torch do). With
     ``zero_init_residual`` the last BN of each residual branch starts at zero (Goyal et al.
-    2017), so each block starts as the identity -- and attention at the ``standard`` position
-    then sees an all-zero input at initialisation.
+    2017), so each block starts as ``relu(shortcut(x))`` -- and attention at the ``standard``
+    position then sees an all-zero input at initialisation.
     """
 
     def __init__(

@@ -12,6 +12,9 @@ from .backbones import backbone_sites, build_backbone
 from .insertion import insert_attention
 from .spec import ArchSpec
 
+#: Side of the dry-run input that infers the blocks' channel counts.
+DRY_RUN_SIZE = 32
+
 
 @contextlib.contextmanager
 def _seeded(seed: int | None) -> Iterator[None]:
@@ -48,6 +51,8 @@ def build_model(spec: ArchSpec, seed: int | None = None) -> nn.Module:
             spec.backbone, spec.in_channels, spec.num_classes, **spec.backbone_args
         )
         mapping = {sites[name].path: choice for name, choice in spec.attended_sites().items()}
-        insert_attention(model, mapping)
+        # Channel counts do not depend on the spatial size: a CIFAR-sized dry run is enough.
+        example = torch.zeros(1, spec.in_channels, DRY_RUN_SIZE, DRY_RUN_SIZE)
+        insert_attention(model, mapping, example)
     model.arch_spec = spec
     return model

@@ -24,9 +24,8 @@ Every patched module stays scriptable with ``torch.jit.script`` and exportable t
 from __future__ import annotations
 
 import difflib
-import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,10 +224,14 @@ def supported_positions(module: nn.Module) -> tuple[str, ...]:
 class InsertionRule:
     """Put ``block`` (with ``params``) at ``position`` on every module the rule selects.
 
-    A module is selected when it is an instance of one of ``types`` (if given) and its full
-    name (``model.named_modules()``) matches the regular expression ``names`` with
-    ``re.fullmatch`` (if given), e.g. ``InsertionRule("se", types=(BasicBlock,))`` or
-    ``InsertionRule("eca", names=r"layer[34]\\.\\d+")``. At least one selector is required.
+    A module is selected when it is an instance of one of ``types`` (if given), its full name
+    (``model.named_modules()``) matches the regular expression ``names`` with ``re.fullmatch``
+    (if given) and ``where(module)`` is true (if given), e.g.
+    ``InsertionRule("se", types=(BasicBlock,))``,
+    ``InsertionRule("eca", names=r"layer[34]\\.\\d+")``
+    or, for MobileNetV2's residual blocks only,
+    ``InsertionRule("se", types=(InvertedResidual,), where=lambda m: m.use_res_connect)``.
+    At least one selector is required.
     """
 
     block: str
@@ -236,13 +239,14 @@ class InsertionRule:
     position: str = "standard"
     types: tuple[type[nn.Module], ...] = ()
     names: str | None = None
+    where: Callable[[nn.Module], bool] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
-        if not self.types and self.names is None:
+        if not self.types and self.names is None and self.where is None:
             raise ValueError(
-                f"InsertionRule for {self.block!r} selects every module; "
-                "give `types` (module classes) and/or `names` (a regex over module names)"
+                f"InsertionRule for {self.block!r} selects every module; give `types` (module "
+                "classes), `names` (a regex over module names) and/or `where` (a predicate)"
             )
         for cls in self.types:
             if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
@@ -262,7 +266,9 @@ class InsertionRule:
     def matches(self, name: str, module: nn.Module) -> bool:
         if self.types and not isinstance(module, self.types):
             return False
-        return self.names is None or re.fullmatch(self.names, name) is not None
+        if self.names is not None and re.fullmatch(self.names, name) is None:
+            return False
+        return self.where is None or bool(self.where(module))
 
     def describe(self) -> str:
         parts = []
@@ -270,6 +276,8 @@ class InsertionRule:
             parts.append("types=" + "/".join(t.__name__ for t in self.types))
         if self.names is not None:
             parts.append(f"names={self.names!r}")
+        if self.where is not None:
+            parts.append(f"where={getattr(self.where, '__name__', 'predicate')}")
         return f"InsertionRule({self.block!r}, {', '.join(parts)})"
 
 
@@ -379,12 +387,14 @@ def _select(model: nn.Module, rules: Rules) -> dict[str, BlockChoice]:
                     )
                 owner[name] = rule
                 selected[name] = rule.choice()
-    attended = sorted(p for p, c in selected.items() if not c.is_none)
-    for outer, inner in itertools.pairwise(attended):
-        if inner.startswith(outer + "."):
-            raise ValueError(
-                f"both {outer!r} and its submodule {inner!r} are selected; select one of them"
-            )
+    attended = {p for p, c in selected.items() if not c.is_none}
+    for inner in sorted(attended):
+        parts = inner.split(".")
+        for outer in (".".join(parts[:i]) for i in range(1, len(parts))):
+            if outer in attended:
+                raise ValueError(
+                    f"both {outer!r} and its submodule {inner!r} are selected; select one of them"
+                )
     return selected
 
 
