@@ -10,7 +10,7 @@ per-sample Python and no worker processes. Shuffling and augmentation draw from 
 
 Splits:
     * test: the dataset's official test split; digits (and image folders without ``test/``) hold
-      out a fixed stratified 20% that does not depend on ``split_seed``, so no run ever trains on it.
+      out a fixed stratified 20% that does not depend on ``split_seed``: no run ever trains on it.
     * val: a stratified ``val_fraction`` of the rest, drawn from ``split_seed``.
     * train: the remainder, optionally cut to ``per_class`` images per class for fast searches.
 """
@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashionmnist", "svhn", "i
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "mnist", "fashionmnist", "svhn")
 AUGMENTATIONS = ("none", "flip_crop")
 #: Image folders are decoded into one uint8 tensor only below this size; larger ones need a
-#: streaming pipeline (``torchvision.datasets.ImageFolder`` + ``DataLoader``), which is out of scope.
+#: streaming pipeline (torchvision ``ImageFolder`` + ``DataLoader``), which is not provided here.
 MAX_IN_MEMORY_BYTES = 2 * 1024**3
 #: Share of each class held out as test split where the dataset has no official one.
 TEST_FRACTION = 0.2
@@ -100,7 +100,12 @@ class DataConfig:
         for flag in ("download", "normalize"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"DataConfig.{flag} must be True or False")
-        if isinstance(self.val_fraction, bool) or not 0.0 < float(self.val_fraction) < 1.0:
+        fraction = self.val_fraction
+        if (
+            not isinstance(fraction, (int, float))
+            or isinstance(fraction, bool)
+            or not 0 < fraction < 1
+        ):
             raise ValueError(
                 f"DataConfig.val_fraction={self.val_fraction!r} must lie strictly between 0 and 1"
             )
@@ -205,7 +210,9 @@ def augment_policy(name: str, augment: str, height: int) -> BatchAugment:
 # --------------------------------------------------------------------------- splits
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split positions ``0..N-1`` into (kept, held) with ``round(fraction * n_c)`` held per class.
 
     Every class with at least two members keeps at least one and holds out at least one; the draw
@@ -295,7 +302,8 @@ class TensorBatchLoader:
     a resumed run replays the same epochs. Batches are ``(float images, int64 labels)``.
 
     Training loaders keep every sample except a trailing batch of one, which BatchNorm cannot
-    train on; which sample that drops changes with the shuffle.
+    train on; which sample that drops changes with the shuffle. Single-process only: under DDP
+    every rank would see every batch (the search trains one candidate per device).
     """
 
     def __init__(
@@ -319,6 +327,9 @@ class TensorBatchLoader:
         self.seed = seed
         self.train = train
         self.epoch = 0
+
+    #: DataLoader-like attributes Lightning inspects: no batch sampler, the loader is its sampler.
+    batch_sampler = None
 
     @property
     def sampler(self) -> TensorBatchLoader:
@@ -362,6 +373,7 @@ class TensorDataModule(LightningDataModule):
     ``setup`` moves the splits to ``device`` (once). With ``normalize`` the per-channel mean and
     std are computed on the train split only and applied to every split. ``augment`` runs on train
     batches only. ``seed`` drives shuffling and augmentation (the splits are fixed by the caller).
+    ``config`` records the :class:`DataConfig` it was built from (None when built by hand).
     """
 
     def __init__(
@@ -377,8 +389,10 @@ class TensorDataModule(LightningDataModule):
         normalize: bool = True,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        config: DataConfig | None = None,
     ) -> None:
         super().__init__()
+        self.config = config
         self.class_names = tuple(class_names)
         for split_name, split in (("train", train), ("val", val), ("test", test)):
             if split.images.ndim != 4 or split.labels.shape != (split.images.shape[0],):
@@ -471,21 +485,20 @@ class TensorDataModule(LightningDataModule):
 
 @dataclass
 class _Source:
-    """Decoded data before splitting; ``test_images`` is None where no official test split exists."""
+    """Decoded data before splitting; ``test_images`` is None where there is no official test."""
 
     images: Tensor
     labels: Tensor
     class_names: list[str]
     test_images: Tensor | None = None
     test_labels: Tensor | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _load_digits() -> _Source:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    # Pixel values are counts 0..16 of an 4x4-block downsampling (UCI optdigits); scale to [0, 1].
+    # Pixel values are counts 0..16 of a 4x4-block downsampling (UCI optdigits); scale to [0, 1].
     images = torch.from_numpy(digits.images).float().div(16.0).unsqueeze(1)
     labels = torch.from_numpy(digits.target).long()
     return _Source(images, labels, [str(name) for name in digits.target_names])
@@ -604,9 +617,9 @@ def _fingerprint(samples: Sequence[tuple[str, int]], image_size: tuple[int, int]
 def decode_images(paths: Sequence[str], image_size: tuple[int, int] | None) -> Tensor:
     """Decode ``paths`` as RGB into one ``(N, 3, H, W)`` uint8 tensor, resizing to ``image_size``.
 
-    Uses ``torchvision.io.decode_image`` in a loop (about 4 us per 32x32 JPEG; 60,000 CIFAR images
-    take a few seconds) and fills a preallocated tensor, refusing sets above
-    :data:`MAX_IN_MEMORY_BYTES`.
+    ``torchvision.io.decode_image`` in a loop fills a preallocated tensor: about 60 us per 32x32
+    JPEG (read + decode), so the 60,000 CIFAR-10 images take 3-4 s on one core. Sets above
+    :data:`MAX_IN_MEMORY_BYTES` are refused before anything is allocated.
     """
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2.functional import resize
@@ -617,25 +630,30 @@ def decode_images(paths: Sequence[str], image_size: tuple[int, int] | None) -> T
             image = resize(image, list(image_size), antialias=True)
         return image
 
-    first = load(paths[0])
-    shape = tuple(first.shape)
-    size_bytes = len(paths) * first.numel()
-    if size_bytes > MAX_IN_MEMORY_BYTES:
-        raise ValueError(
-            f"imagefolder: {len(paths)} images of {shape} take {size_bytes / 2**30:.1f} GiB as "
-            f"uint8, above the in-memory limit of {MAX_IN_MEMORY_BYTES / 2**30:.0f} GiB; set a "
-            "smaller DataConfig.image_size or use a streaming torchvision ImageFolder pipeline"
-        )
-    out = torch.empty((len(paths), *shape), dtype=torch.uint8)
-    out[0] = first
-    for row, path in enumerate(paths[1:], start=1):
-        image = load(path)
-        if tuple(image.shape) != shape:
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs in favour of TorchCodec (not a dependency
+        # yet) and warns on every call; one decoded folder would print thousands of warnings.
+        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+        first = load(paths[0])
+        shape = tuple(first.shape)
+        size_bytes = len(paths) * first.numel()
+        if size_bytes > MAX_IN_MEMORY_BYTES:
             raise ValueError(
-                f"imagefolder: {path} is {tuple(image.shape)} but {paths[0]} is {shape}; set "
-                "DataConfig.image_size to resize every image to one size"
+                f"imagefolder: {len(paths)} images of {shape} take {size_bytes / 2**30:.1f} GiB "
+                f"as uint8, above the in-memory limit of {MAX_IN_MEMORY_BYTES / 2**30:.0f} GiB; "
+                "set a smaller DataConfig.image_size or use a streaming torchvision ImageFolder "
+                "pipeline"
             )
-        out[row] = image
+        out = torch.empty((len(paths), *shape), dtype=torch.uint8)
+        out[0] = first
+        for row, path in enumerate(paths[1:], start=1):
+            image = load(path)
+            if tuple(image.shape) != shape:
+                raise ValueError(
+                    f"imagefolder: {path} is {tuple(image.shape)} but {paths[0]} is {shape}; set "
+                    "DataConfig.image_size to resize every image to one size"
+                )
+            out[row] = image
     return out
 
 
@@ -689,7 +707,6 @@ def _load_imagefolder(cfg: DataConfig) -> _Source:
             f"{TEST_FRACTION:.0%} of train/ as the test split"
         )
         warnings.warn(message, UserWarning, stacklevel=3)
-        source.notes.append(message)
     return source
 
 
@@ -728,7 +745,7 @@ def build_datamodule(
         index = torch.from_numpy(rows).long()
         return Split(images[index], targets[index], index)
 
-    datamodule = TensorDataModule(
+    return TensorDataModule(
         take(source.images, source.labels, train_rows),
         take(source.images, source.labels, val_rows),
         take(test_images, test_labels, test_rows),
@@ -739,7 +756,5 @@ def build_datamodule(
         normalize=cfg.normalize,
         device=device,
         seed=seed,
+        config=cfg,
     )
-    datamodule.config = cfg
-    datamodule.notes = source.notes
-    return datamodule
