@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 $(BIN)/nas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install --quiet torch torchvision
+	# x86_64: the torch/torchvision releases this project is tested with (other machines resolve
+	# the ranges in pyproject.toml).
+	if [ "$$(uname -m)" = x86_64 ]; then $(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"; fi
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(BIN)/nas
 

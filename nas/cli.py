@@ -17,21 +17,29 @@ def main(argv: list[str] | None = None) -> int:
 
     search = commands.add_parser("search", help="run or resume the study a TOML config describes")
     search.add_argument("config", type=Path, help="study config, e.g. studies/quickstart.toml")
-    search.add_argument("--storage", help="Optuna storage URL (default: the config's, else a "
-                        "journal file under studies/runs/<name>/)")
+    search.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: the config's, else a "
+        "journal file under studies/runs/<name>/)",
+    )
     search.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     search.add_argument("--n-trials", type=int, help="override study.n_trials")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     status = commands.add_parser("status", help="trials so far and the current Pareto front")
     status.add_argument("study", help="a study config (.toml) or a study name")
-    status.add_argument("--storage", help="Optuna storage URL (default: the config's, else "
-                        "studies/runs/<name>/journal.log)")
+    status.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: the config's, else studies/runs/<name>/journal.log)",
+    )
     status.add_argument("--all", action="store_true", help="list every trial, not just the last 20")
 
     commands.add_parser("blocks", help="the attention blocks and their parameters")
 
     args = parser.parse_args(argv)
+    from .study import quiet_third_party_output
+
+    quiet_third_party_output()
     try:
         if args.command == "search":
             return _search(args)
@@ -39,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         return _blocks()
     except KeyboardInterrupt:
-        print("\ninterrupted: completed trials are stored; re-run the same command to resume",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: completed trials are stored; re-run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"nas {args.command}: error: {exc}", file=sys.stderr)
@@ -56,11 +66,14 @@ def _search(args: argparse.Namespace) -> int:
     cfg = StudyConfig.load(args.config)
     if args.n_trials is not None:
         cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, n_trials=args.n_trials))
-    print(f"study {cfg.study.name!r}: {cfg.study.n_trials} trials, space of "
-          f"{cfg.space.size():,} architectures, objectives {cfg.objectives.names} "
-          f"({', '.join(cfg.objectives.directions)})")
-    study = run_search(cfg, storage=args.storage, workers=args.workers,
-                       progress=not args.no_progress)
+    print(
+        f"study {cfg.study.name!r}: {cfg.study.n_trials} trials, space of "
+        f"{cfg.space.size():,} architectures, objectives {cfg.objectives.names} "
+        f"({', '.join(cfg.objectives.directions)})"
+    )
+    study = run_search(
+        cfg, storage=args.storage, workers=args.workers, progress=not args.no_progress
+    )
     _print_summary(study)
     return 0
 
@@ -77,8 +90,9 @@ def _status(args: argparse.Namespace) -> int:
         section = StudySection(name=args.study)
     url = args.storage or section.storage_url()
     if "://" not in url and not Path(url).exists():
-        raise FileNotFoundError(f"no study storage at {url}; run `nas search` first or pass --storage")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        raise FileNotFoundError(
+            f"no study storage at {url}; run `nas search` first or pass --storage"
+        )
     try:
         study = optuna.load_study(study_name=section.name, storage=open_storage(url))
     except KeyError:
@@ -92,8 +106,10 @@ def _print_summary(study, all_trials: bool = False) -> None:
 
     trials = trials_frame(study)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
-    print(f"\nstudy {study.study_name!r}: {len(trials)} trials "
-          + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())))
+    print(
+        f"\nstudy {study.study_name!r}: {len(trials)} trials "
+        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    )
     shown = trials if all_trials else trials.tail(20)
     with pd.option_context("display.max_colwidth", 90, "display.width", 200):
         if len(shown):
@@ -112,8 +128,9 @@ def _blocks() -> int:
             f"{p.name}={p.default!r}" + (f" (search {list(p.search)})" if p.search else "")
             for p in info.params
         )
-        rows.append({"block": name, "family": info.family, "parameters": params or "-",
-                     "paper": info.paper})
+        rows.append(
+            {"block": name, "family": info.family, "parameters": params or "-", "paper": info.paper}
+        )
     with pd.option_context("display.max_colwidth", 80, "display.width", 220):
         print(pd.DataFrame(rows).to_string(index=False))
     return 0

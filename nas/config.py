@@ -8,6 +8,7 @@ a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -214,8 +215,8 @@ class StudyConfig:
             raise ConfigError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (stored with the study so any worker can rebuild the config)."""
-        return {
+        """Plain JSON data (stored with the study so any worker can rebuild the config)."""
+        data = {
             "study": asdict(self.study),
             "data": asdict(self.data),
             "space": self.space.to_dict(),
@@ -228,6 +229,8 @@ class StudyConfig:
                 "latency_batch": self.objectives.latency_batch,
             },
         }
+        # Paths become strings and tuples lists, exactly as they come back from the storage.
+        return json.loads(json.dumps(data, default=str))
 
 
 def _section(cls: type, data: Mapping[str, Any], name: str) -> Any:

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +26,31 @@ import lightning
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
-from search_spaces.build import build_model
-from search_spaces.cost import model_cost
 from tqdm.auto import tqdm
 
+from search_spaces.cost import model_cost
 from search_spaces.space import suggest_arch
 
 from .config import StudyConfig
 from .data import build_datamodule
-from .pruning import MOASHAPruner, ParetoPercentilePruner, PruningCallback, finish_pruned
+from .pruning import (
+    CurveAwareTPESampler,
+    MOASHAPruner,
+    ParetoPercentilePruner,
+    PruningCallback,
+    finish_pruned,
+)
 from .training import ClassifierModule, build_trainer
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def quiet_third_party_output() -> None:
+    """Keep the terminal for our progress bars and tables: Optuna's per-trial INFO lines and
+    known third-party deprecation notices say nothing the user can act on."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 # -- storage and study ----------------------------------------------------------------------------
@@ -65,7 +79,7 @@ def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampl
             population_size=cfg.study.population_size, seed=seed, constraints_func=constraints
         )
     if name == "tpe":
-        return optuna.samplers.TPESampler(
+        return CurveAwareTPESampler(
             multivariate=True,
             group=True,
             constant_liar=True,
@@ -197,10 +211,10 @@ class TrialRunner:
                     trial.set_user_attr(key, duplicate.user_attrs[key])
             return TrialOutcome(TrialState.COMPLETE, list(duplicate.values))
 
-        model = build_model(spec, seed=seed)
+        module = ClassifierModule(spec, config=cfg.training, seed=seed)
         cost = model_cost(
-            model,
-            (1, *dm.input_shape),
+            module.model,
+            tuple(dm.input_shape),
             latency=cfg.objectives.needs_latency,
             batch_size=cfg.objectives.latency_batch,
         ).to_dict()
@@ -210,7 +224,6 @@ class TrialRunner:
                 "constraints", [cost[k] - cap for k, cap in cfg.objectives.constraints.items()]
             )
 
-        module = ClassifierModule(spec=spec, model=model, training=cfg.training, seed=seed)
         callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=self.pruner)]
         if self.progress:
             callbacks.append(EpochProgress(trial.number, cfg.training.epochs))
@@ -225,7 +238,6 @@ class TrialRunner:
             trainer.fit(module, datamodule=dm)
         except optuna.TrialPruned:
             self._store_history(trial, history)
-            trial.set_user_attr("pruned_at_epoch", len(history))
             return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
         except SystemExit:
             # Lightning turns Ctrl-C into SystemExit after a graceful shutdown.
@@ -393,6 +405,7 @@ def run_worker(
             if len(cfg.objectives.directions) > 1:
                 finish_pruned(study, trial, outcome.values)
             else:
+                trial.set_user_attr("pruned_at_epoch", trial.user_attrs["epochs_run"] - 1)
                 study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, outcome.values)
@@ -423,6 +436,7 @@ def _worker_main(
     cfg_dict: dict, storage: str | None, worker: int, threads: int, device: str
 ) -> None:
     torch.set_num_threads(threads)
+    quiet_third_party_output()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = StudyConfig.from_dict(cfg_dict)
     with contextlib.suppress(KeyboardInterrupt):
