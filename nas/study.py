@@ -39,6 +39,7 @@ from .pruning import (
     ParetoPercentilePruner,
     PruningCallback,
     finish_pruned,
+    record_epoch,
 )
 from .training import ClassifierModule, build_trainer
 
@@ -72,12 +73,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
     """The configured sampler, seeded with ``study.seed + worker`` (workers must differ)."""
     seed = cfg.study.seed + worker
-    constraints = _constraints_func if cfg.objectives.constraints else None
     name = cfg.study.sampler
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(
-            population_size=cfg.study.population_size, seed=seed, constraints_func=constraints
-        )
+        return optuna.samplers.NSGAIISampler(population_size=cfg.study.population_size, seed=seed)
     if name == "tpe":
         return CurveAwareTPESampler(
             multivariate=True,
@@ -85,12 +83,9 @@ def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampl
             constant_liar=True,
             n_startup_trials=cfg.study.population_size,
             seed=seed,
-            constraints_func=constraints,
         )
     if name == "gp":
-        return optuna.samplers.GPSampler(
-            seed=seed, n_startup_trials=cfg.study.population_size, constraints_func=constraints
-        )
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=cfg.study.population_size)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -162,10 +157,6 @@ def load_or_create_study(
     return study
 
 
-def _constraints_func(trial: FrozenTrial) -> list[float]:
-    return list(trial.user_attrs.get("constraints", [0.0]))
-
-
 # -- one trial ------------------------------------------------------------------------------------
 
 
@@ -206,9 +197,13 @@ class TrialRunner:
         duplicate = self._completed_duplicate(spec.digest(), trial.number)
         if duplicate is not None:
             trial.set_user_attr("duplicate_of", duplicate.number)
-            for key in ("cost", "constraints", "val_history", "epochs_run"):
+            for key in ("cost", "val_history", "epochs_run"):
                 if key in duplicate.user_attrs:
                     trial.set_user_attr(key, duplicate.user_attrs[key])
+            for name, cap in cfg.objectives.constraints.items():
+                trial.set_constraint(name, duplicate.user_attrs["cost"][name] - cap)
+            for epoch, value in sorted(duplicate.intermediate_values.items()):
+                record_epoch(trial, epoch, value)
             return TrialOutcome(TrialState.COMPLETE, list(duplicate.values))
 
         module = ClassifierModule(spec, config=cfg.training, seed=seed)
@@ -219,10 +214,9 @@ class TrialRunner:
             batch_size=cfg.objectives.latency_batch,
         ).to_dict()
         trial.set_user_attr("cost", cost)
-        if cfg.objectives.constraints:
-            trial.set_user_attr(
-                "constraints", [cost[k] - cap for k, cap in cfg.objectives.constraints.items()]
-            )
+        for name, cap in cfg.objectives.constraints.items():
+            # Optuna's samplers read these (feasible when <= 0).
+            trial.set_constraint(name, cost[name] - cap)
 
         callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=self.pruner)]
         if self.progress:
@@ -354,10 +348,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _count(study: optuna.Study) -> tuple[int, int, int]:
+    """(finished, running, failed) trials; enqueued (WAITING) trials are not started yet."""
     trials = study.get_trials(deepcopy=False)
-    started = sum(t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    finished = sum(t.state in FINISHED for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
     failed = sum(t.state == TrialState.FAIL for t in trials)
-    return started, failed, len(trials)
+    return finished, running, failed
 
 
 def run_worker(
@@ -370,8 +366,8 @@ def run_worker(
 ) -> int:
     """Run trials until the study has ``n_trials`` finished or running trials; returns how many
     trials this worker ran. Failed trials (NaN loss, out of memory, errors) are recorded with
-    their reason and do not count towards ``n_trials``; after ``n_trials`` failures the search
-    stops, since something is wrong with the setup rather than with one architecture."""
+    their reason and do not count towards ``n_trials``; when ``n_trials`` trials have failed and
+    none finished, the search stops: the setup is broken rather than one architecture."""
     study = load_or_create_study(cfg, storage, worker)
     runner = TrialRunner(cfg, study, device=device, progress=progress)
     deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
@@ -380,12 +376,13 @@ def run_worker(
     while time.monotonic() < deadline:
         with _ask_lock(cfg, storage):
             fail_orphaned_trials(study)
-            started, failed, _ = _count(study)
-            if started >= cfg.study.n_trials:
+            finished, running, failed = _count(study)
+            if finished + running >= cfg.study.n_trials:
                 break
-            if failed >= cfg.study.n_trials:
+            if failed >= cfg.study.n_trials and finished == 0:
                 raise RuntimeError(
-                    f"{failed} trials failed; see their fail_reason user attrs (nas status)"
+                    f"{failed} trials failed and none finished: the setup is broken rather than "
+                    "one architecture; see their fail_reason user attrs (nas status)"
                 )
             trial = study.ask()
         ran += 1

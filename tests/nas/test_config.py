@@ -39,7 +39,10 @@ def _as_sections(data):
         ({"backbone": {"depth": 20}}, r"backbone\.depth"),
         ({"training": {"epochs": 0}}, r"epochs"),
         ({"training": {"optimizer": "lion"}}, r"optimizer"),
-        ({"pruning": {"pruner": "median"}}, r"pruning.pruner='median' is one of Optuna's single-objective"),
+        (
+            {"pruning": {"pruner": "median"}},
+            r"pruning.pruner='median' is one of Optuna's single-objective",
+        ),
         ({"pruning": {"percentile": 150}}, r"pruning\.percentile"),
         ({"objectives": {"minimize": ["energy"]}}, r"objectives\.minimize"),
         ({"objectives": {"maximize": "val_loss"}}, r"objectives\.maximize"),
@@ -56,7 +59,10 @@ def test_invalid_configs_name_the_field(tiny_config, override, match):
 
 def test_single_objective_with_optuna_pruner_is_fine(tiny_config):
     cfg = StudyConfig.from_dict(
-        tiny_config(objectives={"minimize": [], "constraints": {"params": 1e6}}, pruning={"pruner": "median"})
+        tiny_config(
+            objectives={"minimize": [], "constraints": {"params": 1e6}},
+            pruning={"pruner": "median"},
+        )
     )
     assert cfg.objectives.directions == ["maximize"]
 
@@ -64,7 +70,7 @@ def test_single_objective_with_optuna_pruner_is_fine(tiny_config):
 def test_load_reports_the_file_and_toml_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[study\nname = 1")
-    with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml is not valid TOML"):
         StudyConfig.load(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         StudyConfig.load(tmp_path / "missing.toml")

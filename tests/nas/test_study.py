@@ -1,0 +1,240 @@
+"""The search engine end to end on tiny real data (digits, a few images per class)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from torch import nn
+
+import attn_blocks
+from attn_blocks import registry
+from nas.config import StudyConfig
+from nas.study import load_or_create_study, open_storage, run_search, run_worker
+from search_spaces.spec import ArchSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _study(cfg: StudyConfig) -> optuna.Study:
+    return optuna.load_study(
+        study_name=cfg.study.name, storage=open_storage(cfg.study.storage_url())
+    )
+
+
+def test_search_stores_everything_a_reviewer_needs(tiny_config):
+    cfg = StudyConfig.from_dict(tiny_config())
+    study = run_search(cfg, progress=False)
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert study.metric_names == ["val_acc", "flops"]
+    for t in trials:
+        spec = ArchSpec.from_dict(t.user_attrs["arch"])
+        assert t.user_attrs["summary"] == spec.summary()
+        assert t.user_attrs["digest"] == spec.digest()
+        assert t.values[1] == t.user_attrs["cost"]["flops"] > 0
+        assert 0.0 <= t.values[0] <= 1.0
+        assert len(t.intermediate_values) == 2  # one accuracy per epoch, in the storage
+        assert t.values[0] == t.user_attrs["val_history"][-1]["val_acc"]
+        assert t.values[0] == pytest.approx(t.intermediate_values[1], abs=1e-6)
+    assert study.user_attrs["config"] == cfg.to_dict()
+    assert study.best_trials  # a Pareto front exists
+
+
+def test_rerun_resumes_and_changed_config_is_refused(tiny_config):
+    cfg = StudyConfig.from_dict(tiny_config())
+    run_search(cfg, progress=False)
+    assert run_worker(cfg, progress=False) == 0  # nothing left to do
+    more = StudyConfig.from_dict(tiny_config(study={"n_trials": 5}))
+    assert run_worker(more, progress=False) == 1  # the budget is a study setting, not a new study
+    changed = StudyConfig.from_dict(tiny_config(training={"epochs": 3}))
+    with pytest.raises(ValueError, match=r"different config \(changed: training\.epochs\)"):
+        run_search(changed, progress=False)
+    assert len(_study(cfg).get_trials()) == 5  # nothing stored was lost
+
+
+def test_same_seed_same_trials_on_cpu(tiny_config, tmp_path):
+    def run(sub: str):
+        data = tiny_config(study={"runs_dir": str(tmp_path / sub), "sampler": "nsga2"})
+        study = run_search(StudyConfig.from_dict(data), progress=False)
+        return [(t.params, t.values) for t in study.get_trials()]
+
+    first, second = run("a"), run("b")
+    assert first == second
+    other = tiny_config(study={"runs_dir": str(tmp_path / "c"), "seed": 1})
+    assert [p for p, _ in first] != [
+        t.params for t in run_search(StudyConfig.from_dict(other), progress=False).get_trials()
+    ]
+
+
+class _NaNAttention(nn.Module):
+    """Test-only block: its output is NaN, as a numerically broken block's would be."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale * float("nan")
+
+
+@pytest.fixture
+def nan_block(monkeypatch):
+    info = registry.BlockInfo(name="nan_test", cls=_NaNAttention, family="channel", paper="test")
+    monkeypatch.setitem(registry._REGISTRY, "nan_test", info)
+    return "nan_test"
+
+
+def test_nan_trials_fail_with_reason_and_the_study_goes_on(tiny_config, nan_block):
+    data = tiny_config(
+        space={"blocks": ["none", nan_block], "granularity": "global"},
+        study={"n_trials": 3, "seed": 3},
+    )
+    cfg = StudyConfig.from_dict(data)
+    study = load_or_create_study(cfg)
+    study.enqueue_trial({"all.block": nan_block})
+    study.enqueue_trial({"all.block": "none"})
+    study = run_search(cfg, progress=False)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed and all("NonFiniteLossError" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.user_attrs["arch"]["sites"]["stage1.0"]["block"] == nan_block for t in failed)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+
+
+def test_all_trials_failing_stops_the_search(tiny_config, nan_block):
+    data = tiny_config(
+        space={"blocks": [nan_block], "granularity": "global"}, study={"n_trials": 2}
+    )
+    with pytest.raises(RuntimeError, match="2 trials failed and none finished"):
+        run_search(StudyConfig.from_dict(data), progress=False)
+
+
+def test_pruned_trials_keep_values_and_are_never_on_the_front(tiny_config):
+    data = tiny_config(
+        study={"n_trials": 8, "sampler": "random", "seed": 2},
+        training={"epochs": 4},
+        pruning={"pruner": "moasha", "min_epochs": 1, "reduction_factor": 2},
+    )
+    study = run_search(StudyConfig.from_dict(data), progress=False)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned, "MO-ASHA with eta=2 over 8 trials prunes some"
+    front = {t.number for t in study.best_trials}
+    for t in pruned:
+        assert t.values is not None and len(t.values) == 2
+        assert t.user_attrs["epochs_run"] < 4
+        assert t.number not in front
+
+
+def test_constraints_are_stored_for_the_sampler(tiny_config):
+    data = tiny_config(
+        objectives={"minimize": [], "constraints": {"params": 2000}},
+        study={"n_trials": 2, "sampler": "tpe"},
+    )
+    study = run_search(StudyConfig.from_dict(data), progress=False)
+    for t in study.get_trials():
+        assert t.system_attrs["constraints:params"] == t.user_attrs["cost"]["params"] - 2000
+
+
+def _write_config(path: Path, data: dict) -> Path:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def _wait_for(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path):
+    data = tiny_config(study={"n_trials": 4}, training={"epochs": 6})
+    config = _write_config(tmp_path / "study.toml", data)
+    cfg = StudyConfig.from_dict(data)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def one_done_one_running() -> bool:
+            if not Path(cfg.study.storage_url()).exists():
+                return False
+            states = [t.state for t in _study(cfg).get_trials()]
+            return TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING
+
+        _wait_for(one_done_one_running, timeout=120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    before = _study(cfg).get_trials()
+    completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
+    interrupted = [t.number for t in before if t.state == TrialState.RUNNING]
+    assert completed and interrupted
+
+    result = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    after = {t.number: t for t in _study(cfg).get_trials()}
+    for number, values in completed.items():  # nothing completed was lost or changed
+        assert after[number].state == TrialState.COMPLETE and after[number].values == values
+    for number in interrupted:  # the killed trial is not counted complete
+        assert after[number].state == TrialState.FAIL
+        assert "died" in after[number].user_attrs["fail_reason"]
+    finished = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    assert "Pareto front" in result.stdout
+
+
+def test_two_local_workers_share_one_storage(tiny_config):
+    data = tiny_config(study={"n_trials": 6, "sampler": "tpe"})
+    study = run_search(StudyConfig.from_dict(data), workers=2, progress=False)
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) == 6
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2  # both processes ran trials
+
+
+def test_cli_blocks_status_and_errors(tiny_config, tmp_path, capsys):
+    from nas.cli import main
+
+    assert main(["blocks"]) == 0
+    out = capsys.readouterr().out
+    for name in attn_blocks.available():
+        assert name in out
+
+    data = tiny_config(study={"n_trials": 2})
+    config = _write_config(tmp_path / "study.toml", data)
+    assert main(["search", str(config), "--no-progress"]) == 0
+    assert main(["status", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "2 trials 2 complete" in out and "Pareto front" in out
+
+    data["training"]["epochs"] = 0
+    bad = _write_config(tmp_path / "bad.toml", data)
+    assert main(["search", str(bad)]) == 2
+    assert "epochs" in capsys.readouterr().err
+    assert main(["status", "no-such-study"]) == 2
