@@ -25,13 +25,28 @@ def _enumerate(space: SearchSpace) -> set[str]:
 @pytest.mark.parametrize(
     "space",
     [
-        SearchSpace("resnet8", blocks=("none", "se", "eca"), reductions=(4, 8),
-                    eca_kernels=(3, "adaptive"), granularity="global"),
-        SearchSpace("resnet8", blocks=("none", "se"), reductions=(8,), granularity="per_stage",
-                    positions=("standard", "post")),
+        SearchSpace(
+            "resnet8",
+            blocks=("none", "se", "eca"),
+            reductions=(4, 8),
+            eca_kernels=(3, "adaptive"),
+            granularity="global",
+        ),
+        SearchSpace(
+            "resnet8",
+            blocks=("none", "se"),
+            reductions=(8,),
+            granularity="per_stage",
+            positions=("standard", "post"),
+        ),
         SearchSpace("resnet8", blocks=("none", "simam"), granularity="per_block", from_stage=2),
-        SearchSpace("resnet8", blocks=("none", "gct", "se"), reductions=(4,), granularity="per_stage",
-                    stages=(1, 3)),
+        SearchSpace(
+            "resnet8",
+            blocks=("none", "gct", "se"),
+            reductions=(4,),
+            granularity="per_stage",
+            stages=(1, 3),
+        ),
     ],
     ids=["global", "per_stage", "per_block", "stages"],
 )
@@ -41,8 +56,14 @@ def test_size_matches_brute_force_enumeration(space):
 
 def test_size_formula_example():
     # per stage: none + se x 3 reductions x 2 positions + eca x 2 kernels x 2 positions = 11
-    space = SearchSpace("resnet20", blocks=("none", "se", "eca"), reductions=(4, 8, 16),
-                        eca_kernels=(3, 5), granularity="per_stage", positions=("standard", "pre"))
+    space = SearchSpace(
+        "resnet20",
+        blocks=("none", "se", "eca"),
+        reductions=(4, 8, 16),
+        eca_kernels=(3, 5),
+        granularity="per_stage",
+        positions=("standard", "pre"),
+    )
     assert space.size() == 11**3
 
 
@@ -54,8 +75,9 @@ def test_global_granularity_puts_one_choice_everywhere():
 
 
 def test_per_block_granularity_and_from_stage():
-    space = SearchSpace("resnet8", blocks=("none", "eca"), eca_kernels=(3,), granularity="per_block",
-                        from_stage=2)
+    space = SearchSpace(
+        "resnet8", blocks=("none", "eca"), eca_kernels=(3,), granularity="per_block", from_stage=2
+    )
     params = {"stage2.0.block": "eca", "stage2.0.kernel_size": 3, "stage3.0.block": "none"}
     spec = suggest_arch(optuna.trial.FixedTrial(params), space)
     assert spec.choice("stage1.0").is_none  # stage 1 is not searched
@@ -64,8 +86,12 @@ def test_per_block_granularity_and_from_stage():
 
 
 def test_conditional_parameters_only_where_they_apply():
-    space = SearchSpace("resnet8", blocks=("none", "se", "eca", "simam"), granularity="per_stage",
-                        positions=("standard", "post"))
+    space = SearchSpace(
+        "resnet8",
+        blocks=("none", "se", "eca", "simam"),
+        granularity="per_stage",
+        positions=("standard", "post"),
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(40):
         trial = study.ask()
@@ -80,14 +106,22 @@ def test_conditional_parameters_only_where_they_apply():
 
 
 def test_fixed_trial_reproduces_a_given_spec():
-    space = SearchSpace("resnet20", blocks=("none", "se", "eca", "cbam"), reductions=(4, 8),
-                        eca_kernels=(3, "adaptive"), granularity="per_stage",
-                        positions=("standard", "identity"))
+    space = SearchSpace(
+        "resnet20",
+        blocks=("none", "se", "eca", "cbam"),
+        reductions=(4, 8),
+        eca_kernels=(3, "adaptive"),
+        granularity="per_stage",
+        positions=("standard", "identity"),
+    )
     target = ArchSpec(
         "resnet20",
         sites={
             **{f"stage1.{i}": BlockChoice() for i in range(3)},
-            **{f"stage2.{i}": BlockChoice("eca", {"kernel_size": "adaptive"}, "identity") for i in range(3)},
+            **{
+                f"stage2.{i}": BlockChoice("eca", {"kernel_size": "adaptive"}, "identity")
+                for i in range(3)
+            },
             **{f"stage3.{i}": BlockChoice("cbam", {"reduction": 4}) for i in range(3)},
         },
     )
@@ -103,9 +137,16 @@ def test_spec_outside_the_space_is_rejected():
 
 
 def test_every_site_is_present_in_sampled_specs():
-    space = SearchSpace("mobilenet_v2", blocks=("none", "se"), granularity="per_stage", from_stage=3)
-    spec = suggest_arch(optuna.trial.FixedTrial({f"stage{i}.block": "se" for i in range(3, 7)}
-                                                | {f"stage{i}.reduction": 4 for i in range(3, 7)}), space)
+    space = SearchSpace(
+        "mobilenet_v2", blocks=("none", "se"), granularity="per_stage", from_stage=3
+    )
+    spec = suggest_arch(
+        optuna.trial.FixedTrial(
+            {f"stage{i}.block": "se" for i in range(3, 7)}
+            | {f"stage{i}.reduction": 4 for i in range(3, 7)}
+        ),
+        space,
+    )
     assert set(spec.sites) == {s.name for s in backbone_sites("mobilenet_v2")}
 
 
@@ -125,11 +166,22 @@ def test_same_seed_same_sequence():
 
 
 def test_round_trip_through_dict():
-    space = SearchSpace("resnet20", backbone_args={}, blocks=("none", "encoding"),
-                        block_params={"encoding": {"codewords": [8, 16]}})
+    space = SearchSpace(
+        "resnet20",
+        backbone_args={},
+        blocks=("none", "encoding"),
+        block_params={"encoding": {"codewords": [8, 16]}},
+    )
     assert SearchSpace.from_dict(space.to_dict()) == space
-    spec = suggest_arch(optuna.trial.FixedTrial({**{f"stage{i}.block": "encoding" for i in (1, 2, 3)},
-                                                 **{f"stage{i}.encoding.codewords": 8 for i in (1, 2, 3)}}), space)
+    spec = suggest_arch(
+        optuna.trial.FixedTrial(
+            {
+                **{f"stage{i}.block": "encoding" for i in (1, 2, 3)},
+                **{f"stage{i}.encoding.codewords": 8 for i in (1, 2, 3)},
+            }
+        ),
+        space,
+    )
     assert spec.choice("stage1.0").params["codewords"] == 8
 
 
@@ -148,7 +200,10 @@ def test_round_trip_through_dict():
         ({"stages": (2,), "from_stage": 2}, "not both"),
         ({"backbone": "resnet9000"}, "resnet9000"),
         ({"block_params": {"bam": {"reduction": [4]}}}, "not in space.blocks"),
-        ({"blocks": ("se",), "block_params": {"se": {"reduction": [4]}}}, "space.reductions instead"),
+        (
+            {"blocks": ("se",), "block_params": {"se": {"reduction": [4]}}},
+            "space.reductions instead",
+        ),
     ],
 )
 def test_invalid_spaces_fail_clearly(kwargs, match):

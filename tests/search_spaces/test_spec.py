@@ -65,7 +65,10 @@ def test_summary_groups_uniform_stages():
             "stage3.0": BlockChoice("se", {"reduction": 8}, "post"),
         }
     )
-    assert spec.summary() == "resnet8 | stage1: none | stage2: eca(k=3)@standard | stage3: se(r=8)@post"
+    assert (
+        spec.summary()
+        == "resnet8 | stage1: none | stage2: eca(k=3)@standard | stage3: se(r=8)@post"
+    )
 
 
 def test_summary_lists_sites_of_mixed_stages():
@@ -79,17 +82,34 @@ def test_summary_shows_non_default_extra_params():
 
 
 def test_sites_sorted_naturally():
-    spec = _spec(**{"stage10.0": BlockChoice(), "stage2.11": BlockChoice(), "stage2.2": BlockChoice()})
+    spec = _spec(
+        **{"stage10.0": BlockChoice(), "stage2.11": BlockChoice(), "stage2.2": BlockChoice()}
+    )
     assert list(spec.sites) == ["stage2.2", "stage2.11", "stage10.0"]
 
 
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "sse"}}}, "unknown attention block 'sse'"),
-        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "se", "position": "middle"}}}, "position 'middle'"),
-        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "se", "params": {"r": 8}}}}, "unknown parameter"),
-        ({"backbone": "resnet8", "sites": {"stage1.0": {"block": "eca", "params": {"kernel_size": 4}}}}, "kernel_size"),
+        (
+            {"backbone": "resnet8", "sites": {"stage1.0": {"block": "sse"}}},
+            "unknown attention block 'sse'",
+        ),
+        (
+            {"backbone": "resnet8", "sites": {"stage1.0": {"block": "se", "position": "middle"}}},
+            "position 'middle'",
+        ),
+        (
+            {"backbone": "resnet8", "sites": {"stage1.0": {"block": "se", "params": {"r": 8}}}},
+            "unknown parameter",
+        ),
+        (
+            {
+                "backbone": "resnet8",
+                "sites": {"stage1.0": {"block": "eca", "params": {"kernel_size": 4}}},
+            },
+            "kernel_size",
+        ),
         ({"backbone": "resnet8", "num_classes": 0}, "num_classes must be a positive int"),
         ({"backbone": "resnet8", "version": 99}, "version 99 is not supported"),
         ({"backbone": "resnet8", "colour": "red"}, "unknown key"),
