@@ -221,11 +221,13 @@ class TrialRunner:
         callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=self.pruner)]
         if self.progress:
             callbacks.append(EpochProgress(trial.number, cfg.training.epochs))
+        on_gpu = self.device.startswith("cuda")
         trainer = build_trainer(
             cfg.training,
             seed=seed,
             callbacks=callbacks,
-            accelerator="gpu" if self.device.startswith("cuda") else "cpu",
+            accelerator="gpu" if on_gpu else "cpu",
+            devices=[torch.device(self.device).index or 0] if on_gpu else 1,
         )
         history = module.val_history
         try:
