@@ -238,3 +238,54 @@ def test_cli_blocks_status_and_errors(tiny_config, tmp_path, capsys):
     assert main(["search", str(bad)]) == 2
     assert "epochs" in capsys.readouterr().err
     assert main(["status", "no-such-study"]) == 2
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "gp", "random"])
+def test_every_sampler_runs_a_seeded_study(tiny_config, sampler):
+    data = tiny_config(
+        study={"n_trials": 3, "sampler": sampler, "population_size": 2}, training={"epochs": 1}
+    )
+    study = run_search(StudyConfig.from_dict(data), progress=False)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
+    data = tiny_config(study={"n_trials": 3}, training={"epochs": 30})
+    config = _write_config(tmp_path / "study.toml", data)
+    cfg = StudyConfig.from_dict(data)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+
+        def training() -> bool:
+            if not Path(cfg.study.storage_url()).exists():
+                return False
+            trials = _study(cfg).get_trials()
+            return bool(trials) and len(trials[-1].intermediate_values) >= 1
+
+        _wait_for(training, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "re-run the same command to resume" in err
+    (interrupted,) = _study(cfg).get_trials()
+    assert interrupted.state == TrialState.FAIL
+    assert "interrupted by the user" in interrupted.user_attrs["fail_reason"]
+
+    # The same command resumes (the budget is shortened with --n-trials to keep the test quick).
+    result = subprocess.run(
+        [*command, "--n-trials", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    states = [t.state for t in _study(cfg).get_trials()]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2
