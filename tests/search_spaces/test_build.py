@@ -118,3 +118,15 @@ def test_bad_backbone_and_seed_raise():
         build_model(ArchSpec("cifar_resnet", {"depth": 10}))
     with pytest.raises(ValueError, match="seed must be an int"):
         build_model(ArchSpec("resnet8"), seed=1.5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("block", ATTENTIVE)
+@pytest.mark.parametrize("backbone", sorted(set(SMALL) - {"resnet8"}))
+def test_every_backbone_x_position_x_block(backbone, block, position):
+    """The full cross product (resnet8 is covered by the fast test above)."""
+    args, size = SMALL[backbone]
+    model = build_model(_spec(backbone, args, block, position), seed=0)
+    assert _attended(model) == len(backbone_sites(backbone, **args))
+    _train_step(model, size)
