@@ -50,6 +50,12 @@ class StudySection:
     timeout_s: float = 0.0
     #: NSGA-II population size / TPE and GP start-up trials.
     population_size: int = 8
+    #: Database storages: a running trial records a heartbeat this often; a trial silent for
+    #: ``grace_period_s`` is failed by the next worker and re-queued up to ``max_retry`` times.
+    #: (Local journal files check the worker's pid instead.)
+    heartbeat_interval_s: int = 30
+    grace_period_s: int = 120
+    max_retry: int = 1
 
     def __post_init__(self) -> None:
         _require(
@@ -63,6 +69,17 @@ class StudySection:
             "study.timeout_s",
             "a number of seconds >= 0 (0 = no limit)",
         )
+        _require(
+            _is_int(self.heartbeat_interval_s) and self.heartbeat_interval_s >= 1,
+            "study.heartbeat_interval_s",
+            "an int >= 1 (seconds)",
+        )
+        _require(
+            _is_int(self.grace_period_s) and self.grace_period_s > self.heartbeat_interval_s,
+            "study.grace_period_s",
+            "an int of seconds greater than study.heartbeat_interval_s",
+        )
+        _require(_is_int(self.max_retry) and self.max_retry >= 0, "study.max_retry", "an int >= 0")
         _require(
             _is_int(self.population_size) and self.population_size >= 2,
             "study.population_size",

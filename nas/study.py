@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import math
 import multiprocessing
 import os
+import re
 import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -57,17 +60,47 @@ def quiet_third_party_output() -> None:
 # -- storage and study ----------------------------------------------------------------------------
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval_s: int | None = None,
+    grace_period_s: int | None = None,
+    max_retry: int = 1,
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: a database URL (``postgresql://``, ``sqlite:///``) or a
-    journal file path (the local default, safe for several processes on one machine)."""
+    journal file path (the local default, safe for several processes on one machine).
+
+    For databases, ``heartbeat_interval_s`` turns on Optuna's heartbeats: a trial whose worker
+    stopped beating for ``grace_period_s`` is marked FAIL by the next worker that asks for a
+    trial, and re-queued (at most ``max_retry`` times per original trial).
+    """
     if "://" in url:
+        retry = functools.partial(requeue_trial, max_retry=max_retry)
         try:
-            return optuna.storages.RDBStorage(url)
-        except Exception as exc:  # SQLAlchemy raises many types; the message is what matters
-            raise RuntimeError(f"cannot open storage {url!r}: {exc}") from None
+            storage = optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval_s,
+                grace_period=grace_period_s,
+                heartbeat_stale_trial_callback=retry if heartbeat_interval_s else None,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+        except Exception as exc:  # SQLAlchemy and the DB drivers raise many types
+            first_line = (
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            )
+            raise RuntimeError(
+                f"cannot open storage {_redact(url)}: {first_line} (check that the database "
+                "server is running and reachable, and the URL's user, password and database)"
+            ) from None
+        return storage
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
@@ -129,7 +162,12 @@ def load_or_create_study(
     url = storage or cfg.study.storage_url()
     study = optuna.create_study(
         study_name=cfg.study.name,
-        storage=open_storage(url),
+        storage=open_storage(
+            url,
+            heartbeat_interval_s=cfg.study.heartbeat_interval_s,
+            grace_period_s=cfg.study.grace_period_s,
+            max_retry=cfg.study.max_retry,
+        ),
         directions=cfg.objectives.directions,
         sampler=make_sampler(cfg, worker),
         pruner=make_pruner(cfg),
@@ -319,11 +357,14 @@ def _ask_lock(cfg: StudyConfig, storage: str | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Mark RUNNING trials whose worker process on this host is gone as FAIL.
+def fail_orphaned_trials(study: optuna.Study, max_retry: int = 1) -> list[int]:
+    """Mark RUNNING trials whose worker process on this host is gone as FAIL, and re-queue them.
 
-    A process killed mid-trial leaves its trial RUNNING; this makes sure it is never counted as
-    complete and that its budget is given to a new trial. Returns the trial numbers failed.
+    A process killed mid-trial leaves its trial RUNNING. On a journal file there are no
+    heartbeats, but on the same host the worker's pid tells whether it is alive: a dead worker's
+    trial is never counted as complete, and its architecture is queued again (at most
+    ``max_retry`` times per original trial, as Optuna's heartbeat retry does for databases).
+    Returns the trial numbers failed.
     """
     host = socket.gethostname()
     failed = []
@@ -331,11 +372,12 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
         worker = t.user_attrs.get("worker", "")
         w_host, _, pid = worker.rpartition(":")
         if w_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-            study._storage.set_trial_user_attr(
-                t._trial_id, "fail_reason", "worker process died mid-trial"
-            )
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            failed.append(t.number)
+            # Optuna has no public call to finish another process's trial.
+            storage = study._storage
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker process died mid-trial")
+            if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                requeue_trial(study, storage.get_trial(t._trial_id), max_retry)
+                failed.append(t.number)
     return failed
 
 
@@ -377,7 +419,8 @@ def run_worker(
     bar = _trial_bar(cfg, study) if progress else None
     while time.monotonic() < deadline:
         with _ask_lock(cfg, storage):
-            fail_orphaned_trials(study)
+            fail_orphaned_trials(study, cfg.study.max_retry)
+            optuna.storages.fail_stale_trials(study)
             finished, running, failed = _count(study)
             if finished + running >= cfg.study.n_trials:
                 break
@@ -389,9 +432,15 @@ def run_worker(
             trial = study.ask()
         ran += 1
         try:
-            outcome = runner.run(trial)
-        except KeyboardInterrupt:
-            _fail(study, trial, "interrupted by the user (Ctrl-C); re-run the command to resume")
+            with _heartbeat(study, trial):
+                outcome = runner.run(trial)
+        except (KeyboardInterrupt, WorkerStopped) as exc:
+            reason = (
+                "interrupted by the user (Ctrl-C)"
+                if isinstance(exc, KeyboardInterrupt)
+                else str(exc)
+            )
+            _abandon(study, trial, f"{reason}; re-run the command to resume", cfg.study.max_retry)
             raise
         except Exception as exc:  # NaN loss, out of memory, a broken block: the study goes on
             if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
@@ -413,6 +462,72 @@ def run_worker(
     if bar is not None:
         bar.close()
     return ran
+
+
+class WorkerStopped(BaseException):
+    """A stop signal (SIGTERM) asked this worker to abandon its trial and exit.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way (ours,
+    Lightning's) mistakes it for a failing architecture.
+    """
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`WorkerStopped` while the block runs (main thread only)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise WorkerStopped(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record heartbeats for ``trial`` while it runs, where the storage supports them."""
+    storage = study._storage
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-trial-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _abandon(study: optuna.Study, trial: optuna.Trial, reason: str, max_retry: int) -> None:
+    """FAIL a trial this worker gives up on (a stop signal), and queue its architecture again."""
+    _fail(study, trial, reason)
+    requeue_trial(study, study._storage.get_trial(trial._trial_id), max_retry)
+
+
+def requeue_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 1) -> None:
+    """Queue the architecture of an interrupted trial again, at most ``max_retry`` times.
+
+    Only the parameters are carried over (unlike Optuna's RetryHeartbeatStaleTrialCallback, which
+    also copies the attrs, and with them the old trial's failure reason); the new trial records
+    ``retry_of`` (the trial it repeats) and ``retries`` (how many times the original was retried).
+    """
+    retries = int(trial.user_attrs.get("retries", 0))
+    if retries >= max_retry or not trial.params:
+        return
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1})
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -438,8 +553,30 @@ def _worker_main(
     quiet_third_party_output()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = StudyConfig.from_dict(cfg_dict)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, WorkerStopped), stop_on_sigterm():
         run_worker(cfg, storage=storage, worker=worker, device=device, progress=False)
+
+
+def join_study(
+    storage: str, study_name: str, *, workers: int = 1, progress: bool = True
+) -> optuna.Study:
+    """Join an existing study from any machine: its config is stored with the study, so the
+    storage URL and the study name are all a worker needs."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise ValueError(
+            f"no study named {study_name!r} in {_redact(storage)}; create it with "
+            "`nas search CONFIG --storage URL` first"
+        ) from None
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        raise ValueError(
+            f"study {study_name!r} was not created by `nas search` (no stored config); "
+            "create it with `nas search CONFIG --storage URL`"
+        )
+    cfg = StudyConfig.from_dict(stored)
+    return run_search(cfg, storage=storage, workers=workers, progress=progress)
 
 
 def run_search(
@@ -457,7 +594,8 @@ def run_search(
     load_or_create_study(cfg, storage)
     if workers == 1:
         device = "cuda:0" if gpus else "cpu"
-        run_worker(cfg, storage=storage, device=device, progress=progress)
+        with stop_on_sigterm():
+            run_worker(cfg, storage=storage, device=device, progress=progress)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = multiprocessing.get_context("spawn")
@@ -471,9 +609,15 @@ def run_search(
         for p in procs:
             p.start()
         try:
+            with stop_on_sigterm():
+                for p in procs:
+                    p.join()
+        except (KeyboardInterrupt, WorkerStopped):
+            # Ctrl-C reaches the workers by itself (same process group); a SIGTERM to this
+            # process is passed on, so that every worker abandons its trial cleanly.
             for p in procs:
-                p.join()
-        except KeyboardInterrupt:
+                if p.is_alive():
+                    p.terminate()
             for p in procs:
                 p.join()
             raise

@@ -199,9 +199,11 @@ def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path):
     after = {t.number: t for t in _study(cfg).get_trials()}
     for number, values in completed.items():  # nothing completed was lost or changed
         assert after[number].state == TrialState.COMPLETE and after[number].values == values
-    for number in interrupted:  # the killed trial is not counted complete
+    for number in interrupted:  # the killed trial is not counted complete, and is re-queued once
         assert after[number].state == TrialState.FAIL
         assert "died" in after[number].user_attrs["fail_reason"]
+        (retry,) = [t for t in after.values() if t.user_attrs.get("retry_of") == number]
+        assert retry.state == TrialState.COMPLETE and retry.params == after[number].params
     finished = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 4
     assert "Pareto front" in result.stdout
@@ -273,9 +275,11 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert "re-run the same command to resume" in err
-    (interrupted,) = _study(cfg).get_trials()
+    interrupted, queued = _study(cfg).get_trials()
     assert interrupted.state == TrialState.FAIL
     assert "interrupted by the user" in interrupted.user_attrs["fail_reason"]
+    # its architecture is queued again, once
+    assert queued.state == TrialState.WAITING and queued.user_attrs["retry_of"] == interrupted.number
 
     # The same command resumes (the budget is shortened with --n-trials to keep the test quick).
     result = subprocess.run(
@@ -287,5 +291,8 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    states = [t.state for t in _study(cfg).get_trials()]
+    trials = _study(cfg).get_trials()
+    states = [t.state for t in trials]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2
+    assert trials[1].params == interrupted.params and trials[1].state == TrialState.COMPLETE
+    assert "fail_reason" not in trials[1].user_attrs
