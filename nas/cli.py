@@ -26,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--n-trials", type=int, help="override study.n_trials")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    worker = commands.add_parser(
+        "worker", help="join an existing study (its config is stored with it) from any machine"
+    )
+    worker.add_argument("--storage", required=True, help="the study's storage URL")
+    worker.add_argument("--study", required=True, help="the study name")
+    worker.add_argument("--workers", type=int, default=1, help="local worker processes")
+    worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     status = commands.add_parser("status", help="trials so far and the current Pareto front")
     status.add_argument("study", help="a study config (.toml) or a study name")
     status.add_argument(
@@ -37,21 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("blocks", help="the attention blocks and their parameters")
 
     args = parser.parse_args(argv)
-    from .study import quiet_third_party_output
+    from .study import WorkerStopped, quiet_third_party_output
 
     quiet_third_party_output()
     try:
         if args.command == "search":
             return _search(args)
+        if args.command == "worker":
+            return _worker(args)
         if args.command == "status":
             return _status(args)
         return _blocks()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WorkerStopped) as exc:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
         print(
-            "\ninterrupted: completed trials are stored; re-run the same command to resume",
+            f"\n{why}: completed trials are stored; re-run the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -73,6 +84,16 @@ def _search(args: argparse.Namespace) -> int:
     )
     study = run_search(
         cfg, storage=args.storage, workers=args.workers, progress=not args.no_progress
+    )
+    _print_summary(study)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .study import join_study
+
+    study = join_study(
+        args.storage, args.study, workers=args.workers, progress=not args.no_progress
     )
     _print_summary(study)
     return 0

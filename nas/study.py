@@ -417,19 +417,28 @@ def run_worker(
     deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
     ran = 0
     bar = _trial_bar(cfg, study) if progress else None
+    heartbeats = _has_heartbeats(study)
     while time.monotonic() < deadline:
         with _ask_lock(cfg, storage):
-            fail_orphaned_trials(study, cfg.study.max_retry)
-            optuna.storages.fail_stale_trials(study)
+            if heartbeats:
+                optuna.storages.fail_stale_trials(study)
+            else:
+                fail_orphaned_trials(study, cfg.study.max_retry)
             finished, running, failed = _count(study)
-            if finished + running >= cfg.study.n_trials:
-                break
             if failed >= cfg.study.n_trials and finished == 0:
                 raise RuntimeError(
                     f"{failed} trials failed and none finished: the setup is broken rather than "
                     "one architecture; see their fail_reason user attrs (nas status)"
                 )
-            trial = study.ask()
+            trial = study.ask() if finished + running < cfg.study.n_trials else None
+        if trial is None:
+            if finished >= cfg.study.n_trials or not heartbeats:
+                break
+            # The rest of the budget is held by running trials, and on another machine one may
+            # be dead: wait until they finish, or until its heartbeat times out and it is
+            # re-queued. (Local workers are checked by pid instead, at once.)
+            time.sleep(study._storage.get_heartbeat_interval())
+            continue
         ran += 1
         try:
             with _heartbeat(study, trial):
@@ -486,14 +495,18 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _has_heartbeats(study: optuna.Study) -> bool:
+    return bool(getattr(study._storage, "get_heartbeat_interval", lambda: None)())
+
+
 @contextlib.contextmanager
 def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Record heartbeats for ``trial`` while it runs, where the storage supports them."""
-    storage = study._storage
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if not interval:
+    if not _has_heartbeats(study):
         yield
         return
+    storage = study._storage
+    interval = storage.get_heartbeat_interval()
     stop = threading.Event()
 
     def beat() -> None:

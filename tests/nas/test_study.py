@@ -279,7 +279,9 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
     assert interrupted.state == TrialState.FAIL
     assert "interrupted by the user" in interrupted.user_attrs["fail_reason"]
     # its architecture is queued again, once
-    assert queued.state == TrialState.WAITING and queued.user_attrs["retry_of"] == interrupted.number
+    assert (
+        queued.state == TrialState.WAITING and queued.user_attrs["retry_of"] == interrupted.number
+    )
 
     # The same command resumes (the budget is shortened with --n-trials to keep the test quick).
     result = subprocess.run(
@@ -296,3 +298,65 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2
     assert trials[1].params == interrupted.params and trials[1].state == TrialState.COMPLETE
     assert "fail_reason" not in trials[1].user_attrs
+
+
+@pytest.mark.slow
+def test_four_local_workers_finish_exactly_the_budget(tiny_config):
+    from nas.pruning import non_dominated_sort
+
+    data = tiny_config(study={"n_trials": 8, "sampler": "tpe"})
+    study = run_search(StudyConfig.from_dict(data), workers=4, progress=False)
+    trials = study.get_trials()
+    assert len({t.number for t in trials}) == len(trials) == 8  # local workers share a lock
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    points = [t.values for t in complete]
+    first = non_dominated_sort(points, ["maximize", "minimize"])[0]
+    assert {t.number for t in study.best_trials} == {complete[i].number for i in first}
+
+
+@pytest.mark.slow
+def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config):
+    data = tiny_config(study={"n_trials": 5}, training={"epochs": 12})
+    cfg = StudyConfig.from_dict(data)
+    load_or_create_study(cfg)
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from nas.cli import main; sys.exit(main(sys.argv[1:]))",
+        "worker",
+        "--storage",
+        cfg.study.storage_url(),
+        "--study",
+        cfg.study.name,
+        "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    victim, survivor = (
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    )
+
+    def victim_mid_trial() -> bool:
+        trials = _study(cfg).get_trials()
+        return any(t.state == TrialState.COMPLETE for t in trials) and any(
+            t.state == TrialState.RUNNING
+            and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+            for t in trials
+        )
+
+    _wait_for(victim_mid_trial, timeout=300)
+    before = _study(cfg).get_trials()
+    completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    _, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    after = {t.number: t for t in _study(cfg).get_trials()}
+    for number, values in completed.items():
+        assert after[number].values == values
+    assert (
+        len([t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 5
+    )
+    assert not [t for t in after.values() if t.state == TrialState.RUNNING]
