@@ -1,0 +1,100 @@
+"""Trials per hour with 1 and 2 local worker processes on the bundled digits data.
+
+Each configuration runs the same study (the quickstart space, no pruning so every trial costs the
+same budget) in a fresh journal storage, with torch threads per worker pinned to
+``cores // workers``, and the table reports trials per hour and the speed-up over one worker,
+measured in the same process run.
+
+    .venv/bin/python benchmarks/workers.py              # 12 trials per configuration
+    .venv/bin/python benchmarks/workers.py --trials 24 --workers 1 2 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from nas.config import StudyConfig
+from nas.study import quiet_third_party_output, run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(runs_dir: str, trials: int, epochs: int) -> StudyConfig:
+    import tomllib
+
+    data = tomllib.loads((ROOT / "studies" / "quickstart.toml").read_text())
+    data["study"].update(
+        {"name": "workers-bench", "runs_dir": runs_dir, "n_trials": trials, "sampler": "random"}
+    )
+    data["training"]["epochs"] = epochs
+    data["pruning"] = {"pruner": "none"}
+    return StudyConfig.from_dict(data)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+    shown = " ".join(sys.argv[1:] if argv is None else argv)
+    quiet_third_party_output()
+    cores = os.cpu_count() or 1
+    rows = []
+    for n in args.workers:
+        with tempfile.TemporaryDirectory() as runs:
+            cfg = _config(runs, args.trials, args.epochs)
+            if n == 1:
+                torch.set_num_threads(cores)
+            start = time.perf_counter()
+            study = run_search(cfg, workers=n, progress=False)
+            seconds = time.perf_counter() - start
+            done = len(study.get_trials())
+        rows.append(
+            {
+                "workers": n,
+                "threads": max(1, cores // n),
+                "trials": done,
+                "seconds": seconds,
+                "per_hour": done / seconds * 3600,
+            }
+        )
+    base = rows[0]["per_hour"]
+    print(
+        f"# trials per hour, {args.trials} trials x {args.epochs} epochs, quickstart space "
+        f"(digits, resnet8), no pruning"
+    )
+    print(
+        f"# torch {torch.__version__}, {cores} cores ({_cpu_model()}), "
+        f"command: python benchmarks/workers.py {shown}".rstrip()
+    )
+    print("| workers | threads/worker | trials | wall s | trials/hour | speed-up |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['workers']} | {r['threads']} | {r['trials']} | {r['seconds']:.1f} | "
+            f"{r['per_hour']:.0f} | {r['per_hour'] / base:.2f}x |"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()
