@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import math
 import multiprocessing
 import os
 import re
 import signal
 import socket
+import tempfile
 import threading
 import time
 import warnings
@@ -342,13 +344,14 @@ class EpochProgress(lightning.Callback):
 
 @contextlib.contextmanager
 def _ask_lock(cfg: StudyConfig, storage: str | None) -> Iterator[None]:
-    """Serialise "count trials, then ask" between local processes so that N workers start
-    exactly ``n_trials`` trials. Databases shared by several machines rely on counts alone."""
+    """Serialise "count trials, then ask" between the processes of this machine, so that its
+    workers start exactly ``n_trials`` trials. Workers on other machines rely on counts alone."""
     url = storage or cfg.study.storage_url()
     if "://" in url:
-        yield
-        return
-    lock_path = Path(url).with_suffix(".ask.lock")
+        key = hashlib.sha256(f"{url}|{cfg.study.name}".encode()).hexdigest()[:16]
+        lock_path = Path(tempfile.gettempdir()) / f"attention-nas-{key}.ask.lock"
+    else:
+        lock_path = Path(url).with_suffix(".ask.lock")
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -174,8 +174,14 @@ def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path):
         def one_done_one_running() -> bool:
             if not Path(cfg.study.storage_url()).exists():
                 return False
-            states = [t.state for t in _study(cfg).get_trials()]
-            return TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING
+            trials = _study(cfg).get_trials()
+            states = [t.state for t in trials]
+            # killed while training (not between suggestions, when its params are partial)
+            return (
+                TrialState.COMPLETE in states
+                and states[-1] == TrialState.RUNNING
+                and bool(trials[-1].intermediate_values)
+            )
 
         _wait_for(one_done_one_running, timeout=120)
         proc.send_signal(signal.SIGKILL)
