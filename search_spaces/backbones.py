@@ -28,7 +28,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models._utils import _make_divisible
 
-from .insertion import AttentiveResidual
+from .insertion import ResNetUnit
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,11 @@ class ShortcutA(nn.Module):
         return F.pad(x, [0, 0, 0, 0, self.pad_front, self.pad_back])
 
 
-class CifarBasicBlock(AttentiveResidual):
+class CifarBasicBlock(ResNetUnit):
     """Two 3x3 conv-BN layers and an identity / option-A shortcut, with an attention slot.
 
     The block natively carries ``attn`` and ``position`` (see
-    :class:`~search_spaces.insertion.AttentiveResidual`); without attention it is the plain
+    :class:`~search_spaces.insertion.ResNetUnit`); without attention it is the plain
     basic block of He et al. 2016.
     """
 
@@ -88,14 +88,6 @@ class CifarBasicBlock(AttentiveResidual):
 
     def _residual_branch(self, x: Tensor) -> Tensor:
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-
-    def _shortcut_branch(self, x: Tensor) -> Tensor:
-        if self.downsample is not None:
-            return self.downsample(x)
-        return x
-
-    def _merge(self, branch: Tensor, shortcut: Tensor) -> Tensor:
-        return self.relu(branch + shortcut)
 
 
 class CifarResNet(nn.Module):

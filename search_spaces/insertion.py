@@ -94,7 +94,22 @@ class AttentiveResidual(nn.Module):
         return f"position={self.position!r}" if self.has_attention() else ""
 
 
-class AttentiveBasicBlock(AttentiveResidual):
+class ResNetUnit(AttentiveResidual):
+    """A ResNet unit: shortcut = ``downsample(x)`` (or ``x``), merge = ``relu(F(x) + S(x))``.
+
+    Subclasses set ``downsample`` (a module or ``None``) and ``relu`` and define the branch.
+    """
+
+    def _shortcut_branch(self, x: Tensor) -> Tensor:
+        if self.downsample is not None:
+            return self.downsample(x)
+        return x
+
+    def _merge(self, branch: Tensor, shortcut: Tensor) -> Tensor:
+        return self.relu(branch + shortcut)
+
+
+class AttentiveBasicBlock(ResNetUnit):
     """torchvision's ``BasicBlock`` with an attention slot; takes over the block's submodules."""
 
     def __init__(self, block: BasicBlock) -> None:
@@ -110,16 +125,8 @@ class AttentiveBasicBlock(AttentiveResidual):
     def _residual_branch(self, x: Tensor) -> Tensor:
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
-    def _shortcut_branch(self, x: Tensor) -> Tensor:
-        if self.downsample is not None:
-            return self.downsample(x)
-        return x
 
-    def _merge(self, branch: Tensor, shortcut: Tensor) -> Tensor:
-        return self.relu(branch + shortcut)
-
-
-class AttentiveBottleneck(AttentiveResidual):
+class AttentiveBottleneck(ResNetUnit):
     """torchvision's ``Bottleneck`` with an attention slot; takes over the block's submodules."""
 
     def __init__(self, block: Bottleneck) -> None:
@@ -138,14 +145,6 @@ class AttentiveBottleneck(AttentiveResidual):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
-
-    def _shortcut_branch(self, x: Tensor) -> Tensor:
-        if self.downsample is not None:
-            return self.downsample(x)
-        return x
-
-    def _merge(self, branch: Tensor, shortcut: Tensor) -> Tensor:
-        return self.relu(branch + shortcut)
 
 
 class AttentiveInvertedResidual(AttentiveResidual):
