@@ -5,7 +5,7 @@ same budget) in a fresh journal storage, with torch threads per worker pinned to
 ``cores // workers``, and the table reports trials per hour and the speed-up over one worker,
 measured in the same process run.
 
-    .venv/bin/python benchmarks/workers.py              # 12 trials per configuration
+    .venv/bin/python benchmarks/workers.py              # 24 trials x 8 epochs per configuration
     .venv/bin/python benchmarks/workers.py --trials 24 --workers 1 2 4
 """
 
@@ -51,8 +51,8 @@ def _cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
     shown = " ".join(sys.argv[1:] if argv is None else argv)
