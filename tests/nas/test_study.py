@@ -366,3 +366,38 @@ def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config):
         len([t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 5
     )
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
+
+
+def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path):
+    data = tiny_config(study={"n_trials": 3}, training={"epochs": 30})
+    config = _write_config(tmp_path / "study.toml", data)
+    cfg = StudyConfig.from_dict(data)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def training() -> bool:
+            if not Path(cfg.study.storage_url()).exists():
+                return False
+            trials = _study(cfg).get_trials()
+            return bool(trials) and len(trials[-1].intermediate_values) >= 1
+
+        _wait_for(training, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "stopped by signal SIGTERM" in err and "Traceback" not in err
+    abandoned, queued = _study(cfg).get_trials()
+    assert abandoned.state == TrialState.FAIL
+    assert "stopped by signal SIGTERM" in abandoned.user_attrs["fail_reason"]
+    assert queued.state == TrialState.WAITING  # its architecture, queued again
+    assert queued.system_attrs["fixed_params"] == abandoned.params
