@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,10 @@ def _redact(url: str) -> str:
 
 
 def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured sampler, seeded with ``study.seed + worker`` (workers must differ)."""
+    """The configured sampler, seeded with ``study.seed + worker``.
+
+    Concurrent workers must use different ``worker`` numbers: with one seed they would propose
+    the same architectures in the same order and train each one twice."""
     seed = cfg.study.seed + worker
     name = cfg.study.sampler
     if name == "nsga2":
@@ -592,16 +596,30 @@ def join_study(
             "create it with `nas search CONFIG --storage URL`"
         )
     cfg = StudyConfig.from_dict(stored)
-    return run_search(cfg, storage=storage, workers=workers, progress=progress)
+    return run_search(
+        cfg, storage=storage, workers=workers, progress=progress, first_worker=_joining_worker()
+    )
+
+
+def _joining_worker() -> int:
+    """A sampler-seed offset for a process that joins a study: distinct from the ``nas search``
+    workers (0, 1, ...) and, via host and pid, from other joining processes."""
+    return 1000 * (1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000)
 
 
 def run_search(
-    cfg: StudyConfig, *, storage: str | None = None, workers: int = 1, progress: bool = True
+    cfg: StudyConfig,
+    *,
+    storage: str | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    first_worker: int = 0,
 ) -> optuna.Study:
     """Run (or resume) the study with ``workers`` local processes; returns the study.
 
-    Threads per worker are ``cores // workers`` so workers do not oversubscribe the CPU; with
-    GPUs, worker i uses GPU ``i % n_gpus``.
+    Worker i seeds its sampler with ``study.seed + first_worker + i``. Threads per worker are
+    ``cores // workers`` so workers do not oversubscribe the CPU; with GPUs, worker i uses GPU
+    ``i % n_gpus``.
     """
     if workers < 1:
         raise ValueError("--workers must be >= 1")
@@ -611,14 +629,20 @@ def run_search(
     if workers == 1:
         device = "cuda:0" if gpus else "cpu"
         with stop_on_sigterm():
-            run_worker(cfg, storage=storage, device=device, progress=progress)
+            run_worker(cfg, storage=storage, worker=first_worker, device=device, progress=progress)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = multiprocessing.get_context("spawn")
         procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(cfg.to_dict(), storage, i, threads, f"cuda:{i % gpus}" if gpus else "cpu"),
+                args=(
+                    cfg.to_dict(),
+                    storage,
+                    first_worker + i,
+                    threads,
+                    f"cuda:{i % gpus}" if gpus else "cpu",
+                ),
             )
             for i in range(workers)
         ]

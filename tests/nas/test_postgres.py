@@ -177,46 +177,56 @@ def test_four_workers_finish_exactly_the_budget(tiny_config, postgres_url):
     assert {t.number for t in study.best_trials} == _front_from_rows(postgres_url, "pg4")
 
 
-def test_a_worker_killed_mid_trial_loses_nothing(tiny_config, postgres_url):
+def test_a_worker_killed_mid_trial_loses_nothing(tiny_config, postgres_url, worker_procs):
     data = tiny_config(
         study={"name": "pgkill", "n_trials": 5, "heartbeat_interval_s": 1, "grace_period_s": 3},
-        training={"epochs": 12},
+        training={"epochs": 40},
     )
     cfg = StudyConfig.from_dict(data)
     load_or_create_study(cfg, postgres_url)
-    victim, survivor = _worker(postgres_url, "pgkill"), _worker(postgres_url, "pgkill")
     storage = open_storage(postgres_url)
+    args = ("worker", "--storage", postgres_url, "--study", "pgkill", "--no-progress")
 
-    def victim_mid_trial() -> bool:
-        trials = optuna.load_study(study_name="pgkill", storage=storage).get_trials()
-        return any(t.state == TrialState.COMPLETE for t in trials) and any(
-            t.state == TrialState.RUNNING
-            and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
-            and t.intermediate_values
+    def trials() -> list:
+        return optuna.load_study(study_name="pgkill", storage=storage).get_trials()
+
+    def running(proc, trials) -> list:
+        return [
+            t
             for t in trials
-        )
+            if t.state == TrialState.RUNNING
+            and t.user_attrs.get("worker", "").endswith(f":{proc.pid}")
+            and t.intermediate_values
+        ]
 
-    _wait_for(victim_mid_trial, timeout=300)
-    before = optuna.load_study(study_name="pgkill", storage=storage).get_trials()
-    completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
-    (killed,) = [
-        t.number
-        for t in before
-        if t.state == TrialState.RUNNING and t.user_attrs["worker"].endswith(f":{victim.pid}")
-    ]
+    # The victim finishes a trial and is training the next; then a second worker joins, and the
+    # victim is killed while both train.
+    victim = worker_procs.start(*args)
+
+    def victim_trains_its_second() -> bool:
+        now = trials()
+        return any(t.state == TrialState.COMPLETE for t in now) and bool(running(victim, now))
+
+    def both_train() -> bool:
+        now = trials()
+        return bool(running(survivor, now)) and bool(running(victim, now))
+
+    worker_procs.wait_for(victim_trains_its_second, 300, "the victim completes a trial, trains on")
+    survivor = worker_procs.start(*args)
+    worker_procs.wait_for(both_train, 300, "both workers train at once")
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
-    _, err = survivor.communicate(timeout=600)
-    assert survivor.returncode == 0, err
+    before = trials()
+    completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
+    (killed,) = running(victim, before)
+    assert survivor.wait(timeout=600) == 0, worker_procs.report()
 
-    after = {
-        t.number: t for t in optuna.load_study(study_name="pgkill", storage=storage).get_trials()
-    }
+    after = {t.number: t for t in trials()}
     for number, values in completed.items():
         assert after[number].state == TrialState.COMPLETE and after[number].values == values
-    assert after[killed].state == TrialState.FAIL  # failed by heartbeat after the grace period
-    (retry,) = [t for t in after.values() if t.user_attrs.get("retry_of") == killed]
-    assert retry.params == after[killed].params and retry.state != TrialState.RUNNING
+    assert after[killed.number].state == TrialState.FAIL  # failed by heartbeat after the grace
+    (retry,) = [t for t in after.values() if t.user_attrs.get("retry_of") == killed.number]
+    assert retry.params == killed.params and retry.state != TrialState.RUNNING
     finished = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 5
 

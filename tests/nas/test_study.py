@@ -321,50 +321,50 @@ def test_four_local_workers_finish_exactly_the_budget(tiny_config):
 
 
 @pytest.mark.slow
-def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config):
-    data = tiny_config(study={"n_trials": 5}, training={"epochs": 12})
+def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config, worker_procs):
+    data = tiny_config(study={"n_trials": 5}, training={"epochs": 40})
     cfg = StudyConfig.from_dict(data)
     load_or_create_study(cfg)
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from nas.cli import main; sys.exit(main(sys.argv[1:]))",
-        "worker",
-        "--storage",
-        cfg.study.storage_url(),
-        "--study",
-        cfg.study.name,
-        "--no-progress",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    victim, survivor = (
-        subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    )
+    args = ("worker", "--storage", cfg.study.storage_url(), "--study", cfg.study.name)
+    victim = worker_procs.start(*args, "--no-progress")
 
-    def victim_mid_trial() -> bool:
-        trials = _study(cfg).get_trials()
-        return any(t.state == TrialState.COMPLETE for t in trials) and any(
-            t.state == TrialState.RUNNING
-            and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+    def running(proc, trials) -> list:
+        return [
+            t
             for t in trials
-        )
+            if t.state == TrialState.RUNNING
+            and t.user_attrs.get("worker", "").endswith(f":{proc.pid}")
+            and t.intermediate_values
+        ]
 
-    _wait_for(victim_mid_trial, timeout=300)
-    before = _study(cfg).get_trials()
-    completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
+    # The victim finishes a trial and is training the next; then a second worker joins, and the
+    # victim is killed while both train.
+    def victim_trains_its_second() -> bool:
+        now = _study(cfg).get_trials()
+        return any(t.state == TrialState.COMPLETE for t in now) and bool(running(victim, now))
+
+    def both_train() -> bool:
+        now = _study(cfg).get_trials()
+        return bool(running(survivor, now)) and bool(running(victim, now))
+
+    worker_procs.wait_for(victim_trains_its_second, 300, "the victim completes a trial, trains on")
+    survivor = worker_procs.start(*args, "--no-progress")
+    worker_procs.wait_for(both_train, 300, "both workers train at once")
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
-    _, err = survivor.communicate(timeout=600)
-    assert survivor.returncode == 0, err
+    before = _study(cfg).get_trials()
+    completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
+    (killed,) = running(victim, before)
+    assert survivor.wait(timeout=600) == 0, worker_procs.report()
+
     after = {t.number: t for t in _study(cfg).get_trials()}
     for number, values in completed.items():
         assert after[number].values == values
-    assert (
-        len([t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 5
-    )
+    assert after[killed.number].state == TrialState.FAIL  # its pid is gone: failed, re-queued
+    (retry,) = [t for t in after.values() if t.user_attrs.get("retry_of") == killed.number]
+    assert retry.params == killed.params and retry.state != TrialState.RUNNING
+    finished = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 5
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
 
 
@@ -401,3 +401,14 @@ def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path):
     assert "stopped by signal SIGTERM" in abandoned.user_attrs["fail_reason"]
     assert queued.state == TrialState.WAITING  # its architecture, queued again
     assert queued.system_attrs["fixed_params"] == abandoned.params
+
+
+def test_joining_workers_seed_their_samplers_apart(monkeypatch):
+    from nas import study as study_module
+
+    offsets = set()
+    for pid in (101, 102, 103):
+        monkeypatch.setattr(study_module.os, "getpid", lambda pid=pid: pid)
+        offsets.add(study_module._joining_worker())
+    # Distinct per process and never one of `nas search`'s own workers 0, 1, ...
+    assert len(offsets) == 3 and min(offsets) >= 1000
