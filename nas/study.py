@@ -36,7 +36,14 @@ from tqdm.auto import tqdm
 
 from search_spaces.cost import model_cost
 from search_spaces.space import suggest_arch
+from search_spaces.spec import ArchSpec
 
+from .checkpoints import (
+    checkpoint_dir,
+    delete_dominated_checkpoints,
+    record_location,
+    save_checkpoint,
+)
 from .config import StudyConfig
 from .data import build_datamodule
 from .pruning import (
@@ -241,7 +248,7 @@ class TrialRunner:
         duplicate = self._completed_duplicate(spec.digest(), trial.number)
         if duplicate is not None:
             trial.set_user_attr("duplicate_of", duplicate.number)
-            for key in ("cost", "val_history", "epochs_run"):
+            for key in ("cost", "val_history", "epochs_run", "checkpoint"):
                 if key in duplicate.user_attrs:
                     trial.set_user_attr(key, duplicate.user_attrs[key])
             for name, cap in cfg.objectives.constraints.items():
@@ -290,7 +297,25 @@ class TrialRunner:
         if trainer.interrupted:
             raise KeyboardInterrupt
         self._store_history(trial, history)
+        self._save_weights(trial, spec, module)
         return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
+
+    def _save_weights(self, trial: optuna.Trial, spec: ArchSpec, module: ClassifierModule) -> None:
+        dm = self.datamodule
+        path = checkpoint_dir(self.cfg.study.runs_dir, self.cfg.study.name)
+        path = path / f"trial_{trial.number}.pt"
+        save_checkpoint(
+            path,
+            model=module.model,
+            spec=spec,
+            trial_number=trial.number,
+            study_name=self.cfg.study.name,
+            input_shape=tuple(dm.input_shape),
+            class_names=dm.class_names,
+            mean=dm.mean,
+            std=dm.std,
+        )
+        record_location(trial, path)
 
     def _values(self, accuracy: float, cost: dict[str, float]) -> list[float]:
         return [float(accuracy)] + [float(cost[name]) for name in self.cfg.objectives.minimize]
@@ -473,6 +498,7 @@ def run_worker(
                 study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, outcome.values)
+            delete_dominated_checkpoints(study)
         if bar is not None:
             bar.update(1)
     if bar is not None:
