@@ -1,4 +1,4 @@
-"""The ``nas`` command: ``search``, ``status``, ``blocks``."""
+"""The ``nas`` command: ``search``, ``worker``, ``status``, ``report``, ``blocks``."""
 
 from __future__ import annotations
 
@@ -35,12 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     status = commands.add_parser("status", help="trials so far and the current Pareto front")
-    status.add_argument("study", help="a study config (.toml) or a study name")
-    status.add_argument(
-        "--storage",
-        help="Optuna storage URL (default: the config's, else studies/runs/<name>/journal.log)",
-    )
+    _study_arguments(status)
     status.add_argument("--all", action="store_true", help="list every trial, not just the last 20")
+
+    report = commands.add_parser(
+        "report",
+        help="trials table, Pareto front and hypervolume as CSV/JSON files",
+    )
+    _study_arguments(report)
+    report.add_argument(
+        "--out", type=Path, help="output folder (default: <runs_dir>/<study>/report/)"
+    )
+    report.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hypervolume reference (worst) value of an objective, e.g. flops=5e6; repeatable "
+        "(default: val_acc=0 and 1.1 x the largest cost measured)",
+    )
 
     commands.add_parser("blocks", help="the attention blocks and their parameters")
 
@@ -55,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return _worker(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "report":
+            return _report(args)
         return _blocks()
     except (KeyboardInterrupt, WorkerStopped) as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -99,7 +114,21 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="a study config (.toml) or a study name")
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: the config's, else studies/runs/<name>/journal.log)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default="studies/runs",
+        help="where studies named without a config live (default studies/runs)",
+    )
+
+
+def _load_study(args: argparse.Namespace):
+    """The study a ``study`` argument names, and its study section (runs_dir, name)."""
     import optuna
 
     from .config import StudyConfig, StudySection
@@ -108,7 +137,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.study.endswith(".toml"):
         section = StudyConfig.load(args.study).study
     else:
-        section = StudySection(name=args.study)
+        section = StudySection(name=args.study, runs_dir=args.runs_dir)
     url = args.storage or section.storage_url()
     if "://" not in url and not Path(url).exists():
         raise FileNotFoundError(
@@ -118,12 +147,47 @@ def _status(args: argparse.Namespace) -> int:
         study = optuna.load_study(study_name=section.name, storage=open_storage(url))
     except KeyError:
         raise ValueError(f"no study named {section.name!r} in {url}") from None
+    return study, section
+
+
+def _status(args: argparse.Namespace) -> int:
+    study, _ = _load_study(args)
     _print_summary(study, all_trials=args.all)
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from .report import Reference, write_report
+
+    study, section = _load_study(args)
+    overrides = {}
+    for item in args.reference:
+        name, sep, value = item.partition("=")
+        try:
+            overrides[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--reference {item!r}: use NAME=NUMBER, e.g. flops=5e6")
+    out = args.out or Path(section.runs_dir) / section.name / "report"
+    paths = write_report(study, out, overrides)
+    facts = json.loads(paths["summary"].read_text())
+    reference = Reference(**{k: tuple(v) for k, v in facts["reference"].items()})
+    _print_summary(study)
+    print(
+        f"\nhypervolume {facts['hypervolume']:.6g} (normalised {facts['hypervolume_norm']:.4f}) "
+        f"against the reference point {reference.describe()}; "
+        f"{facts['epochs_spent']} training epochs spent"
+    )
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
 def _print_summary(study, all_trials: bool = False) -> None:
-    from .report import front_frame, trials_frame
+    from .report import front_frame, objective_names, trials_frame
 
     trials = trials_frame(study)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
@@ -131,11 +195,14 @@ def _print_summary(study, all_trials: bool = False) -> None:
         f"\nstudy {study.study_name!r}: {len(trials)} trials "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     )
+    names = objective_names(study)
+    trials = trials[["trial", "state", "summary", *names, "epochs", "note"]]
     shown = trials if all_trials else trials.tail(20)
     with pd.option_context("display.max_colwidth", 90, "display.width", 200):
         if len(shown):
             print(shown.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))
         front = front_frame(study)
+        front = front[[c for c in front.columns if c in ("trial", "summary", *names, "epochs")]]
         print(f"\nPareto front ({len(front)} architectures):")
         if len(front):
             print(front.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))

@@ -1,10 +1,44 @@
-"""Tables of a study's trials and of its Pareto front (pandas)."""
+"""What a study found: the trials table, the Pareto front and its hypervolume (pandas).
+
+* :func:`trials_frame`: one row per trial, parameters flattened, every objective and cost, state,
+  epochs run, pruned-at epoch, duration, and whether the trial is on the front.
+* :func:`front_frame`: the Pareto front, from a non-dominated sort of the COMPLETE, feasible
+  trials. Pruned trials keep their partial values in the table but are never on the front: their
+  accuracy is that of an unfinished training run.
+* :func:`hypervolume`: the exact volume dominated by a set of points and bounded by a reference
+  point (Zitzler & Thiele 1998), by slicing along the last objective (the HSO scheme of While et
+  al. 2006), exact for any number of objectives and fast for the two or three a search uses.
+* :func:`hypervolume_history`: the front's hypervolume after each finished trial, against trials
+  and against the compute spent (training epochs, wall-clock seconds).
+
+The reference point is stated with every number (:class:`Reference`): by default the worst value
+an objective can take where that is known (accuracy 0) and 1.1 times the largest cost any trial
+of the study measured. The normalised hypervolume divides by the box between the reference and
+the ideal point (accuracy 1, cost 0), so 1.0 would be a perfect model that costs nothing.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
+
+from .config import COSTS
+from .pruning import non_dominated_sort
+
+#: Objectives bounded by [0, 1]: their worst and ideal values are known without looking at data.
+BOUNDED_METRICS = {"val_acc": (0.0, 1.0)}
+#: Default reference for a cost: this factor times the largest value any trial measured.
+COST_MARGIN = 1.1
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -14,45 +48,334 @@ def objective_names(study: optuna.Study) -> list[str]:
     return list(names)
 
 
+def objective_directions(study: optuna.Study) -> list[str]:
+    return [d.name.lower() for d in study.directions]
+
+
+# -- hypervolume --------------------------------------------------------------------------------
+
+
+def _as_loss(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """Points turned into minimisation: maximised objectives are negated."""
+    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    return points * signs
+
+
+def hypervolume(
+    points: np.ndarray | Sequence[Sequence[float]],
+    reference: Sequence[float],
+    directions: Sequence[str],
+) -> float:
+    """Volume of objective space dominated by ``points`` and bounded by ``reference``.
+
+    ``directions`` holds ``"maximize"`` or ``"minimize"`` per objective. Points that do not
+    strictly improve on the reference in every objective add nothing.
+    """
+    pts = np.asarray(points, dtype=float).reshape(-1, len(directions))
+    ref = np.asarray(reference, dtype=float)
+    if ref.shape != (len(directions),):
+        raise ValueError(
+            f"reference has {ref.size} values; give one per objective ({len(directions)})"
+        )
+    loss, ref_loss = _as_loss(pts, directions), _as_loss(ref[None, :], directions)[0]
+    loss = loss[np.isfinite(loss).all(axis=1) & (loss < ref_loss).all(axis=1)]
+    if len(loss) == 0:
+        return 0.0
+    return float(_slice_volume(_non_dominated(loss), ref_loss))
+
+
+def _non_dominated(loss: np.ndarray) -> np.ndarray:
+    return np.unique(loss[non_dominated_sort(loss, ["minimize"] * loss.shape[1])[0]], axis=0)
+
+
+def _slice_volume(loss: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume of minimisation points (all strictly below ``ref``), slicing the last axis."""
+    if loss.shape[1] == 1:
+        return float(ref[0] - loss[:, 0].min())
+    if loss.shape[1] == 2:
+        order = np.argsort(loss[:, 0], kind="stable")
+        volume, best_y = 0.0, ref[1]
+        xs = np.append(loss[order, 0], ref[0])
+        for i, y in enumerate(loss[order, 1]):
+            best_y = min(best_y, y)
+            volume += (xs[i + 1] - xs[i]) * (ref[1] - best_y)
+        return volume
+    order = np.argsort(loss[:, -1], kind="stable")
+    pts = loss[order]
+    bounds = np.append(pts[1:, -1], ref[-1])
+    volume = 0.0
+    for i in range(len(pts)):
+        depth = bounds[i] - pts[i, -1]
+        if depth > 0:
+            volume += depth * _slice_volume(_non_dominated(pts[: i + 1, :-1]), ref[:-1])
+    return volume
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference (worst) and ideal point a hypervolume is measured between, per objective."""
+
+    names: tuple[str, ...]
+    directions: tuple[str, ...]
+    worst: tuple[float, ...]
+    ideal: tuple[float, ...]
+
+    def box_volume(self) -> float:
+        return math.prod(abs(w - i) for w, i in zip(self.worst, self.ideal, strict=True))
+
+    def describe(self) -> str:
+        return ", ".join(f"{n}={w:.6g}" for n, w in zip(self.names, self.worst, strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "directions": list(self.directions),
+            "worst": list(self.worst),
+            "ideal": list(self.ideal),
+        }
+
+
+def reference_point(
+    study: optuna.Study,
+    overrides: Mapping[str, float] | None = None,
+    trials: Sequence[FrozenTrial] | None = None,
+) -> Reference:
+    """The study's default :class:`Reference`, with any objective's worst value overridden.
+
+    Metrics in :data:`BOUNDED_METRICS` use their known bounds; other maximised objectives use
+    the smallest value observed and ideal the largest; minimised costs use ``COST_MARGIN`` times
+    the largest value any finished trial (complete or pruned) measured, with ideal 0.
+    """
+    names, directions = objective_names(study), objective_directions(study)
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise ValueError(
+            f"reference names unknown objectives {sorted(unknown)}; the study's objectives are "
+            f"{names}"
+        )
+    trials = trials if trials is not None else study.get_trials(deepcopy=False, states=FINISHED)
+    observed = np.array([t.values for t in trials if t.values is not None], dtype=float)
+    observed = observed.reshape(-1, len(names))
+    worst, ideal = [], []
+    for k, (name, direction) in enumerate(zip(names, directions, strict=True)):
+        column = observed[:, k][np.isfinite(observed[:, k])]
+        if name in BOUNDED_METRICS:
+            low, high = BOUNDED_METRICS[name]
+            w, i = (low, high) if direction == "maximize" else (high, low)
+        elif direction == "maximize":
+            w = float(column.min()) if len(column) else 0.0
+            i = float(column.max()) if len(column) else 1.0
+        else:
+            w = COST_MARGIN * float(column.max()) if len(column) else 1.0
+            i = 0.0
+        worst.append(float(overrides.get(name, w)))
+        ideal.append(float(i))
+    return Reference(tuple(names), tuple(directions), tuple(worst), tuple(ideal))
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """False when a cost constraint recorded on the trial is violated (value > 0)."""
+    violations = [v for k, v in trial.system_attrs.items() if k.startswith("constraints:")]
+    violations += list(trial.system_attrs.get("constraints", []))
+    return all(v <= 0 for v in violations)
+
+
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE, feasible trials that no other such trial dominates, in trial order."""
+    candidates = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values is not None and is_feasible(t)
+    ]
+    if not candidates:
+        return []
+    points = np.array([t.values for t in candidates], dtype=float)
+    return [candidates[i] for i in non_dominated_sort(points, objective_directions(study))[0]]
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, summary, objective values, epochs run, reason."""
+    """One row per trial: number, state, summary, objectives, every cost (``cost_<name>``),
+    epochs run, pruned-at epoch, duration, worker, notes, ``on_front``, then the sampled
+    parameters flattened as ``param_<name>``."""
     names = objective_names(study)
-    rows = [_row(t, names) for t in study.get_trials(deepcopy=False)]
-    return pd.DataFrame(rows, columns=_columns(names))
+    front = {t.number for t in front_trials(study)}
+    rows = [_row(t, names, t.number in front) for t in study.get_trials(deepcopy=False)]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=_fixed_columns(names))
+    fixed = _fixed_columns(names)
+    costs = sorted(c for c in frame.columns if c.startswith("cost_"))
+    params = sorted(c for c in frame.columns if c.startswith("param_"))
+    return frame[fixed + costs + params]
 
 
-def _columns(names: list[str]) -> list[str]:
-    return ["trial", "state", "summary", *names, "epochs", "note"]
+def _fixed_columns(names: list[str]) -> list[str]:
+    return [
+        "trial",
+        "state",
+        "summary",
+        *names,
+        "on_front",
+        "epochs",
+        "pruned_at_epoch",
+        "duration_s",
+        "worker",
+        "note",
+    ]
 
 
 def front_frame(study: optuna.Study) -> pd.DataFrame:
-    """The Pareto front of COMPLETE trials (Optuna's ``best_trials``), best accuracy first."""
+    """The Pareto front as a table (the columns of :func:`trials_frame` that matter for a
+    choice), best first in the first objective."""
     names = objective_names(study)
-    trials = study.best_trials if len(study.directions) > 1 else _single_best(study)
-    frame = pd.DataFrame([_row(t, names) for t in trials], columns=_columns(names))
-    frame = frame.drop(columns=["state", "note"])
-    if len(frame):
-        frame = frame.sort_values(names[0], ascending=study.directions[0].name != "MAXIMIZE")
-    return frame.reset_index(drop=True)
+    trials = front_trials(study)
+    frame = pd.DataFrame([_row(t, names, True) for t in trials])
+    if frame.empty:
+        return pd.DataFrame(columns=["trial", "summary", *names, "epochs"])
+    costs = sorted(c for c in frame.columns if c.startswith("cost_") and c[5:] not in names)
+    frame = frame[["trial", "summary", *names, *costs, "epochs"]]
+    ascending = objective_directions(study)[0] != "maximize"
+    return frame.sort_values([names[0], "trial"], ascending=[ascending, True]).reset_index(
+        drop=True
+    )
 
 
-def _single_best(study: optuna.Study) -> list[FrozenTrial]:
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [study.best_trial] if completed else []
+def epochs_run(t: FrozenTrial) -> int:
+    """Training epochs a trial ran (a duplicate that reused another trial's results ran none)."""
+    return int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
 
 
-def _row(t: FrozenTrial, names: list[str]) -> dict:
-    values = t.values or [None] * len(names)
+def epochs_spent(t: FrozenTrial) -> int:
+    return 0 if "duplicate_of" in t.user_attrs else epochs_run(t)
+
+
+def _row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]:
+    values = t.values if t.values is not None else [math.nan] * len(names)
     note = t.user_attrs.get("fail_reason", "")
+    pruned_at = t.user_attrs.get("pruned_at_epoch")
     if t.state == TrialState.PRUNED:
-        note = f"pruned after {t.user_attrs.get('epochs_run', len(t.intermediate_values))} epochs"
+        note = f"pruned after {epochs_run(t)} epochs"
     elif "duplicate_of" in t.user_attrs:
         note = f"duplicate of trial {t.user_attrs['duplicate_of']}"
-    return {
+    if "retry_of" in t.user_attrs:
+        note = f"{note}; retry of trial {t.user_attrs['retry_of']}".lstrip("; ")
+    row: dict[str, Any] = {
         "trial": t.number,
         "state": t.state.name,
         "summary": t.user_attrs.get("summary", ""),
         **dict(zip(names, values, strict=True)),
-        "epochs": t.user_attrs.get("epochs_run", len(t.intermediate_values)),
+        "on_front": on_front,
+        "epochs": epochs_run(t),
+        "pruned_at_epoch": pruned_at if t.state == TrialState.PRUNED else None,
+        "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
+        "worker": t.user_attrs.get("worker", ""),
         "note": note,
+    }
+    cost = t.user_attrs.get("cost", {})
+    for key in COSTS:
+        if cost.get(key) is not None:
+            row[f"cost_{key}"] = cost[key]
+    for key, value in t.params.items():
+        row[f"param_{key}"] = value
+    return row
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+def hypervolume_history(study: optuna.Study, reference: Reference | None = None) -> pd.DataFrame:
+    """The front's hypervolume after each finished trial, in order of completion.
+
+    Columns: ``trial``, ``finished`` (trials finished so far), ``epochs_spent`` (training epochs
+    of every finished or failed trial so far: pruning saves exactly these), ``elapsed_s`` (wall
+    clock since the first trial started), ``hypervolume``, ``hypervolume_norm``.
+    """
+    reference = reference or reference_point(study)
+    directions = list(reference.directions)
+    ended = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and t.datetime_complete is not None
+    ]
+    ended.sort(key=lambda t: (t.datetime_complete, t.number))
+    if not ended:
+        return pd.DataFrame(
+            columns=[
+                "trial",
+                "finished",
+                "epochs_spent",
+                "elapsed_s",
+                "hypervolume",
+                "hypervolume_norm",
+            ]
+        )
+    start = min(t.datetime_start for t in ended if t.datetime_start is not None)
+    box = reference.box_volume() or 1.0
+    rows, front_points, spent, finished = [], [], 0, 0
+    for t in ended:
+        spent += epochs_spent(t)
+        if t.state in FINISHED:
+            finished += 1
+        if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t):
+            front_points.append(t.values)
+        hv = hypervolume(front_points, reference.worst, directions) if front_points else 0.0
+        rows.append(
+            {
+                "trial": t.number,
+                "finished": finished,
+                "epochs_spent": spent,
+                "elapsed_s": (t.datetime_complete - start).total_seconds(),
+                "hypervolume": hv,
+                "hypervolume_norm": hv / box,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# -- the report on disk ---------------------------------------------------------------------------
+
+
+def write_report(
+    study: optuna.Study, out_dir: str | Path, overrides: Mapping[str, float] | None = None
+) -> dict[str, Path]:
+    """Write ``trials.csv``, ``front.csv``, ``hypervolume.csv`` and ``summary.json`` (counts,
+    reference point, final hypervolume) to ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = reference_point(study, overrides)
+    history = hypervolume_history(study, reference)
+    trials = trials_frame(study)
+    paths = {
+        "trials": out / "trials.csv",
+        "front": out / "front.csv",
+        "hypervolume": out / "hypervolume.csv",
+        "summary": out / "summary.json",
+    }
+    trials.to_csv(paths["trials"], index=False)
+    front_frame(study).to_csv(paths["front"], index=False)
+    history.to_csv(paths["hypervolume"], index=False)
+    paths["summary"].write_text(json.dumps(summary(study, reference, history), indent=2) + "\n")
+    return paths
+
+
+def summary(
+    study: optuna.Study, reference: Reference, history: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Counts, epochs spent, the reference point and the final hypervolume, JSON-ready."""
+    history = hypervolume_history(study, reference) if history is None else history
+    states = pd.Series([t.state.name for t in study.get_trials(deepcopy=False)]).value_counts()
+    last = history.iloc[-1] if len(history) else None
+    return {
+        "study": study.study_name,
+        "objectives": dict(zip(reference.names, reference.directions, strict=True)),
+        "trials": {k: int(v) for k, v in states.items()},
+        "front_size": len(front_trials(study)),
+        "epochs_spent": int(last["epochs_spent"]) if last is not None else 0,
+        "reference": reference.to_dict(),
+        "hypervolume": float(last["hypervolume"]) if last is not None else 0.0,
+        "hypervolume_norm": float(last["hypervolume_norm"]) if last is not None else 0.0,
     }

@@ -1,0 +1,195 @@
+"""The trials table, the Pareto front and the hypervolume, against brute-force references."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from nas.config import StudyConfig
+from nas.pruning import finish_pruned
+from nas.report import (
+    front_frame,
+    front_trials,
+    hypervolume,
+    hypervolume_history,
+    reference_point,
+    trials_frame,
+    write_report,
+)
+from nas.study import run_search
+
+
+def _inclusion_exclusion(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact hypervolume of minimisation points by inclusion-exclusion over every subset: the
+    union of the boxes [p, ref] measured as alternating sums of box intersections."""
+    total = 0.0
+    for size in range(1, len(points) + 1):
+        for subset in itertools.combinations(points, size):
+            corner = np.max(subset, axis=0)
+            total += (-1) ** (size + 1) * np.prod(np.clip(ref - corner, 0, None))
+    return total
+
+
+def test_hypervolume_of_hand_made_points():
+    # Maximise accuracy, minimise cost; reference (0, 10). Boxes: 0.5x6, 0.8x3 overlap 0.5x3.
+    points = [(0.5, 4.0), (0.8, 7.0), (0.4, 9.0)]  # the last is dominated by the first
+    assert hypervolume(points, (0.0, 10.0), ["maximize", "minimize"]) == pytest.approx(
+        0.5 * 6 + 0.8 * 3 - 0.5 * 3
+    )
+    # A point that does not beat the reference adds nothing; no points, no volume.
+    assert hypervolume([(0.9, 11.0)], (0.0, 10.0), ["maximize", "minimize"]) == 0.0
+    assert hypervolume([], (0.0, 10.0), ["maximize", "minimize"]) == 0.0
+    assert hypervolume([(3.0,)], (5.0,), ["minimize"]) == 2.0
+
+
+@pytest.mark.parametrize("dims", [2, 3, 4])
+@pytest.mark.parametrize("seed", range(5))
+def test_hypervolume_matches_brute_force(dims, seed):
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(0, 1, size=(7, dims))
+    points[3] = points[2]  # duplicates count once
+    ref = np.full(dims, 1.2)
+    expected = _inclusion_exclusion(points, ref)
+    assert hypervolume(points, ref, ["minimize"] * dims) == pytest.approx(expected, rel=1e-12)
+    # The same set with the first objective maximised (negated) has the same volume.
+    flipped = points.copy()
+    flipped[:, 0] *= -1
+    ref_flipped = ref.copy()
+    ref_flipped[0] *= -1
+    got = hypervolume(flipped, ref_flipped, ["maximize"] + ["minimize"] * (dims - 1))
+    assert got == pytest.approx(expected, rel=1e-12)
+    # And Optuna's own WFG implementation agrees.
+    assert got == pytest.approx(optuna._hypervolume.compute_hypervolume(points, ref), rel=1e-9)
+
+
+def test_hypervolume_rejects_a_reference_of_the_wrong_size():
+    with pytest.raises(ValueError, match="one per objective"):
+        hypervolume([(1.0, 2.0)], (0.0,), ["maximize", "minimize"])
+
+
+def _hand_made_study() -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["val_acc", "flops"])
+    for acc, flops, pruned in [
+        (0.9, 100.0, False),
+        (0.8, 50.0, False),
+        (0.7, 80.0, False),  # dominated by trial 1
+        (0.95, 10.0, True),  # pruned: would dominate everything, never on the front
+        (0.6, 20.0, False),
+    ]:
+        trial = study.ask({"block": optuna.distributions.CategoricalDistribution(["se", "eca"])})
+        trial.set_user_attr("summary", f"acc {acc}")
+        trial.set_user_attr("cost", {"flops": flops, "params": flops / 10})
+        trial.set_user_attr("epochs_run", 2 if pruned else 5)
+        if pruned:
+            finish_pruned(study, trial, [acc, flops])
+        else:
+            study.tell(trial, [acc, flops])
+    return study
+
+
+def test_front_is_the_non_dominated_complete_trials():
+    study = _hand_made_study()
+    assert [t.number for t in front_trials(study)] == [0, 1, 4]
+    front = front_frame(study)
+    assert list(front["trial"]) == [0, 1, 4]  # best accuracy first
+    assert list(front.columns[:4]) == ["trial", "summary", "val_acc", "flops"]
+    assert "cost_params" in front.columns and "cost_flops" not in front.columns
+
+
+def test_trials_frame_columns_and_pruned_rows():
+    study = _hand_made_study()
+    frame = trials_frame(study)
+    for column in [
+        "trial",
+        "state",
+        "summary",
+        "val_acc",
+        "flops",
+        "on_front",
+        "epochs",
+        "pruned_at_epoch",
+        "duration_s",
+        "note",
+        "cost_flops",
+        "cost_params",
+        "param_block",
+    ]:
+        assert column in frame.columns
+    pruned = frame.set_index("trial").loc[3]
+    assert pruned["state"] == "PRUNED" and not pruned["on_front"]
+    assert pruned["val_acc"] == 0.95 and "pruned after 2 epochs" in pruned["note"]
+    assert list(frame["on_front"]) == [True, True, False, False, True]
+    assert (frame["duration_s"] >= 0).all()
+
+
+def test_reference_point_defaults_and_overrides():
+    study = _hand_made_study()
+    ref = reference_point(study)
+    # Accuracy's worst is 0 by definition; flops: 1.1 x the largest measured (pruned included).
+    assert ref.worst == (0.0, pytest.approx(110.0)) and ref.ideal == (1.0, 0.0)
+    assert "flops=110" in ref.describe()
+    assert reference_point(study, {"flops": 500.0}).worst == (0.0, 500.0)
+    with pytest.raises(ValueError, match=r"unknown objectives.*latency"):
+        reference_point(study, {"latency": 1.0})
+
+
+def test_hypervolume_history_over_trials_and_epochs():
+    study = _hand_made_study()
+    ref = reference_point(study)
+    history = hypervolume_history(study, ref)
+    assert list(history["trial"]) == [0, 1, 2, 3, 4]
+    assert list(history["epochs_spent"]) == [5, 10, 15, 17, 22]
+    assert history["hypervolume"].is_monotonic_increasing
+    final = hypervolume([(0.9, 100), (0.8, 50), (0.6, 20)], ref.worst, ["maximize", "minimize"])
+    assert history["hypervolume"].iloc[-1] == pytest.approx(final)
+    assert history["hypervolume_norm"].iloc[-1] == pytest.approx(final / (1.0 * 110.0))
+    # The pruned trial 3 spent epochs but did not move the front.
+    assert history["hypervolume"].iloc[3] == history["hypervolume"].iloc[2]
+
+
+def test_write_report_on_a_real_search(tiny_config, tmp_path):
+    cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 4}))
+    study = run_search(cfg, progress=False)
+    paths = write_report(study, tmp_path / "report")
+    trials = pd.read_csv(paths["trials"])
+    assert len(trials) == 4 and {"val_acc", "flops", "cost_params", "epochs"} <= set(trials)
+    assert any(c.startswith("param_") for c in trials.columns)
+    front = pd.read_csv(paths["front"])
+    assert set(front["trial"]) == {t.number for t in study.best_trials}
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["reference"]["names"] == ["val_acc", "flops"]
+    # Two epochs per trial; a duplicate architecture reuses its original's result for free.
+    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert summary["trials"] == {"COMPLETE": 4} and summary["epochs_spent"] == 2 * len(trained)
+    assert 0 < summary["hypervolume_norm"] <= 1
+    history = pd.read_csv(paths["hypervolume"])
+    assert math.isclose(history["hypervolume"].iloc[-1], summary["hypervolume"])
+
+
+def test_empty_study_gives_empty_tables():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert trials_frame(study).empty and front_frame(study).empty
+    assert hypervolume_history(study).empty
+
+
+def test_nas_report_command(tiny_config, tmp_path, capsys):
+    from nas.cli import main
+
+    cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 3}))
+    run_search(cfg, progress=False)
+    args = ["report", "tiny", "--runs-dir", cfg.study.runs_dir]
+    assert main([*args, "--reference", "flops=1e9"]) == 0
+    out = capsys.readouterr().out
+    assert "against the reference point val_acc=0, flops=1e+09" in out
+    assert (tmp_path / "runs" / "tiny" / "report" / "trials.csv").exists()
+    assert main([*args, "--reference", "flops"]) == 2
+    assert "use NAME=NUMBER" in capsys.readouterr().err
+    assert main([*args, "--reference", "latency=3"]) == 2
+    assert "unknown objectives ['latency']" in capsys.readouterr().err
+    assert main(["report", "missing", "--runs-dir", str(tmp_path)]) == 2
+    assert "no study storage" in capsys.readouterr().err
