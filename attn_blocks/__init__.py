@@ -1,7 +1,23 @@
 """The attention block zoo: ``create(name, channels, **params)`` builds any registered block."""
 
-from importlib import import_module
-
+# Importing a block module registers its blocks.
+from . import (  # noqa: F401
+    bam,
+    bilinear,
+    cbam,
+    coord,
+    eca,
+    encoding,
+    fca,
+    gc,
+    gct,
+    gsop,
+    identity,
+    non_local,
+    se,
+    simam,
+    srm,
+)
 from .registry import (
     FAMILIES,
     BlockInfo,
@@ -12,31 +28,6 @@ from .registry import (
     reduced_channels,
     register,
 )
-
-# TEMPORARY during parallel development: modules are added by several people at once.
-_BLOCK_MODULES = (
-    "identity",
-    "se",
-    "eca",
-    "gct",
-    "srm",
-    "gsop",
-    "fca",
-    "encoding",
-    "bilinear",
-    "cbam",
-    "bam",
-    "coord",
-    "gc",
-    "non_local",
-    "simam",
-)
-for _m in _BLOCK_MODULES:
-    try:
-        import_module(f"{__name__}.{_m}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"{__name__}.{_m}":
-            raise
 
 __all__ = [
     "FAMILIES",
