@@ -16,14 +16,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces.spec import ArchSpec
 
-from .pruning import non_dominated_sort
+from .report import front_trials
 
 #: Bumped when the layout of the saved dict changes; ``load_checkpoint`` refuses other versions.
 CHECKPOINT_FORMAT = 1
@@ -95,15 +94,12 @@ def record_location(trial: optuna.Trial, path: Path) -> None:
 def delete_dominated_checkpoints(study: optuna.Study) -> list[int]:
     """Delete this host's checkpoint files of completed trials that are no longer on the front.
 
-    A completed trial's values never change, so a dominated trial stays dominated: its weights
-    are no longer needed. Returns the numbers of the trials whose files were deleted.
+    A completed trial's values never change, so a dominated trial stays dominated, and one that
+    violates a cost constraint never enters the front: their weights are no longer needed.
+    Returns the numbers of the trials whose files were deleted.
     """
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(completed) < 2:
-        return []
-    directions = [d.name.lower() for d in study.directions]
-    points = np.array([t.values for t in completed], dtype=float)
-    on_front = {completed[i].number for i in non_dominated_sort(points, directions)[0]}
+    on_front = {t.number for t in front_trials(study)}
     host = socket.gethostname()
     deleted = []
     for t in completed:

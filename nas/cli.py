@@ -1,4 +1,4 @@
-"""The ``nas`` command: ``search``, ``worker``, ``status``, ``report``, ``blocks``."""
+"""The ``nas`` command: search, worker, status, report, export, train, blocks."""
 
 from __future__ import annotations
 
@@ -55,6 +55,43 @@ def main(argv: list[str] | None = None) -> int:
         "(default: val_acc=0 and 1.1 x the largest cost measured)",
     )
 
+    export = commands.add_parser(
+        "export",
+        help="write arch.json, weights, ONNX, TorchScript and a model card per architecture",
+    )
+    _study_arguments(export)
+    chosen = export.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--trial", type=int, action="append", help="a trial number; repeatable")
+    chosen.add_argument("--pareto", action="store_true", help="every architecture on the front")
+    export.add_argument(
+        "--arch-only",
+        action="store_true",
+        help="write only arch.json and config.json (any trial, also pruned or dominated ones), "
+        "for `nas train`",
+    )
+    export.add_argument(
+        "--out", type=Path, help="output folder (default: <runs_dir>/<study>/export/)"
+    )
+
+    train = commands.add_parser(
+        "train",
+        help="retrain an exported architecture on the full train split and report test accuracy",
+    )
+    train.add_argument("arch", type=Path, help="an exported arch.json (or its folder)")
+    train.add_argument("--epochs", type=int, help="training epochs (default: the study's)")
+    train.add_argument(
+        "--config",
+        type=Path,
+        help="a study config (.toml) for data and training settings (default: the config.json "
+        "exported next to arch.json)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument("--out", type=Path, help="output folder (default: <arch folder>/retrained/)")
+    train.add_argument(
+        "--accelerator", default="auto", help="cpu, gpu or auto (default: gpu when available)"
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     commands.add_parser("blocks", help="the attention blocks and their parameters")
 
     args = parser.parse_args(argv)
@@ -70,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "export":
+            return _export(args)
+        if args.command == "train":
+            return _train(args)
         return _blocks()
     except (KeyboardInterrupt, WorkerStopped) as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -183,6 +224,46 @@ def _report(args: argparse.Namespace) -> int:
     )
     for path in paths.values():
         print(f"wrote {path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_arch, export_trials
+
+    study, section = _load_study(args)
+    out = args.out or Path(section.runs_dir) / section.name / "export"
+    if args.arch_only:
+        if args.pareto:
+            raise ValueError("--arch-only takes --trial N (one or more), not --pareto")
+        folders = [export_arch(study, number, out) for number in args.trial]
+    else:
+        folders = export_trials(study, out, trials=args.trial, pareto=args.pareto)
+    for folder in folders:
+        print(f"wrote {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import StudyConfig
+    from .retrain import retrain
+
+    config = StudyConfig.load(args.config) if args.config else None
+    metrics = retrain(
+        args.arch,
+        epochs=args.epochs,
+        config=config,
+        seed=args.seed,
+        out_dir=args.out,
+        accelerator=args.accelerator,
+        progress=not args.no_progress,
+    )
+    print(
+        f"test accuracy {metrics['test_acc']:.4f} (test loss {metrics['test_loss']:.4f}) on "
+        f"{metrics['test_size']:,} held-out test images after {metrics['epochs']} epochs on "
+        f"{metrics['train_size']:,} training images"
+    )
+    arch_dir = args.arch if args.arch.is_dir() else args.arch.parent
+    print(f"wrote {args.out or arch_dir / 'retrained'}/ (weights.pt, metrics.json)")
     return 0
 
 

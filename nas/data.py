@@ -13,6 +13,10 @@ Splits:
       out a fixed stratified 20% that does not depend on ``split_seed``: no run ever trains on it.
     * val: a stratified ``val_fraction`` of the rest, drawn from ``split_seed``.
     * train: the remainder, optionally cut to ``per_class`` images per class for fast searches.
+
+``build_datamodule(..., full_train=True)`` is the final retraining of a chosen architecture: train
+is the whole training pool (train + val, no per-class cuts), there is no val split, and the test
+split is the same held-out one.
 """
 
 from __future__ import annotations
@@ -374,12 +378,15 @@ class TensorDataModule(LightningDataModule):
     std are computed on the train split only and applied to every split. ``augment`` runs on train
     batches only. ``seed`` drives shuffling and augmentation (the splits are fixed by the caller).
     ``config`` records the :class:`DataConfig` it was built from (None when built by hand).
+    ``val=None`` means no validation: ``val_dataloader`` returns an empty list, so Lightning runs
+    no validation loop (and warns that the list is empty, unless the Trainer has
+    ``limit_val_batches=0``, as ``nas.retrain`` sets).
     """
 
     def __init__(
         self,
         train: Split,
-        val: Split,
+        val: Split | None,
         test: Split,
         *,
         class_names: Sequence[str],
@@ -395,6 +402,8 @@ class TensorDataModule(LightningDataModule):
         self.config = config
         self.class_names = tuple(class_names)
         for split_name, split in (("train", train), ("val", val), ("test", test)):
+            if split is None:
+                continue
             if split.images.ndim != 4 or split.labels.shape != (split.images.shape[0],):
                 raise ValueError(
                     f"{split_name}: images must be (N, C, H, W) and labels (N,), got "
@@ -445,14 +454,15 @@ class TensorDataModule(LightningDataModule):
     def split_sizes(self) -> dict[str, int]:
         return {
             "train": len(self.train_split),
-            "val": len(self.val_split),
+            "val": 0 if self.val_split is None else len(self.val_split),
             "test": len(self.test_split),
         }
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_split.images.device != self.device:
             self.train_split = self.train_split.to(self.device)
-            self.val_split = self.val_split.to(self.device)
+            if self.val_split is not None:
+                self.val_split = self.val_split.to(self.device)
             self.test_split = self.test_split.to(self.device)
 
     def _eval_loader(self, split: Split) -> TensorBatchLoader:
@@ -472,8 +482,9 @@ class TensorDataModule(LightningDataModule):
             train=True,
         )
 
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._eval_loader(self.val_split)
+    def val_dataloader(self) -> TensorBatchLoader | list:
+        """The val loader, or an empty list (Lightning's "no loader") without a val split."""
+        return [] if self.val_split is None else self._eval_loader(self.val_split)
 
     def test_dataloader(self) -> TensorBatchLoader:
         """Final evaluation only: searches select on train/val and never look at this split."""
@@ -711,12 +722,19 @@ def _load_imagefolder(cfg: DataConfig) -> _Source:
 
 
 def build_datamodule(
-    cfg: DataConfig, *, device: str | torch.device = "cpu", seed: int = 0
+    cfg: DataConfig,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    full_train: bool = False,
 ) -> TensorDataModule:
     """Load ``cfg``'s dataset, split it, and wrap it in a :class:`TensorDataModule`.
 
     ``cfg.split_seed`` fixes the train/val split and the per-class subsets; ``seed`` the
-    shuffling and augmentation of training batches.
+    shuffling and augmentation of training batches. ``full_train=True`` is for retraining a
+    chosen architecture: train is the whole training pool (the search's train + val, ignoring
+    ``per_class`` and ``val_per_class``), there is no val split (Lightning skips validation), and
+    test is the same held-out split; normalisation statistics come from the whole pool.
     """
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed={seed!r} must be an int >= 0")
@@ -734,12 +752,15 @@ def build_datamodule(
     else:
         pool, test_rows = np.arange(len(labels)), np.arange(len(source.test_labels))
         test_images, test_labels = source.test_images, source.test_labels
-    kept, held = stratified_split(labels[pool], cfg.val_fraction, cfg.split_seed)
-    train_rows, val_rows = pool[kept], pool[held]
-    if cfg.per_class is not None:
-        train_rows = per_class_subset(train_rows, labels, cfg.per_class, cfg.split_seed)
-    if cfg.val_per_class is not None:
-        val_rows = per_class_subset(val_rows, labels, cfg.val_per_class, cfg.split_seed)
+    if full_train:
+        train_rows, val_rows = pool, None
+    else:
+        kept, held = stratified_split(labels[pool], cfg.val_fraction, cfg.split_seed)
+        train_rows, val_rows = pool[kept], pool[held]
+        if cfg.per_class is not None:
+            train_rows = per_class_subset(train_rows, labels, cfg.per_class, cfg.split_seed)
+        if cfg.val_per_class is not None:
+            val_rows = per_class_subset(val_rows, labels, cfg.val_per_class, cfg.split_seed)
 
     def take(images: Tensor, targets: Tensor, rows: np.ndarray) -> Split:
         index = torch.from_numpy(rows).long()
@@ -747,7 +768,7 @@ def build_datamodule(
 
     return TensorDataModule(
         take(source.images, source.labels, train_rows),
-        take(source.images, source.labels, val_rows),
+        None if val_rows is None else take(source.images, source.labels, val_rows),
         take(test_images, test_labels, test_rows),
         class_names=source.class_names,
         batch_size=cfg.batch_size,

@@ -111,6 +111,19 @@ def test_per_class_subsets():
     assert torch.equal(capped.train_split.source_indices, full.train_split.source_indices)
 
 
+def test_full_train_is_the_whole_pool_without_validation():
+    cut = DataConfig(per_class=5, val_per_class=3)
+    search = build_datamodule(cut)
+    uncut = build_datamodule(DataConfig())
+    full = build_datamodule(cut, full_train=True)
+    pool = torch.cat([uncut.train_split.source_indices, uncut.val_split.source_indices])
+    assert torch.equal(full.train_split.source_indices, pool.sort().values)
+    assert full.val_split is None and full.split_sizes["val"] == 0
+    assert full.val_dataloader() == []
+    assert torch.equal(full.test_split.source_indices, search.test_split.source_indices)
+    assert torch.allclose(full.mean, full.train_split.images.mean().reshape(1), atol=1e-6)
+
+
 # --------------------------------------------------------------------------- normalisation
 
 
@@ -284,6 +297,22 @@ def test_fits_inside_a_lightning_trainer():
         assert torch.equal(next(iter(loader))[0], seen)
     trainer.test(model, datamodule=dm, verbose=False)
     assert model.test_seen == dm.split_sizes["test"]
+
+
+@pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero")
+def test_full_train_fits_without_a_validation_loop():
+    dm = build_datamodule(DataConfig(batch_size=256), full_train=True)
+    model = _TinyClassifier()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert model.train_seen == dm.split_sizes["train"] and model.val_seen == 0
 
 
 # --------------------------------------------------------------------------- validation

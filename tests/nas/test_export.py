@@ -1,0 +1,249 @@
+"""Export of searched trials (weights, ONNX, TorchScript, model card) and ``nas.load``."""
+
+import copy
+import csv
+import json
+import socket
+import warnings
+from pathlib import Path
+
+import onnxruntime
+import optuna
+import pytest
+import torch
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+import nas
+from nas import export
+from nas.checkpoints import checkpoint_location, load_checkpoint
+from nas.config import StudyConfig
+from nas.export import export_arch, export_trials, load
+from nas.study import load_or_create_study, run_search
+from search_spaces.build import build_model
+from search_spaces.spec import ArchSpec
+
+FILES = {"arch.json", "weights.pt", "model.onnx", "model.ts", "config.json", "model_card.md"}
+
+
+def _search(tiny_config, n_trials: int = 4) -> optuna.Study:
+    return run_search(
+        StudyConfig.from_dict(tiny_config(study={"n_trials": n_trials})), progress=False
+    )
+
+
+def _checkpoint_model(trial) -> torch.nn.Module:
+    payload = load_checkpoint(checkpoint_location(trial)[1])
+    model = build_model(ArchSpec.from_dict(payload["arch"]), seed=1)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()
+
+
+def _index(out: Path) -> list[dict[str, str]]:
+    with (out / "index.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_export_round_trip(tiny_config, tmp_path):
+    study = _search(tiny_config)
+    trial = study.best_trials[0]
+    rng = torch.get_rng_state()
+    (folder,) = export_trials(study, tmp_path / "out", trials=[trial.number])
+    assert torch.equal(torch.get_rng_state(), rng)  # exporting leaves the caller's RNG alone
+    assert folder == tmp_path / "out" / f"trial_{trial.number}"
+    assert {p.name for p in folder.iterdir()} == FILES
+
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        expected = _checkpoint_model(trial)(x)
+        model = nas.load(folder)
+        assert not model.training
+        assert torch.equal(model(x), expected)
+        session = onnxruntime.InferenceSession(
+            str(folder / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
+        (onnx_out,) = session.run(None, {"input": x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(onnx_out), expected, atol=1e-5, rtol=1e-4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            scripted = torch.jit.load(str(folder / "model.ts"))
+        torch.testing.assert_close(scripted(x), expected, atol=1e-5, rtol=1e-4)
+
+    spec = ArchSpec.from_json((folder / "arch.json").read_text())
+    assert spec.digest() == trial.user_attrs["digest"]
+    weights = torch.load(folder / "weights.pt", weights_only=True)
+    assert weights["arch"] == spec.to_dict() and weights["study"] == "tiny"
+    assert weights["input_shape"] == [1, 8, 8] and len(weights["class_names"]) == 10
+    assert model.checkpoint_info["mean"] == weights["mean"]
+
+    stored = study.user_attrs["config"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["source"] == {"study": "tiny", "trial": trial.number}
+    assert config["training"] == stored["training"]
+    assert config["data"] == {**stored["data"], "cache_dir": None}
+
+    card = (folder / "model_card.md").read_text()
+    cost = trial.user_attrs["cost"]
+    for text in (
+        f"Trial {trial.number} of the attention-nas study `tiny`",
+        trial.user_attrs["summary"],
+        f"| val_acc | {trial.values[0]:.4f} | search-time validation accuracy",
+        "not a test accuracy",
+        f"| params | {cost['params']:,} |",
+        f"| flops | {cost['flops']:,} |",
+        "measured at export",  # the tiny study does not time latency during the search
+        "torch.jit.script",
+        "mean = [",
+        f'nas.load("trial_{trial.number}")',
+        "onnxruntime.InferenceSession",
+        "torch.jit.load",
+        f"nas train trial_{trial.number}/arch.json",
+    ):
+        assert text in card, text
+
+    (row,) = _index(tmp_path / "out")
+    assert row["trial"] == str(trial.number) and row["digest"] == spec.digest()
+    assert row["torchscript"] == "script" and float(row["val_acc"]) == trial.values[0]
+
+
+def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_config, tmp_path):
+    data = tiny_config(study={"n_trials": 3})
+    study = run_search(StudyConfig.from_dict(data), progress=False)
+    original = study.best_trials[0]
+    load_or_create_study(StudyConfig.from_dict(data)).enqueue_trial(original.params)
+    data["study"]["n_trials"] = 4
+    study = run_search(StudyConfig.from_dict(data), progress=False)
+    duplicate = study.trials[3]
+    assert duplicate.user_attrs["duplicate_of"] == original.number
+
+    out = tmp_path / "out"
+    folders = export_trials(study, out, pareto=True)
+    front = sorted(t.number for t in study.best_trials)
+    assert duplicate.number in front
+    assert [f.name for f in folders] == [f"trial_{n}" for n in front]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["index.csv", *(f.name for f in folders)]
+    )
+    assert [int(row["trial"]) for row in _index(out)] == front
+
+    copy_weights = torch.load(out / f"trial_{duplicate.number}" / "weights.pt", weights_only=True)
+    source = load_checkpoint(checkpoint_location(original)[1])
+    assert all(
+        torch.equal(copy_weights["state_dict"][k], v) for k, v in source["state_dict"].items()
+    )
+    card = (out / f"trial_{duplicate.number}" / "model_card.md").read_text()
+    assert f"repeated the architecture of trial {original.number}" in card
+
+    # Re-exporting one trial replaces its files, keeps a retrained/ folder and the index rows.
+    kept = out / f"trial_{original.number}" / "retrained"
+    kept.mkdir()
+    export_trials(study, out, trials=[original.number])
+    assert kept.is_dir() and [int(row["trial"]) for row in _index(out)] == front
+
+
+def _add(study, state, values=None, **attrs):
+    trial = create_trial(
+        state=state,
+        values=values,
+        params={"x": 0},
+        distributions={"x": CategoricalDistribution([0])},
+        user_attrs={"arch": study.trials[0].user_attrs["arch"], **attrs},
+    )
+    study.add_trial(trial)
+    return study.trials[-1].number
+
+
+def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
+    study = _search(tiny_config)
+    good = study.best_trials[0].number
+    here = socket.gethostname()
+    pruned = _add(study, TrialState.PRUNED, [0.9, 1.0], pruned_at_epoch=1)
+    failed = _add(study, TrialState.FAIL, fail_reason="NonFiniteLossError: loss is nan")
+    elsewhere = _add(study, TrialState.COMPLETE, [0.0, 1e12], checkpoint="gpu-node-7:/data/t.pt")
+    dominated = _add(
+        study, TrialState.COMPLETE, [0.0, 1e12], checkpoint=f"{here}:{tmp_path}/gone.pt"
+    )
+    out = tmp_path / "out"
+    cases = [
+        ([99], r"study 'tiny' has no trial 99; its trials are numbered 0 to \d+"),
+        ([-1], "has no trial -1"),
+        ([pruned], f"trial {pruned} of study 'tiny' was pruned .*never on the front"),
+        ([failed], f"trial {failed} .* is FAIL, not COMPLETE \\(NonFiniteLossError"),
+        ([elsewhere], f"trial {elsewhere} .* on host 'gpu-node-7' at /data/t.pt; run the export"),
+        ([dominated], f"trial {dominated} .* deleted because the trial is dominated.*nas train"),
+        ([good, 99], "no trial 99"),  # all trials are checked before anything is written
+    ]
+    for trials, message in cases:
+        with pytest.raises(ValueError, match=message):
+            export_trials(study, out, trials=trials)
+    assert not out.exists()
+    for kwargs in ({}, {"trials": [good], "pareto": True}, {"trials": []}):
+        with pytest.raises(ValueError, match="give trial numbers or pareto=True"):
+            export_trials(study, out, **kwargs)
+
+    # A front trial whose file went missing is not called dominated.
+    on_front = _add(study, TrialState.COMPLETE, [1.0, 1.0], checkpoint=f"{here}:{tmp_path}/x.pt")
+    with pytest.raises(ValueError, match=r"missing from .*moved or deleted by hand"):
+        export_trials(study, out, trials=[on_front])
+
+    # The architecture of any of them can still be written for `nas train`.
+    folder = export_arch(study, dominated, out)
+    assert sorted(p.name for p in folder.iterdir()) == ["arch.json", "config.json"]
+    with pytest.raises(FileNotFoundError, match="architecture without weights"):
+        load(folder)
+
+
+def test_failed_verification_writes_nothing(tiny_config, tmp_path, monkeypatch):
+    study = _search(tiny_config, n_trials=2)
+    trial = study.best_trials[0]
+    save_torchscript = export._export_torchscript
+
+    def perturbed(model, shape, path):
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            next(broken.parameters()).add_(1.0)
+        return save_torchscript(broken, shape, path)
+
+    monkeypatch.setattr(export, "_export_torchscript", perturbed)
+    out = tmp_path / "out"
+    with pytest.raises(
+        RuntimeError, match=f"trial {trial.number} failed verification: TorchScript"
+    ):
+        export_trials(study, out, trials=[trial.number])
+    assert list(out.iterdir()) == []
+
+
+def test_load_reads_folders_weights_and_search_checkpoints(tiny_config, tmp_path):
+    study = _search(tiny_config, n_trials=2)
+    trial = study.best_trials[0]
+    (folder,) = export_trials(study, tmp_path, trials=[trial.number])
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        outputs = [
+            load(path)(x) for path in (folder, folder / "weights.pt", checkpoint_location(trial)[1])
+        ]
+    assert all(torch.equal(out, outputs[0]) for out in outputs)
+    assert nas.load is load
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load(tmp_path / "missing")
+
+
+def test_torchscript_falls_back_to_a_trace_and_says_so(tiny_config, tmp_path, monkeypatch):
+    study = _search(tiny_config, n_trials=2)
+    trial = study.best_trials[0]
+
+    def unscriptable(model):
+        raise RuntimeError("Python builtin <built-in function id> is currently not supported")
+
+    monkeypatch.setattr(torch.jit, "script", unscriptable)
+    (folder,) = export_trials(study, tmp_path, trials=[trial.number])
+    assert "torch.jit.trace (scripting failed)" in (folder / "model_card.md").read_text()
+    assert _index(tmp_path)[0]["torchscript"] == "trace"
+
+
+def test_single_objective_front_is_the_best_trial(tiny_config, tmp_path):
+    data = tiny_config(study={"n_trials": 3}, objectives={"minimize": []})
+    study = run_search(StudyConfig.from_dict(data), progress=False)
+    folders = export_trials(study, tmp_path, pareto=True)
+    assert [f.name for f in folders] == [f"trial_{study.best_trial.number}"]
+    assert "objectives: val_acc (maximize))" in (folders[0] / "model_card.md").read_text()
