@@ -1,4 +1,4 @@
-"""The ``nas`` command: search, worker, status, report, export, train, blocks."""
+"""The ``nas`` command: search, worker, status, report, dashboard, export, train, blocks."""
 
 from __future__ import annotations
 
@@ -46,14 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--out", type=Path, help="output folder (default: <runs_dir>/<study>/report/)"
     )
+    _reference_argument(report)
     report.add_argument(
-        "--reference",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="hypervolume reference (worst) value of an objective, e.g. flops=5e6; repeatable "
-        "(default: val_acc=0 and 1.1 x the largest cost measured)",
+        "--html", action="store_true", help="also write the HTML dashboard (dashboard.html)"
     )
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="optuna-dashboard on the study's storage, or (--html) one offline HTML file",
+    )
+    _study_arguments(dashboard)
+    dashboard.add_argument(
+        "--html", type=Path, metavar="PATH", help="write the self-contained dashboard to PATH"
+    )
+    _reference_argument(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="optuna-dashboard host")
+    dashboard.add_argument("--port", type=int, default=8080, help="optuna-dashboard port")
 
     export = commands.add_parser(
         "export",
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "dashboard":
+            return _dashboard(args)
         if args.command == "export":
             return _export(args)
         if args.command == "train":
@@ -168,6 +178,30 @@ def _study_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _reference_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hypervolume reference (worst) value of an objective, e.g. flops=5e6; repeatable "
+        "(default: val_acc=0 and 1.1 x the largest cost measured)",
+    )
+
+
+def _reference_overrides(items: list[str]) -> dict[str, float]:
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            overrides[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--reference {item!r}: use NAME=NUMBER, e.g. flops=5e6")
+    return overrides
+
+
 def _load_study(args: argparse.Namespace):
     """The study a ``study`` argument names, and its study section (runs_dir, name)."""
     import optuna
@@ -203,17 +237,16 @@ def _report(args: argparse.Namespace) -> int:
     from .report import Reference, write_report
 
     study, section = _load_study(args)
-    overrides = {}
-    for item in args.reference:
-        name, sep, value = item.partition("=")
-        try:
-            overrides[name] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ValueError(f"--reference {item!r}: use NAME=NUMBER, e.g. flops=5e6")
+    overrides = _reference_overrides(args.reference)
     out = args.out or Path(section.runs_dir) / section.name / "report"
     paths = write_report(study, out, overrides)
+    if args.html:
+        from .dashboard import write_dashboard
+        from .report import reference_point
+
+        paths["dashboard"] = write_dashboard(
+            study, out / "dashboard.html", reference_point(study, overrides)
+        )
     facts = json.loads(paths["summary"].read_text())
     reference = Reference(**{k: tuple(v) for k, v in facts["reference"].items()})
     _print_summary(study)
@@ -224,6 +257,21 @@ def _report(args: argparse.Namespace) -> int:
     )
     for path in paths.values():
         print(f"wrote {path}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve_optuna_dashboard, write_dashboard
+    from .report import reference_point
+
+    study, section = _load_study(args)
+    if args.html:
+        reference = reference_point(study, _reference_overrides(args.reference))
+        path = write_dashboard(study, args.html, reference)
+        print(f"wrote {path} (self-contained: opens offline in any browser)")
+        return 0
+    print(f"optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    serve_optuna_dashboard(args.storage or section.storage_url(), host=args.host, port=args.port)
     return 0
 
 

@@ -193,3 +193,16 @@ def test_nas_report_command(tiny_config, tmp_path, capsys):
     assert "unknown objectives ['latency']" in capsys.readouterr().err
     assert main(["report", "missing", "--runs-dir", str(tmp_path)]) == 2
     assert "no study storage" in capsys.readouterr().err
+
+
+def test_nas_dashboard_html_and_report_html(tiny_config, tmp_path, capsys):
+    from nas.cli import main
+
+    cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 3}))
+    run_search(cfg, progress=False)
+    args = ["tiny", "--runs-dir", cfg.study.runs_dir]
+    assert main(["dashboard", *args, "--html", str(tmp_path / "d.html")]) == 0
+    assert "<html" in (tmp_path / "d.html").read_text()[:2000].lower()
+    assert main(["report", *args, "--html"]) == 0
+    assert (tmp_path / "runs" / "tiny" / "report" / "dashboard.html").exists()
+    assert main(["dashboard", *args, "--html", str(tmp_path / "e.html"), "--reference", "x"]) == 2
