@@ -425,6 +425,8 @@ def should_prune(trial: Trial, pruner: BasePruner | None = None) -> bool:
             "pruner=ParetoPercentilePruner(...) or MOASHAPruner(...) (or NopPruner()) to "
             "optuna.create_study or to should_prune / PruningCallback."
         )
+    if isinstance(pruner, NopPruner):  # never prunes: skip reading the trial back
+        return False
     storage, trial_id = _storage(study), _trial_id(trial)
     return pruner.prune(study, storage.get_trial(trial_id))
 

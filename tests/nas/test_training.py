@@ -125,6 +125,54 @@ def test_training_raises_val_acc_and_keeps_one_history_entry_per_epoch(tmp_path)
     assert list(tmp_path.iterdir()) == []  # no logs or checkpoints unless asked
 
 
+class UnevenToyData(ToyData):
+    """120 training samples in batches of 16: the last batch holds 8, so means need weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        images, labels = self.splits["train"].tensors
+        self.splits["train"] = TensorDataset(images[:120], labels[:120])
+
+
+class TrainStepRecorder(L.Callback):
+    """Each training step's (loss, number correct, batch size), as the step computed them."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[float, int, int]] = []
+        self._logits: torch.Tensor | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._hook = pl_module.model.register_forward_hook(self._keep_logits)
+
+    def _keep_logits(self, module, inputs, output) -> None:
+        self._logits = output.detach()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._hook.remove()
+        labels = batch[1]
+        correct = int((self._logits.argmax(dim=1) == labels).sum())
+        self.steps.append((float(outputs["loss"]), correct, len(labels)))
+
+
+def test_train_metrics_are_sample_weighted_means_of_the_epochs_steps():
+    cfg = TrainingConfig(epochs=1, lr=0.05, label_smoothing=0.1)
+    module = ClassifierModule(toy_spec(), config=cfg, seed=0)
+    recorder = TrainStepRecorder()
+    trainer = build_trainer(cfg, seed=0, callbacks=[recorder])
+    trainer.fit(module, datamodule=UnevenToyData())
+
+    steps = recorder.steps
+    assert [n for _, _, n in steps] == [16] * 7 + [8]
+    count = sum(n for _, _, n in steps)
+    loss = math.fsum(step_loss * n for step_loss, _, n in steps) / count
+    accuracy = sum(correct for _, correct, _ in steps) / count
+    metrics = trainer.callback_metrics
+    assert metrics["train_loss"].item() == pytest.approx(loss, rel=1e-6)
+    assert metrics["train_acc"].item() == pytest.approx(accuracy, abs=1e-6)  # float32
+    # The unweighted mean of the step losses differs: the short last batch is not over-counted.
+    assert loss != pytest.approx(sum(step_loss for step_loss, _, _ in steps) / len(steps))
+
+
 def test_val_and_test_metrics_are_exact_over_the_split():
     module = ClassifierModule(model=small_cnn(), config=TrainingConfig(epochs=1))
     data = ToyData()
