@@ -193,6 +193,14 @@ class StudyConfig:
                 f"pruners, but the study has {len(self.objectives.names)} objectives; use "
                 "'pareto' or 'moasha' (or drop objectives.minimize)"
             )
+        p = self.pruning
+        if p.pruner == "moasha" and p.min_epochs * p.reduction_factor > self.training.epochs:
+            raise ConfigError(
+                f"pruning.min_epochs x pruning.reduction_factor ({p.min_epochs} x "
+                f"{p.reduction_factor}) must be <= training.epochs ({self.training.epochs}): a "
+                "trial promoted from the first rung needs reduction_factor times its epochs; "
+                "lower pruning.min_epochs or pruning.reduction_factor, or raise training.epochs"
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:

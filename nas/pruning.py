@@ -318,12 +318,21 @@ class MOASHAPruner(_CostAwarePruner):
     A promoted trial is checked again at the next rung in the same call if it already trained
     that long. A NaN value at a rung prunes.
 
+    With ``max_epochs`` (``R``, the epochs a complete trial trains) the rungs are ASHA's: rung
+    ``k`` decides only while ``r * eta ** (s + k + 1) <= R``, i.e. for ``s + k`` below
+    ``s_max = floor(log_eta(R / r))``, and a trial promoted from the last of them trains to ``R``
+    (Li et al., Algorithm 2). For ``R = 5, r = 1, eta = 3`` that is one rung, after 1 epoch: a
+    rung after 3 of 5 epochs would cut the complete trials by another factor ``eta`` to save 2
+    epochs each. Without ``max_epochs`` rungs go on geometrically, as in Optuna's
+    SuccessiveHalvingPruner.
+
     Args:
         min_epochs: epochs trained at the first rung (``r`` in the paper).
         reduction_factor: ``eta`` >= 2.
         cost_names: keys of the ``"cost"`` user attr that are minimised objectives.
         min_early_stopping_rate: ``s`` >= 0, shifts the first rung to ``r * eta ** s``.
         direction: direction of the curve (``"maximize"`` for accuracy).
+        max_epochs: ``R``, epochs of a complete trial; ``None`` leaves the rungs unbounded.
     """
 
     def __init__(
@@ -333,6 +342,7 @@ class MOASHAPruner(_CostAwarePruner):
         cost_names: Sequence[str] = ("flops",),
         min_early_stopping_rate: int = 0,
         direction: str = "maximize",
+        max_epochs: int | None = None,
     ) -> None:
         super().__init__(cost_names, direction)
         if min_epochs < 1:
@@ -346,10 +356,27 @@ class MOASHAPruner(_CostAwarePruner):
         self.min_epochs = min_epochs
         self.reduction_factor = reduction_factor
         self.min_early_stopping_rate = min_early_stopping_rate
+        self.max_epochs = max_epochs
+        if max_epochs is not None and self.n_rungs() == 0:
+            raise ValueError(
+                f"max_epochs={max_epochs} leaves MO-ASHA no rung: the first rung "
+                f"({self.rung_epochs(0)} epochs) times reduction_factor={reduction_factor} must "
+                f"be <= max_epochs; lower min_epochs, reduction_factor or "
+                "min_early_stopping_rate, or train longer."
+            )
 
     def rung_epochs(self, rung: int) -> int:
         """Number of trained epochs at which rung ``rung`` (0-based) is reached."""
         return self.min_epochs * self.reduction_factor ** (self.min_early_stopping_rate + rung)
+
+    def n_rungs(self) -> int | None:
+        """Number of deciding rungs, ``s_max - s``; ``None`` (unbounded) without max_epochs."""
+        if self.max_epochs is None:
+            return None
+        rungs = 0
+        while self.rung_epochs(rungs) * self.reduction_factor <= self.max_epochs:
+            rungs += 1
+        return rungs
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         epoch = trial.last_step
@@ -362,7 +389,8 @@ class MOASHAPruner(_CostAwarePruner):
             rung += 1
         value = trial.intermediate_values[epoch]
         costs = trial_costs(trial, self.cost_names)
-        while epoch + 1 >= self.rung_epochs(rung):
+        n_rungs = self.n_rungs()
+        while epoch + 1 >= self.rung_epochs(rung) and (n_rungs is None or rung < n_rungs):
             if math.isnan(value):
                 return True
             key = _rung_key(rung)

@@ -147,7 +147,10 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
         )
     if p.pruner == "moasha":
         return MOASHAPruner(
-            min_epochs=p.min_epochs, reduction_factor=p.reduction_factor, cost_names=costs
+            min_epochs=p.min_epochs,
+            reduction_factor=p.reduction_factor,
+            cost_names=costs,
+            max_epochs=cfg.training.epochs,
         )
     if p.pruner == "median":
         return optuna.pruners.MedianPruner(

@@ -44,6 +44,11 @@ def _as_sections(data):
             r"pruning.pruner='median' is one of Optuna's single-objective",
         ),
         ({"pruning": {"percentile": 150}}, r"pruning\.percentile"),
+        (
+            {"pruning": {"pruner": "moasha", "min_epochs": 2}, "training": {"epochs": 5}},
+            r"pruning\.min_epochs x pruning\.reduction_factor \(2 x 3\) must be <= "
+            r"training\.epochs \(5\)",
+        ),
         ({"objectives": {"minimize": ["energy"]}}, r"objectives\.minimize"),
         ({"objectives": {"maximize": "val_loss"}}, r"objectives\.maximize"),
         ({"objectives": {"constraints": {"params": -1}}}, r"objectives\.constraints\.params"),

@@ -320,6 +320,38 @@ def test_moasha_waits_for_rungs_and_climbs() -> None:
     assert "moasha:completed_rung_2" not in attrs
 
 
+def test_moasha_max_epochs_keeps_asha_rungs() -> None:
+    """s_max = floor(log_eta(R / r)); rungs 0 .. s_max - s - 1 decide (Li et al., Algorithm 2)."""
+    assert MOASHAPruner().n_rungs() is None
+    assert MOASHAPruner(reduction_factor=3, max_epochs=5).n_rungs() == 1  # 1; not 3
+    assert MOASHAPruner(reduction_factor=3, max_epochs=9).n_rungs() == 2  # 1, 3
+    assert MOASHAPruner(reduction_factor=2, max_epochs=5).n_rungs() == 2  # 1, 2; not 4
+    assert MOASHAPruner(min_epochs=3, max_epochs=30).n_rungs() == 2  # 3, 9; not 27
+    pruner = MOASHAPruner(reduction_factor=2, min_early_stopping_rate=1, max_epochs=16)
+    assert pruner.n_rungs() == 3  # 2, 4, 8 (s_max = 4, s = 1); not 16
+    with pytest.raises(ValueError, match=r"max_epochs=2 leaves MO-ASHA no rung.*<= max_epochs"):
+        MOASHAPruner(reduction_factor=3, max_epochs=2)
+
+
+@pytest.mark.parametrize(("max_epochs", "pruned_at_rung_1"), [(None, True), (5, False)])
+def test_moasha_decides_no_rung_past_max_epochs(max_epochs, pruned_at_rung_1) -> None:
+    """T1 wins rung 0 (1 epoch) against T0 but loses rung 1 (3 epochs) to it; with R = 5 and
+    eta = 3 rung 1 is not a decision point, so T1 trains on."""
+    study = _study(pruner=MOASHAPruner(reduction_factor=3, max_epochs=max_epochs))
+    leader = _running(study, 1.0, [0.5])
+    assert not should_prune(leader)
+    for epoch in (1, 2):
+        record_epoch(leader, epoch, 0.9)
+    assert not should_prune(leader)
+    challenger = _running(study, 1.0, [0.6])
+    assert not should_prune(challenger)  # rung 0: 0.6 beats 0.5 at equal cost
+    for epoch in (1, 2):
+        record_epoch(challenger, epoch, 0.4)
+    assert should_prune(challenger) is pruned_at_rung_1
+    attrs = study.trials[1].system_attrs
+    assert ("moasha:completed_rung_1" in attrs) is (max_epochs is None)
+
+
 def test_moasha_through_optuna_single_objective() -> None:
     pruner = MOASHAPruner(reduction_factor=2, cost_names=())
     study = optuna.create_study(direction="maximize", pruner=pruner)

@@ -16,7 +16,7 @@ from torch import nn
 import attn_blocks
 from attn_blocks import registry
 from nas.config import StudyConfig
-from nas.study import load_or_create_study, open_storage, run_search, run_worker
+from nas.study import load_or_create_study, make_pruner, open_storage, run_search, run_worker
 from search_spaces.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +121,9 @@ def test_pruned_trials_keep_values_and_are_never_on_the_front(tiny_config):
         training={"epochs": 4},
         pruning={"pruner": "moasha", "min_epochs": 1, "reduction_factor": 2},
     )
-    study = run_search(StudyConfig.from_dict(data), progress=False)
+    cfg = StudyConfig.from_dict(data)
+    assert make_pruner(cfg).max_epochs == 4  # rungs after 1 and 2 epochs, none after 4
+    study = run_search(cfg, progress=False)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "MO-ASHA with eta=2 over 8 trials prunes some"
     front = {t.number for t in study.best_trials}
@@ -216,11 +218,13 @@ def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path):
 
 
 def test_two_local_workers_share_one_storage(tiny_config):
-    data = tiny_config(study={"n_trials": 6, "sampler": "tpe"})
+    # Enough trials that the second spawned process gets some even when its start-up (imports)
+    # is seconds slower than the first's on a loaded machine.
+    data = tiny_config(study={"n_trials": 10, "sampler": "tpe"})
     study = run_search(StudyConfig.from_dict(data), workers=2, progress=False)
     trials = study.get_trials()
     numbers = [t.number for t in trials]
-    assert len(numbers) == len(set(numbers)) == 6
+    assert len(numbers) == len(set(numbers)) == 10
     assert all(t.state == TrialState.COMPLETE for t in trials)
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes ran trials
