@@ -1,0 +1,970 @@
+"""Search efficiency: hypervolume against epochs and wall clock for five strategies, with and
+without pruning, on one fixed small problem.
+
+Problem (fixed): the JPEG copy of CIFAR-10 (``cifar10-jpeg.tar.gz`` in ``$ATTN_NAS_DATA`` or
+``../shared/data``, read with ``DataConfig(name="imagefolder")``), cut to ``--per-class`` training
+and ``--val-per-class`` validation images per class (the split is drawn from ``split_seed=0`` and
+never moves), a CIFAR ResNet-8 of width 16, ``--epochs`` epochs per trial (SGD, lr 0.1, cosine,
+flip+crop), and the per-stage space :data:`SPACE` (blocks none/se/eca/gct/cbam/coord/simam,
+reductions 4/8, ECA kernel 3, standard position: 10 choices per stage, 1,000 architectures).
+Objectives: maximise ``val_acc``, minimise ``flops`` (deterministic, unlike latency).
+
+Strategies (:data:`STRATEGIES`), each run for the same ``--trials`` trials per seed (pruned trials
+count as trials; failed ones would not), sequentially in this one process with torch threads =
+cores, seeds interleaved (seed 0: all strategies, then seed 1, ...). ``study.seed`` is the seed:
+it seeds the sampler, every trial's training (``seed + trial number``) and the batch order.
+
+1. ``random``: random search, no pruning;
+2. ``nsga2``: NSGA-II, no pruning -- the baseline every ratio below refers to (same seed);
+3. ``nsga2-pareto``: NSGA-II with the Pareto-aware percentile pruner (``pruner = "pareto"``);
+4. ``nsga2-moasha``: NSGA-II with MO-ASHA (``pruner = "moasha"``);
+5. ``tpe-pareto``: multi-objective TPE (``sampler = "tpe"``) with the ``pareto`` pruner.
+
+Measures, per run (strategy x seed) and averaged over seeds:
+
+* hypervolume (HV) of the front of COMPLETE trials (``nas.report.front_trials``; pruned trials'
+  partial accuracies never count) after each finished trial, against the training epochs spent
+  and against wall clock (``nas.report.hypervolume_history``: ``elapsed_s`` runs from the start
+  of the first trial to the end of each trial, read from the trials' datetimes);
+* one common reference point for every run, computed from the space, not from any run:
+  ``val_acc`` worst 0 / ideal 1; ``flops`` worst ``F_max + 0.1 (F_max - F_min)`` and ideal
+  ``F_min``, where ``F_min`` and ``F_max`` are the FLOPs of the cheapest and of the most expensive
+  architecture of the space. They are exact: FLOPs add up over stages (each stage's block sees
+  only its own stage's shapes), so :func:`flops_bounds` measures every choice at every stage
+  alone, builds the per-stage argmin / argmax architectures and counts them directly (and
+  records that the sum matches). The HV is normalised by the box between the reference and the
+  ideal point. A margin relative to the range is used rather than ``1.1 x F_max`` because the
+  blocks add at most ~2% FLOPs to the backbone: with ``1.1 x F_max`` about 5/6 of the flops
+  axis lies beyond every architecture and the HV is mostly the best accuracy. The HV ratio under
+  ``(0, 1.1 x F_max)`` is reported as well (``HV kept, 1.1 max ref``);
+* epochs spent (``nas.report.epochs_spent``: a duplicate architecture that reuses a completed
+  trial's result costs 0) and **epochs saved** ``= 1 - sum_seeds(epochs of the run) /
+  sum_seeds(epochs of nsga2)``; **HV kept** ``= HV of the run / HV of nsga2`` after the same
+  number of trials (both ran ``--trials``), per seed, then averaged over seeds; **HV kept at
+  equal epochs**: the run's final HV over nsga2's HV when nsga2 had spent no more epochs than
+  the run did in total;
+* **front recovered**: with ``B`` the final front of nsga2 (same seed) and ``P`` the run's final
+  front, both as distinct (val_acc, flops) points of COMPLETE trials (a duplicate trial repeats
+  its original's point and is counted once), the share of points ``b`` of ``B``
+  for which some ``p`` of ``P`` is no worse in every objective (``p.val_acc >= b.val_acc`` and
+  ``p.flops <= b.flops``; equal points count): ``|{b in B : exists p in P, p weakly dominates
+  b}| / |B|``. Training is seeded by trial number, so one architecture trained at two trial
+  numbers reaches slightly different accuracies: a recovered point is one matched or beaten in
+  value, not necessarily the same architecture;
+* wall seconds and CPU seconds (``time.process_time`` of this process) per run, the 1-minute
+  load average around each run (other processes on the machine slow wall clock, not epochs),
+  the NSGA-II generation each run reached (Optuna's NSGA-II only closes a generation once it has
+  ``population_size`` COMPLETE trials, so pruned trials keep it in the random first generation).
+
+Targets (issue): a pruned strategy saves >= 40% of the training epochs and keeps >= 95% of the
+unpruned HV at equal trial count. The pruners run with the engine's defaults unless flags say
+otherwise: ``pareto`` percentile 50, n_startup_trials 4, n_warmup_epochs 1 (epochs are 0-based:
+the first check is after the 2nd epoch), and the engine's fixed interval 1 / n_min_peers 3;
+``moasha`` min_epochs 1, reduction_factor 3, max_epochs = the trial's epochs (ASHA's rungs: for
+5 epochs one rung, after the first epoch).
+
+Threads: ``--threads`` defaults to the number of cores. On a machine shared with other jobs use
+``--threads 1``: with two torch threads on two cores that other processes also use, each step
+waits for the slower thread, and a 5-epoch trial that takes ~5 s alone took 18-30 s under a load
+of ~3 (8 s with one thread) in our measurements.
+
+Commands (results go to ``benchmarks/results/search_efficiency.md``, ``.json`` and
+``search_efficiency_hv_{epochs,wallclock,trials}.html`` beside it unless ``--out`` says otherwise;
+``--out -`` prints only):
+
+    # full variant (default): 5,000 train / 2,000 val images, 3 seeds x 24 trials x 5 strategies,
+    # about 3.5 hours on 2 idle CPU cores (estimate, not run: ~8 s per epoch incl. validation
+    # measured with 2 threads, ~1,500 epochs in all)
+    .venv/bin/python benchmarks/search_efficiency.py
+    # reduced variant: 800 / 400 images, 2 seeds x 12 trials; 11.9 minutes with --threads 1 on
+    # 2 shared cores (benchmarks/results/search_efficiency.md)
+    .venv/bin/python benchmarks/search_efficiency.py --quick --threads 1
+    # the intermediate variant of benchmarks/results/search_efficiency_large.md (~40 minutes)
+    .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 --trials 16 \\
+        --per-class 150 --val-per-class 75 --population 6 --threads 1 \\
+        --out benchmarks/results/search_efficiency_large.md
+    # rewrite the tables and figures from a results JSON, training nothing
+    .venv/bin/python benchmarks/search_efficiency.py \\
+        --render benchmarks/results/search_efficiency.json
+    # smoke run on scikit-learn's bundled digits (no CIFAR needed), seconds
+    .venv/bin/python benchmarks/search_efficiency.py --data digits --trials 4 --epochs 2 \\
+        --seeds 0 --per-class 10 --val-per-class 5 --width 4 --out -
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+# Run as a script (``python benchmarks/search_efficiency.py``) from a checkout that is not
+# pip-installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lightning
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from nas.config import StudyConfig
+from nas.data import build_datamodule
+from nas.pruning import MOASHAPruner
+from nas.report import Reference, front_trials, hypervolume, hypervolume_history
+from nas.study import quiet_third_party_output, run_search
+from search_spaces.build import build_model
+from search_spaces.cost import count_flops
+from search_spaces.space import SearchSpace
+from search_spaces.spec import ArchSpec, BlockChoice
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "search_efficiency.md"
+
+#: The fixed per-stage space: 10 choices per stage, 1,000 architectures on a 3-stage ResNet-8.
+SPACE: dict[str, Any] = {
+    "blocks": ["none", "se", "eca", "gct", "cbam", "coord", "simam"],
+    "reductions": [4, 8],
+    "eca_kernels": [3],
+    "granularity": "per_stage",
+    "positions": ["standard"],
+}
+TRAINING: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "label_smoothing": 0.0,
+}
+OBJECTIVES = {"maximize": "val_acc", "minimize": ["flops"]}
+DIRECTIONS = ("maximize", "minimize")
+#: Reference margin beyond the most expensive architecture, as a share of the FLOPs range.
+RANGE_MARGIN = 0.1
+#: The conventional alternative: this factor times the largest FLOPs (reported alongside).
+COST_FACTOR = 1.1
+TARGET_SAVED = 0.40
+TARGET_HV = 0.95
+BASELINE = "nsga2"
+
+
+class Strategy(NamedTuple):
+    key: str
+    sampler: str
+    pruner: str
+    label: str
+
+
+STRATEGIES = {
+    s.key: s
+    for s in (
+        Strategy("random", "random", "none", "random search, no pruning"),
+        Strategy("nsga2", "nsga2", "none", "NSGA-II, no pruning"),
+        Strategy("nsga2-pareto", "nsga2", "pareto", "NSGA-II + Pareto pruner"),
+        Strategy("nsga2-moasha", "nsga2", "moasha", "NSGA-II + MO-ASHA"),
+        Strategy("tpe-pareto", "tpe", "pareto", "MO-TPE + Pareto pruner"),
+    )
+}
+
+#: ``--quick`` and full defaults for the options left unset on the command line.
+PRESETS = {
+    "full": {"seeds": [0, 1, 2], "trials": 24, "per_class": 500, "val_per_class": 200,
+             "population": 8},
+    "quick": {"seeds": [0, 1], "trials": 12, "per_class": 80, "val_per_class": 40,
+              "population": 4},
+}  # fmt: skip
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ATTN_NAS_DATA", ROOT.parent / "shared" / "data"))
+
+
+def cifar_archive() -> Path | None:
+    """The CIFAR-10 archive, or None when the shared data folder does not hold it."""
+    path = data_dir() / CIFAR_ARCHIVE
+    return path if path.is_file() else None
+
+
+def data_section(args: argparse.Namespace) -> dict[str, Any]:
+    if args.data == "digits":
+        section = {"name": "digits", "batch_size": 64, "augment": "flip_crop"}
+    else:
+        archive = cifar_archive()
+        if archive is None:
+            raise SystemExit(
+                f"--data cifar10 needs {data_dir() / CIFAR_ARCHIVE} (set ATTN_NAS_DATA to the "
+                "folder holding it), or run with --data digits"
+            )
+        section = {
+            "name": "imagefolder",
+            "root": str(archive),
+            "batch_size": 128,
+            "augment": "flip_crop",
+        }
+    section.update(per_class=args.per_class, val_per_class=args.val_per_class)
+    return section
+
+
+def study_config(
+    args: argparse.Namespace, strategy: Strategy, seed: int, runs_dir: str
+) -> StudyConfig:
+    return StudyConfig.from_dict(
+        {
+            "study": {
+                "name": f"{strategy.key}-seed{seed}",
+                "runs_dir": runs_dir,
+                "sampler": strategy.sampler,
+                "seed": seed,
+                "n_trials": args.trials,
+                "population_size": args.population,
+            },
+            "data": data_section(args),
+            "backbone": {"name": args.backbone, "args": {"width": args.width}},
+            "space": SPACE,
+            "training": {**TRAINING, "epochs": args.epochs},
+            "pruning": {
+                "pruner": strategy.pruner,
+                "percentile": args.percentile,
+                "n_startup_trials": args.n_startup_trials,
+                "n_warmup_epochs": args.n_warmup_epochs,
+                "min_epochs": args.min_epochs,
+                "reduction_factor": args.reduction_factor,
+            },
+            "objectives": OBJECTIVES,
+        }
+    )
+
+
+# --- the common reference point ----------------------------------------------------------------
+
+
+def scope_choices(space: SearchSpace) -> list[BlockChoice]:
+    """Every choice one scope of ``space`` can take (``none`` included)."""
+    choices = [BlockChoice()]
+    for block in space.blocks:
+        if block == "none":
+            continue
+        params = space.param_choices(block)
+        for combo in itertools.product(*params.values()):
+            for position in space.positions:
+                choices.append(BlockChoice(block, dict(zip(params, combo, strict=True)), position))
+    return choices
+
+
+def flops_bounds(
+    space: SearchSpace, input_shape: Sequence[int], num_classes: int
+) -> dict[str, Any]:
+    """FLOPs of the cheapest and the most expensive architecture of ``space``.
+
+    Measures the backbone alone and every choice at every scope alone; FLOPs add up over scopes
+    (a block only sees its own sites' shapes), so the per-scope argmin / argmax choices make the
+    cheapest / most expensive architecture. Both are built and counted directly; ``additive``
+    records whether those counts equal the backbone plus the per-scope increments.
+    """
+    in_channels = int(input_shape[0])
+    scopes = space.scopes()
+
+    def flops(choice_of: dict[str, BlockChoice]) -> int:
+        sites = {
+            site: choice_of.get(scope, BlockChoice())
+            for scope, scope_sites in scopes.items()
+            for site in scope_sites
+        }
+        spec = ArchSpec(
+            backbone=space.backbone,
+            backbone_args=dict(space.backbone_args),
+            in_channels=in_channels,
+            num_classes=num_classes,
+            sites=sites,
+        )
+        return count_flops(build_model(spec, seed=0), (1, *input_shape))
+
+    base = flops({})
+    choices = scope_choices(space)
+    added = {scope: [flops({scope: c}) - base for c in choices] for scope in scopes}
+    cheapest = {s: choices[int(np.argmin(v))] for s, v in added.items()}
+    dearest = {s: choices[int(np.argmax(v))] for s, v in added.items()}
+    f_min, f_max = flops(cheapest), flops(dearest)
+    additive = f_min == base + sum(min(v) for v in added.values()) and f_max == base + sum(
+        max(v) for v in added.values()
+    )
+    return {
+        "backbone": base,
+        "min": f_min,
+        "max": f_max,
+        "additive": bool(additive),
+        "cheapest": {s: c.label() for s, c in cheapest.items()},
+        "dearest": {s: c.label() for s, c in dearest.items()},
+        "architectures": space.size(),
+    }
+
+
+def common_reference(bounds: dict[str, Any]) -> Reference:
+    span = bounds["max"] - bounds["min"]
+    worst = bounds["max"] + RANGE_MARGIN * span if span > 0 else COST_FACTOR * bounds["max"]
+    return Reference(
+        names=("val_acc", "flops"),
+        directions=DIRECTIONS,
+        worst=(0.0, float(worst)),
+        ideal=(1.0, float(bounds["min"])),
+    )
+
+
+def alternative_reference(bounds: dict[str, Any]) -> Reference:
+    return Reference(
+        names=("val_acc", "flops"),
+        directions=DIRECTIONS,
+        worst=(0.0, COST_FACTOR * float(bounds["max"])),
+        ideal=(1.0, 0.0),
+    )
+
+
+# --- measures ----------------------------------------------------------------------------------
+
+
+def distinct(points: Sequence[Sequence[float]]) -> list[list[float]]:
+    """The distinct points, in first-seen order (duplicate trials repeat their original's)."""
+    return [list(p) for p in dict.fromkeys(tuple(float(v) for v in p) for p in points)]
+
+
+def front_recovered(
+    reference_front: Sequence[Sequence[float]],
+    front: Sequence[Sequence[float]],
+    directions: Sequence[str] = DIRECTIONS,
+) -> float:
+    """Share of ``reference_front``'s distinct points weakly dominated by (or equal to) a point
+    of ``front``: no worse in every objective. NaN when ``reference_front`` is empty."""
+    reference_front = distinct(reference_front)
+    if len(reference_front) == 0:
+        return math.nan
+    if len(front) == 0:
+        return 0.0
+    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    ref = np.asarray(reference_front, dtype=float) * signs
+    pts = np.asarray(front, dtype=float) * signs
+    covered = (pts[None, :, :] <= ref[:, None, :]).all(axis=2).any(axis=1)
+    return float(covered.mean())
+
+
+def value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """The step function through (xs, ys) at ``x``: the last y whose x is <= ``x`` (0 before)."""
+    value = 0.0
+    for xi, yi in zip(xs, ys, strict=True):
+        if xi <= x:
+            value = yi
+        else:
+            break
+    return value
+
+
+def measure_run(
+    study: optuna.Study, reference: Reference, alternative: Reference
+) -> dict[str, Any]:
+    history = hypervolume_history(study, reference)
+    trials = study.get_trials(deepcopy=False)
+    front = distinct([t.values for t in front_trials(study)])
+    generation_key = "NSGAIISampler:generation"
+    generations = [
+        t.system_attrs[generation_key] for t in trials if generation_key in t.system_attrs
+    ]
+    pruned_at = [
+        int(t.user_attrs.get("epochs_run", 0)) for t in trials if t.state == TrialState.PRUNED
+    ]
+    return {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "duplicates": sum("duplicate_of" in t.user_attrs for t in trials),
+        "pruned_epochs_run": pruned_at,
+        "max_generation": max(generations) if generations else None,
+        "epochs_spent": int(history["epochs_spent"].iloc[-1]) if len(history) else 0,
+        "trial_wall_s": float(history["elapsed_s"].iloc[-1]) if len(history) else 0.0,
+        "hv": float(history["hypervolume_norm"].iloc[-1]) if len(history) else 0.0,
+        "hv_alt": hypervolume(front, alternative.worst, DIRECTIONS) / alternative.box_volume()
+        if front
+        else 0.0,
+        "front": front,
+        "history": {
+            "trial": history["trial"].astype(int).tolist(),
+            "finished": history["finished"].astype(int).tolist(),
+            "epochs_spent": history["epochs_spent"].astype(int).tolist(),
+            "elapsed_s": history["elapsed_s"].astype(float).round(3).tolist(),
+            "hv": history["hypervolume_norm"].astype(float).tolist(),
+        },
+    }
+
+
+def add_comparisons(runs: list[dict[str, Any]]) -> None:
+    """Ratios of every run to the nsga2 run of the same seed, in place."""
+    base = {r["seed"]: r for r in runs if r["strategy"] == BASELINE}
+    for r in runs:
+        b = base[r["seed"]]
+        r["hv_kept"] = r["hv"] / b["hv"] if b["hv"] > 0 else math.nan
+        r["hv_alt_kept"] = r["hv_alt"] / b["hv_alt"] if b["hv_alt"] > 0 else math.nan
+        base_hv_then = value_at(b["history"]["epochs_spent"], b["history"]["hv"], r["epochs_spent"])
+        r["hv_kept_equal_epochs"] = r["hv"] / base_hv_then if base_hv_then > 0 else math.nan
+        r["epochs_saved"] = (
+            1 - r["epochs_spent"] / b["epochs_spent"] if b["epochs_spent"] else math.nan
+        )
+        r["front_recovered"] = front_recovered(b["front"], r["front"])
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _std(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+
+
+def summarise(runs: list[dict[str, Any]], strategies: Sequence[str]) -> list[dict[str, Any]]:
+    base_epochs = sum(r["epochs_spent"] for r in runs if r["strategy"] == BASELINE)
+    rows = []
+    for key in strategies:
+        mine = [r for r in runs if r["strategy"] == key]
+        epochs = sum(r["epochs_spent"] for r in mine)
+        pruned = STRATEGIES[key].pruner != "none"
+        saved = 1 - epochs / base_epochs if base_epochs else math.nan
+        hv_kept = _mean([r["hv_kept"] for r in mine])
+        rows.append(
+            {
+                "strategy": key,
+                "label": STRATEGIES[key].label,
+                "seeds": len(mine),
+                "complete": _mean([r["complete"] for r in mine]),
+                "pruned": _mean([r["pruned"] for r in mine]),
+                "duplicates": _mean([r["duplicates"] for r in mine]),
+                "epochs": _mean([r["epochs_spent"] for r in mine]),
+                "epochs_saved": saved,
+                "hv": _mean([r["hv"] for r in mine]),
+                "hv_sd": _std([r["hv"] for r in mine]),
+                "hv_kept": hv_kept,
+                "hv_kept_min": min((r["hv_kept"] for r in mine), default=math.nan),
+                "hv_alt_kept": _mean([r["hv_alt_kept"] for r in mine]),
+                "hv_kept_equal_epochs": _mean([r["hv_kept_equal_epochs"] for r in mine]),
+                "front_recovered": _mean([r["front_recovered"] for r in mine]),
+                "wall_s": _mean([r["wall_s"] for r in mine]),
+                "cpu_s": _mean([r["cpu_s"] for r in mine]),
+                "saved_met": (saved >= TARGET_SAVED) if pruned else None,
+                "hv_met": (hv_kept >= TARGET_HV) if pruned else None,
+            }
+        )
+    return rows
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+COLOURS = {
+    "random": "#7f7f7f",
+    "nsga2": "#1f77b4",
+    "nsga2-pareto": "#d62728",
+    "nsga2-moasha": "#2ca02c",
+    "tpe-pareto": "#9467bd",
+}
+AXES = {
+    "epochs": ("epochs_spent", "training epochs spent"),
+    "wallclock": ("elapsed_s", "wall clock since the first trial started (s)"),
+    "trials": ("finished", "trials finished (complete + pruned)"),
+}
+
+
+def mean_curve(curves: list[tuple[list[float], list[float]]]) -> tuple[list[float], list[float]]:
+    """Mean of step curves on the union of their x values, up to where the shortest one ends."""
+    end = min(xs[-1] for xs, _ in curves)
+    grid = sorted({x for xs, _ in curves for x in xs if x <= end})
+    return grid, [float(np.mean([value_at(xs, ys, x) for xs, ys in curves])) for x in grid]
+
+
+def figure(runs: list[dict[str, Any]], strategies: Sequence[str], axis: str, title: str):
+    import plotly.graph_objects as go
+
+    column, x_title = AXES[axis]
+    fig = go.Figure()
+    for key in strategies:
+        mine = [r for r in runs if r["strategy"] == key]
+        curves = []
+        for r in mine:
+            xs = [0.0, *r["history"][column]]
+            ys = [0.0, *r["history"]["hv"]]
+            curves.append((xs, ys))
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    line={"shape": "hv", "width": 1, "color": COLOURS.get(key)},
+                    opacity=0.35,
+                    name=f"{key} seed {r['seed']}",
+                    legendgroup=key,
+                    showlegend=False,
+                    hovertemplate=f"{key} seed {r['seed']}<br>%{{x}}: HV %{{y:.4f}}<extra></extra>",
+                )
+            )
+        if curves:
+            gx, gy = mean_curve(curves)
+            fig.add_trace(
+                go.Scatter(
+                    x=gx,
+                    y=gy,
+                    mode="lines",
+                    line={"shape": "hv", "width": 3, "color": COLOURS.get(key)},
+                    name=f"{STRATEGIES[key].label} (mean of {len(curves)} seeds)",
+                    legendgroup=key,
+                )
+            )
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title="normalised hypervolume (common reference)",
+        template="plotly_white",
+        legend={"yanchor": "bottom", "y": 0.02, "xanchor": "right", "x": 0.98},
+    )
+    return fig
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _load() -> float:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return math.nan
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "optuna": optuna.__version__,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
+def _yes(flag: bool | None) -> str:
+    return "-" if flag is None else ("**yes**" if flag else "**no**")
+
+
+def tables(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| strategy | complete / pruned / dup. (per seed) | epochs (per seed) | epochs saved "
+        "| HV (mean ± sd) | HV kept | HV kept, min seed | HV kept, 1.1 max ref "
+        "| HV kept at equal epochs | front recovered | wall s | CPU s "
+        "| saved >= 40% | HV >= 95% |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- | --- |",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['label']} | {s['complete']:.1f} / {s['pruned']:.1f} / {s['duplicates']:.1f} "
+            f"| {s['epochs']:.1f} | {_pct(s['epochs_saved'])} | {s['hv']:.4f} ± {s['hv_sd']:.4f} "
+            f"| {_pct(s['hv_kept'])} | {_pct(s['hv_kept_min'])} | {_pct(s['hv_alt_kept'])} "
+            f"| {_pct(s['hv_kept_equal_epochs'])} | {_pct(s['front_recovered'])} "
+            f"| {s['wall_s']:.0f} | {s['cpu_s']:.0f} | {_yes(s['saved_met'])} "
+            f"| {_yes(s['hv_met'])} |"
+        )
+    per_seed = [
+        "",
+        "Per run:",
+        "",
+        "| strategy | seed | complete | pruned (epochs run) | dup. | NSGA-II gen. | epochs "
+        "| HV | HV kept | front recovered | front size | wall s | CPU s | load before / after |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- |",
+    ]
+    for r in runs:
+        epochs_run = ",".join(str(e) for e in sorted(r["pruned_epochs_run"])) or "-"
+        generation = "-" if r["max_generation"] is None else r["max_generation"]
+        per_seed.append(
+            f"| {r['strategy']} | {r['seed']} | {r['complete']} | {r['pruned']} ({epochs_run}) "
+            f"| {r['duplicates']} | {generation} | {r['epochs_spent']} | {r['hv']:.4f} "
+            f"| {_pct(r['hv_kept'])} | {_pct(r['front_recovered'])} | {len(distinct(r['front']))} "
+            f"| {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['load_before']} / {r['load_after']} |"
+        )
+    return lines + per_seed
+
+
+def moasha_rungs(args: argparse.Namespace) -> list[int]:
+    """Epochs after which the engine's MO-ASHA decides, for these settings."""
+    pruner = MOASHAPruner(
+        min_epochs=args.min_epochs, reduction_factor=args.reduction_factor, max_epochs=args.epochs
+    )
+    return [pruner.rung_epochs(k) for k in range(pruner.n_rungs() or 0)]
+
+
+def verdict(
+    summary: list[dict[str, Any]], runs: list[dict[str, Any]], args: argparse.Namespace
+) -> str:
+    parts = []
+    for s in summary:
+        if s["saved_met"] is None:
+            continue
+        status = "meets both targets" if s["saved_met"] and s["hv_met"] else "misses"
+        missed = []
+        if not s["saved_met"]:
+            missed.append(
+                f"epochs saved {_pct(s['epochs_saved'])} < 40% (short by "
+                f"{(TARGET_SAVED - s['epochs_saved']) * 100:.1f} points)"
+            )
+        if not s["hv_met"]:
+            missed.append(
+                f"HV kept {_pct(s['hv_kept'])} < 95% (short by "
+                f"{(TARGET_HV - s['hv_kept']) * 100:.1f} points)"
+            )
+        detail = f" ({'; '.join(missed)})" if missed else ""
+        parts.append(
+            f"* {s['label']}: saves {_pct(s['epochs_saved'])} of the epochs and keeps "
+            f"{_pct(s['hv_kept'])} of the HV (worst seed {_pct(s['hv_kept_min'])}): "
+            f"{status}{detail}."
+        )
+    settings = (
+        f"Pruner settings: pareto percentile {args.percentile:g}, n_startup_trials "
+        f"{args.n_startup_trials}, n_warmup_epochs {args.n_warmup_epochs} (engine-fixed "
+        f"interval 1, n_min_peers 3); moasha min_epochs {args.min_epochs}, reduction_factor "
+        f"{args.reduction_factor}, max_epochs {args.epochs} (rungs after {moasha_rungs(args)} "
+        "epochs)."
+    )
+    prunable = max(0, args.trials - args.n_startup_trials)
+    first_check = args.n_warmup_epochs + 1
+    bound = prunable * max(0, args.epochs - first_check) / (args.trials * args.epochs)
+    facts = [
+        f"* Ceiling of the pareto pruner's saving with these settings: the first "
+        f"{args.n_startup_trials} complete trials are never pruned and a pruned trial has run "
+        f"at least {first_check} epochs, so at most {prunable} of {args.trials} trials save at "
+        f"most {max(0, args.epochs - first_check)} of {args.epochs} epochs each: <= {bound:.0%} "
+        "of the nominal trials x epochs."
+    ]
+    generations = {
+        key: [r["max_generation"] for r in runs if r["strategy"] == key]
+        for key in dict.fromkeys(r["strategy"] for r in runs)
+        if STRATEGIES[key].sampler == "nsga2"
+    }
+    if generations:
+        shown = "; ".join(f"{k} {v}" for k, v in generations.items())
+        facts.append(
+            f"* Last NSGA-II generation reached, per seed: {shown}. Optuna closes a generation "
+            f"only once it holds population_size ({args.population}) COMPLETE trials, so a run "
+            "that prunes most trials keeps sampling its random first generation."
+        )
+    last = sum(e >= args.epochs for r in runs for e in r["pruned_epochs_run"])
+    facts.append(
+        f"* Trials pruned after their final epoch (no epochs saved, finished result dropped): "
+        f"{last}."
+    )
+    spread = [
+        f"{s['label']} {s['hv_sd'] / s['hv']:.1%}"
+        for s in summary
+        if s["hv"] > 0 and s["seeds"] > 1
+    ]
+    if spread:
+        facts.append(f"* Seed-to-seed spread of the final HV (sd / mean): {', '.join(spread)}.")
+    return "\n".join([*parts, "", settings, "", *facts])
+
+
+def write_results(
+    out: Path,
+    command: str,
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    problem: dict[str, Any],
+    summary: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    total_s: float,
+    date: str | None = None,
+    note: str = "",
+) -> list[Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    date = date or _now()
+    strategies = list(dict.fromkeys(r["strategy"] for r in runs))
+    figures = {}
+    for axis, title in (
+        ("epochs", "Hypervolume against training epochs spent"),
+        ("wallclock", "Hypervolume against wall clock"),
+        ("trials", "Hypervolume against trials finished"),
+    ):
+        path = out.with_name(f"{out.stem}_hv_{axis}.html")
+        figure(runs, strategies, axis, title).write_html(path, include_plotlyjs="cdn")
+        figures[axis] = path
+    ref = problem["reference"]
+    bounds = problem["flops_bounds"]
+    variant = "reduced (`--quick`)" if args.quick else "as given by the command"
+    lines = [
+        "# Search efficiency: hypervolume per epoch and per second, with and without pruning",
+        "",
+        f"Command: `{command}`  ",
+        f"Variant: {variant}; total run time {total_s / 60:.1f} min  ",
+        f"Date: {date}  ",
+        *([f"{note}  "] if note else []),
+        f"Machine: {info['platform']}, {info['cpu']}, {info['cores']} cores (torch threads "
+        f"{info['torch_threads']}), GPU: {info['gpu'] or 'none'}; Python {info['python']}, "
+        f"torch {info['torch']}, lightning {info['lightning']}, optuna {info['optuna']}  ",
+        "Load average (1 min) before / after each run is in the per-run table: a load above the "
+        "torch threads means other processes shared the CPU, which slows wall clock (not "
+        "epochs, and CPU seconds less).",
+        "",
+        "The full variant (`.venv/bin/python benchmarks/search_efficiency.py`: 5,000 / 2,000 "
+        "images, 3 seeds x 24 trials) needs about 3.5 hours on 2 idle CPU cores (an estimate "
+        "from ~8 s per epoch measured there with 2 threads; not run here).",
+        "",
+        "## Problem",
+        "",
+        f"* data: {problem['data']}; split sizes {problem['split_sizes']}",
+        f"* model: {args.backbone} width {args.width}, {args.epochs} epochs per trial "
+        f"(SGD lr 0.1, momentum 0.9, wd 5e-4, cosine, flip+crop)",
+        f"* space: per-stage, blocks {SPACE['blocks']}, reductions {SPACE['reductions']}, ECA "
+        f"kernel {SPACE['eca_kernels']}, positions {SPACE['positions']}: "
+        f"{bounds['architectures']} architectures",
+        f"* {args.trials} trials per run, seeds {args.seeds}, NSGA-II population / TPE start-up "
+        f"{args.population}",
+        f"* objectives: maximise val_acc, minimise FLOPs. FLOPs of the space: backbone "
+        f"{bounds['backbone']:,}, cheapest {bounds['min']:,}, most expensive {bounds['max']:,} "
+        f"({bounds['dearest']}; per-stage sums match the direct counts: {bounds['additive']})",
+        f"* common reference point (all runs): val_acc {ref['worst'][0]}, FLOPs "
+        f"{ref['worst'][1]:,.0f} (= max + {RANGE_MARGIN:g} x (max - min)); ideal val_acc 1, "
+        f"FLOPs {ref['ideal'][1]:,.0f}; HV normalised by that box. Alternative reference "
+        f"(column 'HV kept, 1.1 max ref'): (0, "
+        f"{problem['alternative_reference']['worst'][1]:,.0f})",
+        "",
+        "Definitions (details in the module docstring): *epochs saved* = 1 - (epochs of the "
+        "strategy summed over seeds) / (epochs of NSGA-II without pruning summed over seeds); "
+        "*HV kept* = final HV / final HV of NSGA-II without pruning on the same seed, after the "
+        "same number of trials, mean over seeds; *HV kept at equal epochs* = final HV / HV that "
+        "unpruned NSGA-II had reached with no more epochs spent; *front recovered* = share of "
+        "the unpruned NSGA-II final front's points that some point of the strategy's final front "
+        "weakly dominates or equals (same seed), mean over seeds.",
+        "",
+        "## Results",
+        "",
+        *tables(summary, runs),
+        "",
+        "## Targets (pruning saves >= 40% of epochs, keeps >= 95% of the unpruned HV)",
+        "",
+        verdict(summary, runs, args),
+        "",
+        "Figures (one thin line per seed, thick line = mean over seeds up to where the shortest "
+        "run ends): " + ", ".join(f"[HV vs {axis}]({path.name})" for axis, path in figures.items()),
+    ]
+    out.write_text("\n".join(lines) + "\n")
+    raw = {
+        "command": command,
+        "date": date,
+        "machine": info,
+        "total_s": total_s,
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "render")},
+        "problem": problem,
+        "summary": summary,
+        "runs": runs,
+    }
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json.dumps(raw, indent=1, default=_json_default) + "\n")
+    return [out, json_path, *figures.values()]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return str(value)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the reduced (< 15 min) variant")
+    parser.add_argument("--data", choices=["cifar10", "digits"], default="cifar10")
+    parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--trials", type=int, help="trials per run (every strategy, every seed)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--per-class", type=int, help="training images per class")
+    parser.add_argument("--val-per-class", type=int, help="validation images per class")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: cores)"
+    )
+    parser.add_argument("--backbone", default="resnet8")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--population", type=int, help="NSGA-II population / TPE start-up")
+    parser.add_argument(
+        "--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES)
+    )
+    parser.add_argument("--percentile", type=float, default=50.0)
+    parser.add_argument("--n-startup-trials", type=int, default=4)
+    parser.add_argument("--n-warmup-epochs", type=int, default=1)
+    parser.add_argument("--min-epochs", type=int, default=1)
+    parser.add_argument("--reduction-factor", type=int, default=3)
+    parser.add_argument(
+        "--out", help=f"results .md (json, html beside it; default {DEFAULT_OUT}); '-': print"
+    )
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="run nothing: rewrite the tables and figures from a results .json of this script "
+        "(default --out: the .md beside it)",
+    )
+    args = parser.parse_args(argv)
+    preset = PRESETS["quick" if args.quick else "full"]
+    for name, value in preset.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if BASELINE not in args.strategies:
+        parser.error(f"--strategies must include {BASELINE!r}: every ratio refers to it")
+    args.strategies = [k for k in STRATEGIES if k in args.strategies]
+    moasha = any(STRATEGIES[k].pruner == "moasha" for k in args.strategies)
+    if moasha and args.render is None and args.min_epochs * args.reduction_factor > args.epochs:
+        parser.error(
+            f"--min-epochs x --reduction-factor ({args.min_epochs} x {args.reduction_factor}) "
+            f"must be <= --epochs ({args.epochs}) for MO-ASHA to have a rung; lower them or "
+            "leave nsga2-moasha out of --strategies"
+        )
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run every strategy for every seed; print the table; write the results unless ``--out -``.
+    Returns the per-strategy summary rows."""
+    args = parse_args(argv)
+    shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = f".venv/bin/python benchmarks/search_efficiency.py {shown}".rstrip()
+    if args.render:
+        return render(args, command)
+    args.out = args.out or str(DEFAULT_OUT)
+    quiet_third_party_output()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    # The problem: data loaded once here (decoding the JPEGs on a first run), space bounds.
+    probe = study_config(args, STRATEGIES[BASELINE], args.seeds[0], tempfile.gettempdir())
+    dm = build_datamodule(probe.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    bounds = flops_bounds(probe.space, tuple(dm.input_shape), dm.num_classes)
+    reference, alternative = common_reference(bounds), alternative_reference(bounds)
+    problem = {
+        "data": (
+            f"{args.data} ({probe.data.name}), {args.per_class} train / {args.val_per_class} "
+            "val images per class, split_seed 0"
+        ),
+        "split_sizes": dm.split_sizes,
+        "input_shape": list(dm.input_shape),
+        "flops_bounds": bounds,
+        "reference": reference.to_dict(),
+        "alternative_reference": alternative.to_dict(),
+        "space": SPACE,
+        "training": {**TRAINING, "epochs": args.epochs},
+    }
+    del dm
+
+    runs = []
+    for seed in args.seeds:
+        for key in args.strategies:
+            strategy = STRATEGIES[key]
+            with tempfile.TemporaryDirectory() as runs_dir:
+                cfg = study_config(args, strategy, seed, runs_dir)
+                load_before, cpu0, t0 = _load(), time.process_time(), time.perf_counter()
+                study = run_search(cfg, progress=False)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+                run = {"strategy": key, "seed": seed, "wall_s": wall, "cpu_s": cpu}
+                run.update(load_before=load_before, load_after=_load())
+                run.update(measure_run(study, reference, alternative))
+            runs.append(run)
+            print(
+                f"[{(time.perf_counter() - started) / 60:5.1f} min] seed {seed} {key:13s} "
+                f"HV {run['hv']:.4f}  epochs {run['epochs_spent']:4d}  complete "
+                f"{run['complete']:2d}  pruned {run['pruned']:2d}  wall {wall:6.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    add_comparisons(runs)
+    summary = summarise(runs, args.strategies)
+    total = time.perf_counter() - started
+
+    print(
+        f"# search efficiency, {args.data}, {args.trials} trials x {args.epochs} epochs, seeds "
+        f"{args.seeds}, total {total / 60:.1f} min; command: {command}"
+    )
+    print("\n".join(tables(summary, runs)))
+    print()
+    print(verdict(summary, runs, args))
+    if args.out != "-":
+        paths = write_results(
+            Path(args.out), command, machine(), args, problem, summary, runs, total
+        )
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return summary
+
+
+def render(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
+    """Recompute the comparisons, tables and figures from a results .json (no training)."""
+    source = Path(args.render)
+    raw = json.loads(source.read_text())
+    saved = argparse.Namespace(**{"render": None, **raw["args"]})
+    runs = raw["runs"]
+    for run in runs:
+        run["front"] = distinct(run["front"])
+    add_comparisons(runs)
+    summary = summarise(runs, saved.strategies)
+    print("\n".join(tables(summary, runs)))
+    print()
+    print(verdict(summary, runs, saved))
+    out = args.out or str(source.with_suffix(".md"))
+    if out != "-":
+        note = f"Tables and figures rendered again from the JSON on {_now()}: `{command}`"
+        paths = write_results(
+            Path(out),
+            raw["command"],
+            raw["machine"],
+            saved,
+            raw["problem"],
+            summary,
+            runs,
+            raw["total_s"],
+            date=raw["date"],
+            note=note,
+        )
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+import importlib.util
+import json
+from pathlib import Path
+
+
+def _load():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+    spec = importlib.util.spec_from_file_location("overhead_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overhead_benchmark_quick_run_accounts_for_the_whole_trial(capsys, tmp_path):
+    bench = _load()
+    out = tmp_path / "overhead.md"
+    rows = bench.main(["--quick", "--storage", "journal", "--threads", "1", "--out", str(out)])
+
+    phases = {r["phase"]: r for r in rows if r.get("kind")}
+    assert phases["train epochs"]["ms_steady"] > 0
+    for name in ("model build", "cost model", "Trainer set-up", "checkpoint save", "tell"):
+        assert phases[name]["ms_steady"] > 0, name
+    # Exclusive times: training plus every overhead phase is the whole trial.
+    shares = [r["share_all"] for r in rows if r.get("kind") in ("training", "overhead")]
+    assert abs(sum(shares) - 1) < 1e-9
+    total = phases["overhead total"]
+    assert 0 < total["share_all"] < 1
+
+    loops = [r for r in rows if r["phase"] == "loops"]
+    assert loops[0]["lightning_ms"] > 0 and loops[0]["plain_ms"] > 0 and loops[0]["ratio"] > 0
+
+    printed = capsys.readouterr().out
+    assert "| **overhead total** |" in printed and "| training epoch |" in printed
+    assert "samples (quiet/all)" in printed
+    text = out.read_text()
+    assert "Command: `.venv/bin/python benchmarks/overhead.py --quick" in text
+    assert "torch " in text and "cores" in text and "target is **" in text
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert raw["machine"]["cores"] >= 1 and len(raw["trials"][0]["per_trial_s"]) == 2
+    assert len(raw["trials"][0]["others_cores"]) == 2
+
+
+def test_phase_clock_counts_nested_time_once():
+    bench = _load()
+    clock = bench.PhaseClock()
+    with clock.phase("outer"):
+        with clock.phase("inner"):
+            clock.push("left open")  # a hook that never closed: the enclosing phase ends it
+        clock.new_trial()
+        clock.new_trial()
+        with clock.phase("inner"):
+            pass
+    assert set(clock.totals[0]) == {"outer", "inner", "left open"}
+    assert set(clock.totals[1]) == {"outer", "inner"}
+    assert clock.stack == []
+
+
+def test_quiet_samples_leave_out_contended_ones():
+    bench = _load()
+    values, contended = bench.quiet_samples([1.0, 9.0, 1.1, 1.2], [0.0, 1.5, 0.1, None])
+    assert values == [1.0, 1.1, 1.2] and not contended
+    values, contended = bench.quiet_samples([5.0, 9.0], [1.0, 1.5])
+    assert values == [5.0, 9.0] and contended
