@@ -550,8 +550,10 @@ class PruningCallback(pl.Callback):
     :func:`record_epoch` at ``trainer.current_epoch`` and :func:`should_prune` is asked; on
     pruning the trainer is told to stop and ``optuna.TrialPruned`` is raised, which Lightning
     re-raises out of ``trainer.fit``, as optuna-integration's PyTorchLightningPruningCallback
-    does. ``pruner`` defaults to the study's. Single-process training only: under DDP the
-    decision would need a broadcast from rank 0.
+    does. After the trainer's last epoch (``max_epochs``) the value is recorded but no pruner is
+    asked: pruning then saves no training and would only drop a finished result. ``pruner``
+    defaults to the study's. Single-process training only: under DDP the decision would need a
+    broadcast from rank 0.
     """
 
     def __init__(
@@ -575,6 +577,7 @@ class PruningCallback(pl.Callback):
             return
         epoch = trainer.current_epoch
         record_epoch(self.trial, epoch, float(value))
-        if should_prune(self.trial, self.pruner):
+        last_epoch = trainer.max_epochs not in (None, -1) and epoch + 1 >= trainer.max_epochs
+        if not last_epoch and should_prune(self.trial, self.pruner):
             trainer.should_stop = True
             raise optuna.TrialPruned(f"Trial {self.trial.number} was pruned at epoch {epoch}.")

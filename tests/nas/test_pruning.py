@@ -401,17 +401,16 @@ class _TinyClassifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_lightning_callback_prunes_hopeless_trial() -> None:
+def _hopeless_trial_and_trainer(max_epochs: int) -> tuple:
+    """A study whose two complete cheaper trials did far better, a new trial and its trainer."""
     pruner = ParetoPercentilePruner(n_startup_trials=2, n_warmup_epochs=0, n_min_peers=2)
     study = _study(pruner=pruner)
     for _ in range(2):
-        _complete(study, 1.0, [0.99, 0.99, 0.99])  # cheaper peers that did far better
+        _complete(study, 1.0, [0.99, 0.99, 0.99])
     trial = study.ask()
     trial.set_user_attr("cost", {"flops": 2.0})
-    data = TensorDataset(torch.randn(16, 4), torch.randint(0, 3, (16,)))
-    loader = DataLoader(data, batch_size=8)
     trainer = pl.Trainer(
-        max_epochs=3,
+        max_epochs=max_epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -420,11 +419,29 @@ def test_lightning_callback_prunes_hopeless_trial() -> None:
         num_sanity_val_steps=1,
         callbacks=[PruningCallback(trial, monitor="val_acc")],
     )
+    return study, trial, trainer
+
+
+def _loader() -> DataLoader:
+    data = TensorDataset(torch.randn(16, 4), torch.randint(0, 3, (16,)))
+    return DataLoader(data, batch_size=8)
+
+
+def test_lightning_callback_prunes_hopeless_trial() -> None:
+    study, trial, trainer = _hopeless_trial_and_trainer(max_epochs=3)
     with pytest.raises(optuna.TrialPruned, match="epoch 0"):
-        trainer.fit(_TinyClassifier(), loader, loader)
+        trainer.fit(_TinyClassifier(), _loader(), _loader())
     assert trainer.should_stop
     assert trainer.global_step == 2  # pruned after one training epoch, not in the sanity check
     curve = study.trials[-1].intermediate_values
     assert list(curve) == [0]  # sanity check not recorded, pruned after the first epoch
     frozen = finish_pruned(study, trial, [curve[0], 2.0])
     assert frozen.state == TrialState.PRUNED and frozen.user_attrs["pruned_at_epoch"] == 0
+
+
+def test_lightning_callback_never_prunes_after_the_last_epoch() -> None:
+    """The same hopeless trial with a one-epoch budget: pruning would save nothing."""
+    study, trial, trainer = _hopeless_trial_and_trainer(max_epochs=1)
+    trainer.fit(_TinyClassifier(), _loader(), _loader())  # no TrialPruned
+    assert trainer.current_epoch == 1 and list(study.trials[-1].intermediate_values) == [0]
+    assert should_prune(trial)  # the pruner itself would have pruned at that epoch
