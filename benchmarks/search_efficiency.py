@@ -76,10 +76,10 @@ Commands (results go to ``benchmarks/results/search_efficiency.md``, ``.json`` a
     # about 3.5 hours on 2 idle CPU cores (estimate, not run: ~8 s per epoch incl. validation
     # measured with 2 threads, ~1,500 epochs in all)
     .venv/bin/python benchmarks/search_efficiency.py
-    # reduced variant: 800 / 400 images, 2 seeds x 12 trials; 11.9 minutes with --threads 1 on
+    # reduced variant: 800 / 400 images, 2 seeds x 12 trials; 12-13 minutes with --threads 1 on
     # 2 shared cores (benchmarks/results/search_efficiency.md)
     .venv/bin/python benchmarks/search_efficiency.py --quick --threads 1
-    # the intermediate variant of benchmarks/results/search_efficiency_large.md (~40 minutes)
+    # the intermediate variant of benchmarks/results/search_efficiency_large.md (~43 minutes)
     .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 --trials 16 \\
         --per-class 150 --val-per-class 75 --population 6 --threads 1 \\
         --out benchmarks/results/search_efficiency_large.md
@@ -88,7 +88,7 @@ Commands (results go to ``benchmarks/results/search_efficiency.md``, ``.json`` a
         --render benchmarks/results/search_efficiency.json
     # smoke run on scikit-learn's bundled digits (no CIFAR needed), seconds
     .venv/bin/python benchmarks/search_efficiency.py --data digits --trials 4 --epochs 2 \\
-        --seeds 0 --per-class 10 --val-per-class 5 --width 4 --out -
+        --reduction-factor 2 --seeds 0 --per-class 10 --val-per-class 5 --width 4 --out -
 """
 
 from __future__ import annotations
