@@ -620,7 +620,10 @@ def tables(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[st
 
 
 def moasha_rungs(args: argparse.Namespace) -> list[int]:
-    """Epochs after which the engine's MO-ASHA decides, for these settings."""
+    """Epochs after which the engine's MO-ASHA decides, for these settings (none: it has no
+    rung, which ``parse_args`` refuses only where MO-ASHA is among the strategies)."""
+    if args.min_epochs * args.reduction_factor > args.epochs:
+        return []
     pruner = MOASHAPruner(
         min_epochs=args.min_epochs, reduction_factor=args.reduction_factor, max_epochs=args.epochs
     )

@@ -1,5 +1,6 @@
 """benchmarks/search_efficiency.py: its measures, and a smoke run on the bundled digits."""
 
+import argparse
 import importlib.util
 import itertools
 import json
@@ -124,6 +125,20 @@ def test_moasha_without_a_rung_is_refused_before_anything_runs(bench, capsys):
     assert "--min-epochs x --reduction-factor (1 x 3) must be <= --epochs (2)" in (
         capsys.readouterr().err
     )
+
+
+def test_moasha_rungs_are_asha_rungs_and_none_without_the_budget(bench):
+    settings = argparse.Namespace(min_epochs=1, reduction_factor=3, epochs=9)
+    assert bench.moasha_rungs(settings) == [1, 3]  # 1 x 3 <= 9 and 3 x 3 <= 9; 9 x 3 > 9
+    settings.epochs = 2
+    assert bench.moasha_rungs(settings) == []
+
+
+def test_a_budget_without_moasha_rungs_runs_when_moasha_is_left_out(bench, capsys):
+    # The report states MO-ASHA's rungs even where it did not run: no rung is said, not raised.
+    summary = bench.main([*TINY, "--epochs", "1", "--strategies", "nsga2", "--out", "-"])
+    assert summary[0]["complete"] == 4
+    assert "(rungs after [] epochs)" in capsys.readouterr().out
 
 
 def test_cifar_without_the_archive_says_where_to_put_it(bench, tmp_path, monkeypatch):
