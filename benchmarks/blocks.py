@@ -34,6 +34,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import attn_blocks
+from _machine import cpu_model
 from search_spaces.cost import count_flops, count_params
 
 SCRIPT = "benchmarks/blocks.py"
@@ -257,21 +258,11 @@ def measure(name: str, batch: int, shape: Shape, conv_ms: float, args: argparse.
 # --- output ------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def header(argv: Sequence[str], args: argparse.Namespace) -> list[str]:
     timm_note = "" if args.timm else " (timm not installed: no comparison)"
     return [
         f"# Attention blocks on CPU: torch {torch.__version__}, {torch.get_num_threads()} "
-        f"threads, {_cpu_model()}{timm_note}",
+        f"threads, {cpu_model()}{timm_note}",
         f"Command: `{shlex.join(['python', SCRIPT, *argv])}`",
         "",
         f"Batch {args.batch}, default block parameters, seed {SEED}. Params and MFLOPs are what "

@@ -45,7 +45,6 @@ import functools
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -70,6 +69,7 @@ from optuna.trial import TrialState
 
 import nas.pruning
 import nas.study
+from _machine import describe, load_average
 from nas.config import StudyConfig
 from nas.data import TensorDataModule, build_datamodule
 from nas.study import quiet_third_party_output
@@ -648,37 +648,6 @@ def summarise_loops(result: dict[str, Any]) -> list[dict[str, Any]]:
 # --- output ---------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average: above the cores, other processes competed for them."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "optuna": optuna.__version__,
-    }
-
-
 def trial_table(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[str]:
     n = result["trials"] - len(result["duplicates"])
     startup = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in result["startup_s"].items())
@@ -854,13 +823,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     command = f".venv/bin/python {SCRIPT} {shown}".rstrip()
 
     quiet_third_party_output()
-    load_start = _load_average()
+    load_start = load_average()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
         trial_results = [measure_trials(args, storage) for storage in args.storage]
         loops = compare_loops(args)
-        info = {**machine(), "load_average": [load_start, _load_average()]}
+        info = {**describe(), "load_average": [load_start, load_average()]}
     finally:
         torch.set_num_threads(threads)
 

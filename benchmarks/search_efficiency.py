@@ -99,7 +99,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -112,12 +111,12 @@ from typing import Any, NamedTuple
 # pip-installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import lightning
 import numpy as np
 import optuna
 import torch
 from optuna.trial import TrialState
 
+from _machine import describe, load_average
 from nas.config import StudyConfig
 from nas.data import build_datamodule
 from nas.pruning import MOASHAPruner
@@ -541,37 +540,6 @@ def figure(runs: list[dict[str, Any]], strategies: Sequence[str], axis: str, tit
 # --- report ------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _load() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return math.nan
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "optuna": optuna.__version__,
-    }
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1%}"
 
@@ -904,11 +872,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             strategy = STRATEGIES[key]
             with tempfile.TemporaryDirectory() as runs_dir:
                 cfg = study_config(args, strategy, seed, runs_dir)
-                load_before, cpu0, t0 = _load(), time.process_time(), time.perf_counter()
+                load_before, cpu0, t0 = load_average(), time.process_time(), time.perf_counter()
                 study = run_search(cfg, progress=False)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
                 run = {"strategy": key, "seed": seed, "wall_s": wall, "cpu_s": cpu}
-                run.update(load_before=load_before, load_after=_load())
+                run.update(load_before=load_before, load_after=load_average())
                 run.update(measure_run(study, reference, alternative))
             runs.append(run)
             print(
@@ -931,7 +899,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(verdict(summary, runs, args))
     if args.out != "-":
         paths = write_results(
-            Path(args.out), command, machine(), args, problem, summary, runs, total
+            Path(args.out), command, describe(), args, problem, summary, runs, total
         )
         print("wrote " + ", ".join(str(p) for p in paths))
     return summary

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from _machine import cpu_model
 from nas.config import StudyConfig
 from nas.study import quiet_third_party_output, run_search
 
@@ -37,16 +37,6 @@ def _config(runs_dir: str, trials: int, epochs: int) -> StudyConfig:
     data["training"]["epochs"] = epochs
     data["pruning"] = {"pruner": "none"}
     return StudyConfig.from_dict(data)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -83,7 +73,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"(digits, resnet8), no pruning"
     )
     print(
-        f"# torch {torch.__version__}, {cores} cores ({_cpu_model()}), "
+        f"# torch {torch.__version__}, {cores} cores ({cpu_model()}), "
         f"command: python benchmarks/workers.py {shown}".rstrip()
     )
     print("| workers | threads/worker | trials | wall s | trials/hour | speed-up |")
