@@ -178,9 +178,13 @@ def test_four_workers_finish_exactly_the_budget(tiny_config, postgres_url):
 
 
 def test_a_worker_killed_mid_trial_loses_nothing(tiny_config, postgres_url, worker_procs):
+    # Trials of several seconds (a worker takes about as long to start), so the victim still has
+    # trials to train when the second worker joins: with 40 epochs of the tiny data a trial took
+    # half a second and the victim could finish the study first.
     data = tiny_config(
         study={"name": "pgkill", "n_trials": 5, "heartbeat_interval_s": 1, "grace_period_s": 3},
-        training={"epochs": 40},
+        data={"per_class": 20},
+        training={"epochs": 60},
     )
     cfg = StudyConfig.from_dict(data)
     load_or_create_study(cfg, postgres_url)

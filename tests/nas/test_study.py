@@ -160,7 +160,8 @@ def _wait_for(predicate, timeout: float) -> None:
 
 
 def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path):
-    data = tiny_config(study={"n_trials": 4}, training={"epochs": 6})
+    # ~1.5 s trials: polling every 0.2 s sees the second one training (6 epochs took 0.1 s).
+    data = tiny_config(study={"n_trials": 4}, training={"epochs": 60})
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -262,7 +263,7 @@ def test_every_sampler_runs_a_seeded_study(tiny_config, sampler):
 
 
 def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
-    data = tiny_config(study={"n_trials": 3}, training={"epochs": 30})
+    data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -276,7 +277,11 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
             if not Path(cfg.study.storage_url()).exists():
                 return False
             trials = _study(cfg).get_trials()
-            return bool(trials) and len(trials[-1].intermediate_values) >= 1
+            return (
+                bool(trials)
+                and trials[-1].state == TrialState.RUNNING
+                and len(trials[-1].intermediate_values) >= 1
+            )
 
         _wait_for(training, timeout=120)
         proc.send_signal(signal.SIGINT)
@@ -326,7 +331,9 @@ def test_four_local_workers_finish_exactly_the_budget(tiny_config):
 
 @pytest.mark.slow
 def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config, worker_procs):
-    data = tiny_config(study={"n_trials": 5}, training={"epochs": 40})
+    # Trials of seconds, so the victim still trains when the second worker has started (with 40
+    # epochs of the tiny data a trial takes half a second).
+    data = tiny_config(study={"n_trials": 5}, data={"per_class": 20}, training={"epochs": 60})
     cfg = StudyConfig.from_dict(data)
     load_or_create_study(cfg)
     args = ("worker", "--storage", cfg.study.storage_url(), "--study", cfg.study.name)
@@ -373,7 +380,7 @@ def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config, worker_procs
 
 
 def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path):
-    data = tiny_config(study={"n_trials": 3}, training={"epochs": 30})
+    data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -391,7 +398,11 @@ def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path):
             if not Path(cfg.study.storage_url()).exists():
                 return False
             trials = _study(cfg).get_trials()
-            return bool(trials) and len(trials[-1].intermediate_values) >= 1
+            return (
+                bool(trials)
+                and trials[-1].state == TrialState.RUNNING
+                and len(trials[-1].intermediate_values) >= 1
+            )
 
         _wait_for(training, timeout=120)
         proc.send_signal(signal.SIGTERM)
