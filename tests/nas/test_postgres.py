@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -102,27 +101,6 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _worker(url: str, study: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nas.cli",
-            "worker",
-            "--storage",
-            url,
-            "--study",
-            study,
-            "--no-progress",
-        ],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _front_from_rows(url: str, study_name: str) -> set[int]:
     """The Pareto front recomputed from the database rows, bypassing Optuna."""
     import psycopg2
@@ -149,22 +127,13 @@ def _front_from_rows(url: str, study_name: str) -> set[int]:
     return {numbers[i] for i in first}
 
 
-def _wait_for(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError("condition not reached in time")
-
-
-def test_four_workers_finish_exactly_the_budget(tiny_config, postgres_url):
+def test_four_workers_finish_exactly_the_budget(tiny_config, postgres_url, worker_procs):
     cfg = StudyConfig.from_dict(tiny_config(study={"name": "pg4", "n_trials": 8, "sampler": "tpe"}))
     load_or_create_study(cfg, postgres_url)  # `nas search --storage URL` creates it
-    workers = [_worker(postgres_url, "pg4") for _ in range(4)]
+    args = ("worker", "--storage", postgres_url, "--study", "pg4", "--no-progress")
+    workers = [worker_procs.start(*args) for _ in range(4)]
     for w in workers:
-        _, err = w.communicate(timeout=600)
-        assert w.returncode == 0, err
+        assert w.wait(timeout=600) == 0, worker_procs.report()
     study = optuna.load_study(study_name="pg4", storage=open_storage(postgres_url))
     trials = study.get_trials()
     numbers = [t.number for t in trials]

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -150,47 +149,43 @@ def _write_config(path: Path, data: dict) -> Path:
     return path
 
 
-def _wait_for(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
+def _newest_trial_training(cfg: StudyConfig) -> bool:
+    """The newest trial is RUNNING and has reported an epoch (so its params are complete)."""
+    if not Path(cfg.study.storage_url()).exists():
+        return False
+    trials = _study(cfg).get_trials()
+    return (
+        bool(trials)
+        and trials[-1].state == TrialState.RUNNING
+        and len(trials[-1].intermediate_values) >= 1
+    )
 
 
-def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path):
+def _search_stopped_by(sig: signal.Signals, config: Path, cfg: StudyConfig, worker_procs):
+    """``nas search CONFIG`` sent ``sig`` while its first trial trains: (exit code, stderr)."""
+    proc = worker_procs.start("search", str(config), "--no-progress")
+    worker_procs.wait_for(lambda: _newest_trial_training(cfg), 120, "the first trial trains")
+    proc.send_signal(sig)
+    return proc.wait(timeout=60), worker_procs.stderr(proc)
+
+
+def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path, worker_procs):
     # ~1.5 s trials: polling every 0.2 s sees the second one training (6 epochs took 0.1 s).
     data = tiny_config(study={"n_trials": 4}, training={"epochs": 60})
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    proc = worker_procs.start("search", str(config), "--no-progress")
 
-        def one_done_one_running() -> bool:
-            if not Path(cfg.study.storage_url()).exists():
-                return False
-            trials = _study(cfg).get_trials()
-            states = [t.state for t in trials]
-            # killed while training (not between suggestions, when its params are partial)
-            return (
-                TrialState.COMPLETE in states
-                and states[-1] == TrialState.RUNNING
-                and bool(trials[-1].intermediate_values)
-            )
+    def one_done_one_training() -> bool:
+        # killed while training (not between suggestions, when its params are partial)
+        if not _newest_trial_training(cfg):
+            return False
+        return any(t.state == TrialState.COMPLETE for t in _study(cfg).get_trials())
 
-        _wait_for(one_done_one_running, timeout=120)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
+    worker_procs.wait_for(one_done_one_training, 120, "one trial complete, the next training")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
     before = _study(cfg).get_trials()
     completed = {t.number: t.values for t in before if t.state == TrialState.COMPLETE}
     interrupted = [t.number for t in before if t.state == TrialState.RUNNING]
@@ -262,33 +257,14 @@ def test_every_sampler_runs_a_seeded_study(tiny_config, sampler):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
 
 
-def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path):
+def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path, worker_procs):
     data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-
-        def training() -> bool:
-            if not Path(cfg.study.storage_url()).exists():
-                return False
-            trials = _study(cfg).get_trials()
-            return (
-                bool(trials)
-                and trials[-1].state == TrialState.RUNNING
-                and len(trials[-1].intermediate_values) >= 1
-            )
-
-        _wait_for(training, timeout=120)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    code, err = _search_stopped_by(signal.SIGINT, config, cfg, worker_procs)
+    assert code == 130, err
     assert "re-run the same command to resume" in err
     interrupted, queued = _study(cfg).get_trials()
     assert interrupted.state == TrialState.FAIL
@@ -379,37 +355,12 @@ def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config, worker_procs
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
 
 
-def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path):
+def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path, worker_procs):
     data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-
-        def training() -> bool:
-            if not Path(cfg.study.storage_url()).exists():
-                return False
-            trials = _study(cfg).get_trials()
-            return (
-                bool(trials)
-                and trials[-1].state == TrialState.RUNNING
-                and len(trials[-1].intermediate_values) >= 1
-            )
-
-        _wait_for(training, timeout=120)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, err
+    code, err = _search_stopped_by(signal.SIGTERM, config, cfg, worker_procs)
+    assert code == 143, err
     assert "stopped by signal SIGTERM" in err and "Traceback" not in err
     abandoned, queued = _study(cfg).get_trials()
     assert abandoned.state == TrialState.FAIL
