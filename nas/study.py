@@ -70,6 +70,47 @@ def quiet_third_party_output() -> None:
 # -- storage and study ----------------------------------------------------------------------------
 
 
+class FlockJournalLock:
+    """The journal file's lock, held with ``fcntl.flock`` so the kernel drops it when its holder
+    dies.
+
+    Optuna's default ``JournalFileSymlinkLock`` is a lock *file*: a worker killed (SIGKILL, the
+    OOM killer) while it writes leaves the file behind, and every other worker waits out the
+    lock's 30 s grace period before breaking it. An flock needs no grace period. Like SQLite's
+    locks it is not reliable on network filesystems, where the journal is not supported anyway.
+    A thread lock in front makes it exclusive between the threads of one process too.
+    """
+
+    def __init__(self, journal_path: str) -> None:
+        self.path = f"{journal_path}.flock"
+        self._threads = threading.Lock()
+        self._handle: Any = None
+
+    def acquire(self) -> bool:
+        self._threads.acquire()
+        handle = None
+        try:
+            # Opened per acquire, never inherited: a forked child sharing the open file
+            # description would share the lock instead of waiting for it.
+            handle = open(self.path, "a")  # noqa: SIM115 (closed by release)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:
+            if handle is not None:
+                handle.close()
+            self._threads.release()
+            raise
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        finally:
+            self._threads.release()
+
+
 def open_storage(
     url: str,
     *,
@@ -78,7 +119,8 @@ def open_storage(
     max_retry: int = 1,
 ) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: a database URL (``postgresql://``, ``sqlite:///``) or a
-    journal file path (the local default, safe for several processes on one machine).
+    journal file path (the local default, safe for several processes on one machine; locked
+    with :class:`FlockJournalLock`).
 
     For databases, ``heartbeat_interval_s`` turns on Optuna's heartbeats: a trial whose worker
     stopped beating for ``grace_period_s`` is marked FAIL by the next worker that asks for a
@@ -105,7 +147,8 @@ def open_storage(
         return storage
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    backend = optuna.storages.journal.JournalFileBackend(str(path), FlockJournalLock(str(path)))
+    return optuna.storages.JournalStorage(backend)
 
 
 def _redact(url: str) -> str:

@@ -1,0 +1,91 @@
+"""The local journal's lock: exclusive between processes and threads, freed when its holder dies."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+
+from nas.study import FlockJournalLock, open_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HOLDER = """
+import sys, time
+from nas.study import FlockJournalLock
+lock = FlockJournalLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _acquire_in_thread(lock: FlockJournalLock) -> threading.Event:
+    done = threading.Event()
+
+    def take() -> None:
+        lock.acquire()
+        done.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    return done
+
+
+def _holder(journal: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(journal)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_killed_holder_frees_the_lock_at_once(tmp_path):
+    journal = tmp_path / "journal.log"
+    holder = _holder(journal)
+    try:
+        done = _acquire_in_thread(FlockJournalLock(str(journal)))
+        assert not done.wait(0.5)  # another process holds it
+        holder.send_signal(signal.SIGKILL)  # dies holding it, as a killed worker would
+        holder.wait(timeout=10)
+        # Optuna's default lock file would keep it for its 30 s grace period.
+        assert done.wait(5)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Path(f"{journal}.flock").exists()
+
+
+def test_threads_of_one_process_take_turns(tmp_path):
+    lock = FlockJournalLock(str(tmp_path / "journal.log"))
+    assert lock.acquire()
+    done = _acquire_in_thread(lock)
+    assert not done.wait(0.3)
+    lock.release()
+    assert done.wait(5)
+    lock.release()
+
+
+def test_concurrent_writers_keep_every_trial(tmp_path):
+    # Threads writing through separate storages on one journal: nothing lost or interleaved.
+    journal = str(tmp_path / "journal.log")
+    optuna.create_study(study_name="s", storage=open_storage(journal))
+
+    def write(k: int) -> None:
+        study = optuna.load_study(study_name="s", storage=open_storage(journal))
+        for i in range(20):
+            study.add_trial(optuna.trial.create_trial(value=float(k * 100 + i)))
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(3)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert time.monotonic() - start < 60
+    study = optuna.load_study(study_name="s", storage=open_storage(journal))
+    values = sorted(t.value for t in study.get_trials())
+    assert values == sorted(float(k * 100 + i) for k in range(3) for i in range(20))
+    assert sorted(t.number for t in study.get_trials()) == list(range(60))
