@@ -119,7 +119,7 @@ from optuna.trial import TrialState
 from _machine import describe, load_average
 from nas.config import StudyConfig
 from nas.data import build_datamodule
-from nas.pruning import MOASHAPruner
+from nas.pruning import asha_rungs
 from nas.report import Reference, front_trials, hypervolume, hypervolume_history
 from nas.study import quiet_third_party_output, run_search
 from search_spaces.build import build_model
@@ -590,12 +590,7 @@ def tables(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[st
 def moasha_rungs(args: argparse.Namespace) -> list[int]:
     """Epochs after which the engine's MO-ASHA decides, for these settings (none: it has no
     rung, which ``parse_args`` refuses only where MO-ASHA is among the strategies)."""
-    if args.min_epochs * args.reduction_factor > args.epochs:
-        return []
-    pruner = MOASHAPruner(
-        min_epochs=args.min_epochs, reduction_factor=args.reduction_factor, max_epochs=args.epochs
-    )
-    return [pruner.rung_epochs(k) for k in range(pruner.n_rungs() or 0)]
+    return asha_rungs(args.min_epochs, args.reduction_factor, args.epochs)
 
 
 def verdict(
@@ -822,7 +817,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--strategies must include {BASELINE!r}: every ratio refers to it")
     args.strategies = [k for k in STRATEGIES if k in args.strategies]
     moasha = any(STRATEGIES[k].pruner == "moasha" for k in args.strategies)
-    if moasha and args.render is None and args.min_epochs * args.reduction_factor > args.epochs:
+    if moasha and args.render is None and not moasha_rungs(args):
         parser.error(
             f"--min-epochs x --reduction-factor ({args.min_epochs} x {args.reduction_factor}) "
             f"must be <= --epochs ({args.epochs}) for MO-ASHA to have a rung; lower them or "

@@ -18,6 +18,7 @@ from typing import Any
 from search_spaces.space import SearchSpace
 
 from .data import DataConfig
+from .pruning import asha_rungs
 from .training import TrainingConfig
 
 if sys.version_info >= (3, 11):
@@ -194,7 +195,9 @@ class StudyConfig:
                 "'pareto' or 'moasha' (or drop objectives.minimize)"
             )
         p = self.pruning
-        if p.pruner == "moasha" and p.min_epochs * p.reduction_factor > self.training.epochs:
+        if p.pruner == "moasha" and not asha_rungs(
+            p.min_epochs, p.reduction_factor, self.training.epochs
+        ):
             raise ConfigError(
                 f"pruning.min_epochs x pruning.reduction_factor ({p.min_epochs} x "
                 f"{p.reduction_factor}) must be <= training.epochs ({self.training.epochs}): a "

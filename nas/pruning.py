@@ -292,6 +292,20 @@ def _rung_key(rung: int) -> str:
     return f"moasha:completed_rung_{rung}"
 
 
+def asha_rungs(
+    min_epochs: int, reduction_factor: int, max_epochs: int, min_early_stopping_rate: int = 0
+) -> list[int]:
+    """Epochs after which ASHA decides, for trials of ``max_epochs``: ``r * eta ** (s + k)`` for
+    each ``k`` with ``r * eta ** (s + k + 1) <= R`` (Li et al., Algorithm 2). Empty where the
+    budget leaves no rung: a trial promoted from the first would need more than ``R`` epochs."""
+    rungs = []
+    epochs = min_epochs * reduction_factor**min_early_stopping_rate
+    while epochs * reduction_factor <= max_epochs:
+        rungs.append(epochs)
+        epochs *= reduction_factor
+    return rungs
+
+
 class MOASHAPruner(_CostAwarePruner):
     """Multi-objective asynchronous successive halving (MO-ASHA).
 
@@ -357,7 +371,12 @@ class MOASHAPruner(_CostAwarePruner):
         self.reduction_factor = reduction_factor
         self.min_early_stopping_rate = min_early_stopping_rate
         self.max_epochs = max_epochs
-        if max_epochs is not None and self.n_rungs() == 0:
+        self._n_rungs = (
+            None
+            if max_epochs is None
+            else len(asha_rungs(min_epochs, reduction_factor, max_epochs, min_early_stopping_rate))
+        )
+        if self._n_rungs == 0:
             raise ValueError(
                 f"max_epochs={max_epochs} leaves MO-ASHA no rung: the first rung "
                 f"({self.rung_epochs(0)} epochs) times reduction_factor={reduction_factor} must "
@@ -371,12 +390,7 @@ class MOASHAPruner(_CostAwarePruner):
 
     def n_rungs(self) -> int | None:
         """Number of deciding rungs, ``s_max - s``; ``None`` (unbounded) without max_epochs."""
-        if self.max_epochs is None:
-            return None
-        rungs = 0
-        while self.rung_epochs(rungs) * self.reduction_factor <= self.max_epochs:
-            rungs += 1
-        return rungs
+        return self._n_rungs
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         epoch = trial.last_step
@@ -389,7 +403,7 @@ class MOASHAPruner(_CostAwarePruner):
             rung += 1
         value = trial.intermediate_values[epoch]
         costs = trial_costs(trial, self.cost_names)
-        n_rungs = self.n_rungs()
+        n_rungs = self._n_rungs
         while epoch + 1 >= self.rung_epochs(rung) and (n_rungs is None or rung < n_rungs):
             if math.isnan(value):
                 return True
