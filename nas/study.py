@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import lightning
 import optuna
@@ -84,7 +84,7 @@ class FlockJournalLock:
     def __init__(self, journal_path: str) -> None:
         self.path = f"{journal_path}.flock"
         self._threads = threading.Lock()
-        self._handle: Any = None
+        self._handle: IO[str] | None = None
 
     def acquire(self) -> bool:
         self._threads.acquire()

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import optuna
@@ -79,12 +78,11 @@ def test_concurrent_writers_keep_every_trial(tmp_path):
             study.add_trial(optuna.trial.create_trial(value=float(k * 100 + i)))
 
     threads = [threading.Thread(target=write, args=(k,)) for k in range(3)]
-    start = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert time.monotonic() - start < 60
+    assert not any(t.is_alive() for t in threads)  # no writer left waiting on the lock
     study = optuna.load_study(study_name="s", storage=open_storage(journal))
     values = sorted(t.value for t in study.get_trials())
     assert values == sorted(float(k * 100 + i) for k in range(3) for i in range(20))
