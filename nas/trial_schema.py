@@ -1,0 +1,163 @@
+"""The storage schema: every study and trial attribute the engine writes, named once.
+
+A study written by ``nas search`` is plain Optuna data, readable with ``optuna.load_study`` and
+``study.trials_dataframe()``. What the engine adds lives in user attrs; this module is the only
+place their keys appear. Each :class:`Attr` knows its key, what it holds and reads or writes it
+on a live ``optuna.Trial``, a ``FrozenTrial`` or (for another process's trial) through the
+storage. Values are JSON data, so Optuna's storages keep them unchanged.
+
+Trial user attrs (all optional for a reader: older or hand-made trials may lack any of them):
+
+==================  ======================================================================
+``arch``            the trial's ArchSpec, ``ArchSpec.to_dict()`` (written before training)
+``summary``         one-line description of the architecture (``ArchSpec.summary()``)
+``digest``          16-hex-digit hash of the architecture (``ArchSpec.digest()``)
+``seed``            the seed the model and its training were drawn from (int)
+``worker``          ``host:pid`` of the process that ran the trial
+``cost``            ``{"flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes"}``
+                    of the built model, measured before training (latencies may be null)
+``val_history``     ``[{"epoch", "val_acc", "val_loss"}, ...]``, one entry per validation
+``epochs_run``      training epochs run (int); a duplicate ran none of its own
+``checkpoint``      ``host:/abs/path.pt`` of the trained weights (COMPLETE trials on the front)
+``duplicate_of``    number of the completed trial whose results this one reused (same digest)
+``pruned_at_epoch`` 0-based epoch at which a PRUNED trial stopped
+``fail_reason``     why a FAIL trial failed (at most 2,000 characters)
+``retry_of``        number of the interrupted trial this one repeats
+``retries``         how many times the original trial has been re-queued (int)
+==================  ======================================================================
+
+Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``).
+System attrs: Optuna's own (``constraints`` via ``FrozenTrial.constraints``, ``fixed_params``
+of enqueued trials) and the MO-ASHA rung values ``moasha:completed_rung_<k>``
+(:func:`moasha_rung_key`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import optuna
+from optuna.trial import FrozenTrial
+
+T = TypeVar("T")
+AnyTrial = optuna.Trial | FrozenTrial
+
+
+@dataclass(frozen=True)
+class Attr(Generic[T]):
+    """One trial user attr: its key and what it holds."""
+
+    key: str
+    doc: str
+
+    def get(self, trial: AnyTrial, default: T | None = None) -> T | None:
+        return trial.user_attrs.get(self.key, default)
+
+    def has(self, trial: AnyTrial) -> bool:
+        return self.key in trial.user_attrs
+
+    def set(self, trial: optuna.Trial, value: T) -> None:
+        trial.set_user_attr(self.key, value)
+
+    def set_stored(self, study: optuna.Study, trial: FrozenTrial, value: T) -> None:
+        """Write the attr of a trial this process does not hold (e.g. a dead worker's)."""
+        study._storage.set_trial_user_attr(trial._trial_id, self.key, value)
+
+
+ARCH: Attr[dict[str, Any]] = Attr("arch", "the ArchSpec as plain data")
+SUMMARY: Attr[str] = Attr("summary", "one-line description of the architecture")
+DIGEST: Attr[str] = Attr("digest", "hash of the architecture")
+SEED: Attr[int] = Attr("seed", "seed of the model and its training")
+WORKER: Attr[str] = Attr("worker", "host:pid of the process that ran the trial")
+COST: Attr[dict[str, float | None]] = Attr("cost", "costs of the built model")
+VAL_HISTORY: Attr[list[dict[str, float]]] = Attr("val_history", "one entry per validation")
+EPOCHS_RUN: Attr[int] = Attr("epochs_run", "training epochs run")
+CHECKPOINT: Attr[str] = Attr("checkpoint", "host:path of the trained weights")
+DUPLICATE_OF: Attr[int] = Attr("duplicate_of", "trial whose results this one reused")
+PRUNED_AT_EPOCH: Attr[int] = Attr("pruned_at_epoch", "epoch at which the trial was pruned")
+FAIL_REASON: Attr[str] = Attr("fail_reason", "why the trial failed")
+RETRY_OF: Attr[int] = Attr("retry_of", "the interrupted trial this one repeats")
+RETRIES: Attr[int] = Attr("retries", "times the original trial was re-queued")
+
+TRIAL_ATTRS: tuple[Attr[Any], ...] = (
+    ARCH,
+    SUMMARY,
+    DIGEST,
+    SEED,
+    WORKER,
+    COST,
+    VAL_HISTORY,
+    EPOCHS_RUN,
+    CHECKPOINT,
+    DUPLICATE_OF,
+    PRUNED_AT_EPOCH,
+    FAIL_REASON,
+    RETRY_OF,
+    RETRIES,
+)
+#: Attrs a duplicate copies from the completed trial whose results it reuses.
+REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (COST, VAL_HISTORY, EPOCHS_RUN, CHECKPOINT)
+#: Longest failure reason stored (Optuna's RDB storage caps a user attr at 2,048 characters).
+MAX_FAIL_REASON = 2000
+
+#: Study user attr holding the study config as plain data.
+STUDY_CONFIG = "config"
+
+_MOASHA_RUNG_PREFIX = "moasha:completed_rung_"
+
+
+def moasha_rung_key(rung: int) -> str:
+    """System attr holding a trial's curve value at MO-ASHA rung ``rung`` (0-based)."""
+    return f"{_MOASHA_RUNG_PREFIX}{rung}"
+
+
+# -- typed readers ------------------------------------------------------------------------------
+
+
+def cost(trial: AnyTrial) -> dict[str, float | None]:
+    """The trial's measured costs (empty where none were recorded)."""
+    return dict(COST.get(trial) or {})
+
+
+def epochs_run(trial: AnyTrial) -> int:
+    """Training epochs a trial ran; trials written without the attr count their curve's epochs."""
+    return int(EPOCHS_RUN.get(trial, len(trial.intermediate_values)))
+
+
+def epochs_spent(trial: AnyTrial) -> int:
+    """Epochs of training the trial cost: a duplicate reused another's results and cost none."""
+    return 0 if DUPLICATE_OF.has(trial) else epochs_run(trial)
+
+
+def worker_host_pid(trial: AnyTrial) -> tuple[str, int | None]:
+    """(host, pid) of the trial's worker; ``("", None)`` where unknown."""
+    host, _, pid = str(WORKER.get(trial, "")).rpartition(":")
+    return host, int(pid) if pid.isdigit() else None
+
+
+def this_worker() -> str:
+    """The ``worker`` value of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def checkpoint_location(trial: AnyTrial) -> tuple[str, Path] | None:
+    """(host, path) of the trial's weights as recorded in the study, or None."""
+    where = CHECKPOINT.get(trial)
+    if not where:
+        return None
+    host, _, path = where.partition(":")
+    return host, Path(path)
+
+
+def checkpoint_value(path: Path) -> str:
+    """The ``checkpoint`` value for a file written on this host."""
+    return f"{socket.gethostname()}:{path.resolve()}"
+
+
+def stored_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The study config stored by ``nas search``, or None for a study made elsewhere."""
+    return study.user_attrs.get(STUDY_CONFIG)
