@@ -121,7 +121,8 @@ from nas.config import StudyConfig
 from nas.data import build_datamodule
 from nas.pruning import asha_rungs
 from nas.report import Reference, front_trials, hypervolume, hypervolume_history
-from nas.study import quiet_third_party_output, run_search
+from nas.study import quiet_third_party_output
+from nas.worker import run_search
 from search_spaces.build import build_model
 from search_spaces.cost import count_flops
 from search_spaces.space import SearchSpace

@@ -22,7 +22,8 @@ import torch
 
 from _machine import cpu_model
 from nas.config import StudyConfig
-from nas.study import quiet_third_party_output, run_search
+from nas.study import quiet_third_party_output
+from nas.worker import run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,9 @@
-"""The ``nas`` command: search, worker, status, report, dashboard, export, train, blocks."""
+"""The ``nas`` command: search, worker, status, report, dashboard, export, train, blocks, schema.
+
+A thin layer: each sub-command parses its arguments and calls the engine (``nas.worker``,
+``nas.study``, ``nas.report``, ``nas.export``, ``nas.retrain``); errors the user can fix are
+printed as one line with exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,51 @@ import pandas as pd
 import attn_blocks
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nas`` argument parser: one sub-command per job, each bound to its function."""
     parser = argparse.ArgumentParser(prog="nas", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_search,
+        _add_worker,
+        _add_status,
+        _add_report,
+        _add_dashboard,
+        _add_export,
+        _add_train,
+        _add_blocks,
+        _add_schema,
+    ):
+        add(commands)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .study import quiet_third_party_output
+    from .worker import WorkerStopped
+
+    quiet_third_party_output()
+    try:
+        return args.run(args)
+    except (KeyboardInterrupt, WorkerStopped) as exc:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        print(
+            f"\n{why}: completed trials are stored; re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- the sub-commands' arguments ----------------------------------------------------------------
+
+Commands = argparse._SubParsersAction
+
+
+def _add_search(commands: Commands) -> None:
     search = commands.add_parser("search", help="run or resume the study a TOML config describes")
     search.add_argument("config", type=Path, help="study config, e.g. studies/quickstart.toml")
     search.add_argument(
@@ -25,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     search.add_argument("--n-trials", type=int, help="override study.n_trials")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
+    search.set_defaults(run=_search)
 
+
+def _add_worker(commands: Commands) -> None:
     worker = commands.add_parser(
         "worker", help="join an existing study (its config is stored with it) from any machine"
     )
@@ -33,11 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--study", required=True, help="the study name")
     worker.add_argument("--workers", type=int, default=1, help="local worker processes")
     worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+    worker.set_defaults(run=_worker)
 
+
+def _add_status(commands: Commands) -> None:
     status = commands.add_parser("status", help="trials so far and the current Pareto front")
     _study_arguments(status)
     status.add_argument("--all", action="store_true", help="list every trial, not just the last 20")
+    status.set_defaults(run=_status)
 
+
+def _add_report(commands: Commands) -> None:
     report = commands.add_parser(
         "report",
         help="trials table, Pareto front and hypervolume as CSV/JSON files",
@@ -50,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--html", action="store_true", help="also write the HTML dashboard (dashboard.html)"
     )
+    report.set_defaults(run=_report)
 
+
+def _add_dashboard(commands: Commands) -> None:
     dashboard = commands.add_parser(
         "dashboard",
         help="optuna-dashboard on the study's storage, or (--html) one offline HTML file",
@@ -62,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     _reference_argument(dashboard)
     dashboard.add_argument("--host", default="127.0.0.1", help="optuna-dashboard host")
     dashboard.add_argument("--port", type=int, default=8080, help="optuna-dashboard port")
+    dashboard.set_defaults(run=_dashboard)
 
+
+def _add_export(commands: Commands) -> None:
     export = commands.add_parser(
         "export",
         help="write arch.json, weights, ONNX, TorchScript and a model card per architecture",
@@ -80,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument(
         "--out", type=Path, help="output folder (default: <runs_dir>/<study>/export/)"
     )
+    export.set_defaults(run=_export)
 
+
+def _add_train(commands: Commands) -> None:
     train = commands.add_parser(
         "train",
         help="retrain an exported architecture on the full train split and report test accuracy",
@@ -99,46 +163,30 @@ def main(argv: list[str] | None = None) -> int:
         "--accelerator", default="auto", help="cpu, gpu or auto (default: gpu when available)"
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
 
-    commands.add_parser("blocks", help="the attention blocks and their parameters")
 
-    args = parser.parse_args(argv)
-    from .study import WorkerStopped, quiet_third_party_output
+def _add_blocks(commands: Commands) -> None:
+    blocks = commands.add_parser("blocks", help="the attention blocks and their parameters")
+    blocks.set_defaults(run=_blocks)
 
-    quiet_third_party_output()
-    try:
-        if args.command == "search":
-            return _search(args)
-        if args.command == "worker":
-            return _worker(args)
-        if args.command == "status":
-            return _status(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "dashboard":
-            return _dashboard(args)
-        if args.command == "export":
-            return _export(args)
-        if args.command == "train":
-            return _train(args)
-        return _blocks()
-    except (KeyboardInterrupt, WorkerStopped) as exc:
-        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        print(
-            f"\n{why}: completed trials are stored; re-run the same command to resume",
-            file=sys.stderr,
-        )
-        return 130 if isinstance(exc, KeyboardInterrupt) else 143
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+
+def _add_schema(commands: Commands) -> None:
+    schema = commands.add_parser(
+        "schema", help="the JSON schema of a study config (.toml), for editors and validators"
+    )
+    schema.add_argument("--out", type=Path, help="write it to this file (default: print it)")
+    schema.set_defaults(run=_schema)
+
+
+# -- the sub-commands ----------------------------------------------------------------------------
 
 
 def _search(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .config import StudyConfig
-    from .study import run_search
+    from .worker import run_search
 
     cfg = StudyConfig.load(args.config)
     if args.n_trials is not None:
@@ -156,7 +204,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from .study import join_study
+    from .worker import join_study
 
     study = join_study(
         args.storage, args.study, workers=args.workers, progress=not args.no_progress
@@ -207,7 +255,7 @@ def _load_study(args: argparse.Namespace):
     import optuna
 
     from .config import StudyConfig, StudySection
-    from .study import open_storage
+    from .storage import open_storage
 
     if args.study.endswith(".toml"):
         section = StudyConfig.load(args.study).study
@@ -337,7 +385,7 @@ def _print_summary(study, all_trials: bool = False) -> None:
             print(front.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))
 
 
-def _blocks() -> int:
+def _blocks(args: argparse.Namespace) -> int:
     rows = []
     for name in attn_blocks.available():
         info = attn_blocks.info(name)
@@ -350,6 +398,20 @@ def _blocks() -> int:
         )
     with pd.option_context("display.max_colwidth", 80, "display.width", 220):
         print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return 0
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
     return 0
 
 

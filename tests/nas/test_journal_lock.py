@@ -7,14 +7,15 @@ import threading
 from pathlib import Path
 
 import optuna
+import pytest
 
-from nas.study import FlockJournalLock, open_storage
+from nas.storage import FlockJournalLock, open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 
 HOLDER = """
 import sys, time
-from nas.study import FlockJournalLock
+from nas.storage import FlockJournalLock
 lock = FlockJournalLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)
@@ -41,6 +42,7 @@ def _holder(journal: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # worker subprocesses
 def test_a_killed_holder_frees_the_lock_at_once(tmp_path):
     journal = tmp_path / "journal.log"
     holder = _holder(journal)

@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 
 from nas.config import StudyConfig
 from nas.pruning import non_dominated_sort
-from nas.study import load_or_create_study, open_storage
+from nas.storage import open_storage
+from nas.study import load_or_create_study
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from nas.config import StudyConfig
 from nas.data import DataConfig, build_datamodule
 from nas.export import export_arch, export_trials
 from nas.retrain import retrain
-from nas.study import run_search
+from nas.worker import run_search
 from search_spaces.spec import ArchSpec, BlockChoice
 
 

@@ -15,7 +15,9 @@ from torch import nn
 import attn_blocks
 from attn_blocks import registry
 from nas.config import StudyConfig
-from nas.study import load_or_create_study, make_pruner, open_storage, run_search, run_worker
+from nas.storage import open_storage
+from nas.study import load_or_create_study, make_pruner
+from nas.worker import run_search, run_worker
 from search_spaces.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,6 +171,7 @@ def _search_stopped_by(sig: signal.Signals, config: Path, cfg: StudyConfig, work
     return proc.wait(timeout=60), worker_procs.stderr(proc)
 
 
+@pytest.mark.slow  # worker subprocesses
 def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path, worker_procs):
     # ~1.5 s trials: polling every 0.2 s sees the second one training (6 epochs took 0.1 s).
     data = tiny_config(study={"n_trials": 4}, training={"epochs": 60})
@@ -213,6 +216,7 @@ def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path, wor
     assert "Pareto front" in result.stdout
 
 
+@pytest.mark.slow  # worker subprocesses
 def test_two_local_workers_share_one_storage(tiny_config):
     # Enough trials that the second spawned process gets some even when its start-up (imports)
     # is seconds slower than the first's on a loaded machine.
@@ -257,6 +261,7 @@ def test_every_sampler_runs_a_seeded_study(tiny_config, sampler):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
 
 
+@pytest.mark.slow  # worker subprocesses
 def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path, worker_procs):
     data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
     config = _write_config(tmp_path / "study.toml", data)
@@ -355,6 +360,7 @@ def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config, worker_procs
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
 
 
+@pytest.mark.slow  # worker subprocesses
 def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path, worker_procs):
     data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
     config = _write_config(tmp_path / "study.toml", data)
@@ -370,11 +376,11 @@ def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path, worker_procs)
 
 
 def test_joining_workers_seed_their_samplers_apart(monkeypatch):
-    from nas import study as study_module
+    from nas import trial_schema, worker
 
     offsets = set()
     for pid in (101, 102, 103):
-        monkeypatch.setattr(study_module.os, "getpid", lambda pid=pid: pid)
-        offsets.add(study_module._joining_worker())
+        monkeypatch.setattr(trial_schema.os, "getpid", lambda pid=pid: pid)
+        offsets.add(worker._joining_worker())
     # Distinct per process and never one of `nas search`'s own workers 0, 1, ...
     assert len(offsets) == 3 and min(offsets) >= 1000

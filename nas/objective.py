@@ -1,0 +1,194 @@
+"""One trial in, an outcome out: sample an architecture, measure it, train it, keep its weights.
+
+:class:`TrialRunner` is the engine's objective. Before training it stores the trial's ArchSpec,
+summary, digest, seed and costs (``nas.trial_schema``), so optuna-dashboard and the report see
+them and the multi-objective pruners can compare a running trial with trials that cost no more.
+It never tells the study: the worker loop (``nas.worker``) does, from the :class:`TrialOutcome`.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import lightning
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
+
+from search_spaces.cost import model_cost
+from search_spaces.space import suggest_arch
+from search_spaces.spec import ArchSpec
+
+from . import trial_schema as schema
+from .checkpoints import checkpoint_dir, save_checkpoint
+from .config import StudyConfig
+from .data import build_datamodule
+from .pruning import PruningCallback, record_epoch
+from .training import ClassifierModule, build_trainer
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended: COMPLETE or PRUNED, with its objective values (partial when pruned)."""
+
+    state: TrialState
+    values: list[float] | None = None
+
+
+class TrialRunner:
+    """Runs trials of one study in this process: data loaded once, a model and Trainer per trial."""
+
+    def __init__(
+        self, cfg: StudyConfig, study: optuna.Study, *, device: str = "cpu", progress: bool = True
+    ) -> None:
+        self.cfg = cfg
+        self.study = study
+        self.device = device
+        self.progress = progress
+        self.datamodule = build_datamodule(cfg.data, device=device, seed=cfg.study.seed)
+        self.datamodule.prepare_data()
+        self.datamodule.setup("fit")
+        self.pruner = study.pruner
+
+    def run(self, trial: optuna.Trial) -> TrialOutcome:
+        cfg, dm = self.cfg, self.datamodule
+        schema.WORKER.set(trial, schema.this_worker())
+        spec = suggest_arch(
+            trial, cfg.space, in_channels=dm.in_channels, num_classes=dm.num_classes
+        )
+        seed = cfg.study.seed + trial.number
+        schema.ARCH.set(trial, spec.to_dict())
+        schema.SUMMARY.set(trial, spec.summary())
+        schema.DIGEST.set(trial, spec.digest())
+        schema.SEED.set(trial, seed)
+
+        duplicate = self._completed_duplicate(spec.digest(), trial.number)
+        if duplicate is not None:
+            return self._reuse(trial, duplicate)
+
+        module = ClassifierModule(spec, config=cfg.training, seed=seed)
+        cost = model_cost(
+            module.model,
+            tuple(dm.input_shape),
+            latency=cfg.objectives.needs_latency,
+            batch_size=cfg.objectives.latency_batch,
+        ).to_dict()
+        schema.COST.set(trial, cost)
+        self._set_constraints(trial, cost)
+
+        callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=self.pruner)]
+        if self.progress:
+            callbacks.append(EpochProgress(trial.number, cfg.training.epochs))
+        on_gpu = self.device.startswith("cuda")
+        trainer = build_trainer(
+            cfg.training,
+            seed=seed,
+            callbacks=callbacks,
+            accelerator="gpu" if on_gpu else "cpu",
+            devices=[torch.device(self.device).index or 0] if on_gpu else 1,
+        )
+        history = module.val_history
+        try:
+            trainer.fit(module, datamodule=dm)
+        except optuna.TrialPruned:
+            self._store_history(trial, history)
+            return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
+        except SystemExit:
+            # Lightning turns Ctrl-C into SystemExit after a graceful shutdown.
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            # Lightning ignores SIGINT after an interrupt; give Ctrl-C back to the user.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        self._store_history(trial, history)
+        self._save_weights(trial, spec, module)
+        return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
+
+    def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
+        """Complete a trial whose architecture already completed with that trial's results."""
+        schema.DUPLICATE_OF.set(trial, duplicate.number)
+        for attr in schema.REUSED_BY_DUPLICATES:
+            if attr.has(duplicate):
+                attr.set(trial, attr.get(duplicate))
+        self._set_constraints(trial, schema.cost(duplicate))
+        for epoch, value in sorted(duplicate.intermediate_values.items()):
+            record_epoch(trial, epoch, value)
+        return TrialOutcome(TrialState.COMPLETE, list(duplicate.values))
+
+    def _set_constraints(self, trial: optuna.Trial, cost: dict[str, float | None]) -> None:
+        for name, cap in self.cfg.objectives.constraints.items():
+            # Optuna's samplers read these (feasible when <= 0).
+            trial.set_constraint(name, cost[name] - cap)
+
+    def _save_weights(self, trial: optuna.Trial, spec: ArchSpec, module: ClassifierModule) -> None:
+        dm = self.datamodule
+        path = checkpoint_dir(self.cfg.study.runs_dir, self.cfg.study.name)
+        path = path / f"trial_{trial.number}.pt"
+        save_checkpoint(
+            path,
+            model=module.model,
+            spec=spec,
+            trial_number=trial.number,
+            study_name=self.cfg.study.name,
+            input_shape=tuple(dm.input_shape),
+            class_names=dm.class_names,
+            mean=dm.mean,
+            std=dm.std,
+        )
+        schema.CHECKPOINT.set(trial, schema.checkpoint_value(path))
+
+    def _values(self, accuracy: float, cost: dict[str, float | None]) -> list[float]:
+        return [float(accuracy)] + [float(cost[name]) for name in self.cfg.objectives.minimize]
+
+    @staticmethod
+    def _store_history(trial: optuna.Trial, history: list[dict]) -> None:
+        schema.VAL_HISTORY.set(trial, [dict(h) for h in history])
+        schema.EPOCHS_RUN.set(trial, len(history))
+
+    def _completed_duplicate(self, digest: str, number: int) -> FrozenTrial | None:
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number != number and schema.DIGEST.get(t) == digest:
+                return t
+        return None
+
+
+class EpochProgress(lightning.Callback):
+    """One tqdm bar per trial, advanced per validation epoch, showing val_acc."""
+
+    def __init__(self, trial_number: int, epochs: int) -> None:
+        self.trial_number = trial_number
+        self.epochs = epochs
+        self.bar: tqdm | None = None
+
+    def on_fit_start(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        self.bar = tqdm(
+            total=self.epochs,
+            desc=f"trial {self.trial_number}",
+            unit="epoch",
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def on_validation_epoch_end(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        if self.bar is None or trainer.sanity_checking:
+            return
+        acc = trainer.callback_metrics.get("val_acc")
+        self.bar.set_postfix(val_acc=f"{float(acc):.3f}" if acc is not None else "-")
+        self.bar.update(1)
+
+    def teardown(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, stage: str
+    ) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,165 @@
+"""Where a study lives: opening Optuna storages, their locks, and heartbeats.
+
+A study config names a storage URL: a database (``postgresql://``, ``sqlite:///``) for several
+machines, or a journal file path, the local default, safe for several processes of one machine.
+This module knows nothing of trials' contents; the engine's other rooms (``nas.study``,
+``nas.objective``, ``nas.worker``) open their storages here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import optuna
+from optuna.trial import FrozenTrial
+
+StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class FlockJournalLock:
+    """The journal file's lock, held with ``fcntl.flock`` so the kernel drops it when its holder
+    dies.
+
+    Optuna's default ``JournalFileSymlinkLock`` is a lock *file*: a worker killed (SIGKILL, the
+    OOM killer) while it writes leaves the file behind, and every other worker waits out the
+    lock's 30 s grace period before breaking it. An flock needs no grace period. Like SQLite's
+    locks it is not reliable on network filesystems, where the journal is not supported anyway.
+    A thread lock in front makes it exclusive between the threads of one process too.
+    """
+
+    def __init__(self, journal_path: str) -> None:
+        self.path = f"{journal_path}.flock"
+        self._threads = threading.Lock()
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> bool:
+        self._threads.acquire()
+        handle = None
+        try:
+            # Opened per acquire, never inherited: a forked child sharing the open file
+            # description would share the lock instead of waiting for it.
+            handle = open(self.path, "a")  # noqa: SIM115 (closed by release)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:
+            if handle is not None:
+                handle.close()
+            self._threads.release()
+            raise
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        finally:
+            self._threads.release()
+
+
+def is_database(url: str) -> bool:
+    """Whether ``url`` names a database rather than a local journal file."""
+    return "://" in url
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval_s: int | None = None,
+    grace_period_s: int | None = None,
+    stale_trial_callback: StaleTrialCallback | None = None,
+) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``: a database URL or a journal file path (locked with
+    :class:`FlockJournalLock`).
+
+    For databases, ``heartbeat_interval_s`` turns on Optuna's heartbeats: a trial whose worker
+    stopped beating for ``grace_period_s`` is marked FAIL by the next worker that asks for a
+    trial, which then calls ``stale_trial_callback`` (the engine re-queues it).
+    """
+    if is_database(url):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval_s,
+                grace_period=grace_period_s,
+                heartbeat_stale_trial_callback=stale_trial_callback
+                if heartbeat_interval_s
+                else None,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+        except Exception as exc:  # SQLAlchemy and the DB drivers raise many types
+            first_line = (
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            )
+            raise RuntimeError(
+                f"cannot open storage {redact(url)}: {first_line} (check that the database "
+                "server is running and reachable, and the URL's user, password and database)"
+            ) from None
+    path = Path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backend = optuna.storages.journal.JournalFileBackend(str(path), FlockJournalLock(str(path)))
+    return optuna.storages.JournalStorage(backend)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+@contextlib.contextmanager
+def machine_lock(url: str, study_name: str) -> Iterator[None]:
+    """An exclusive lock shared by the processes of this machine that work on one study.
+
+    The worker holds it while it counts trials and asks for the next one, so that its machine
+    starts exactly ``n_trials``. Workers on other machines rely on the counts alone.
+    """
+    if is_database(url):
+        key = hashlib.sha256(f"{url}|{study_name}".encode()).hexdigest()[:16]
+        lock_path = Path(tempfile.gettempdir()) / f"attention-nas-{key}.ask.lock"
+    else:
+        lock_path = Path(url).with_suffix(".ask.lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats of the study's storage; None where it keeps none."""
+    get = getattr(study._storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record heartbeats for ``trial`` while the block runs, where the storage keeps them."""
+    interval = heartbeat_interval(study)
+    if not interval:
+        yield
+        return
+    storage = study._storage
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-trial-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

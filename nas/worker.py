@@ -1,0 +1,311 @@
+"""Workers: the ask/tell loop, stop signals, re-queued trials and local worker processes.
+
+A worker asks the study for a trial, hands it to the objective (``nas.objective.TrialRunner``)
+and tells the study the outcome, until the study has ``study.n_trials`` finished or running
+trials. Interrupted trials (Ctrl-C, SIGTERM, a killed process, a silent heartbeat) are marked
+FAIL and their architecture queued again; failed architectures (NaN loss, out of memory) are
+recorded with their reason and the study goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from . import trial_schema as schema
+from .checkpoints import delete_dominated_checkpoints
+from .config import StudyConfig
+from .objective import TrialOutcome, TrialRunner
+from .pruning import finish_pruned
+from .storage import heartbeat, heartbeat_interval, machine_lock
+from .study import load_or_create_study, load_stored_study, quiet_third_party_output, requeue_trial
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class WorkerStopped(BaseException):
+    """A stop signal (SIGTERM) asked this worker to abandon its trial and exit.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way (ours,
+    Lightning's) mistakes it for a failing architecture.
+    """
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`WorkerStopped` while the block runs (main thread only)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise WorkerStopped(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- trials that end without an outcome ---------------------------------------------------------
+
+
+def fail_orphaned_trials(study: optuna.Study, max_retry: int = 1) -> list[int]:
+    """Mark RUNNING trials whose worker process on this host is gone as FAIL, and re-queue them.
+
+    A process killed mid-trial leaves its trial RUNNING. On a journal file there are no
+    heartbeats, but on the same host the worker's pid tells whether it is alive: a dead worker's
+    trial is never counted as complete, and its architecture is queued again (at most
+    ``max_retry`` times per original trial, as Optuna's heartbeat retry does for databases).
+    Returns the trial numbers failed.
+    """
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        w_host, pid = schema.worker_host_pid(t)
+        if w_host == host and pid is not None and not _pid_alive(pid):
+            # Optuna has no public call to finish another process's trial.
+            schema.FAIL_REASON.set_stored(study, t, "worker process died mid-trial")
+            storage = study._storage
+            if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                requeue_trial(study, storage.get_trial(t._trial_id), max_retry)
+                failed.append(t.number)
+    return failed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    schema.FAIL_REASON.set(trial, reason[: schema.MAX_FAIL_REASON])
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def _abandon(study: optuna.Study, trial: optuna.Trial, reason: str, max_retry: int) -> None:
+    """FAIL a trial this worker gives up on (a stop signal), and queue its architecture again."""
+    _fail(study, trial, reason)
+    requeue_trial(study, study._storage.get_trial(trial._trial_id), max_retry)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+    """Finish the trial in the study. Pruned trials of multi-objective studies keep their partial
+    values (``finish_pruned``); a completed trial may make others' checkpoints obsolete."""
+    if outcome.state == TrialState.PRUNED:
+        if len(study.directions) > 1:
+            finish_pruned(study, trial, outcome.values)
+        else:
+            schema.PRUNED_AT_EPOCH.set(trial, schema.epochs_run(trial) - 1)
+            study.tell(trial, state=TrialState.PRUNED)
+        return
+    study.tell(trial, outcome.values)
+    delete_dominated_checkpoints(study)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+
+def _count(study: optuna.Study) -> tuple[int, int, int]:
+    """(finished, running, failed) trials; enqueued (WAITING) trials are not started yet."""
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    return finished, running, failed
+
+
+def _next_trial(cfg: StudyConfig, study: optuna.Study, url: str) -> tuple[optuna.Trial | None, int]:
+    """Under this machine's lock: clear dead workers' trials, then ask for a trial while the
+    budget has room. Returns (trial or None, finished trials)."""
+    with machine_lock(url, cfg.study.name):
+        if heartbeat_interval(study):
+            optuna.storages.fail_stale_trials(study)
+        else:
+            fail_orphaned_trials(study, cfg.study.max_retry)
+        finished, running, failed = _count(study)
+        if failed >= cfg.study.n_trials and finished == 0:
+            raise RuntimeError(
+                f"{failed} trials failed and none finished: the setup is broken rather than "
+                "one architecture; see their fail_reason user attrs (nas status)"
+            )
+        trial = study.ask() if finished + running < cfg.study.n_trials else None
+        return trial, finished
+
+
+def run_worker(
+    cfg: StudyConfig,
+    *,
+    storage: str | None = None,
+    worker: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> int:
+    """Run trials until the study has ``n_trials`` finished or running trials; returns how many
+    trials this worker ran. Failed trials (NaN loss, out of memory, errors) are recorded with
+    their reason and do not count towards ``n_trials``; when ``n_trials`` trials have failed and
+    none finished, the search stops: the setup is broken rather than one architecture."""
+    url = storage or cfg.study.storage_url()
+    study = load_or_create_study(cfg, storage, worker)
+    runner = TrialRunner(cfg, study, device=device, progress=progress)
+    deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
+    ran = 0
+    bar = _trial_bar(cfg, study) if progress else None
+    while time.monotonic() < deadline:
+        trial, finished = _next_trial(cfg, study, url)
+        if trial is None:
+            interval = heartbeat_interval(study)
+            if finished >= cfg.study.n_trials or not interval:
+                break
+            # The rest of the budget is held by running trials, and on another machine one may
+            # be dead: wait until they finish, or until its heartbeat times out and it is
+            # re-queued. (Local workers are checked by pid instead, at once.)
+            time.sleep(interval)
+            continue
+        ran += 1
+        try:
+            with heartbeat(study, trial):
+                outcome = runner.run(trial)
+        except (KeyboardInterrupt, WorkerStopped) as exc:
+            reason = (
+                "interrupted by the user (Ctrl-C)"
+                if isinstance(exc, KeyboardInterrupt)
+                else str(exc)
+            )
+            _abandon(study, trial, f"{reason}; re-run the command to resume", cfg.study.max_retry)
+            raise
+        except Exception as exc:  # NaN loss, out of memory, a broken block: the study goes on
+            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            _fail(study, trial, f"{type(exc).__name__}: {exc}")
+        else:
+            _tell(study, trial, outcome)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return ran
+
+
+def _trial_bar(cfg: StudyConfig, study: optuna.Study) -> tqdm:
+    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    return tqdm(
+        total=cfg.study.n_trials,
+        initial=min(done, cfg.study.n_trials),
+        desc="trials",
+        unit="trial",
+        dynamic_ncols=True,
+    )
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def _worker_main(
+    cfg_dict: dict, storage: str | None, worker: int, threads: int, device: str
+) -> None:
+    torch.set_num_threads(threads)
+    quiet_third_party_output()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    cfg = StudyConfig.from_dict(cfg_dict)
+    with contextlib.suppress(KeyboardInterrupt, WorkerStopped), stop_on_sigterm():
+        run_worker(cfg, storage=storage, worker=worker, device=device, progress=False)
+
+
+def join_study(
+    storage: str, study_name: str, *, workers: int = 1, progress: bool = True
+) -> optuna.Study:
+    """Join an existing study from any machine: its config is stored with the study, so the
+    storage URL and the study name are all a worker needs."""
+    _, cfg = load_stored_study(storage, study_name)
+    return run_search(
+        cfg, storage=storage, workers=workers, progress=progress, first_worker=_joining_worker()
+    )
+
+
+def _joining_worker() -> int:
+    """A sampler-seed offset for a process that joins a study: distinct from the ``nas search``
+    workers (0, 1, ...) and, via host and pid, from other joining processes."""
+    return 1000 * (1 + zlib.crc32(schema.this_worker().encode()) % 1_000_000)
+
+
+def run_search(
+    cfg: StudyConfig,
+    *,
+    storage: str | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    first_worker: int = 0,
+) -> optuna.Study:
+    """Run (or resume) the study with ``workers`` local processes; returns the study.
+
+    Worker i seeds its sampler with ``study.seed + first_worker + i``. Threads per worker are
+    ``cores // workers`` so workers do not oversubscribe the CPU; with GPUs, worker i uses GPU
+    ``i % n_gpus``.
+    """
+    if workers < 1:
+        raise ValueError("--workers must be >= 1")
+    gpus = torch.cuda.device_count()
+    # Create the study (and store its config) once, before workers race to do it.
+    load_or_create_study(cfg, storage)
+    if workers == 1:
+        device = "cuda:0" if gpus else "cpu"
+        with stop_on_sigterm():
+            run_worker(cfg, storage=storage, worker=first_worker, device=device, progress=progress)
+    else:
+        _run_processes(cfg, storage, workers, first_worker, gpus)
+    return load_or_create_study(cfg, storage)
+
+
+def _run_processes(
+    cfg: StudyConfig, storage: str | None, workers: int, first_worker: int, gpus: int
+) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(
+                cfg.to_dict(),
+                storage,
+                first_worker + i,
+                threads,
+                f"cuda:{i % gpus}" if gpus else "cpu",
+            ),
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        with stop_on_sigterm():
+            for p in procs:
+                p.join()
+    except (KeyboardInterrupt, WorkerStopped):
+        # Ctrl-C reaches the workers by itself (same process group); a SIGTERM to this
+        # process is passed on, so that every worker abandons its trial cleanly.
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join()
+        raise
+    bad = [p.exitcode for p in procs if p.exitcode]
+    if bad:
+        raise RuntimeError(f"{len(bad)} worker(s) exited with errors (exit codes {bad})")
