@@ -54,7 +54,8 @@ def test_digest_is_stable_across_runs():
     # The digest is a contract with stored studies: it must never change for the same spec.
     spec = _spec(**{"stage2.0": BlockChoice("eca", {"kernel_size": 3})})
     assert spec.digest() == ArchSpec.from_dict(json.loads(spec.to_json())).digest()
-    assert len(spec.digest()) == 16 and int(spec.digest(), 16) >= 0
+    # Pinned: this value was computed by release 0.1.0; stored studies hold such digests.
+    assert spec.digest() == "62e997d87f7a6125"
 
 
 def test_summary_groups_uniform_stages():
