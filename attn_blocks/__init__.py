@@ -18,10 +18,10 @@ from . import (  # noqa: F401
     simam,
     srm,
 )
+from .params import ParamSpec, validate_params
 from .registry import (
     FAMILIES,
     BlockInfo,
-    ParamSpec,
     available,
     create,
     info,
@@ -38,4 +38,5 @@ __all__ = [
     "info",
     "reduced_channels",
     "register",
+    "validate_params",
 ]

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from .registry import ParamSpec, reduced_channels, reduction_param, register
-
-
-def _check_spatial_kernel(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"expected an int, got {type(value).__name__}"
-    if value < 1 or value % 2 == 0:
-        return "must be an odd int >= 1 so that padding k // 2 keeps the spatial size"
-    return None
-
+from .params import ParamSpec, check_odd_int
+from .registry import reduced_channels, reduction_param, register
 
 SPATIAL_KERNEL_PARAM = ParamSpec(
     name="spatial_kernel",
     default=7,
-    allowed="an odd int >= 1 (the paper uses 7)",
-    check=_check_spatial_kernel,
+    allowed="an odd int >= 1, so that padding k // 2 keeps the spatial size (the paper uses 7)",
+    check=check_odd_int,
     doc="kernel size of the spatial gate's convolution",
 )
 
@@ -60,11 +50,6 @@ class CBAM(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7) -> None:
         super().__init__()
-        reason = _check_spatial_kernel(spatial_kernel)
-        if reason is not None:
-            raise ValueError(
-                f"CBAM: spatial_kernel={spatial_kernel!r} is invalid ({reason}); pass e.g. 7"
-            )
         hidden = reduced_channels(channels, reduction)
         self.fc1 = nn.Linear(channels, hidden)
         self.act = nn.ReLU(inplace=True)

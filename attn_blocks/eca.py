@@ -8,10 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .registry import ParamSpec, float_param, register
+from .params import CHANNELS, ParamSpec, check_odd_int, float_param, validate_params
+from .registry import register
 
 ADAPTIVE = "adaptive"
-_KERNEL_ALLOWED = f'an odd int >= 1 or "{ADAPTIVE}" (k = eca_kernel_size(channels, gamma, beta))'
+
+GAMMA_PARAM = float_param("gamma", 2.0, "gamma of the adaptive kernel-size rule")
+BETA_PARAM = float_param("beta", 1.0, "beta (b) of the adaptive kernel-size rule")
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:
@@ -22,30 +25,27 @@ def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int
     ``k = 1`` (t is 0 or 1); the result is never below 1. timm clamps ``k`` to at least 3,
     which only differs for C < 8.
     """
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
-    if not gamma > 0:
-        raise ValueError(f"gamma must be > 0, got {gamma!r}; the paper uses gamma=2")
+    validate_params(
+        "eca_kernel_size",
+        (CHANNELS, GAMMA_PARAM, BETA_PARAM),
+        {"channels": channels, "gamma": gamma, "beta": beta},
+        kind="argument",
+    )
     t = int(abs((math.log2(channels) + beta) / gamma))
     return t if t % 2 == 1 else t + 1
 
 
 def _check_kernel_size(value: Any) -> str | None:
-    if isinstance(value, str) and value == ADAPTIVE:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f'expected an odd int or "{ADAPTIVE}", got {type(value).__name__}'
-    if value < 1:
-        return "must be >= 1"
-    if value % 2 == 0:
-        return "must be odd so that the kernel is centred on each channel"
-    return None
+    return None if isinstance(value, str) and value == ADAPTIVE else check_odd_int(value)
 
 
 KERNEL_SIZE_PARAM = ParamSpec(
     name="kernel_size",
     default=ADAPTIVE,
-    allowed=_KERNEL_ALLOWED,
+    allowed=(
+        f'an odd int >= 1, so that the kernel is centred on each channel, or "{ADAPTIVE}" '
+        "(k = eca_kernel_size(channels, gamma, beta))"
+    ),
     check=_check_kernel_size,
     search=(3, 5, 7, ADAPTIVE),
     doc="size k of the 1D convolution across channels",
@@ -56,11 +56,7 @@ KERNEL_SIZE_PARAM = ParamSpec(
     "eca",
     family="channel",
     paper="Wang et al., ECA-Net: Efficient Channel Attention for Deep CNNs, CVPR 2020",
-    params=(
-        KERNEL_SIZE_PARAM,
-        float_param("gamma", 2.0, "gamma of the adaptive kernel-size rule"),
-        float_param("beta", 1.0, "beta (b) of the adaptive kernel-size rule"),
-    ),
+    params=(KERNEL_SIZE_PARAM, GAMMA_PARAM, BETA_PARAM),
     notes='kernel_size="adaptive" follows the paper rule (k=1 for C < 8; timm clamps to >= 3)',
 )
 class EfficientChannelAttention(nn.Module):
@@ -92,11 +88,6 @@ class EfficientChannelAttention(nn.Module):
         beta: float = 1.0,
     ) -> None:
         super().__init__()
-        reason = _check_kernel_size(kernel_size)
-        if reason is not None:
-            raise ValueError(
-                f"kernel_size={kernel_size!r} is invalid ({reason}); use {_KERNEL_ALLOWED}"
-            )
         if kernel_size == ADAPTIVE:
             kernel_size = eca_kernel_size(channels, gamma, beta)
         self.channels = channels

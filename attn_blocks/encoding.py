@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import int_param, register
+from .params import CHANNELS, int_param, validate_params
+from .registry import register
 
 
 def squared_distances(features: Tensor, codewords: Tensor) -> Tensor:
@@ -109,6 +110,9 @@ class ContextEncoding(nn.Module):
         return self.forward_with_encoding(x)[0]
 
 
+_SE_LOSS_HEAD_PARAMS = (CHANNELS, int_param("num_classes", None, "number of classes"))
+
+
 class SELossHead(nn.Module):
     """EncNet's semantic-encoding head: class-presence logits ``FC_{C->classes}(e)`` from the
     encoded vector e of :meth:`ContextEncoding.forward_with_encoding`. Parameters:
@@ -116,8 +120,9 @@ class SELossHead(nn.Module):
 
     def __init__(self, channels: int, num_classes: int) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"SELossHead: num_classes must be >= 1, got {num_classes}")
+        validate_params(
+            "SELossHead", _SE_LOSS_HEAD_PARAMS, {"channels": channels, "num_classes": num_classes}
+        )
         self.fc = nn.Linear(channels, num_classes)
 
     def forward(self, encoded: Tensor) -> Tensor:

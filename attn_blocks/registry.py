@@ -4,35 +4,24 @@ A block is a class whose constructor takes ``channels`` first and its parameters
 (timm's convention) and whose forward maps ``(B, C, H, W)`` to the same shape. Registering it
 records its family, its paper and the parameters it takes, so that search spaces, the CLI and the
 docs can enumerate blocks and their valid values without importing each class by hand.
+Registering also makes the constructor validate ``channels`` and the registered parameters it is
+given, so ``SqueezeExcite(64, reduction=0)`` fails with the same message as
+``create("se", 64, reduction=0)``.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from .params import CHANNELS, ParamSpec, check_positive_int, validate_params
+
 FAMILIES = ("none", "channel", "spatial", "hybrid", "self-attention")
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One constructor parameter of a block.
-
-    ``check`` returns ``None`` for a valid value, otherwise a short reason. ``allowed`` is the
-    human description of the valid values that error messages quote. ``search`` lists the values
-    a search space offers by default (a subset of the valid ones).
-    """
-
-    name: str
-    default: Any
-    allowed: str
-    check: Callable[[Any], str | None]
-    search: tuple[Any, ...] = ()
-    doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +42,11 @@ class BlockInfo:
         object.__setattr__(self, "defaults", {p.name: p.default for p in self.params})
 
     @property
+    def label(self) -> str:
+        """How error messages name the block: ``block 'se'``."""
+        return f"block {self.name!r}"
+
+    @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
 
@@ -67,26 +61,35 @@ class BlockInfo:
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """Return the full parameter dict (defaults filled in) or raise ``ValueError``."""
-        unknown = sorted(set(params) - set(self.param_names))
-        if unknown:
-            raise ValueError(
-                f"block {self.name!r} got unknown parameter(s) {unknown}; "
-                f"it takes {list(self.param_names) or 'no parameters'}"
-            )
-        full = dict(self.defaults)
-        for key, value in params.items():
-            spec = self.param(key)
-            reason = spec.check(value)
-            if reason is not None:
-                raise ValueError(
-                    f"block {self.name!r}: parameter {key!r}={value!r} is invalid ({reason}); "
-                    f"allowed: {spec.allowed}"
-                )
-            full[key] = value
-        return full
+        return validate_params(self.label, self.params, params)
 
 
 _REGISTRY: dict[str, BlockInfo] = {}
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+
+
+def _validating_init(block: BlockInfo, init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` preceded by the validation of ``channels`` and the registered parameters.
+
+    Only the values the call passes are checked (the signature's defaults are the registry's,
+    see the block tests); parameters the registry does not know pass through unchecked.
+    ``functools.wraps`` keeps the signature visible to ``inspect.signature(cls)``.
+    """
+    signature = inspect.signature(init)
+    specs = (CHANNELS, *block.params)
+    names = {spec.name for spec in specs}
+
+    @functools.wraps(init)
+    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        given = signature.bind(self, *args, **kwargs).arguments
+        validate_params(block.label, specs, {k: v for k, v in given.items() if k in names})
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
 def register(
@@ -98,14 +101,17 @@ def register(
     train_batch1: bool = True,
     notes: str = "",
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator adding a block to the registry under ``name``."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    """Class decorator adding a block to the registry under ``name``.
+
+    The class's ``__init__`` is wrapped to validate its arguments (see :func:`_validating_init`);
+    subclasses inherit the check, and ``super().__init__`` calls go through it.
+    """
+    _check_family(family)
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
             raise ValueError(f"attention block {name!r} is already registered")
-        _REGISTRY[name] = BlockInfo(
+        block = BlockInfo(
             name=name,
             cls=cls,
             family=family,
@@ -114,6 +120,8 @@ def register(
             train_batch1=train_batch1,
             notes=notes,
         )
+        _REGISTRY[name] = block
+        cls.__init__ = _validating_init(block, cls.__init__)
         return cls
 
     return decorator
@@ -121,8 +129,8 @@ def register(
 
 def available(family: str | None = None) -> list[str]:
     """Names of the registered blocks (``none`` first), optionally of one family."""
-    if family is not None and family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if family is not None:
+        _check_family(family)
     names = [n for n, i in _REGISTRY.items() if family is None or i.family == family]
     return sorted(names, key=lambda n: (n != "none", n))
 
@@ -138,26 +146,17 @@ def info(name: str) -> BlockInfo:
 
 
 def create(name: str, channels: int, **params: Any) -> nn.Module:
-    """Build block ``name`` for a ``channels``-channel feature map."""
+    """Build block ``name`` for a ``channels``-channel feature map.
+
+    Checks ``channels`` first, then the parameters, as the registered constructor does, so both
+    ways of building a block fail with the same message.
+    """
     block = info(name)
-    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-        raise ValueError(f"block {name!r}: channels must be a positive int, got {channels!r}")
+    validate_params(block.label, (CHANNELS,), {"channels": channels})
     return block.cls(channels, **block.validate(params))
 
 
 # --- parameter specs shared by several blocks -------------------------------------------------
-
-
-def _positive_int(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"expected an int, got {type(value).__name__}"
-    return None if value >= 1 else "must be >= 1"
-
-
-def _positive_float(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"expected a number, got {type(value).__name__}"
-    return None if value > 0 and math.isfinite(value) else "must be a finite number > 0"
 
 
 def reduction_param(default: int = 16, search: tuple[int, ...] = (4, 8, 16, 32)) -> ParamSpec:
@@ -166,18 +165,10 @@ def reduction_param(default: int = 16, search: tuple[int, ...] = (4, 8, 16, 32))
         name="reduction",
         default=default,
         allowed="an int >= 1 (hidden width = max(1, channels // reduction))",
-        check=_positive_int,
+        check=check_positive_int,
         search=search,
         doc="reduction ratio r of the C -> C/r bottleneck",
     )
-
-
-def int_param(name: str, default: int, doc: str, search: tuple[int, ...] = ()) -> ParamSpec:
-    return ParamSpec(name, default, "an int >= 1", _positive_int, search, doc)
-
-
-def float_param(name: str, default: float, doc: str) -> ParamSpec:
-    return ParamSpec(name, default, "a finite number > 0", _positive_float, (), doc)
 
 
 def reduced_channels(channels: int, reduction: int) -> int:

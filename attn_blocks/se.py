@@ -35,8 +35,6 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-            raise ValueError(f"reduction must be an int >= 1, got {reduction!r}; the paper uses 16")
         hidden = reduced_channels(channels, reduction)
         self.channels = channels
         self.hidden_channels = hidden

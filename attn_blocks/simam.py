@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from .registry import ParamSpec, register
+from .params import float_param
+from .registry import register
 
-
-def _check_e_lambda(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"expected a number, got {type(value).__name__}"
-    return None if value > 0 and math.isfinite(value) else "must be a finite number > 0"
-
-
-E_LAMBDA_PARAM = ParamSpec(
-    name="e_lambda",
-    default=1e-4,
+E_LAMBDA_PARAM = float_param(
+    "e_lambda",
+    1e-4,
+    "regulariser lambda of the energy function; keeps the gate finite on constant maps",
     allowed="a finite number > 0 (the paper uses 1e-4)",
-    check=_check_e_lambda,
-    doc="regulariser lambda of the energy function; keeps the gate finite on constant maps",
 )
 
 
@@ -52,9 +42,6 @@ class SimAM(nn.Module):
 
     def __init__(self, channels: int, e_lambda: float = 1e-4) -> None:
         super().__init__()
-        reason = _check_e_lambda(e_lambda)
-        if reason is not None:
-            raise ValueError(f"SimAM: e_lambda={e_lambda!r} is invalid ({reason}); pass e.g. 1e-4")
         self.channels = channels
         self.e_lambda = float(e_lambda)
 

@@ -18,7 +18,6 @@ plain model (no attention) that :func:`search_spaces.insertion.insert_attention`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,15 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 from torchvision.models._utils import _make_divisible
+
+from attn_blocks.params import (
+    ParamSpec,
+    bool_param,
+    check_int,
+    float_param,
+    int_param,
+    validate_params,
+)
 
 from .insertion import ResNetUnit
 
@@ -109,7 +117,18 @@ class CifarResNet(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        _check_cifar_depth(depth)
+        validate_params(
+            "CifarResNet",
+            (*_CIFAR_ARGS, *_MODEL_ARGS),
+            {
+                "depth": depth,
+                "width": width,
+                "zero_init_residual": zero_init_residual,
+                "in_channels": in_channels,
+                "num_classes": num_classes,
+            },
+            kind="argument",
+        )
         blocks_per_stage = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -142,18 +161,11 @@ class CifarResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-def _check_cifar_depth(depth: Any) -> None:
-    reason = _cifar_depth_reason(depth)
-    if reason is not None:
-        raise ValueError(f"depth={depth!r} is invalid: {reason}")
-
-
-def _cifar_depth_reason(depth: Any) -> str | None:
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        return f"expected an int, got {type(depth).__name__}"
-    if depth < 8 or (depth - 2) % 6:
-        return "a CIFAR ResNet has depth 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
-    return None
+def _check_cifar_depth(depth: Any) -> str | None:
+    reason = check_int(depth)
+    if reason is None and (depth < 8 or (depth - 2) % 6):
+        reason = "a CIFAR ResNet has depth 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)"
+    return reason
 
 
 # --- torchvision models -----------------------------------------------------------------------
@@ -250,47 +262,34 @@ def _build_cifar(in_channels: int, num_classes: int, args: dict) -> nn.Module:
 
 
 @dataclass(frozen=True)
-class BackboneArg:
-    """One backbone argument: ``check`` returns ``None`` when valid, else a short reason."""
-
-    name: str
-    default: Any
-    allowed: str
-    check: Callable[[Any], str | None]
-
-
-@dataclass(frozen=True)
 class _Backbone:
     name: str
-    args: tuple[BackboneArg, ...]
+    args: tuple[ParamSpec, ...]
     sites: Callable[[dict], list[Site]]
     build: Callable[[int, int, dict], nn.Module]
     #: arguments an alias pins (``resnet20`` is ``cifar_resnet`` with ``depth=20``)
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _bool_reason(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"expected a bool, got {type(value).__name__}"
-
-
-def _positive_int_reason(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"expected an int, got {type(value).__name__}"
-    return None if value >= 1 else "must be >= 1"
-
-
-def _positive_float_reason(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"expected a number, got {type(value).__name__}"
-    return None if value > 0 and math.isfinite(value) else "must be a finite number > 0"
-
-
-_ZERO_INIT = BackboneArg("zero_init_residual", False, "a bool", _bool_reason)
-_SMALL_INPUT = BackboneArg("small_input", False, "a bool", _bool_reason)
+_ZERO_INIT = bool_param(
+    "zero_init_residual", False, "start the last BN of each residual branch at zero"
+)
+_SMALL_INPUT = bool_param("small_input", False, "3x3/1 stem without max-pool, for 32x32 inputs")
 _CIFAR_ARGS = (
-    BackboneArg("depth", 20, "an int 6n + 2 with n >= 1 (8, 14, 20, ...)", _cifar_depth_reason),
-    BackboneArg("width", 16, "an int >= 1 (channels of stage 1)", _positive_int_reason),
+    ParamSpec(
+        "depth",
+        20,
+        "an int 6n + 2 with n >= 1 (8, 14, 20, ...)",
+        _check_cifar_depth,
+        doc="number of weighted layers",
+    ),
+    int_param("width", 16, "channels of stage 1", allowed="an int >= 1 (channels of stage 1)"),
     _ZERO_INIT,
+)
+#: The arguments every backbone's model takes besides its own; both required.
+_MODEL_ARGS = (
+    int_param("in_channels", None, "input channels"),
+    int_param("num_classes", None, "classifier outputs"),
 )
 
 _BACKBONES: dict[str, _Backbone] = {
@@ -317,7 +316,7 @@ _BACKBONES: dict[str, _Backbone] = {
     "mobilenet_v2": _Backbone(
         "mobilenet_v2",
         (
-            BackboneArg("width_mult", 1.0, "a finite number > 0", _positive_float_reason),
+            float_param("width_mult", 1.0, "channel multiplier of every layer"),
             _SMALL_INPUT,
         ),
         _mobilenet_v2_sites,
@@ -346,30 +345,15 @@ def validate_backbone_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]
     An alias does not take the arguments it pins (``resnet20`` takes no ``depth``).
     """
     backbone = _get(name)
-    known = {a.name: a for a in backbone.args if a.name not in backbone.fixed}
-    unknown = sorted(set(args) - set(known))
-    if unknown:
-        pinned = [k for k in unknown if k in backbone.fixed]
-        hint = (
-            f" ({name} fixes {', '.join(f'{k}={backbone.fixed[k]}' for k in pinned)}; "
-            "use cifar_resnet to choose it)"
-            if pinned
-            else ""
-        )
+    pinned = [k for k in args if k in backbone.fixed]
+    if pinned:
         raise ValueError(
-            f"backbone {name!r} got unknown argument(s) {unknown}{hint}; "
-            f"it takes {sorted(known) or 'no arguments'}"
+            f"backbone {name!r} does not take {pinned} ({name} fixes "
+            f"{', '.join(f'{k}={backbone.fixed[k]}' for k in pinned)}; use cifar_resnet to "
+            "choose it)"
         )
-    full = {k: a.default for k, a in known.items()}
-    for key, value in args.items():
-        reason = known[key].check(value)
-        if reason is not None:
-            raise ValueError(
-                f"backbone {name!r}: argument {key}={value!r} is invalid ({reason}); "
-                f"allowed: {known[key].allowed}"
-            )
-        full[key] = value
-    return full
+    specs = [a for a in backbone.args if a.name not in backbone.fixed]
+    return validate_params(f"backbone {name!r}", specs, args, kind="argument")
 
 
 def _resolved_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -390,7 +374,11 @@ def build_backbone(
     name: str, in_channels: int = 3, num_classes: int = 10, **args: Any
 ) -> nn.Module:
     """Backbone ``name`` with random weights and no attention."""
-    for field_name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{field_name} must be a positive int, got {value!r}")
-    return _get(name).build(in_channels, num_classes, _resolved_args(name, args))
+    backbone = _get(name)
+    validate_params(
+        f"backbone {name!r}",
+        _MODEL_ARGS,
+        {"in_channels": in_channels, "num_classes": num_classes},
+        kind="argument",
+    )
+    return backbone.build(in_channels, num_classes, _resolved_args(name, args))

@@ -149,15 +149,9 @@ def test_unknown_parameter_is_rejected(name):
 
 def test_invalid_reduction_names_block_parameter_and_rule():
     with pytest.raises(
-        ValueError, match=r"block 'se': parameter 'reduction'=0 .*allowed: an int >= 1"
+        ValueError, match=r"block 'se': parameter reduction=0 .*allowed: an int >= 1"
     ):
         attn_blocks.create("se", 16, reduction=0)
-
-
-@pytest.mark.parametrize("channels", [0, -3, 2.5, True])
-def test_invalid_channels(channels):
-    with pytest.raises(ValueError, match="channels must be a positive int"):
-        attn_blocks.create("se", channels)
 
 
 def test_every_block_has_metadata():

@@ -129,5 +129,5 @@ def test_smallest_width_trains_at_batch1():
 
 
 def test_invalid_reduction_is_rejected():
-    with pytest.raises(ValueError, match=r"block 'gsop': parameter 'reduction'=0"):
+    with pytest.raises(ValueError, match=r"block 'gsop': parameter reduction=0"):
         attn_blocks.create("gsop", 16, reduction=0)

@@ -49,5 +49,5 @@ def test_agrees_with_timm_semodule(channels, reduction):
 
 @pytest.mark.parametrize("reduction", [0, -2, 2.0, True])
 def test_invalid_reduction_rejected_by_constructor(reduction):
-    with pytest.raises(ValueError, match="reduction must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"block 'se': parameter reduction=.*an int >= 1"):
         SqueezeExcite(16, reduction=reduction)

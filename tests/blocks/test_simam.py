@@ -61,7 +61,8 @@ def test_outlier_gets_the_largest_gate():
 
 @pytest.mark.parametrize("lam", [0, -1e-4, float("inf"), float("nan"), True, "1e-4"])
 def test_invalid_lambda(lam):
-    with pytest.raises(ValueError, match="block 'simam': parameter 'e_lambda'"):
+    with pytest.raises(ValueError, match="block 'simam': parameter e_lambda=") as created:
         attn_blocks.create("simam", 8, e_lambda=lam)
-    with pytest.raises(ValueError, match="SimAM: e_lambda"):
+    with pytest.raises(ValueError) as direct:
         SimAM(8, e_lambda=lam)
+    assert str(direct.value) == str(created.value)

@@ -7,6 +7,7 @@ from torchvision.models.mobilenetv2 import InvertedResidual
 
 from search_spaces.backbones import (
     CifarBasicBlock,
+    CifarResNet,
     ShortcutA,
     available_backbones,
     backbone_sites,
@@ -125,6 +126,34 @@ def test_argument_validation():
         build_backbone("resnet18", small_input=1)
     with pytest.raises(ValueError, match="in_channels"):
         build_backbone("resnet8", in_channels=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("cifar_resnet", {"width": True}, "width=True is invalid (expected an int, got bool)"),
+        ("resnet8", {"width": 0}, "width=0 is invalid (must be >= 1); allowed: an int >= 1"),
+        ("resnet8", {"in_channels": 2.5}, "in_channels=2.5 is invalid (expected an int"),
+        ("resnet8", {"num_classes": 0}, "num_classes=0 is invalid (must be >= 1)"),
+        ("resnet18", {"zero_init_residual": "yes"}, "zero_init_residual='yes' is invalid"),
+        ("mobilenet_v2", {"width_mult": float("nan")}, "width_mult=nan is invalid (must be a"),
+    ],
+)
+def test_invalid_arguments_name_backbone_argument_and_allowed_values(name, args, message):
+    with pytest.raises(ValueError, match="; allowed: ") as error:
+        build_backbone(name, **args)
+    assert str(error.value).startswith(f"backbone {name!r}: argument {message}")
+
+
+def test_cifar_resnet_constructor_validates_like_the_registry():
+    with pytest.raises(ValueError) as registry_error:
+        build_backbone("cifar_resnet", depth=21)
+    with pytest.raises(ValueError) as direct_error:
+        CifarResNet(depth=21)
+    prefix = "backbone 'cifar_resnet': "
+    assert str(direct_error.value) == "CifarResNet: " + str(registry_error.value)[len(prefix) :]
+    with pytest.raises(ValueError, match=r"^CifarResNet: argument num_classes=0 is invalid"):
+        CifarResNet(num_classes=0)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_ARGS))
