@@ -1,4 +1,5 @@
-"""The ``nas`` command: search, worker, status, report, dashboard, export, train, blocks, schema.
+"""The ``nas`` command: search, worker, status, report, dashboard, export, train, blocks, schema,
+doctor.
 
 A thin layer: each sub-command parses its arguments and calls the engine (``nas.worker``,
 ``nas.study``, ``nas.report``, ``nas.export``, ``nas.retrain``); errors the user can fix are
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_blocks,
         _add_schema,
+        _add_doctor,
     ):
         add(commands)
     return parser
@@ -179,6 +181,20 @@ def _add_schema(commands: Commands) -> None:
     schema.set_defaults(run=_schema)
 
 
+def _add_doctor(commands: Commands) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a study's journal file and repair a damaged one (keeps a backup)",
+    )
+    doctor.add_argument("study", help="a study config (.toml), a study name, or a journal file")
+    doctor.add_argument(
+        "--runs-dir",
+        default="studies/runs",
+        help="where studies named without a config live (default studies/runs)",
+    )
+    doctor.set_defaults(run=_doctor)
+
+
 # -- the sub-commands ----------------------------------------------------------------------------
 
 
@@ -255,21 +271,19 @@ def _load_study(args: argparse.Namespace):
     import optuna
 
     from .config import StudyConfig, StudySection
-    from .storage import open_storage
+    from .storage import open_storage, redact
 
     if args.study.endswith(".toml"):
         section = StudyConfig.load(args.study).study
     else:
         section = StudySection(name=args.study, runs_dir=args.runs_dir)
     url = args.storage or section.storage_url()
-    if "://" not in url and not Path(url).exists():
-        raise FileNotFoundError(
-            f"no study storage at {url}; run `nas search` first or pass --storage"
-        )
     try:
-        study = optuna.load_study(study_name=section.name, storage=open_storage(url))
+        study = optuna.load_study(
+            study_name=section.name, storage=open_storage(url, must_exist=True)
+        )
     except KeyError:
-        raise ValueError(f"no study named {section.name!r} in {url}") from None
+        raise ValueError(f"no study named {section.name!r} in {redact(url)}") from None
     return study, section
 
 
@@ -398,6 +412,31 @@ def _blocks(args: argparse.Namespace) -> int:
         )
     with pd.option_context("display.max_colwidth", 80, "display.width", 220):
         print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import optuna
+
+    from .config import StudyConfig, StudySection
+    from .journal import repair_journal
+    from .storage import is_database, open_storage, redact
+
+    if args.study.endswith(".toml"):
+        url = StudyConfig.load(args.study).study.storage_url()
+    elif Path(args.study).is_file():
+        url = args.study
+    else:
+        url = StudySection(name=args.study, runs_dir=args.runs_dir).storage_url()
+    if is_database(url):
+        raise ValueError(
+            f"{redact(url)} is a database: `nas doctor` repairs journal files; check a "
+            "database with its own tools"
+        )
+    print(f"{url}: {repair_journal(url).describe()}")
+    storage = open_storage(url, must_exist=True)
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        print(f"study {summary.study_name!r}: {summary.n_trials} trials, readable")
     return 0
 
 

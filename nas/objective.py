@@ -15,9 +15,11 @@ from typing import Any
 import lightning
 import optuna
 import torch
+from lightning.pytorch import LightningDataModule
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
+from search_spaces.build import build_model
 from search_spaces.cost import model_cost
 from search_spaces.space import suggest_arch
 from search_spaces.spec import ArchSpec
@@ -30,6 +32,15 @@ from .pruning import PruningCallback, record_epoch
 from .training import ClassifierModule, build_trainer
 
 
+class ArchitectureRunning(Exception):
+    """An earlier trial with the same architecture is still running: wait for its outcome
+    instead of training the architecture twice."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"the same architecture is running as trial {number}")
+        self.number = number
+
+
 @dataclass
 class TrialOutcome:
     """How a trial ended: COMPLETE or PRUNED, with its objective values (partial when pruned)."""
@@ -38,19 +49,49 @@ class TrialOutcome:
     values: list[float] | None = None
 
 
+def load_data(cfg: StudyConfig, device: str = "cpu") -> LightningDataModule:
+    """The study's data module, downloaded or decoded if needed and set up for fitting."""
+    datamodule = build_datamodule(cfg.data, device=device, seed=cfg.study.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def check_runnable(cfg: StudyConfig, device: str = "cpu") -> LightningDataModule:
+    """Load the study's data and build one architecture of its space; returns the data.
+
+    Run before a study is stored, so that a config whose data or models cannot be built (a wrong
+    ``data.root``, a backbone that does not fit the images) fails with its message and leaves
+    nothing behind to be refused as "changed" once it is fixed."""
+    datamodule = load_data(cfg, device)
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.study.seed))
+    spec = suggest_arch(
+        probe.ask(),
+        cfg.space,
+        in_channels=datamodule.in_channels,
+        num_classes=datamodule.num_classes,
+    )
+    build_model(spec, seed=cfg.study.seed)
+    return datamodule
+
+
 class TrialRunner:
     """Runs trials of one study in this process: data loaded once, a model and Trainer per trial."""
 
     def __init__(
-        self, cfg: StudyConfig, study: optuna.Study, *, device: str = "cpu", progress: bool = True
+        self,
+        cfg: StudyConfig,
+        study: optuna.Study,
+        *,
+        device: str = "cpu",
+        progress: bool = True,
+        datamodule: LightningDataModule | None = None,
     ) -> None:
         self.cfg = cfg
         self.study = study
         self.device = device
         self.progress = progress
-        self.datamodule = build_datamodule(cfg.data, device=device, seed=cfg.study.seed)
-        self.datamodule.prepare_data()
-        self.datamodule.setup("fit")
+        self.datamodule = datamodule or load_data(cfg, device)
         self.pruner = study.pruner
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
@@ -65,8 +106,10 @@ class TrialRunner:
         schema.DIGEST.set(trial, spec.digest())
         schema.SEED.set(trial, seed)
 
-        duplicate = self._completed_duplicate(spec.digest(), trial.number)
+        duplicate = self._earlier_duplicate(spec.digest(), trial.number)
         if duplicate is not None:
+            if duplicate.state == TrialState.RUNNING:
+                raise ArchitectureRunning(duplicate.number)
             return self._reuse(trial, duplicate)
 
         module = ClassifierModule(spec, config=cfg.training, seed=seed)
@@ -111,7 +154,8 @@ class TrialRunner:
         return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
-        """Complete a trial whose architecture already completed with that trial's results."""
+        """Finish a trial whose architecture already finished with that trial's outcome: its
+        values, curve and costs, COMPLETE or PRUNED as it was. No training, no new weights."""
         schema.DUPLICATE_OF.set(trial, duplicate.number)
         for attr in schema.REUSED_BY_DUPLICATES:
             if attr.has(duplicate):
@@ -119,7 +163,8 @@ class TrialRunner:
         self._set_constraints(trial, schema.cost(duplicate))
         for epoch, value in sorted(duplicate.intermediate_values.items()):
             record_epoch(trial, epoch, value)
-        return TrialOutcome(TrialState.COMPLETE, list(duplicate.values))
+        values = list(duplicate.values) if duplicate.values is not None else None
+        return TrialOutcome(duplicate.state, values)
 
     def _set_constraints(self, trial: optuna.Trial, cost: dict[str, float | None]) -> None:
         for name, cap in self.cfg.objectives.constraints.items():
@@ -151,9 +196,14 @@ class TrialRunner:
         schema.VAL_HISTORY.set(trial, [dict(h) for h in history])
         schema.EPOCHS_RUN.set(trial, len(history))
 
-    def _completed_duplicate(self, digest: str, number: int) -> FrozenTrial | None:
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number != number and schema.DIGEST.get(t) == digest:
+    def _earlier_duplicate(self, digest: str, number: int) -> FrozenTrial | None:
+        """The first trial before ``number`` with this architecture that finished or runs.
+
+        Failed trials do not count (their architecture deserves its run); waiting ones neither:
+        when one starts it finds this trial and reuses its outcome."""
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        for t in self.study.get_trials(deepcopy=False, states=states):
+            if t.number < number and schema.DIGEST.get(t) == digest:
                 return t
         return None
 

@@ -1,7 +1,8 @@
 """Where a study lives: opening Optuna storages, their locks, and heartbeats.
 
 A study config names a storage URL: a database (``postgresql://``, ``sqlite:///``) for several
-machines, or a journal file path, the local default, safe for several processes of one machine.
+machines, or a journal file path, the local default, safe for several processes of one machine
+(``nas.journal``).
 This module knows nothing of trials' contents; the engine's other rooms (``nas.study``,
 ``nas.objective``, ``nas.worker``) open their storages here.
 """
@@ -16,53 +17,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import optuna
 from optuna.trial import FrozenTrial
 
+from .journal import StudyJournal
+
 StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
-
-
-class FlockJournalLock:
-    """The journal file's lock, held with ``fcntl.flock`` so the kernel drops it when its holder
-    dies.
-
-    Optuna's default ``JournalFileSymlinkLock`` is a lock *file*: a worker killed (SIGKILL, the
-    OOM killer) while it writes leaves the file behind, and every other worker waits out the
-    lock's 30 s grace period before breaking it. An flock needs no grace period. Like SQLite's
-    locks it is not reliable on network filesystems, where the journal is not supported anyway.
-    A thread lock in front makes it exclusive between the threads of one process too.
-    """
-
-    def __init__(self, journal_path: str) -> None:
-        self.path = f"{journal_path}.flock"
-        self._threads = threading.Lock()
-        self._handle: IO[str] | None = None
-
-    def acquire(self) -> bool:
-        self._threads.acquire()
-        handle = None
-        try:
-            # Opened per acquire, never inherited: a forked child sharing the open file
-            # description would share the lock instead of waiting for it.
-            handle = open(self.path, "a")  # noqa: SIM115 (closed by release)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except BaseException:
-            if handle is not None:
-                handle.close()
-            self._threads.release()
-            raise
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        handle, self._handle = self._handle, None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-        finally:
-            self._threads.release()
 
 
 def is_database(url: str) -> bool:
@@ -76,6 +37,7 @@ def open_storage(
     heartbeat_interval_s: int | None = None,
     grace_period_s: int | None = None,
     stale_trial_callback: StaleTrialCallback | None = None,
+    must_exist: bool = False,
 ) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: a database URL or a journal file path (locked with
     :class:`FlockJournalLock`).
@@ -83,7 +45,15 @@ def open_storage(
     For databases, ``heartbeat_interval_s`` turns on Optuna's heartbeats: a trial whose worker
     stopped beating for ``grace_period_s`` is marked FAIL by the next worker that asks for a
     trial, which then calls ``stale_trial_callback`` (the engine re-queues it).
+    ``must_exist`` (for commands that only read) refuses a journal or SQLite file that does not
+    exist instead of creating it.
     """
+    local = _local_file(url)
+    if must_exist and local is not None and not local.is_file():
+        raise FileNotFoundError(
+            f"no study storage at {local}; run `nas search` first, or pass the --storage the "
+            "study was created with"
+        )
     if is_database(url):
         try:
             return optuna.storages.RDBStorage(
@@ -104,9 +74,23 @@ def open_storage(
                 "server is running and reachable, and the URL's user, password and database)"
             ) from None
     path = Path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(str(path), FlockJournalLock(str(path)))
-    return optuna.storages.JournalStorage(backend)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(StudyJournal(path))
+    except OSError as exc:
+        raise ValueError(
+            f"cannot open the journal {path}: {exc.strerror or exc}; choose another "
+            "study.runs_dir or --storage path"
+        ) from None
+
+
+def _local_file(url: str) -> Path | None:
+    """The file a journal path or a ``sqlite:///`` URL names; None for database servers."""
+    if not is_database(url):
+        return Path(url)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///"))
+    return None
 
 
 def redact(url: str) -> str:

@@ -27,12 +27,16 @@ def quiet_third_party_output() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
+#: Seed distance between successive worker processes of a study (a prime, far from worker ids).
+SEED_STRIDE = 7919
+
+
 def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured sampler, seeded with ``study.seed + worker``.
+    """The configured sampler, seeded with ``study.seed + worker`` (modulo 2**32).
 
     Concurrent workers must use different ``worker`` numbers: with one seed they would propose
     the same architectures in the same order and train each one twice."""
-    seed = cfg.study.seed + worker
+    seed = (cfg.study.seed + worker) % 2**32
     name = cfg.study.sampler
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=cfg.study.population_size, seed=seed)
@@ -83,6 +87,20 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def reseed_sampler(study: optuna.Study, cfg: StudyConfig, worker: int = 0) -> None:
+    """Give this process's sampler a seed no earlier process of the study had.
+
+    A resumed or second ``nas search`` with the same seed would replay the first one's proposals
+    (NSGA-II's first generation, TPE's start-up trials) and train known architectures again. The
+    k-th worker process to start sampling (study user attr ``sampler_starts``) seeds with
+    ``study.seed + worker + SEED_STRIDE * k``, so a fresh study's first process has the seed it
+    always had and the same commands give the same trials. Call it under the machine lock
+    (``nas.storage.machine_lock``) so that local processes count apart."""
+    starts = schema.sampler_starts(study)
+    study.set_user_attr(schema.SAMPLER_STARTS, starts + 1)
+    study.sampler = make_sampler(cfg, worker + SEED_STRIDE * starts)
+
+
 def requeue_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 1) -> None:
     """Queue the architecture of an interrupted trial again, at most ``max_retry`` times.
 
@@ -119,14 +137,27 @@ def load_or_create_study(
     (its trials would not be comparable) with the fields that differ.
     """
     url = storage or cfg.study.storage_url()
-    study = optuna.create_study(
-        study_name=cfg.study.name,
-        storage=open_study_storage(cfg, url),
-        directions=cfg.objectives.directions,
-        sampler=make_sampler(cfg, worker),
-        pruner=make_pruner(cfg),
-        load_if_exists=True,
-    )
+    backend = open_study_storage(cfg, url)
+    sampler, pruner = make_sampler(cfg, worker), make_pruner(cfg)
+    try:
+        # Loaded first: create_study(load_if_exists=True) appends to the storage on every call,
+        # and a command that changes nothing should write nothing.
+        study = optuna.load_study(
+            study_name=cfg.study.name, storage=backend, sampler=sampler, pruner=pruner
+        )
+    except KeyError:
+        try:
+            study = optuna.create_study(
+                study_name=cfg.study.name,
+                storage=backend,
+                directions=cfg.objectives.directions,
+                sampler=sampler,
+                pruner=pruner,
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it meanwhile
+            study = optuna.load_study(
+                study_name=cfg.study.name, storage=backend, sampler=sampler, pruner=pruner
+            )
     stored = schema.stored_config(study)
     current = cfg.to_dict()
     if stored is None:

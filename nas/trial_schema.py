@@ -26,7 +26,8 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 ``retries``         how many times the original trial has been re-queued (int)
 ==================  ======================================================================
 
-Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``).
+Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``), and
+``sampler_starts``, how many worker processes have started sampling (each seeds apart).
 System attrs: Optuna's own (``constraints`` via ``FrozenTrial.constraints``, ``fixed_params``
 of enqueued trials) and the MO-ASHA rung values ``moasha:completed_rung_<k>``
 (:func:`moasha_rung_key`).
@@ -106,6 +107,8 @@ MAX_FAIL_REASON = 2000
 
 #: Study user attr holding the study config as plain data.
 STUDY_CONFIG = "config"
+#: Study user attr counting the worker processes that started sampling (their seeds differ).
+SAMPLER_STARTS = "sampler_starts"
 
 _MOASHA_RUNG_PREFIX = "moasha:completed_rung_"
 
@@ -156,6 +159,11 @@ def checkpoint_location(trial: AnyTrial) -> tuple[str, Path] | None:
 def checkpoint_value(path: Path) -> str:
     """The ``checkpoint`` value for a file written on this host."""
     return f"{socket.gethostname()}:{path.resolve()}"
+
+
+def sampler_starts(study: optuna.Study) -> int:
+    """How many worker processes have started sampling this study."""
+    return int(study.user_attrs.get(SAMPLER_STARTS, 0))
 
 
 def stored_config(study: optuna.Study) -> dict[str, Any] | None:

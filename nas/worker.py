@@ -22,18 +22,27 @@ from typing import Any
 
 import optuna
 import torch
+from lightning.pytorch import LightningDataModule
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from . import trial_schema as schema
 from .checkpoints import delete_dominated_checkpoints
 from .config import StudyConfig
-from .objective import TrialOutcome, TrialRunner
+from .objective import ArchitectureRunning, TrialOutcome, TrialRunner, check_runnable
 from .pruning import finish_pruned
 from .storage import heartbeat, heartbeat_interval, machine_lock
-from .study import load_or_create_study, load_stored_study, quiet_third_party_output, requeue_trial
+from .study import (
+    load_or_create_study,
+    load_stored_study,
+    quiet_third_party_output,
+    requeue_trial,
+    reseed_sampler,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Seconds between looks at an earlier trial that trains the same architecture.
+DUPLICATE_POLL_S = 1.0
 
 
 class WorkerStopped(BaseException):
@@ -131,22 +140,48 @@ def _count(study: optuna.Study) -> tuple[int, int, int]:
     return finished, running, failed
 
 
-def _next_trial(cfg: StudyConfig, study: optuna.Study, url: str) -> tuple[optuna.Trial | None, int]:
+def _clear_dead_trials(cfg: StudyConfig, study: optuna.Study) -> None:
+    """FAIL and re-queue the trials of dead workers: by heartbeat on databases, by pid here."""
+    if heartbeat_interval(study):
+        optuna.storages.fail_stale_trials(study)
+    else:
+        fail_orphaned_trials(study, cfg.study.max_retry)
+
+
+def _next_trial(
+    cfg: StudyConfig, study: optuna.Study, url: str, reseed: int | None
+) -> tuple[optuna.Trial | None, int]:
     """Under this machine's lock: clear dead workers' trials, then ask for a trial while the
-    budget has room. Returns (trial or None, finished trials)."""
+    budget has room; before the first ask of this process (``reseed`` = its worker number) the
+    sampler gets a seed no earlier process had. Returns (trial or None, finished trials)."""
     with machine_lock(url, cfg.study.name):
-        if heartbeat_interval(study):
-            optuna.storages.fail_stale_trials(study)
-        else:
-            fail_orphaned_trials(study, cfg.study.max_retry)
+        _clear_dead_trials(cfg, study)
         finished, running, failed = _count(study)
         if failed >= cfg.study.n_trials and finished == 0:
             raise RuntimeError(
                 f"{failed} trials failed and none finished: the setup is broken rather than "
                 "one architecture; see their fail_reason user attrs (nas status)"
             )
-        trial = study.ask() if finished + running < cfg.study.n_trials else None
-        return trial, finished
+        if finished + running >= cfg.study.n_trials:
+            return None, finished
+        if reseed is not None:
+            reseed_sampler(study, cfg, reseed)
+        return study.ask(), finished
+
+
+def _run_unique(
+    runner: TrialRunner, cfg: StudyConfig, study: optuna.Study, trial: optuna.Trial, url: str
+) -> TrialOutcome:
+    """Run the trial; while an earlier trial trains the same architecture, wait for its outcome
+    (clearing dead workers' trials meanwhile, so a killed worker's duplicate does not block)."""
+    while True:
+        try:
+            return runner.run(trial)
+        except ArchitectureRunning as running:
+            while study.get_trials(deepcopy=False)[running.number].state == TrialState.RUNNING:
+                time.sleep(DUPLICATE_POLL_S)
+                with machine_lock(url, cfg.study.name):
+                    _clear_dead_trials(cfg, study)
 
 
 def run_worker(
@@ -156,19 +191,21 @@ def run_worker(
     worker: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    datamodule: LightningDataModule | None = None,
 ) -> int:
     """Run trials until the study has ``n_trials`` finished or running trials; returns how many
     trials this worker ran. Failed trials (NaN loss, out of memory, errors) are recorded with
     their reason and do not count towards ``n_trials``; when ``n_trials`` trials have failed and
-    none finished, the search stops: the setup is broken rather than one architecture."""
+    none finished, the search stops: the setup is broken rather than one architecture.
+    ``datamodule``: the study's data, already set up (default: loaded here)."""
     url = storage or cfg.study.storage_url()
     study = load_or_create_study(cfg, storage, worker)
-    runner = TrialRunner(cfg, study, device=device, progress=progress)
+    runner = TrialRunner(cfg, study, device=device, progress=progress, datamodule=datamodule)
     deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
     ran = 0
     bar = _trial_bar(cfg, study) if progress else None
     while time.monotonic() < deadline:
-        trial, finished = _next_trial(cfg, study, url)
+        trial, finished = _next_trial(cfg, study, url, reseed=worker if ran == 0 else None)
         if trial is None:
             interval = heartbeat_interval(study)
             if finished >= cfg.study.n_trials or not interval:
@@ -181,7 +218,7 @@ def run_worker(
         ran += 1
         try:
             with heartbeat(study, trial):
-                outcome = runner.run(trial)
+                outcome = _run_unique(runner, cfg, study, trial, url)
         except (KeyboardInterrupt, WorkerStopped) as exc:
             reason = (
                 "interrupted by the user (Ctrl-C)"
@@ -262,12 +299,21 @@ def run_search(
     if workers < 1:
         raise ValueError("--workers must be >= 1")
     gpus = torch.cuda.device_count()
-    # Create the study (and store its config) once, before workers race to do it.
+    device = "cuda:0" if gpus else "cpu"
+    # Data and a model are built before anything is stored: a config that cannot run leaves no
+    # study behind. Then the study (and its config) is created once, before workers race to.
+    datamodule = check_runnable(cfg, device)
     load_or_create_study(cfg, storage)
     if workers == 1:
-        device = "cuda:0" if gpus else "cpu"
         with stop_on_sigterm():
-            run_worker(cfg, storage=storage, worker=first_worker, device=device, progress=progress)
+            run_worker(
+                cfg,
+                storage=storage,
+                worker=first_worker,
+                device=device,
+                progress=progress,
+                datamodule=datamodule,
+            )
     else:
         _run_processes(cfg, storage, workers, first_worker, gpus)
     return load_or_create_study(cfg, storage)

@@ -9,13 +9,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.storage import FlockJournalLock, open_storage
+from nas.journal import FlockJournalLock
+from nas.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 
 HOLDER = """
 import sys, time
-from nas.storage import FlockJournalLock
+from nas.journal import FlockJournalLock
 lock = FlockJournalLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)

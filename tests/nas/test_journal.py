@@ -1,0 +1,181 @@
+"""The journal survives a torn line: moved aside before the next append, repaired by `nas doctor`,
+and commands that change nothing write nothing."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.cli import main
+from nas.journal import JournalDamaged, StudyJournal, good_length, repair_journal
+from nas.storage import open_storage
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "study_v0_1_0"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def study_dir(tmp_path, monkeypatch):
+    """The 0.1.0 fixture study (8 finished trials) in tmp_path; returns its journal path."""
+    shutil.copy(FIXTURE / "study.toml", tmp_path / "study.toml")
+    journal = tmp_path / "runs" / "v010" / "journal.log"
+    journal.parent.mkdir(parents=True)
+    shutil.copy(FIXTURE / "journal.log", journal)
+    monkeypatch.chdir(tmp_path)
+    return journal
+
+
+def _finished(journal: Path) -> dict[int, list[float]]:
+    study = optuna.load_study(study_name="v010", storage=open_storage(str(journal)))
+    return {t.number: t.values for t in study.get_trials() if t.state.is_finished()}
+
+
+def _side_files(journal: Path, kind: str) -> list[Path]:
+    return sorted(journal.parent.glob(f"{journal.name}.{kind}-*"))
+
+
+def test_good_length_finds_the_end_of_the_last_parsable_line(tmp_path):
+    path = tmp_path / "j.log"
+    lines = [json.dumps({"op_code": i, "pad": "x" * 100_000 * (i == 1)}) + "\n" for i in range(3)]
+    good = "".join(lines).encode()
+    for tail, expected in [
+        (b"", len(good)),
+        (b'{"op_code": 4, "tri', len(good)),  # torn: no newline
+        (b"garbage\n", len(good)),  # a complete line that is not JSON
+        (b"garbage\n\x00\x00\n{", len(good)),  # several bad lines
+    ]:
+        path.write_bytes(good + tail)
+        assert good_length(path) == expected
+    path.write_bytes(b"no journal at all")
+    assert good_length(path) == 0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["append garbage", "append garbage line", "cut 25 bytes"],
+)
+def test_a_torn_tail_is_moved_aside_and_no_trial_is_lost(study_dir, damage, capsys):
+    before = _finished(study_dir)
+    data = study_dir.read_bytes()
+    torn = {
+        "append garbage": data + b'{"op_code": 5, "trial_id": 3, "val',
+        "append garbage line": data + b"#%&\n",
+        "cut 25 bytes": data[:-25],
+    }[damage]
+    study_dir.write_bytes(torn)
+    # Reading tolerates a bad last line; `nas status` shows every trial.
+    assert _finished(study_dir) == before
+    # A refused search (changed config), then a normal one that adds two trials.
+    config = Path("study.toml")
+    config.write_text(config.read_text().replace("epochs = 3", "epochs = 4"))
+    assert main(["search", "study.toml", "--no-progress"]) == 2
+    config.write_text(config.read_text().replace("epochs = 4", "epochs = 3"))
+    with pytest.warns(UserWarning, match=r"journal\.log: its last \d+ bytes .* moved them to"):
+        assert main(["search", "study.toml", "--n-trials", "10", "--no-progress"]) == 0
+    after = _finished(study_dir)
+    assert {n: after[n] for n in before} == before and len(after) == 10
+    (side,) = _side_files(study_dir, "torn")
+    assert torn.endswith(side.read_bytes())
+    assert main(["status", "study.toml"]) == 0
+
+
+def test_a_worker_killed_mid_append_leaves_a_tail_the_next_append_moves_aside(study_dir):
+    before = _finished(study_dir)
+    # A writer that takes the lock, writes half an operation and is killed (SIGKILL).
+    script = (
+        "import os, signal, sys\n"
+        "from nas.journal import FlockJournalLock\n"
+        "lock = FlockJournalLock(sys.argv[1]); lock.acquire()\n"
+        "with open(sys.argv[1], 'ab') as f:\n"
+        '    f.write(b\'{"op_code": 4, "trial_id": 8, "par\'); f.flush()\n'
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(study_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    storage = optuna.storages.JournalStorage(StudyJournal(study_dir))
+    study = optuna.load_study(study_name="v010", storage=storage)
+    with pytest.warns(UserWarning, match="moved them to"):
+        study.set_user_attr("touched", True)  # any append
+    assert _finished(study_dir) == before
+    assert _side_files(study_dir, "torn")[0].read_bytes().startswith(b'{"op_code": 4')
+
+
+def test_a_damaged_line_in_the_middle_names_the_file_line_and_repair(study_dir, capsys):
+    before = _finished(study_dir)
+    lines = study_dir.read_bytes().splitlines(keepends=True)
+    # What an older release left: a torn line with the next append glued to it.
+    lines[40] = b'{"op_code": 5, "trial_id": 2, "va' + lines[40]
+    lines.insert(60, b"\x00\x00\x00\n")
+    study_dir.write_bytes(b"".join(lines))
+    with pytest.raises(JournalDamaged, match=r"journal\.log: line 41 is not .* `nas doctor "):
+        _finished(study_dir)
+    assert main(["status", "study.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "line 41" in err and "nas doctor" in err and "Traceback" not in err
+
+    assert main(["doctor", "study.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "recovered 1 operation" in out and "set aside 2" in out and "8 trials" in out
+    assert _finished(study_dir) == before
+    (backup,) = _side_files(study_dir, "bak")
+    assert backup.read_bytes() == b"".join(lines)
+    assert main(["doctor", str(study_dir)]) == 0
+    assert "nothing to repair" in capsys.readouterr().out
+
+
+def test_repair_of_a_healthy_journal_changes_nothing(study_dir):
+    data = study_dir.read_bytes()
+    report = repair_journal(study_dir)
+    assert report.backup is None and study_dir.read_bytes() == data
+
+
+def test_commands_that_change_nothing_write_nothing(study_dir, tmp_path, capsys):
+    data = study_dir.read_bytes()
+    assert main(["status", "study.toml"]) == 0
+    assert main(["search", "study.toml", "--no-progress"]) == 0  # 8 of 8 trials: nothing to do
+    assert main(["report", "study.toml", "--out", str(tmp_path / "r")]) == 0
+    config = Path("study.toml")
+    config.write_text(config.read_text().replace("epochs = 3", "epochs = 4"))
+    assert main(["search", "study.toml", "--no-progress"]) == 2  # refused
+    assert study_dir.read_bytes() == data
+
+
+def test_lookups_with_a_new_storage_create_nothing(tmp_path, capsys):
+    for url in (str(tmp_path / "new" / "journal.log"), f"sqlite:///{tmp_path / 'new.db'}"):
+        assert main(["status", "quickstart", "--storage", url]) == 2
+        assert "no study storage" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert main(["status", "nothing-here", "--runs-dir", str(tmp_path)]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_storage_path_under_a_regular_file_is_an_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"cannot open the journal .*file/x/journal\.log"):
+        open_storage(str(tmp_path / "file" / "x" / "journal.log"))
+
+
+def test_repair_keeps_a_trial_state_written_after_a_torn_line(tmp_path):
+    storage = optuna.storages.JournalStorage(StudyJournal(tmp_path / "j.log"))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    lines = (tmp_path / "j.log").read_bytes().splitlines(keepends=True)
+    last_state = max(i for i, line in enumerate(lines) if b'"state":1' in line)
+    lines[last_state] = b'{"op_code": 9, "tr' + lines[last_state]
+    (tmp_path / "j.log").write_bytes(b"".join(lines))
+    repair_journal(tmp_path / "j.log")
+    storage = optuna.storages.JournalStorage(StudyJournal(tmp_path / "j.log"))
+    trials = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
