@@ -1,128 +1,532 @@
 """Study configuration: one TOML file describes a whole search.
 
 Sections: ``[study]`` (name, storage, sampler, seed, budget), ``[data]``, ``[backbone]``,
-``[space]``, ``[training]``, ``[pruning]``, ``[objectives]``. Every section is validated on load
-and every error names the field (``data.batch_size``) and the fix; unknown keys are errors too, so
-a typo never silently falls back to a default.
+``[space]``, ``[training]``, ``[pruning]``, ``[objectives]``. Each section is a pydantic dataclass
+(types, bounds, unknown keys, cross-field checks); :class:`SearchSpace` checks the meaning of
+``[space]``. Every error is one line naming the field (``data.batch_size``, or
+``DataConfig.batch_size`` when a class is built directly) and the values it allows, so a typo never
+silently falls back to a default. :func:`json_schema` describes the TOML file for editors.
+
+Only pydantic and the search space are imported here (no Lightning): loading a config stays light.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-from search_spaces.space import SearchSpace
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    Strict,
+    StrictBool,
+    StrictFloat,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass, is_pydantic_dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import ArgsKwargs, PydanticCustomError, PydanticUndefined
 
-from .data import DataConfig
-from .pruning import asha_rungs
-from .training import TrainingConfig
+from search_spaces.space import GRANULARITIES, SearchSpace
+from search_spaces.spec import POSITIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-SAMPLERS = ("nsga2", "tpe", "gp", "random")
-PRUNERS = ("pareto", "moasha", "median", "percentile", "asha", "none")
+_Sampler = Literal["nsga2", "tpe", "gp", "random"]
+_Pruner = Literal["pareto", "moasha", "median", "percentile", "asha", "none"]
 #: Cost names an objective may minimise (keys of ``search_spaces.cost.ModelCost.to_dict``).
-COSTS = ("flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes")
-METRICS = ("val_acc",)
+_Cost = Literal["flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes"]
+_Metric = Literal["val_acc"]
+_Optimizer = Literal["sgd", "adamw"]
+_Schedule = Literal["cosine", "onecycle", "constant"]
+_Precision = Literal["auto", "32", "bf16-mixed"]
+_Dataset = Literal["digits", "cifar10", "cifar100", "mnist", "fashionmnist", "svhn", "imagefolder"]
+_Augmentation = Literal["none", "flip_crop"]
+
+SAMPLERS: tuple[str, ...] = get_args(_Sampler)
+PRUNERS: tuple[str, ...] = get_args(_Pruner)
+COSTS: tuple[str, ...] = get_args(_Cost)
+METRICS: tuple[str, ...] = get_args(_Metric)
+OPTIMIZERS: tuple[str, ...] = get_args(_Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(_Schedule)
+PRECISIONS: tuple[str, ...] = get_args(_Precision)
+DATASETS: tuple[str, ...] = get_args(_Dataset)
+AUGMENTATIONS: tuple[str, ...] = get_args(_Augmentation)
+
+
+def _keep_int(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a number as a float but keep an int an int (a stored 1 must read back as 1)."""
+    number = handler(value)
+    return value if isinstance(value, int) else number
+
+
+# Scalars are strict (a bool is never a number, "5" never an int, 2.0 never an int); sequences
+# take lists (TOML and JSON arrays) as well as tuples.
+_Int = Annotated[int, Strict()]
+_Number = Annotated[StrictFloat, WrapValidator(_keep_int)]
+_PositiveNumber = Annotated[StrictFloat, Field(gt=0), WrapValidator(_keep_int)]
+_T = TypeVar("_T")
 
 
 class ConfigError(ValueError):
     """A study configuration is invalid; the message names the field and the fix."""
 
 
-@dataclass(frozen=True)
-class StudySection:
-    name: str = "attention-nas"
-    #: Optuna storage URL; empty = a journal file under ``runs_dir/<name>/`` (safe for several
-    #: local processes).
-    storage: str = ""
-    runs_dir: str = "studies/runs"
-    sampler: str = "nsga2"
-    seed: int = 0
-    n_trials: int = 20
-    #: Seconds after which no new trial starts (0 = no limit).
-    timeout_s: float = 0.0
-    #: NSGA-II population size / TPE and GP start-up trials.
-    population_size: int = 8
-    #: Database storages: a running trial records a heartbeat this often; a trial silent for
-    #: ``grace_period_s`` is failed by the next worker and re-queued up to ``max_retry`` times.
-    #: (Local journal files check the worker's pid instead.)
-    heartbeat_interval_s: int = 30
-    grace_period_s: int = 120
-    max_retry: int = 1
+def default_cache_dir() -> Path:
+    """``~/.cache/attention-nas``: extracted archives, decoded tensors, torchvision downloads."""
+    return Path.home() / ".cache" / "attention-nas"
 
-    def __post_init__(self) -> None:
-        _require(
-            bool(self.name) and "/" not in self.name, "study.name", "a non-empty name without '/'"
-        )
-        _require(self.sampler in SAMPLERS, "study.sampler", f"one of {SAMPLERS}")
-        _require(_is_int(self.seed), "study.seed", "an int")
-        _require(_is_int(self.n_trials) and self.n_trials >= 1, "study.n_trials", "an int >= 1")
-        _require(
-            isinstance(self.timeout_s, (int, float)) and self.timeout_s >= 0,
-            "study.timeout_s",
-            "a number of seconds >= 0 (0 = no limit)",
-        )
-        _require(
-            _is_int(self.heartbeat_interval_s) and self.heartbeat_interval_s >= 1,
-            "study.heartbeat_interval_s",
-            "an int >= 1 (seconds)",
-        )
-        _require(
-            _is_int(self.grace_period_s) and self.grace_period_s > self.heartbeat_interval_s,
-            "study.grace_period_s",
-            "an int of seconds greater than study.heartbeat_interval_s",
-        )
-        _require(_is_int(self.max_retry) and self.max_retry >= 0, "study.max_retry", "an int >= 0")
-        _require(
-            _is_int(self.population_size) and self.population_size >= 2,
-            "study.population_size",
-            "an int >= 2",
-        )
+
+def asha_rungs(
+    min_epochs: int, reduction_factor: int, max_epochs: int, min_early_stopping_rate: int = 0
+) -> list[int]:
+    """Epochs after which ASHA decides, for trials of ``max_epochs``: ``r * eta ** (s + k)`` for
+    each ``k`` with ``r * eta ** (s + k + 1) <= R`` (Li et al., Algorithm 2). Empty where the
+    budget leaves no rung: a trial promoted from the first would need more than ``R`` epochs."""
+    rungs = []
+    epochs = min_epochs * reduction_factor**min_early_stopping_rate
+    while epochs * reduction_factor <= max_epochs:
+        rungs.append(epochs)
+        epochs *= reduction_factor
+    return rungs
+
+
+# -- validation machinery ----------------------------------------------------------------------
+
+_CONFIG = ConfigDict(extra="forbid")
+_CROSS_FIELD = "cross_field"
+_UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden")
+
+
+def _field(default: Any = PydanticUndefined, *, allowed: str, doc: str = "", **kwargs: Any) -> Any:
+    """A field with its meaning (``doc``: the schema's description) and the values it allows
+    (``allowed``: the end of "<field> must be ..." in errors, and the schema's ``allowed``)."""
+    return Field(default, description=doc or None, json_schema_extra={"allowed": allowed}, **kwargs)
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    return f"one of {list(values)}"
+
+
+def _distinct(values: tuple[_T, ...]) -> tuple[_T, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError("a value is listed twice")
+    return values
+
+
+def _invalid(field: str, problem: str) -> PydanticCustomError:
+    """A cross-field error on ``field``; it reads ``<section>.<field> <problem>``."""
+    return PydanticCustomError(
+        _CROSS_FIELD, "{field} {problem}", {"field": field, "problem": problem}
+    )
+
+
+def _allowed_of(info: Any) -> Any:
+    """The ``allowed`` phrase of a FieldInfo made by :func:`_field` (None for anything else)."""
+    extra = info.json_schema_extra if isinstance(info, FieldInfo) else None
+    return extra.get("allowed") if isinstance(extra, dict) else None
+
+
+def _unwrap(tp: Any) -> tuple[Any, str | None]:
+    """(``tp`` without ``Annotated``, the allowed values its metadata names, if any)."""
+    if get_origin(tp) is not Annotated:
+        return tp, None
+    base, *metadata = get_args(tp)
+    return base, next((a for a in map(_allowed_of, metadata) if a), None)
+
+
+def _locate(owner: Any, loc: tuple[int | str, ...]) -> tuple[list[str], str | None, bool, Any]:
+    """Follow a pydantic error location through dataclass fields, table keys and list items.
+
+    Returns the path (fields and table keys; list indices and union members are left out), the
+    allowed values of the innermost described part, whether the error is about a table key, and
+    the type reached (for unknown keys: the dataclass whose fields are allowed).
+    """
+    path: list[str] = []
+    allowed = None
+    tp = owner
+    for i, part in enumerate(loc):
+        tp, own = _unwrap(tp)
+        allowed = own or allowed
+        if is_pydantic_dataclass(tp) and part in tp.__pydantic_fields__:
+            info = tp.__pydantic_fields__[part]
+            path.append(str(part))
+            tp, allowed = info.annotation, _allowed_of(info)
+        elif get_origin(tp) is dict and isinstance(part, str):
+            key_type, value_type = get_args(tp)
+            if loc[i + 1 : i + 2] == ("[key]",):
+                return path, _unwrap(key_type)[1] or allowed, True, tp
+            path.append(part)
+            tp = value_type
+        elif get_origin(tp) is tuple and isinstance(part, int):
+            tp = get_args(tp)[0]
+        else:
+            break
+    tp, own = _unwrap(tp)
+    return path, own or allowed, False, tp
+
+
+def _message(exc: ValidationError, owner: type, prefix: str) -> str:
+    """One line from a ValidationError of ``owner``: unknown keys with the allowed ones first,
+    else the first error as ``<prefix>.<field path> must be <allowed values>, got <value>``."""
+    errors = exc.errors()
+    lead = f"{prefix}: " if prefix else ""
+    unknown = [e for e in errors if e["type"] in _UNKNOWN_KEY]
+    if unknown:
+        parent = unknown[0]["loc"][:-1]
+        keys = [".".join(map(str, e["loc"])) for e in unknown if e["loc"][:-1] == parent]
+        tp = _locate(owner, parent)[3]
+        noun = "section" if tp is _StudyFile else "key"
+        allowed = sorted(f.name for f in fields(tp) if f.init)
+        return f"{lead}unknown {noun}(s) {keys}; allowed: {allowed}"
+    error = errors[0]
+    path, allowed, key, _ = _locate(owner, error["loc"])
+    where = ".".join([prefix, *path] if prefix else path)
+    ctx = error.get("ctx", {})
+    if error["type"] == _CROSS_FIELD:
+        return f"{'.'.join(filter(None, [where, ctx['field']]))} {ctx['problem']}"
+    if error["type"] == "value_error" and not path:
+        return f"{lead}{ctx['error']}"
+    if error["type"] == "missing":
+        return f"{where} is required; it must be {allowed}"
+    if allowed:
+        return f"{where}{' keys' if key else ''} must be {allowed}, got {error['input']!r}"
+    return f"{where or prefix}: {error['msg']} (got {error['input']!r})"
+
+
+def _validate(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str) -> None:
+    """Validate ``args``/``kwargs`` into ``instance`` (what a pydantic dataclass ``__init__``
+    does), with errors as one-line ConfigErrors whose field paths start with ``prefix``."""
+    cls = type(instance)
+    try:
+        cls.__pydantic_validator__.validate_python(ArgsKwargs(args, kwargs), self_instance=instance)
+    except ValidationError as exc:
+        raise ConfigError(_message(exc, cls, prefix)) from None
+
+
+_C = TypeVar("_C", bound=type)
+
+
+def _one_line_errors(cls: _C) -> _C:
+    """Make ``cls(...)`` raise a one-line ConfigError naming ``Class.field`` (pydantic's own
+    ValidationError spans several lines and does not name the class with the field)."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        _validate(self, args, kwargs, cls.__name__)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+def _build(cls: type[_T], kwargs: dict[str, Any], prefix: str) -> _T:
+    """``cls(**kwargs)`` with error paths under ``prefix`` instead of the class name."""
+    instance = cls.__new__(cls)
+    _validate(instance, (), kwargs, prefix)
+    return instance
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
+class StudySection:
+    """``[study]``: name, storage, sampler and budget of the search."""
+
+    name: StrictStr = _field(
+        "attention-nas",
+        allowed="a folder name: 1-100 characters, no '/', '\\\\' or NUL, not '.' or '..'",
+        doc="Study name (also its folder under runs_dir).",
+        pattern=r"^[^/\\\x00]{1,100}$",
+    )
+    storage: StrictStr = _field(
+        "",
+        allowed="an Optuna storage URL, or '' for a journal file",
+        doc="Optuna storage URL; empty = a journal file under runs_dir/<name>/ (safe for several "
+        "local processes).",
+    )
+    runs_dir: StrictStr = _field(
+        "studies/runs", allowed="a folder path", doc="Folder of journals, checkpoints and reports."
+    )
+    sampler: _Sampler = _field("nsga2", allowed=_one_of(SAMPLERS), doc="Optuna sampler.")
+    seed: _Int = _field(
+        0,
+        allowed=f"an int in [0, {2**32 - 1}]",
+        doc="Seeds the sampler (seed + worker) and each trial's training (seed + trial number).",
+        ge=0,
+        le=2**32 - 1,
+    )
+    n_trials: _Int = _field(20, allowed="an int >= 1", doc="Trials to finish.", ge=1)
+    timeout_s: _Number = _field(
+        0.0,
+        allowed="a number of seconds >= 0 (0 = no limit)",
+        doc="Seconds after which no new trial starts (0 = no limit).",
+        ge=0,
+    )
+    population_size: _Int = _field(
+        8,
+        allowed="an int >= 2",
+        doc="NSGA-II population size / TPE and GP start-up trials.",
+        ge=2,
+    )
+    heartbeat_interval_s: _Int = _field(
+        30,
+        allowed="an int >= 1 (seconds)",
+        doc="Database storages: a running trial records a heartbeat this often.",
+        ge=1,
+    )
+    grace_period_s: _Int = _field(
+        120,
+        allowed="an int of seconds greater than heartbeat_interval_s",
+        doc="Database storages: a trial silent this long is failed by the next worker and "
+        "re-queued (local journal files check the worker's pid instead).",
+        ge=2,
+    )
+    max_retry: _Int = _field(
+        1,
+        allowed="an int >= 0",
+        doc="Times a trial failed for a missing heartbeat is re-queued.",
+        ge=0,
+    )
+
+    @model_validator(mode="after")
+    def _name_is_a_folder(self) -> StudySection:
+        if self.name in (".", ".."):
+            raise _invalid(
+                "name",
+                f"must be a folder name, not {self.name!r} (the study's files would land outside "
+                "runs_dir); choose e.g. 'my-study'",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> StudySection:
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            raise _invalid(
+                "grace_period_s",
+                f"must be an int of seconds greater than heartbeat_interval_s "
+                f"({self.heartbeat_interval_s}), got {self.grace_period_s!r}",
+            )
+        return self
 
     def storage_url(self) -> str:
         return self.storage or str(Path(self.runs_dir) / self.name / "journal.log")
 
 
-@dataclass(frozen=True)
+@_one_line_errors
+@dataclass(config=_CONFIG)
+class DataConfig:
+    """What to load and how to split, augment and batch it (validated on construction).
+
+    ``root`` is the download/cache folder for torchvision datasets (default
+    ``<cache_dir>/torchvision``) and, for ``imagefolder``, either a folder with ``train/`` (and
+    optionally ``test/``) in ImageFolder layout or a ``.tar.gz`` archive of that layout, extracted
+    once to ``<cache_dir>/<archive stem>-<sha256[:12]>``. ``per_class`` and ``val_per_class`` keep
+    at most that many images of each class (a deterministic subset drawn from ``split_seed``).
+    ``augment="flip_crop"`` is the dataset's standard policy (see ``nas.data.augment_policy``).
+    """
+
+    name: _Dataset = _field("digits", allowed=_one_of(DATASETS), doc="Dataset.")
+    root: Path | None = _field(
+        None,
+        allowed="a path (a folder or .tar.gz archive for imagefolder)",
+        doc="Download folder of torchvision datasets; the image folder or archive of imagefolder.",
+    )
+    download: StrictBool = _field(
+        False, allowed="true or false", doc="Download torchvision datasets that are missing."
+    )
+    val_fraction: _Number = _field(
+        0.1,
+        allowed="a number strictly between 0 and 1",
+        doc="Stratified share of the training pool held out for validation.",
+        gt=0,
+        lt=1,
+    )
+    split_seed: _Int = _field(0, allowed="an int >= 0", doc="Seed of the val split.", ge=0)
+    per_class: Annotated[_Int, Field(ge=1)] | None = _field(
+        None, allowed="an int >= 1 or absent", doc="Training images kept per class."
+    )
+    val_per_class: Annotated[_Int, Field(ge=1)] | None = _field(
+        None, allowed="an int >= 1 or absent", doc="Validation images kept per class."
+    )
+    batch_size: _Int = _field(128, allowed="an int >= 1", doc="Training batch size.", ge=1)
+    eval_batch_size: Annotated[_Int, Field(ge=1)] | None = _field(
+        None,
+        allowed="an int >= 1 or absent",
+        doc="Evaluation batch size (default: batch_size).",
+    )
+    augment: _Augmentation = _field(
+        "none", allowed=_one_of(AUGMENTATIONS), doc="Training augmentation."
+    )
+    image_size: (
+        Annotated[_Int, Field(ge=1)]
+        | tuple[Annotated[_Int, Field(ge=1)], Annotated[_Int, Field(ge=1)]]
+        | None
+    ) = _field(
+        None,
+        allowed="an int or [height, width] of ints >= 1 (imagefolder only)",
+        doc="imagefolder: resize every image to this size.",
+    )
+    normalize: StrictBool = _field(
+        True, allowed="true or false", doc="Normalise with the dataset's channel statistics."
+    )
+    cache_dir: Path | None = _field(
+        None,
+        allowed="a path",
+        doc="Extracted archives, decoded tensors and downloads (default ~/.cache/attention-nas).",
+        validate_default=True,
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _expand_root(cls, root: Path | None) -> Path | None:
+        return None if root is None else root.expanduser()
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _expand_cache_dir(cls, cache_dir: Path | None) -> Path:
+        return default_cache_dir() if cache_dir is None else cache_dir.expanduser()
+
+    @field_validator("image_size")
+    @classmethod
+    def _square(cls, size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+        return (size, size) if isinstance(size, int) else size
+
+    @model_validator(mode="after")
+    def _imagefolder_settings(self) -> DataConfig:
+        if self.name == "imagefolder" and self.root is None:
+            raise _invalid(
+                "root",
+                "is required for name='imagefolder': pass a folder with train/ (and test/) "
+                "subfolders or a .tar.gz archive of that layout",
+            )
+        if self.image_size is not None and self.name != "imagefolder":
+            raise _invalid(
+                "image_size",
+                f"only applies to name='imagefolder' (got name={self.name!r}); leave it unset",
+            )
+        return self
+
+
+@_one_line_errors
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
+class TrainingConfig:
+    """How one candidate is trained.
+
+    ``lr`` is the peak learning rate (the plateau of ``constant``, the start of ``cosine`` after
+    warm-up, ``max_lr`` of ``onecycle``). ``momentum`` and ``nesterov`` apply to SGD only.
+    ``weight_decay`` is applied to conv / linear weights only, never to normalisation parameters
+    or biases (Goyal et al. 2017, "Accurate, Large Minibatch SGD", sec. 3; AdamW decouples it
+    from the gradient, Loshchilov & Hutter 2019, so it usually wants a larger value there).
+    ``warmup_epochs`` ramps the LR linearly from ``lr/steps`` to ``lr`` for ``cosine`` and
+    ``constant``, and sets the rising fraction of ``onecycle`` (its default 0.3 when 0).
+    ``"auto"`` settings resolve from the device: ``precision`` is ``bf16-mixed`` on a CUDA GPU
+    and ``32`` elsewhere, ``channels_last`` is on for a CUDA GPU, ``deterministic`` is on for the
+    CPU (on a GPU it is off and cuDNN autotuning is on instead). ``gradient_clip`` is a max
+    gradient norm. Numbers must be finite.
+    """
+
+    epochs: _Int = _field(allowed="an int >= 1", doc="Epochs per trial.", ge=1)
+    optimizer: _Optimizer = _field("sgd", allowed=_one_of(OPTIMIZERS), doc="Optimizer.")
+    lr: _Number = _field(0.1, allowed="a positive number", doc="Peak learning rate.", gt=0)
+    momentum: _Number = _field(0.9, allowed="a number in [0, 1)", doc="SGD momentum.", ge=0, lt=1)
+    nesterov: StrictBool = _field(
+        True, allowed="true or false", doc="Nesterov momentum (SGD; needs momentum > 0)."
+    )
+    weight_decay: _Number = _field(
+        5e-4, allowed="a number >= 0", doc="Weight decay of conv and linear weights.", ge=0
+    )
+    schedule: _Schedule = _field("cosine", allowed=_one_of(SCHEDULES), doc="LR schedule.")
+    warmup_epochs: _Number = _field(
+        0,
+        allowed="a number >= 0 and below epochs",
+        doc="Linear LR warm-up (cosine, constant) or rising fraction (onecycle), in epochs.",
+        ge=0,
+    )
+    label_smoothing: _Number = _field(
+        0.0, allowed="a number in [0, 1)", doc="Label smoothing of the loss.", ge=0, lt=1
+    )
+    precision: _Precision = _field(
+        "auto", allowed=_one_of(PRECISIONS), doc="auto: bf16-mixed on a CUDA GPU, else 32."
+    )
+    channels_last: StrictBool | Literal["auto"] = _field(
+        "auto", allowed="true, false or 'auto'", doc="auto: on for a CUDA GPU."
+    )
+    gradient_clip: _PositiveNumber | None = _field(
+        None,
+        allowed="a positive max gradient norm or absent",
+        doc="Clip gradients to this norm (absent: no clipping).",
+    )
+    deterministic: StrictBool | Literal["auto"] = _field(
+        "auto", allowed="true, false or 'auto'", doc="auto: on for the CPU, off on a GPU."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise _invalid(
+                "nesterov",
+                "needs momentum > 0 with SGD; set momentum (e.g. 0.9) or nesterov=False",
+            )
+        if self.warmup_epochs >= self.epochs:
+            raise _invalid(
+                "warmup_epochs",
+                f"must be >= 0 and below epochs={self.epochs}, got {self.warmup_epochs!r}",
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
+        return cls(**data)
+
+
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
 class PruningSection:
     """Early stopping. ``pareto`` and ``moasha`` work for any number of objectives; ``median``,
     ``percentile`` and ``asha`` are Optuna's own pruners (single-objective studies only)."""
 
-    pruner: str = "pareto"
-    percentile: float = 50.0
-    n_startup_trials: int = 4
-    n_warmup_epochs: int = 1
-    min_epochs: int = 1
-    reduction_factor: int = 3
-
-    def __post_init__(self) -> None:
-        _require(self.pruner in PRUNERS, "pruning.pruner", f"one of {PRUNERS}")
-        _require(0 < self.percentile < 100, "pruning.percentile", "a number in (0, 100)")
-        for name in ("n_startup_trials", "n_warmup_epochs"):
-            _require(
-                _is_int(getattr(self, name)) and getattr(self, name) >= 0,
-                f"pruning.{name}",
-                "an int >= 0",
-            )
-        _require(
-            _is_int(self.min_epochs) and self.min_epochs >= 1, "pruning.min_epochs", "an int >= 1"
-        )
-        _require(
-            _is_int(self.reduction_factor) and self.reduction_factor >= 2,
-            "pruning.reduction_factor",
-            "an int >= 2",
-        )
+    pruner: _Pruner = _field("pareto", allowed=_one_of(PRUNERS), doc="Pruner.")
+    percentile: _Number = _field(
+        50.0, allowed="a number in (0, 100)", doc="percentile pruner: the cut.", gt=0, lt=100
+    )
+    n_startup_trials: _Int = _field(
+        4, allowed="an int >= 0", doc="Trials finished before any is pruned.", ge=0
+    )
+    n_warmup_epochs: _Int = _field(
+        1, allowed="an int >= 0", doc="Epochs of a trial before it can be pruned.", ge=0
+    )
+    min_epochs: _Int = _field(
+        1, allowed="an int >= 1", doc="asha, moasha: epochs of the first rung.", ge=1
+    )
+    reduction_factor: _Int = _field(
+        3, allowed="an int >= 2", doc="asha, moasha: factor between rungs.", ge=2
+    )
 
 
-@dataclass(frozen=True)
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
 class ObjectivesSection:
     """``maximize`` a validation metric and ``minimize`` zero or more costs.
 
@@ -130,37 +534,23 @@ class ObjectivesSection:
     single-objective study with constraints (Optuna's ``constraints_func``).
     """
 
-    maximize: str = "val_acc"
-    minimize: tuple[str, ...] = ("flops",)
-    constraints: Mapping[str, float] = field(default_factory=dict)
-    #: Input batch size used for ``latency_ms_bN``.
-    latency_batch: int = 32
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "minimize", tuple(self.minimize))
-        object.__setattr__(self, "constraints", dict(self.constraints))
-        _require(self.maximize in METRICS, "objectives.maximize", f"one of {METRICS}")
-        for cost in self.minimize:
-            _require(
-                cost in COSTS, "objectives.minimize", f"a list of costs from {COSTS}, got {cost!r}"
-            )
-        _require(
-            len(set(self.minimize)) == len(self.minimize),
-            "objectives.minimize",
-            "costs listed once",
-        )
-        for cost, cap in self.constraints.items():
-            _require(cost in COSTS, "objectives.constraints", f"keys from {COSTS}, got {cost!r}")
-            _require(
-                isinstance(cap, (int, float)) and cap > 0,
-                f"objectives.constraints.{cost}",
-                "a number > 0",
-            )
-        _require(
-            _is_int(self.latency_batch) and self.latency_batch >= 1,
-            "objectives.latency_batch",
-            "an int >= 1",
-        )
+    maximize: _Metric = _field("val_acc", allowed=_one_of(METRICS), doc="Metric to maximise.")
+    minimize: Annotated[tuple[_Cost, ...], AfterValidator(_distinct)] = _field(
+        ("flops",),
+        allowed=f"a list of distinct costs from {list(COSTS)}",
+        doc="Costs to minimise, in objective order.",
+    )
+    constraints: dict[
+        Annotated[_Cost, Field(json_schema_extra={"allowed": f"costs from {list(COSTS)}"})],
+        Annotated[_PositiveNumber, Field(json_schema_extra={"allowed": "a number > 0"})],
+    ] = _field(
+        allowed=f"a table of caps on costs from {list(COSTS)}, e.g. {{params = 1e6}}",
+        doc="Caps on costs; a trial above one is infeasible.",
+        default_factory=dict,
+    )
+    latency_batch: _Int = _field(
+        32, allowed="an int >= 1", doc="Input batch size of latency_ms_bN.", ge=1
+    )
 
     @property
     def names(self) -> list[str]:
@@ -177,56 +567,170 @@ class ObjectivesSection:
         return bool(used & {"latency_ms_b1", "latency_ms_bN"})
 
 
-@dataclass(frozen=True)
-class StudyConfig:
-    study: StudySection
-    data: DataConfig
-    space: SearchSpace
-    training: TrainingConfig
-    pruning: PruningSection
-    objectives: ObjectivesSection
+_SPACE_DEFAULTS = {
+    f.name: f.default if f.default is not MISSING else f.default_factory()
+    for f in fields(SearchSpace)
+}
 
-    def __post_init__(self) -> None:
-        multi = len(self.objectives.names) > 1
-        if multi and self.pruning.pruner in ("median", "percentile", "asha"):
-            raise ConfigError(
+
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
+class BackboneSection:
+    """``[backbone]``: the network attention is inserted into (``space.backbone`` and
+    ``space.backbone_args`` for short)."""
+
+    name: StrictStr | None = _field(
+        None,
+        allowed="a backbone name",
+        doc=f"Backbone (default {_SPACE_DEFAULTS['backbone']!r}).",
+    )
+    args: dict[StrictStr, Any] | None = _field(
+        None, allowed="a table of backbone arguments", doc="Backbone arguments, e.g. {width = 16}."
+    )
+
+
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
+class SpaceSection:
+    """``[space]``: which attention blocks may go where. Types here; :class:`SearchSpace` checks
+    the meaning (known blocks, stages the backbone has, values each block accepts)."""
+
+    backbone: StrictStr | None = _field(
+        None, allowed="a backbone name", doc="Same as backbone.name (set one of them)."
+    )
+    backbone_args: dict[StrictStr, Any] | None = _field(
+        None, allowed="a table of backbone arguments", doc="Same as backbone.args."
+    )
+    blocks: tuple[StrictStr, ...] = _field(
+        _SPACE_DEFAULTS["blocks"],
+        allowed="a list of block names (`nas blocks` lists them)",
+        doc="Block types to choose from ('none' = no attention).",
+    )
+    reductions: tuple[_Int, ...] = _field(
+        _SPACE_DEFAULTS["reductions"],
+        allowed="a list of ints",
+        doc="Reduction ratios to try (blocks with a reduction).",
+    )
+    eca_kernels: tuple[_Int | StrictStr, ...] = _field(
+        _SPACE_DEFAULTS["eca_kernels"],
+        allowed="a list of ECA kernel sizes (ints) or 'adaptive'",
+        doc="ECA kernel sizes to try.",
+    )
+    granularity: Literal[GRANULARITIES] = _field(  # type: ignore[valid-type]
+        _SPACE_DEFAULTS["granularity"],
+        allowed=_one_of(GRANULARITIES),
+        doc="One choice for the network, per stage or per residual block.",
+    )
+    stages: tuple[_Int, ...] | None = _field(
+        _SPACE_DEFAULTS["stages"],
+        allowed="a list of stage numbers or absent",
+        doc="Stages (from 1) that may receive attention; absent = all from from_stage on.",
+    )
+    from_stage: _Int = _field(
+        _SPACE_DEFAULTS["from_stage"],
+        allowed="an int (a stage number from 1)",
+        doc="First stage that may receive attention.",
+    )
+    positions: tuple[Literal[POSITIONS], ...] = _field(  # type: ignore[valid-type]
+        _SPACE_DEFAULTS["positions"],
+        allowed=f"a list of positions from {list(POSITIONS)}",
+        doc="Positions of a block inside a residual block.",
+    )
+    block_params: dict[
+        StrictStr,
+        dict[
+            StrictStr,
+            Annotated[
+                tuple[Any, ...], Field(json_schema_extra={"allowed": "a list of values to try"})
+            ],
+        ],
+    ] = _field(
+        allowed="a table of block -> {parameter = [values]}",
+        doc="Extra searched block parameters, e.g. {encoding = {codewords = [8, 16, 32]}}.",
+        default_factory=dict,
+    )
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", title="attention-nas study config"))
+class _StudyFile:
+    """A study config as written in TOML: one table per section (``[training]`` with at least
+    ``epochs``; every other setting has a default)."""
+
+    study: StudySection = _field(allowed="a table", default_factory=StudySection)
+    data: DataConfig = _field(allowed="a table", default_factory=DataConfig)
+    backbone: BackboneSection = _field(allowed="a table", default_factory=BackboneSection)
+    space: SpaceSection = _field(allowed="a table", default_factory=SpaceSection)
+    training: TrainingConfig = _field(allowed="a table with at least epochs")
+    pruning: PruningSection = _field(allowed="a table", default_factory=PruningSection)
+    objectives: ObjectivesSection = _field(allowed="a table", default_factory=ObjectivesSection)
+
+    def search_space(self) -> SearchSpace:
+        """``[space]`` with ``backbone.name/args`` as ``space.backbone/backbone_args``."""
+        values = {f.name: getattr(self.space, f.name) for f in fields(self.space)}
+        for key, target in (("name", "backbone"), ("args", "backbone_args")):
+            given = getattr(self.backbone, key)
+            if given is not None:
+                if values[target] is not None:
+                    raise ConfigError(f"set backbone.{key} or space.{target}, not both")
+                values[target] = given
+        try:
+            return SearchSpace(**{k: v for k, v in values.items() if v is not None})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc)) from None
+
+
+_FILE = TypeAdapter(_StudyFile)
+
+
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
+class StudyConfig:
+    """A whole study, its sections validated; ``space`` joins ``[backbone]`` and ``[space]``."""
+
+    study: StudySection = _field(allowed="a StudySection")
+    data: DataConfig = _field(allowed="a DataConfig")
+    space: InstanceOf[SearchSpace] = _field(allowed="a SearchSpace")
+    training: TrainingConfig = _field(allowed="a TrainingConfig")
+    pruning: PruningSection = _field(allowed="a PruningSection")
+    objectives: ObjectivesSection = _field(allowed="an ObjectivesSection")
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> StudyConfig:
+        n_objectives = len(self.objectives.names)
+        if n_objectives > 1 and self.pruning.pruner in ("median", "percentile", "asha"):
+            raise ValueError(
                 f"pruning.pruner={self.pruning.pruner!r} is one of Optuna's single-objective "
-                f"pruners, but the study has {len(self.objectives.names)} objectives; use "
-                "'pareto' or 'moasha' (or drop objectives.minimize)"
+                f"pruners, but the study has {n_objectives} objectives; use 'pareto' or 'moasha' "
+                "(or drop objectives.minimize)"
             )
         p = self.pruning
         if p.pruner == "moasha" and not asha_rungs(
             p.min_epochs, p.reduction_factor, self.training.epochs
         ):
-            raise ConfigError(
+            raise ValueError(
                 f"pruning.min_epochs x pruning.reduction_factor ({p.min_epochs} x "
                 f"{p.reduction_factor}) must be <= training.epochs ({self.training.epochs}): a "
                 "trial promoted from the first rung needs reduction_factor times its epochs; "
                 "lower pruning.min_epochs or pruning.reduction_factor, or raise training.epochs"
             )
+        return self
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:
-        known = {"study", "data", "backbone", "space", "training", "pruning", "objectives"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown section(s) {unknown}; sections are {sorted(known)}")
-        space = dict(data.get("space", {}))
-        backbone = dict(data.get("backbone", {}))
-        _check_keys(backbone, {"name", "args"}, "backbone")
-        for key, target in (("name", "backbone"), ("args", "backbone_args")):
-            if key in backbone:
-                if target in space:
-                    raise ConfigError(f"set backbone.{key} or space.{target}, not both")
-                space[target] = backbone[key]
-        return cls(
-            study=_section(StudySection, data, "study"),
-            data=_section(DataConfig, data, "data"),
-            space=_section(SearchSpace, {"space": space}, "space"),
-            training=_section(TrainingConfig, data, "training"),
-            pruning=_section(PruningSection, data, "pruning"),
-            objectives=_section(ObjectivesSection, data, "objectives"),
-        )
+        """From TOML tables or a stored :meth:`to_dict`; errors name ``section.field``."""
+        try:
+            file = _FILE.validate_python(data)
+        except ValidationError as exc:
+            raise ConfigError(_message(exc, _StudyFile, "")) from None
+        sections = {
+            "study": file.study,
+            "data": file.data,
+            "space": file.search_space(),
+            "training": file.training,
+            "pruning": file.pruning,
+            "objectives": file.objectives,
+        }
+        return _build(cls, sections, "")
 
     @classmethod
     def load(cls, path: str | Path) -> StudyConfig:
@@ -237,6 +741,11 @@ class StudyConfig:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{path} is not a text file (not UTF-8); a study config is TOML text, e.g. "
+                "studies/quickstart.toml"
+            ) from None
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
@@ -261,35 +770,6 @@ class StudyConfig:
         return json.loads(json.dumps(data, default=str))
 
 
-def _section(cls: type, data: Mapping[str, Any], name: str) -> Any:
-    raw = data.get(name, {})
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"[{name}] must be a table")
-    allowed = {f.name for f in fields(cls) if f.init}
-    _check_keys(raw, allowed, name)
-    try:
-        return cls(**raw)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        message = str(exc)
-        if not message.startswith(f"{name}.") and f"{name}." not in message:
-            message = f"{name}: {message}"
-        raise ConfigError(message) from None
-
-
-def _check_keys(raw: Mapping[str, Any], allowed: set[str], name: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {[f'{name}.{k}' for k in unknown]}; allowed: {sorted(allowed)}"
-        )
-
-
-def _require(ok: bool, field_name: str, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"{field_name} must be {expected}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a study TOML file, for editors (``nas schema``)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **_FILE.json_schema()}
