@@ -298,8 +298,8 @@ def _report(args: argparse.Namespace) -> int:
 
     from .report import Reference, write_report
 
-    study, section = _load_study(args)
     overrides = _reference_overrides(args.reference)
+    study, section = _load_study(args)
     out = args.out or Path(section.runs_dir) / section.name / "report"
     paths = write_report(study, out, overrides)
     if args.html:
@@ -326,9 +326,10 @@ def _dashboard(args: argparse.Namespace) -> int:
     from .dashboard import serve_optuna_dashboard, write_dashboard
     from .report import reference_point
 
+    overrides = _reference_overrides(args.reference)
     study, section = _load_study(args)
     if args.html:
-        reference = reference_point(study, _reference_overrides(args.reference))
+        reference = reference_point(study, overrides)
         path = write_dashboard(study, args.html, reference)
         print(f"wrote {path} (self-contained: opens offline in any browser)")
         return 0
@@ -424,7 +425,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     if args.study.endswith(".toml"):
         url = StudyConfig.load(args.study).study.storage_url()
-    elif Path(args.study).is_file():
+    elif is_database(args.study) or Path(args.study).is_file():
         url = args.study
     else:
         url = StudySection(name=args.study, runs_dir=args.runs_dir).storage_url()

@@ -59,7 +59,7 @@ def retrain(
             f"no architecture at {arch_file}; pass an arch.json or an export folder holding one "
             "(nas export)"
         )
-    spec = ArchSpec.from_json(arch_file.read_text())
+    spec = _read_arch(arch_file)
     source, data_cfg, training = _settings(arch_file, config)
     if epochs is not None:
         training = dataclasses.replace(training, epochs=epochs)
@@ -113,13 +113,36 @@ def retrain(
     return result
 
 
+def _read_arch(arch_file: Path) -> ArchSpec:
+    try:
+        return ArchSpec.from_json(arch_file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{arch_file} is not an exported architecture ({exc}); write one with "
+            "`nas export STUDY --arch-only --trial N`"
+        ) from None
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    try:
+        stored = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not JSON ({exc}); re-export it with `nas export`") from None
+    if not isinstance(stored, dict):
+        raise ValueError(
+            f"{path} must hold a JSON object with 'data' and 'training' sections, got "
+            f"{type(stored).__name__}; re-export it with `nas export`"
+        )
+    return stored
+
+
 def _settings(
     arch_file: Path, config: StudyConfig | Mapping[str, Any] | None
 ) -> tuple[dict[str, Any] | None, DataConfig, TrainingConfig]:
     """(source, data, training): the source from the sibling ``config.json`` where there is one,
     the settings from ``config`` when given, else from that file."""
     sibling = arch_file.parent / "config.json"
-    stored = json.loads(sibling.read_text()) if sibling.is_file() else None
+    stored = _read_settings(sibling) if sibling.is_file() else None
     source = stored.get("source") if stored else None
     if config is None:
         if stored is None:
@@ -131,5 +154,9 @@ def _settings(
     if not isinstance(config, StudyConfig):
         # A full study config dict, or config.json's data and training sections; the other
         # sections take their defaults, which retraining does not use.
-        config = StudyConfig.from_dict({k: v for k, v in config.items() if k != "source"})
+        try:
+            config = StudyConfig.from_dict({k: v for k, v in config.items() if k != "source"})
+        except ValueError as exc:
+            where = sibling if stored is config else "config"
+            raise ValueError(f"{where}: {exc}") from None
     return source, config.data, config.training

@@ -80,6 +80,8 @@ class BlockChoice:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlockChoice:
+        _require_mapping(data, "a block choice", '{"block": "se", "params": {"reduction": 8}}')
+        _require_mapping(data.get("params", {}), "a block choice's params", '{"reduction": 8}')
         unknown = set(data) - {"block", "params", "position"}
         if unknown:
             raise ValueError(
@@ -202,6 +204,9 @@ class ArchSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ArchSpec:
+        _require_mapping(data, "an ArchSpec", '{"backbone": "resnet20", "sites": {...}}')
+        _require_mapping(data.get("sites", {}), "ArchSpec.sites", '{"stage1": {"block": "se"}}')
+        _require_mapping(data.get("backbone_args", {}), "ArchSpec.backbone_args", '{"width": 16}')
         allowed = {"version", "backbone", "backbone_args", "in_channels", "num_classes", "sites"}
         unknown = set(data) - allowed
         if unknown:
@@ -224,7 +229,20 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"an ArchSpec must be JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _require_mapping(value: Any, what: str, example: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{what} must be a JSON object such as {example}, got {type(value).__name__} {value!r}"[
+                :300
+            ]
+        )
 
 
 def _site_key(site: str) -> tuple:

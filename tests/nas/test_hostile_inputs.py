@@ -1,0 +1,205 @@
+"""Hostile but realistic input: every bad config, flag or file is one line on stderr, exit code 2,
+naming the field or file, never a traceback, and nothing is stored."""
+
+import json
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from nas.cli import main
+
+#: (case id, {section: {key: value}} merged into the tiny config, text the message must contain)
+BAD_CONFIGS = [
+    ("unknown section", {"colour": {"red": 1}}, "colour"),
+    ("study typo", {"study": {"n_trails": 3}}, "study.n_trails"),
+    ("name ..", {"study": {"name": ".."}}, "study.name"),
+    ("name .", {"study": {"name": "."}}, "study.name"),
+    ("name with slash", {"study": {"name": "a/b"}}, "study.name"),
+    ("name 300 chars", {"study": {"name": "n" * 300}}, "study.name"),
+    ("name empty", {"study": {"name": ""}}, "study.name"),
+    ("name number", {"study": {"name": 5}}, "study.name"),
+    ("runs_dir number", {"study": {"runs_dir": 5}}, "study.runs_dir"),
+    ("storage number", {"study": {"storage": 5}}, "study.storage"),
+    ("sampler unknown", {"study": {"sampler": "cmaes"}}, "study.sampler"),
+    ("seed bool", {"study": {"seed": True}}, "study.seed"),
+    ("seed negative", {"study": {"seed": -1}}, "study.seed"),
+    ("seed too large", {"study": {"seed": 2**32}}, "study.seed"),
+    ("seed float", {"study": {"seed": 1.5}}, "study.seed"),
+    ("n_trials zero", {"study": {"n_trials": 0}}, "study.n_trials"),
+    ("n_trials string", {"study": {"n_trials": "10"}}, "study.n_trials"),
+    ("timeout bool", {"study": {"timeout_s": True}}, "study.timeout_s"),
+    ("timeout negative", {"study": {"timeout_s": -5}}, "study.timeout_s"),
+    ("population one", {"study": {"population_size": 1}}, "study.population_size"),
+    ("grace below heartbeat", {"study": {"grace_period_s": 10}}, "study.grace_period_s"),
+    ("max_retry negative", {"study": {"max_retry": -1}}, "study.max_retry"),
+    ("data table", {"data": 5}, "data"),
+    ("dataset unknown", {"data": {"name": "imagenet"}}, "data.name"),
+    ("batch zero", {"data": {"batch_size": 0}}, "data.batch_size"),
+    ("batch bool", {"data": {"batch_size": True}}, "data.batch_size"),
+    ("val_fraction one", {"data": {"val_fraction": 1.0}}, "data.val_fraction"),
+    ("val_fraction string", {"data": {"val_fraction": "0.1"}}, "data.val_fraction"),
+    ("per_class zero", {"data": {"per_class": 0}}, "data.per_class"),
+    ("augment unknown", {"data": {"augment": "mixup"}}, "data.augment"),
+    ("download string", {"data": {"download": "yes"}}, "data.download"),
+    ("imagefolder without root", {"data": {"name": "imagefolder"}}, "data.root"),
+    ("image_size for digits", {"data": {"image_size": 32}}, "data.image_size"),
+    ("backbone unknown", {"backbone": {"name": "vgg16"}}, "backbone"),
+    ("backbone arg unknown", {"backbone": {"args": {"width": 4, "depthh": 3}}}, "depthh"),
+    ("backbone width zero", {"backbone": {"args": {"width": 0}}}, "width"),
+    ("backbone key unknown", {"backbone": {"depth": 20}}, "backbone.depth"),
+    ("backbone args list", {"backbone": {"args": [1, 2]}}, "backbone.args"),
+    ("blocks unknown", {"space": {"blocks": ["none", "sse"]}}, "space.blocks"),
+    ("blocks empty", {"space": {"blocks": []}}, "space.blocks"),
+    ("blocks string", {"space": {"blocks": "se"}}, "space.blocks"),
+    ("blocks twice", {"space": {"blocks": ["se", "se"]}}, "space.blocks"),
+    ("granularity unknown", {"space": {"granularity": "layer"}}, "space.granularity"),
+    ("positions unknown", {"space": {"positions": ["inside"]}}, "space.positions"),
+    ("reductions zero", {"space": {"reductions": [0]}}, "space.reductions"),
+    ("eca kernel even", {"space": {"eca_kernels": [4]}}, "space.eca_kernels"),
+    ("stages out of range", {"space": {"stages": [9]}}, "space.stages"),
+    ("from_stage bool", {"space": {"from_stage": True}}, "space.from_stage"),
+    ("block_params number", {"space": {"block_params": {"se": 5}}}, "space.block_params"),
+    ("block_params list", {"space": {"block_params": {"se": [1]}}}, "space.block_params"),
+    ("block_params unknown block", {"space": {"block_params": {"gc": {}}}}, "space.block_params"),
+    ("epochs zero", {"training": {"epochs": 0}}, "training.epochs"),
+    ("epochs float", {"training": {"epochs": 2.5}}, "training.epochs"),
+    ("optimizer unknown", {"training": {"optimizer": "lion"}}, "training.optimizer"),
+    ("lr negative", {"training": {"lr": -0.1}}, "training.lr"),
+    ("lr bool", {"training": {"lr": True}}, "training.lr"),
+    ("momentum one", {"training": {"momentum": 1.0}}, "training.momentum"),
+    ("warmup beyond epochs", {"training": {"warmup_epochs": 5}}, "training.warmup_epochs"),
+    ("precision unknown", {"training": {"precision": "fp8"}}, "training.precision"),
+    ("training typo", {"training": {"lr_max": 1}}, "training.lr_max"),
+    ("pruner unknown", {"pruning": {"pruner": "hyperband"}}, "pruning.pruner"),
+    ("percentile 150", {"pruning": {"percentile": 150}}, "pruning.percentile"),
+    ("reduction_factor one", {"pruning": {"reduction_factor": 1}}, "pruning.reduction_factor"),
+    ("median multi-objective", {"pruning": {"pruner": "median"}}, "pruning.pruner"),
+    ("moasha no rung", {"pruning": {"pruner": "moasha", "min_epochs": 2}}, "pruning.min_epochs"),
+    ("maximize unknown", {"objectives": {"maximize": "val_loss"}}, "objectives.maximize"),
+    ("minimize string", {"objectives": {"minimize": "flops"}}, "objectives.minimize"),
+    ("minimize unknown", {"objectives": {"minimize": ["energy"]}}, "objectives.minimize"),
+    ("minimize twice", {"objectives": {"minimize": ["flops", "flops"]}}, "objectives.minimize"),
+    ("constraint bool", {"objectives": {"constraints": {"params": True}}}, "constraints.params"),
+    ("constraint negative", {"objectives": {"constraints": {"params": -1}}}, "constraints.params"),
+    ("constraint unknown", {"objectives": {"constraints": {"energy": 1}}}, "constraints"),
+    ("latency_batch zero", {"objectives": {"latency_batch": 0}}, "objectives.latency_batch"),
+]
+
+
+def _config(tmp_path: Path, data: dict, override: dict) -> Path:
+    """``data`` (the tiny config, runs under tmp_path/runs) with ``override`` merged in."""
+    for section, values in override.items():
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section].update(values)
+        else:
+            data[section] = values
+    path = tmp_path / "study.toml"
+    path.write_bytes(tomli_w.dumps(data).encode())
+    return path
+
+
+def _fails_cleanly(capsys, argv: list[str], expected: str) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "Traceback" not in captured.err + captured.out
+    assert len(err.splitlines()) == 1, err
+    assert expected in err, err
+    return err
+
+
+def test_there_are_sixty_cases_at_least():
+    assert len(BAD_CONFIGS) >= 60
+    assert len({case for case, _, _ in BAD_CONFIGS}) == len(BAD_CONFIGS)
+
+
+@pytest.mark.parametrize(("case", "override", "expected"), BAD_CONFIGS, ids=lambda v: v)
+def test_a_bad_config_is_one_line_naming_the_field(
+    tiny_config, tmp_path, capsys, case, override, expected
+):
+    config = _config(tmp_path, tiny_config(), override)
+    err = _fails_cleanly(capsys, ["search", str(config), "--no-progress"], expected)
+    assert str(config) in err  # and the file
+    assert not (tmp_path / "runs").exists()  # nothing stored, no folder made
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"[study\nname = 1", "is not valid TOML"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not a text file"),
+        (b"", "training"),
+    ],
+    ids=["broken toml", "binary file", "empty file"],
+)
+def test_unreadable_configs_name_their_file(tmp_path, capsys, text, expected):
+    config = tmp_path / "study.toml"
+    config.write_bytes(text)
+    err = _fails_cleanly(capsys, ["search", str(config)], expected)
+    assert "study.toml" in err
+
+
+def test_a_failed_start_stores_nothing_and_the_fixed_config_runs(tiny_config, tmp_path, capsys):
+    bad = {"data": {"name": "imagefolder", "root": str(tmp_path / "no-such-folder")}}
+    config = _config(tmp_path, tiny_config(), bad)
+    _fails_cleanly(capsys, ["search", str(config), "--no-progress"], "no-such-folder")
+    assert not (tmp_path / "runs" / "tiny" / "journal.log").exists()
+    config = _config(tmp_path, tiny_config(), {"study": {"n_trials": 1}})  # fixed, same name
+    assert main(["search", str(config), "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("5", "got int 5"),
+        ("null", "got NoneType"),
+        ('{"sites": [1]}', "ArchSpec.sites"),
+        ('{"backbone": "resnet8", "sites": {"stage1": 5}}', "block choice"),
+        ("{not json", "must be JSON"),
+        ('{"backbone": "resnet8", "sites": {"stage1": {"block": "sse"}}}', "sse"),
+    ],
+)
+def test_nas_train_on_a_bad_arch_json_names_the_file(
+    tiny_config, tmp_path, capsys, content, expected
+):
+    arch = tmp_path / "arch.json"
+    arch.write_text(content)
+    settings = {"data": tiny_config()["data"], "training": {"epochs": 1}}
+    (tmp_path / "config.json").write_text(json.dumps(settings))
+    err = _fails_cleanly(capsys, ["train", str(arch), "--no-progress"], expected)
+    assert "arch.json" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("[1, 2]", "must hold a JSON object"), ("{oops", "is not JSON"), ('{"data": 5}', "data")],
+)
+def test_nas_train_on_a_bad_config_json_names_the_file(tmp_path, capsys, content, expected):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"backbone": "resnet8", "num_classes": 10, "in_channels": 1}))
+    (tmp_path / "config.json").write_text(content)
+    err = _fails_cleanly(capsys, ["train", str(arch), "--no-progress"], expected)
+    assert "config.json" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["search", "{config}", "--workers", "0"], "--workers"),
+        (["search", "{config}", "--n-trials", "0"], "n_trials"),
+        (["search", "missing.toml"], "missing.toml"),
+        (["status", "tiny", "--runs-dir", "{tmp}/runs"], "no study storage"),
+        (["status", "..", "--runs-dir", "{tmp}/runs"], "name"),
+        (["report", "{config}", "--reference", "flops"], "--reference"),
+        (["export", "{config}", "--pareto"], "no study storage"),
+        (["search", "{config}", "--storage", "{tmp}/file/x/journal.log"], "cannot open"),
+        (["doctor", "postgresql://u:secret@127.0.0.1/db"], "is a database"),
+    ],
+)
+def test_bad_flags_are_one_line(tiny_config, tmp_path, capsys, argv, expected):
+    config = _config(tmp_path, tiny_config(), {})
+    (tmp_path / "file").write_text("")
+    argv = [a.format(config=config, tmp=tmp_path) for a in argv]
+    err = _fails_cleanly(capsys, argv, expected)
+    assert "secret" not in err
