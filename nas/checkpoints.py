@@ -5,8 +5,9 @@ finishes. Its objective values are final, so once another completed trial domina
 never be on the front again and its file is deleted; pruned and failed trials keep none. A
 duplicate architecture points at the checkpoint of the trial whose results it reused.
 
-Where the file lives is stored on the trial (user attr ``checkpoint``, ``host:path``), so that a
-study run on several machines says on which machine an architecture's weights are.
+Where the file lives is stored on the trial (:data:`nas.trial_schema.CHECKPOINT`, ``host:path``,
+read with :func:`checkpoint_location`), so that a study run on several machines says on which
+machine an architecture's weights are.
 """
 
 from __future__ import annotations
@@ -18,11 +19,21 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from search_spaces.spec import ArchSpec
 
-from .report import front_trials
+from .pareto import front_trials
+from .trial_schema import checkpoint_location
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "checkpoint_dir",
+    "checkpoint_location",
+    "delete_dominated_checkpoints",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 #: Bumped when the layout of the saved dict changes; ``load_checkpoint`` refuses other versions.
 CHECKPOINT_FORMAT = 1
@@ -76,19 +87,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "re-export it with this version of attention-nas"
         )
     return payload
-
-
-def checkpoint_location(trial: FrozenTrial) -> tuple[str, Path] | None:
-    """(host, path) of the trial's weights as recorded in the study, or None."""
-    where = trial.user_attrs.get("checkpoint")
-    if not where:
-        return None
-    host, _, path = where.partition(":")
-    return host, Path(path)
-
-
-def record_location(trial: optuna.Trial, path: Path) -> None:
-    trial.set_user_attr("checkpoint", f"{socket.gethostname()}:{path.resolve()}")
 
 
 def delete_dominated_checkpoints(study: optuna.Study) -> list[int]:

@@ -8,7 +8,8 @@
   offline and can be mailed or archived next to the study.
 * :func:`serve_optuna_dashboard`: Optuna's own live dashboard on the same storage.
 
-Everything is computed from the study through :mod:`nas.report`; nothing is cached between calls.
+Everything is computed from the study through :mod:`nas.report` and :mod:`nas.pareto`; nothing is
+cached between calls.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ import attn_blocks
 from search_spaces.backbones import backbone_sites
 from search_spaces.spec import NO_ATTENTION, BlockChoice
 
+from . import trial_schema as schema
 from .config import COSTS
-from .pruning import non_dominated_sort
+from .pareto import is_candidate, non_dominated_sort
 from .report import (
     FINISHED,
     Reference,
     front_frame,
     hypervolume_history,
-    is_feasible,
     objective_directions,
     objective_names,
     reference_point,
@@ -111,11 +112,11 @@ def build_figures(study: optuna.Study, reference: Reference | None = None) -> di
     reference = reference or reference_point(study)
     frame = trials_frame(study)
     trials = study.get_trials(deepcopy=False)
-    attention = {t.number: attention_type(t.user_attrs.get("arch")) for t in trials}
+    attention = {t.number: attention_type(schema.ARCH.get(t)) for t in trials}
     blocks = {
         c.get("block", "none")
         for t in trials
-        for c in t.user_attrs.get("arch", {}).get("sites", {}).values()
+        for c in schema.ARCH.get(t, {}).get("sites", {}).values()
     }
     colours = attention_colours(blocks | set(attention.values()))
     frame["attention"] = frame["trial"].map(attention)
@@ -220,12 +221,8 @@ def front_2d(
 ) -> pd.DataFrame:
     """The complete, feasible trials that no other one dominates in (``accuracy``, the cost in
     ``x_column``), sorted by cost: columns ``trial``, ``x``, ``y``."""
-    feasible = {
-        t.number
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if is_feasible(t)
-    }
-    rows = frame[frame["trial"].isin(feasible)]
+    candidates = {t.number for t in study.get_trials(deepcopy=False) if is_candidate(t)}
+    rows = frame[frame["trial"].isin(candidates)]
     points = pd.DataFrame(
         {
             "trial": rows["trial"],
@@ -310,7 +307,7 @@ def learning_curves_figure(
         )
         shown.add(block)
         if pruned:
-            epoch = t.user_attrs.get("pruned_at_epoch", steps[-1])
+            epoch = schema.PRUNED_AT_EPOCH.get(t, steps[-1])
             marks_x.append(epoch)
             marks_y.append(t.intermediate_values[epoch])
             marks_trial.append(t.number)
@@ -433,9 +430,9 @@ def placement_figure(study: optuna.Study, colours: Mapping[str, str]) -> go.Figu
     names = objective_names(study)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     grids = {
-        n: placement_grid(trials[n].user_attrs["arch"])
+        n: placement_grid(schema.ARCH.get(trials[n]))
         for n in front["trial"]
-        if "arch" in trials[n].user_attrs
+        if schema.ARCH.has(trials[n])
     }
     if not grids:
         fig = go.Figure(layout={"title": "Placement of attention on the front", "height": 200})
@@ -624,7 +621,7 @@ reference point {html.escape(reference.describe())}
 def serve_optuna_dashboard(storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve optuna-dashboard on a study storage (a journal file or a database URL) until
     interrupted; our metric names and trial user attrs (summary, arch, cost) show there."""
-    from .study import open_storage
+    from .storage import open_storage
 
     try:
         from optuna_dashboard import run_server

@@ -39,9 +39,10 @@ from search_spaces.build import build_model
 from search_spaces.cost import measure_latency
 from search_spaces.spec import ArchSpec
 
+from . import trial_schema as schema
 from .checkpoints import checkpoint_location, load_checkpoint
 from .data import default_cache_dir
-from .report import front_trials
+from .pareto import front_trials
 
 #: ONNX opset of ``model.onnx``: supported by every onnxruntime release since 1.14.
 ONNX_OPSET = 17
@@ -105,21 +106,11 @@ def _model_from_payload(payload: Mapping[str, Any]) -> nn.Module:
 # -- choosing trials --------------------------------------------------------------------------
 
 
-def _front(study: optuna.Study) -> list[FrozenTrial]:
-    """``study.best_trials`` (multi-objective) or the best trial (single), feasible ones only."""
-    if len(study.directions) > 1:
-        return study.best_trials
-    try:
-        return [study.best_trial]
-    except ValueError:
-        return []
-
-
 def _choose(study: optuna.Study, trials: Sequence[int] | None, pareto: bool) -> list[FrozenTrial]:
     if (trials is None) == (not pareto) or (trials is not None and not trials):
         raise ValueError("choose the trials to export: give trial numbers or pareto=True, not both")
     if pareto:
-        front = _front(study)
+        front = front_trials(study)
         if not front:
             raise ValueError(
                 f"study {study.study_name!r} has no completed (feasible) trial, so no Pareto "
@@ -142,24 +133,19 @@ def _choose(study: optuna.Study, trials: Sequence[int] | None, pareto: bool) -> 
     return chosen
 
 
-def _is_dominated(study: optuna.Study, trial: FrozenTrial) -> bool:
-    """Whether a COMPLETE trial is off the front (the rule checkpoints are deleted by)."""
-    return trial.number not in {t.number for t in front_trials(study)}
-
-
 def _weights_file(study: optuna.Study, trial: FrozenTrial) -> Path:
     """The checkpoint file of an exportable trial; a ValueError naming the trial and the fix
     for any trial whose weights cannot be exported from here."""
     label = f"trial {trial.number} of study {study.study_name!r}"
     if trial.state == TrialState.PRUNED:
         raise ValueError(
-            f"{label} was pruned (at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}): "
+            f"{label} was pruned (at epoch {schema.PRUNED_AT_EPOCH.get(trial, '?')}): "
             "pruned trials are never on the front and keep no weights; export a COMPLETE "
             "trial, or retrain its architecture with `nas train` (`nas export --arch-only "
             f"--trial {trial.number}` writes its arch.json)"
         )
     if trial.state != TrialState.COMPLETE:
-        reason = trial.user_attrs.get("fail_reason")
+        reason = schema.FAIL_REASON.get(trial)
         raise ValueError(
             f"{label} is {trial.state.name}, not COMPLETE"
             + (f" ({reason})" if reason else "")
@@ -179,7 +165,8 @@ def _weights_file(study: optuna.Study, trial: FrozenTrial) -> Path:
             f"(this is {socket.gethostname()!r})"
         )
     if not path.is_file():
-        if _is_dominated(study, trial):
+        # Off the front: nas.checkpoints deleted its weights.
+        if trial.number not in {t.number for t in front_trials(study)}:
             raise ValueError(
                 f"the checkpoint of {label} ({path}) was deleted because the trial is "
                 "dominated (or violates a cost constraint): only trials on the Pareto front "
@@ -196,7 +183,7 @@ def _weights_file(study: optuna.Study, trial: FrozenTrial) -> Path:
 
 
 def _stored_config(study: optuna.Study) -> dict[str, Any]:
-    config = study.user_attrs.get("config")
+    config = schema.stored_config(study)
     if config is None:
         raise ValueError(
             f"study {study.study_name!r} was not created by `nas search` (no stored config), so "
@@ -225,14 +212,14 @@ def export_arch(study: optuna.Study, trial: int, out_dir: str | Path) -> Path:
     """Write only ``arch.json`` and ``config.json`` of any trial that has an architecture (also
     pruned, failed or dominated ones) to ``<out_dir>/trial_<N>/``, for ``nas train``."""
     (frozen,) = _choose(study, [trial], pareto=False)
-    if "arch" not in frozen.user_attrs:
+    if not schema.ARCH.has(frozen):
         raise ValueError(
             f"trial {trial} of study {study.study_name!r} has no architecture (it failed "
             "before one was sampled)"
         )
     folder = Path(out_dir) / f"trial_{trial}"
     folder.mkdir(parents=True, exist_ok=True)
-    spec = ArchSpec.from_dict(frozen.user_attrs["arch"])
+    spec = ArchSpec.from_dict(schema.ARCH.get(frozen))
     (folder / "arch.json").write_text(spec.to_json(indent=2) + "\n")
     _write_json(folder / "config.json", _retrain_config(study, frozen))
     return folder
@@ -275,7 +262,7 @@ def _export_one(
     study: optuna.Study, trial: FrozenTrial, weights: Path, folder: Path
 ) -> dict[str, Any]:
     payload = load_checkpoint(weights)
-    spec = ArchSpec.from_dict(trial.user_attrs["arch"])
+    spec = ArchSpec.from_dict(schema.ARCH.get(trial))
     if ArchSpec.from_dict(payload["arch"]) != spec:
         raise ValueError(
             f"{weights} holds a different architecture than trial {trial.number} of study "
@@ -304,7 +291,7 @@ def _export_one(
         "dir": folder.name,
         "study": study.study_name,
         "trial": trial.number,
-        "duplicate_of": trial.user_attrs.get("duplicate_of", ""),
+        "duplicate_of": schema.DUPLICATE_OF.get(trial, ""),
         "summary": spec.summary(),
         "digest": spec.digest(),
         "val_acc": trial.values[0],
@@ -398,9 +385,9 @@ def _costs(
 ) -> dict[str, tuple[Any, str]]:
     """Each cost with where it comes from; latencies the search did not take are measured now
     on this machine's CPU."""
-    cost = dict(trial.user_attrs.get("cost", {}))
+    cost = schema.cost(trial)
     batch = int(cost.get("batch_size") or 32)
-    host = trial.user_attrs.get("worker", "?").rpartition(":")[0] or "?"
+    host = schema.worker_host_pid(trial)[0] or "?"
     costs = {key: (value, f"measured during the search on {host}") for key, value in cost.items()}
     for key, size in (("latency_ms_b1", 1), ("latency_ms_bN", batch)):
         if cost.get(key) is None:
@@ -440,7 +427,7 @@ def _model_card(
     names = list(study.metric_names or ["val_acc"])
     values = dict(zip(names, trial.values, strict=False))
     shape = tuple(payload["input_shape"])
-    duplicate = trial.user_attrs.get("duplicate_of")
+    duplicate = schema.DUPLICATE_OF.get(trial)
     batch = costs["batch_size"][0]
     cuts = ", ".join(
         f"{key}={data[key]}" for key in ("per_class", "val_per_class") if data.get(key)
@@ -483,7 +470,7 @@ def _model_card(
         "| metric | value | note |",
         "|---|---|---|",
         f"| val_acc | {values.get('val_acc', float('nan')):.4f} | search-time validation "
-        f"accuracy after {trial.user_attrs.get('epochs_run', training['epochs'])} epochs, on the "
+        f"accuracy after {schema.EPOCHS_RUN.get(trial, training['epochs'])} epochs, on the "
         f"search's validation split of `{data['name']}` (val_fraction={data['val_fraction']}"
         f"{', ' + cuts if cuts else ''}). The search selected on it, so it is optimistic. "
         "**It is not a test accuracy**: retrain with `nas train` for one. |",

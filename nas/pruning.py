@@ -3,29 +3,29 @@
 Optuna refuses ``Trial.report`` and ``Trial.should_prune`` when a study has several directions,
 so it cannot prune multi-objective studies. Our studies maximise validation accuracy and minimise
 costs (FLOPs, params, latency) that are known before training: only accuracy evolves per epoch.
-Convention shared with the study engine: before training, a trial stores its costs with
-``trial.set_user_attr("cost", {"flops": ..., "params": ...})`` and the pruner is told which cost
-names are objectives. This module provides
+Convention shared with the study engine: before training, a trial stores its costs in the
+:data:`nas.trial_schema.COST` user attr and the pruner is told which cost names are objectives.
+This module provides
 
 * :func:`record_epoch`: stores the accuracy curve as the trial's intermediate values, for any
   number of directions (``FrozenTrial.intermediate_values``, optuna-dashboard curves);
-* :class:`ParetoPercentilePruner` and :class:`MOASHAPruner`: pruners that compare a trial only
-  with trials that do not cost more (percentile rule) or by non-dominated sorting (MO-ASHA);
+* :class:`ParetoPercentilePruner` and :class:`MOASHAPruner`: Optuna's ``PercentilePruner`` and
+  ``SuccessiveHalvingPruner`` (same arguments; the same decisions with ``cost_names=()``) that
+  compare a trial only with trials that do not cost more, or rank it by non-dominated sorting;
 * :func:`should_prune`: the pruning decision for single- and multi-objective studies;
 * :func:`finish_pruned`: finishes a pruned trial as PRUNED while keeping its partial values;
 * :class:`CurveAwareTPESampler`: TPE that does not crash on pruned multi-objective trials;
-* :class:`PruningCallback`: the Lightning callback tying it together;
-* :func:`non_dominated_sort` and :func:`crowding_distance` (NSGA-II, Deb et al. 2002).
+* :class:`PruningCallback`: the Lightning callback tying it together.
 
-Epochs are 0-based indices (``trainer.current_epoch``), Optuna's step convention.
+Steps are 0-based epochs (``trainer.current_epoch``). Pareto ranking is :mod:`nas.pareto`'s.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 import lightning.pytorch as pl
 import numpy as np
@@ -35,9 +35,11 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-COST_ATTR = "cost"
-PRUNED_AT_EPOCH_ATTR = "pruned_at_epoch"
-_PEER_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+from . import trial_schema as schema
+from .config import asha_rungs
+from .pareto import as_direction, crowding_distance, non_dominated_sort
+
+T = TypeVar("T")
 
 
 # Optuna exposes no public accessor for a study's storage or a trial's storage id (its own
@@ -51,82 +53,21 @@ def _trial_id(trial: Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
-def _direction(value: str | StudyDirection, field: str) -> StudyDirection:
-    if isinstance(value, StudyDirection):
-        return value
-    if value in ("maximize", "minimize"):
-        return StudyDirection.MAXIMIZE if value == "maximize" else StudyDirection.MINIMIZE
-    raise ValueError(f"{field} must be 'maximize' or 'minimize', got {value!r}.")
+def _one_of(name: str, value: T | None, old_name: str, old_value: T | None, default: T) -> T:
+    """An argument given under its Optuna name or its old name (not both), else ``default``."""
+    if value is not None and old_value is not None:
+        raise ValueError(f"give {name} or its old name {old_name}, not both.")
+    for given in (value, old_value):
+        if given is not None:
+            return given
+    return default
 
 
-# --------------------------------------------------------------------------------------------
-# Pareto ranking (NSGA-II, Deb et al., "A fast and elitist multiobjective genetic algorithm:
-# NSGA-II", IEEE TEC 2002).
-# --------------------------------------------------------------------------------------------
-
-
-def _as_loss(points: np.ndarray, directions: Sequence[str | StudyDirection]) -> np.ndarray:
-    """Points as an (n, m) float array in which every column is minimised."""
-    array = np.asarray(points, dtype=float)
-    if array.ndim != 2 or array.shape[1] != len(directions):
-        raise ValueError(
-            f"points must have shape (n, {len(directions)}) to match directions, got {array.shape}."
-        )
-    if np.isnan(array).any():
-        raise ValueError("points contain NaN; drop or replace those rows before ranking.")
-    signs = [
-        -1.0 if _direction(d, "directions") == StudyDirection.MAXIMIZE else 1.0 for d in directions
-    ]
-    return array * np.asarray(signs)
-
-
-def non_dominated_sort(
-    points: np.ndarray | Sequence[Sequence[float]],
-    directions: Sequence[str | StudyDirection],
-) -> list[list[int]]:
-    """Pareto fronts of ``points`` (rows), best front first, each a sorted list of row indices.
-
-    Point ``a`` dominates ``b`` when it is no worse in every objective and strictly better in
-    one; front 0 holds the non-dominated points, front k those dominated only by fronts < k.
-    Identical points share a front. O(n^2 m) memory and time with numpy.
-    """
-    loss = _as_loss(np.asarray(points, dtype=float), directions)
-    no_worse = (loss[:, None, :] <= loss[None, :, :]).all(axis=2)
-    better = (loss[:, None, :] < loss[None, :, :]).any(axis=2)
-    dominates = no_worse & better  # dominates[i, j]: i dominates j
-    remaining = np.ones(len(loss), dtype=bool)
-    fronts = []
-    while remaining.any():
-        dominated = (dominates & remaining[:, None]).any(axis=0)
-        front = remaining & ~dominated
-        fronts.append(np.flatnonzero(front).tolist())
-        remaining &= ~front
-    return fronts
-
-
-def crowding_distance(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-    """NSGA-II crowding distance of each point (row) within one front.
-
-    For every objective the points are sorted; the two extremes get ``inf`` and every other
-    point adds the gap between its two neighbours divided by the objective's range (an objective
-    with zero range adds nothing). Larger means lonelier, i.e. preferred when thinning a front.
-    Direction does not matter: the distance is symmetric.
-    """
-    array = np.asarray(points, dtype=float)
-    if array.ndim != 2:
-        raise ValueError(f"points must be a 2-D array (n, m), got shape {array.shape}.")
-    n_points = len(array)
-    distance = np.zeros(n_points)
-    if n_points <= 2:
-        distance[:] = np.inf
-        return distance
-    for column in array.T:
-        order = np.argsort(column, kind="stable")
-        span = column[order[-1]] - column[order[0]]
-        distance[order[0]] = distance[order[-1]] = np.inf
-        if span > 0:
-            distance[order[1:-1]] += (column[order[2:]] - column[order[:-2]]) / span
-    return distance
+def _require_at_least(**bounds: tuple[int, int]) -> None:
+    """Raise for the first ``name=(value, low)`` with ``value < low``."""
+    for name, (value, low) in bounds.items():
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,13 +98,13 @@ def record_epoch(trial: Trial, epoch: int, value: float) -> None:
 
 
 def trial_costs(trial: FrozenTrial, cost_names: Sequence[str]) -> np.ndarray:
-    """The trial's costs named ``cost_names`` from its ``"cost"`` user attr, in that order."""
-    costs = trial.user_attrs.get(COST_ATTR)
-    if not isinstance(costs, Mapping) or any(name not in costs for name in cost_names):
+    """The trial's costs named ``cost_names`` (:func:`nas.trial_schema.cost`), in that order."""
+    costs = schema.cost(trial)
+    if any(costs.get(name) is None for name in cost_names):
         raise ValueError(
-            f"trial {trial.number} has cost user attr {costs!r} but the pruner needs "
-            f"{list(cost_names)}: call trial.set_user_attr({COST_ATTR!r}, {{...}}) with these "
-            "names before training, or change cost_names."
+            f"trial {trial.number} has costs {costs!r} but the pruner needs "
+            f"{list(cost_names)}: call trial.set_user_attr({schema.COST.key!r}, {{...}}) with "
+            "these names before training, or change cost_names."
         )
     return np.array([float(costs[name]) for name in cost_names], dtype=float)
 
@@ -172,138 +113,184 @@ class _CostAwarePruner(BasePruner):
     """Shared arguments of the pruners below; they accept studies with any number of directions.
 
     The curve (intermediate values) is the one objective that evolves during training; its
-    direction is ``direction``. Costs are minimised and read from the ``"cost"`` user attr.
+    direction is ``direction`` (in a single-objective study, give the study's). Costs are
+    minimised and read with :func:`trial_costs`.
     """
 
-    def __init__(self, cost_names: Sequence[str], direction: str) -> None:
+    def __init__(self, cost_names: Sequence[str], direction: str | StudyDirection) -> None:
         if isinstance(cost_names, str):
             raise ValueError(
                 f"cost_names must be a sequence of names, got the string {cost_names!r}; "
                 f"write ({cost_names!r},)."
             )
         self.cost_names = tuple(cost_names)
-        self.direction = _direction(direction, "direction")
+        self.direction = as_direction(direction)
 
-    def _curve_sign(self) -> float:
-        """+1 when larger curve values are better, so ``sign * value`` is always maximised."""
+    def _sign(self) -> float:
+        """+1 when larger curve values are better, so ``-sign * value`` is minimised."""
         return 1.0 if self.direction == StudyDirection.MAXIMIZE else -1.0
 
 
 # --------------------------------------------------------------------------------------------
-# Pruners.
+# Percentile rule (Optuna's PercentilePruner among cheaper-or-equal trials).
 # --------------------------------------------------------------------------------------------
 
 
+def _is_first_in_interval_step(
+    step: int, steps: Iterable[int], n_warmup_steps: int, interval_steps: int
+) -> bool:
+    """Optuna's check-point rule: ``step`` is the first reported step at or after the latest
+    point ``n_warmup_steps + k * interval_steps`` (steps may have gaps)."""
+    grid_point = (step - n_warmup_steps) // interval_steps * interval_steps + n_warmup_steps
+    return max((s for s in steps if s != step), default=-1) < grid_point
+
+
+def _best_so_far(values: Iterable[float], direction: StudyDirection) -> float:
+    """The best of a trial's intermediate values, NaN ignored; NaN when all are NaN."""
+    finite = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    if not finite.size:
+        return math.nan
+    return float(finite.max() if direction == StudyDirection.MAXIMIZE else finite.min())
+
+
+def _percentile_threshold(
+    values: Sequence[float], percentile: float, direction: StudyDirection, n_min_trials: int
+) -> float:
+    """The value a trial must reach to keep the top ``percentile`` %; NaN (no decision) when
+    fewer than ``n_min_trials`` values (NaN ones included) or no finite value is given."""
+    finite = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    if len(values) < n_min_trials or not finite.size:
+        return math.nan
+    q = 100.0 - percentile if direction == StudyDirection.MAXIMIZE else percentile
+    return float(np.percentile(finite, q))
+
+
 class ParetoPercentilePruner(_CostAwarePruner):
-    """Percentile rule among trials that cost no more: the multi-objective PercentilePruner.
+    """Optuna's ``PercentilePruner`` among the trials that cost no more.
 
-    At a checked epoch ``t`` the *peers* of a trial are the other COMPLETE, PRUNED or RUNNING
-    trials that reported epoch ``t`` and cost no more than it on every cost in ``cost_names``.
-    The trial is pruned when its value at ``t`` is worse than the peers' ``100 - percentile``
-    percentile (for a maximised curve), i.e. when it is not in the top ``percentile`` % of its
-    peers, the semantics of Optuna's ``PercentilePruner`` (``percentile=50`` is the median rule
-    of ``MedianPruner``; Golovin et al., "Google Vizier", KDD 2017).
+    The percentile rule of Optuna (``percentile=50`` is ``MedianPruner``'s median rule; Golovin
+    et al., "Google Vizier", KDD 2017): at a checked step a trial is pruned when its best
+    intermediate value so far is worse than the ``percentile`` threshold of its *peers'* values
+    at that step, i.e. when it is not in their top ``percentile`` %. Its peers are the COMPLETE
+    trials that cost no more than it on every cost in ``cost_names``: a trial is only pruned
+    when no more expensive trials do better, so it is (provisionally) dominated, and a cheap
+    trial on the Pareto front is never pruned by expensive, more accurate ones. With
+    ``cost_names=()`` every COMPLETE trial is a peer and the decisions are Optuna's.
 
-    Restricting the peers to cheaper-or-equal trials is the natural multi-objective
-    generalisation: a trial is only pruned when trials that are no more expensive do better at
-    the same epoch, so it is (provisionally) dominated; a cheap trial on the Pareto front is
-    never pruned by expensive, more accurate ones. With ``cost_names=()`` this is Optuna's
-    percentile rule with all reporting trials as peers.
-
-    Differences from Optuna's ``PercentilePruner``: peers include pruned and running trials
-    (Optuna uses completed ones only), and the trial's own value at ``t`` is compared (Optuna
-    uses its best value so far). As in Optuna, a NaN value prunes.
+    Optuna's rules throughout: no pruning before ``n_startup_trials`` trials are COMPLETE (all
+    of them, not only peers), before step ``n_warmup_steps``, or away from the first reported
+    step of each interval; a trial whose values are all NaN is pruned; NaN peer values count
+    for ``n_min_trials`` but not for the threshold.
 
     Args:
         percentile: top percentage of the peers that survives, in [0, 100].
-        cost_names: keys of the ``"cost"`` user attr that are minimised objectives.
-        n_startup_trials: no pruning until this many trials have COMPLETE state.
-        n_warmup_epochs: no pruning before this epoch (epochs are 0-based).
-        interval_epochs: check at the first reported epoch at or after each
-            ``n_warmup_epochs + k * interval_epochs``.
-        n_min_peers: no pruning when fewer peers reported the epoch.
+        n_startup_trials: no pruning until this many trials are COMPLETE.
+        n_warmup_steps: no pruning before this step (old name ``n_warmup_epochs``).
+        interval_steps: steps between checks, offset by the warm-up (old name
+            ``interval_epochs``).
+        n_min_trials: no pruning when fewer peers reported the step (old name ``n_min_peers``).
+        cost_names: costs (:func:`trial_costs`) that are minimised objectives.
         direction: direction of the curve (``"maximize"`` for accuracy).
     """
 
     def __init__(
         self,
         percentile: float = 50.0,
-        cost_names: Sequence[str] = ("flops",),
         n_startup_trials: int = 4,
-        n_warmup_epochs: int = 1,
-        interval_epochs: int = 1,
-        n_min_peers: int = 3,
-        direction: str = "maximize",
+        n_warmup_steps: int | None = None,
+        interval_steps: int | None = None,
+        n_min_trials: int | None = None,
+        cost_names: Sequence[str] = ("flops",),
+        direction: str | StudyDirection = "maximize",
+        *,
+        n_warmup_epochs: int | None = None,
+        interval_epochs: int | None = None,
+        n_min_peers: int | None = None,
     ) -> None:
         super().__init__(cost_names, direction)
         if not 0.0 <= percentile <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {percentile}.")
-        for name, value, low in (
-            ("n_startup_trials", n_startup_trials, 0),
-            ("n_warmup_epochs", n_warmup_epochs, 0),
-            ("interval_epochs", interval_epochs, 1),
-            ("n_min_peers", n_min_peers, 1),
-        ):
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}.")
         self.percentile = percentile
         self.n_startup_trials = n_startup_trials
-        self.n_warmup_epochs = n_warmup_epochs
-        self.interval_epochs = interval_epochs
-        self.n_min_peers = n_min_peers
-
-    def _is_check_epoch(self, trial: FrozenTrial, epoch: int) -> bool:
-        """True at the first reported epoch at or after a point of the checking grid."""
-        if epoch < self.n_warmup_epochs:
-            return False
-        offset = (epoch - self.n_warmup_epochs) // self.interval_epochs * self.interval_epochs
-        grid_point = self.n_warmup_epochs + offset
-        earlier = [step for step in trial.intermediate_values if step < epoch]
-        return not earlier or max(earlier) < grid_point
+        self.n_warmup_steps = _one_of(
+            "n_warmup_steps", n_warmup_steps, "n_warmup_epochs", n_warmup_epochs, 1
+        )
+        self.interval_steps = _one_of(
+            "interval_steps", interval_steps, "interval_epochs", interval_epochs, 1
+        )
+        self.n_min_trials = _one_of("n_min_trials", n_min_trials, "n_min_peers", n_min_peers, 3)
+        _require_at_least(
+            n_startup_trials=(self.n_startup_trials, 0),
+            n_warmup_steps=(self.n_warmup_steps, 0),
+            interval_steps=(self.interval_steps, 1),
+            n_min_trials=(self.n_min_trials, 1),
+        )
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        epoch = trial.last_step
-        if epoch is None or not self._is_check_epoch(trial, epoch):
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        step = trial.last_step
+        if not completed or len(completed) < self.n_startup_trials or step is None:
             return False
-        trials = study.get_trials(deepcopy=False, states=_PEER_STATES)
-        n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        if n_complete < self.n_startup_trials:
+        if step < self.n_warmup_steps or not _is_first_in_interval_step(
+            step, trial.intermediate_values, self.n_warmup_steps, self.interval_steps
+        ):
             return False
-        value = trial.intermediate_values[epoch]
-        if math.isnan(value):
+        best = _best_so_far(trial.intermediate_values.values(), self.direction)
+        if math.isnan(best):
             return True
-        costs = trial_costs(trial, self.cost_names)
-        peer_values = [
-            t.intermediate_values[epoch]
-            for t in trials
-            if t.number != trial.number
-            and epoch in t.intermediate_values
-            and not math.isnan(t.intermediate_values[epoch])
-            and (trial_costs(t, self.cost_names) <= costs).all()
+        values = [
+            t.intermediate_values[step]
+            for t in self._peers(trial, completed)
+            if step in t.intermediate_values
         ]
-        if len(peer_values) < self.n_min_peers:
-            return False
-        sign = self._curve_sign()
-        threshold = np.percentile(sign * np.asarray(peer_values), 100.0 - self.percentile)
-        return bool(sign * value < threshold)
+        threshold = _percentile_threshold(
+            values, self.percentile, self.direction, self.n_min_trials
+        )
+        return self._sign() * best < self._sign() * threshold  # False for a NaN threshold
+
+    def _peers(self, trial: FrozenTrial, completed: list[FrozenTrial]) -> list[FrozenTrial]:
+        if not self.cost_names:
+            return completed
+        costs = trial_costs(trial, self.cost_names)
+        return [t for t in completed if (trial_costs(t, self.cost_names) <= costs).all()]
 
 
-def _rung_key(rung: int) -> str:
-    return f"moasha:completed_rung_{rung}"
+# --------------------------------------------------------------------------------------------
+# MO-ASHA (Optuna's SuccessiveHalvingPruner with Pareto ranks).
+# --------------------------------------------------------------------------------------------
 
 
-def asha_rungs(
-    min_epochs: int, reduction_factor: int, max_epochs: int, min_early_stopping_rate: int = 0
-) -> list[int]:
-    """Epochs after which ASHA decides, for trials of ``max_epochs``: ``r * eta ** (s + k)`` for
-    each ``k`` with ``r * eta ** (s + k + 1) <= R`` (Li et al., Algorithm 2). Empty where the
-    budget leaves no rung: a trial promoted from the first would need more than ``R`` epochs."""
-    rungs = []
-    epochs = min_epochs * reduction_factor**min_early_stopping_rate
-    while epochs * reduction_factor <= max_epochs:
-        rungs.append(epochs)
-        epochs *= reduction_factor
-    return rungs
+def _current_rung(trial: FrozenTrial) -> int:
+    """The first rung whose value the trial has not stored yet."""
+    rung = 0
+    while schema.moasha_rung_key(rung) in trial.system_attrs:
+        rung += 1
+    return rung
+
+
+def _promoted(rows: np.ndarray, numbers: Sequence[int], reduction_factor: int) -> list[int]:
+    """Rows (minimised) that continue: the best ``len // eta`` by non-dominated sorting, the
+    front that does not fit whole thinned by crowding distance (larger first, then the lower
+    trial number); the whole first front when fewer than ``eta`` compete."""
+    fronts = non_dominated_sort(rows, ["minimize"] * rows.shape[1])
+    n_promoted = len(rows) // reduction_factor
+    if n_promoted == 0:
+        return fronts[0]
+    promoted: list[int] = []
+    for front in fronts:
+        if len(promoted) + len(front) > n_promoted:
+            crowding = crowding_distance(rows[front])
+            order = sorted(range(len(front)), key=lambda i: (-crowding[i], numbers[front[i]]))
+            return promoted + [front[i] for i in order[: n_promoted - len(promoted)]]
+        promoted += front
+    return promoted
+
+
+def _continues(rows: np.ndarray, numbers: Sequence[int], reduction_factor: int) -> bool:
+    """Whether row 0 is promoted. Identical rows share their fate: with one objective this is
+    Optuna's rule, every value at least as good as the ``len // eta``-th best continues."""
+    promoted = rows[_promoted(rows, numbers, reduction_factor)]
+    return bool((promoted == rows[0]).all(axis=1).any())
 
 
 class MOASHAPruner(_CostAwarePruner):
@@ -311,137 +298,138 @@ class MOASHAPruner(_CostAwarePruner):
 
     Schmucker et al., "Multi-objective Asynchronous Successive Halving", arXiv:2106.12639
     (2021), on top of ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning",
-    MLSys 2020). Rung ``k`` is reached once ``min_epochs * reduction_factor ** (s + k)`` epochs
-    are trained (``s = min_early_stopping_rate``; after 0-based epoch ``e``, ``e + 1`` epochs are
-    trained). On reaching a rung the trial stores its curve value there in the system attr
-    ``moasha:completed_rung_k`` (Optuna's SuccessiveHalvingPruner does the same), so every
-    decision can be recomputed from the storage: rung values in system attrs, costs in the
-    ``"cost"`` user attr. The competitors are all trials that stored rung ``k``, the trial
-    included. With ``n`` competitors and ``eta = reduction_factor``:
+    MLSys 2020) as Optuna's ``SuccessiveHalvingPruner`` implements it. With ``cost_names=()`` its
+    decisions are that pruner's. Rung ``k`` is reached once the trial's resource is at least
+    ``r * eta ** (s + k)`` (``eta = reduction_factor``, ``s = min_early_stopping_rate``), where
+    ``r`` and the resource are given in one of two units:
 
-    * ``n // eta >= 1``: competitors are ranked by non-dominated sorting on (curve value at the
-      rung, costs) and the best ``n // eta`` continue. The front that does not fit whole is
-      thinned by NSGA-II crowding distance (larger first; the paper also studies an epsilon-net,
-      we take the NSGA-II variant), ties broken by the lower trial number. This is ASHA's "top
-      ``n / eta``" rule with the Pareto rank in place of the scalar order.
-    * ``n // eta == 0`` (too few competitors): ASHA would wait; Optuna cannot pause a trial, so,
-      like Optuna's SuccessiveHalvingPruner which then promotes the best trial so far, the trial
-      continues iff it is non-dominated among the competitors. The first trial at a rung always
-      continues.
+    * ``min_resource``: Optuna's steps; rung ``k`` is reached when ``last_step >= r * eta **
+      (s + k)``.
+    * ``min_epochs``: epochs trained, ``last_step + 1`` (the unit of earlier releases and of
+      ``pruning.min_epochs`` in study configs).
 
-    A promoted trial is checked again at the next rung in the same call if it already trained
-    that long. A NaN value at a rung prunes.
+    On reaching a rung the trial stores its latest value in the system attr
+    :func:`nas.trial_schema.moasha_rung_key`, so every decision can be recomputed from the
+    storage. The competitors are all trials that stored the rung, the trial included; with
+    ``n`` of them, ``n <= bootstrap_count`` prunes (Optuna's rule), and otherwise they are
+    ranked by non-dominated sorting on (value at the rung, costs): the best ``n // eta``
+    continue, the front that does not fit whole thinned by NSGA-II crowding distance (the paper
+    also studies an epsilon-net; we take the NSGA-II variant) and trials with identical values
+    sharing their fate. When ``n // eta == 0`` ASHA would wait; Optuna cannot pause a trial, so
+    like Optuna's pruner (which then promotes the best value) the trial continues iff it is
+    non-dominated among the competitors. A promoted trial is checked again at the next rung in
+    the same call if it already got that far; a NaN value at a rung prunes.
 
-    With ``max_epochs`` (``R``, the epochs a complete trial trains) the rungs are ASHA's: rung
-    ``k`` decides only while ``r * eta ** (s + k + 1) <= R``, i.e. for ``s + k`` below
-    ``s_max = floor(log_eta(R / r))``, and a trial promoted from the last of them trains to ``R``
-    (Li et al., Algorithm 2). For ``R = 5, r = 1, eta = 3`` that is one rung, after 1 epoch: a
-    rung after 3 of 5 epochs would cut the complete trials by another factor ``eta`` to save 2
-    epochs each. Without ``max_epochs`` rungs go on geometrically, as in Optuna's
-    SuccessiveHalvingPruner.
+    With ``max_resource`` (or ``max_epochs``), ``R``, the resource of a complete trial, the rungs
+    are ASHA's: rung ``k`` decides only while ``r * eta ** (s + k + 1) <= R``, and a trial
+    promoted from the last of them trains to ``R`` (Li et al., Algorithm 2;
+    :func:`nas.config.asha_rungs`).
+    For ``R = 5`` epochs, ``r = 1``, ``eta = 3`` that is one rung, after 1 epoch. Without it the
+    rungs go on geometrically, as in Optuna.
 
     Args:
-        min_epochs: epochs trained at the first rung (``r`` in the paper).
+        min_resource: ``r`` in steps (Optuna's ``min_resource``; ``"auto"`` is not supported).
         reduction_factor: ``eta`` >= 2.
-        cost_names: keys of the ``"cost"`` user attr that are minimised objectives.
         min_early_stopping_rate: ``s`` >= 0, shifts the first rung to ``r * eta ** s``.
+        bootstrap_count: a rung with at most this many competitors prunes them.
+        cost_names: costs (:func:`trial_costs`) that are minimised objectives.
+        max_resource: ``R`` in steps, the last step of a complete trial; ``None``: unbounded.
         direction: direction of the curve (``"maximize"`` for accuracy).
-        max_epochs: ``R``, epochs of a complete trial; ``None`` leaves the rungs unbounded.
+        min_epochs: ``r`` in epochs trained; give exactly one of it and ``min_resource``.
+        max_epochs: ``R`` in epochs trained, with ``min_epochs``.
     """
 
     def __init__(
         self,
-        min_epochs: int = 1,
+        min_resource: int | None = None,
         reduction_factor: int = 3,
-        cost_names: Sequence[str] = ("flops",),
         min_early_stopping_rate: int = 0,
-        direction: str = "maximize",
+        bootstrap_count: int = 0,
+        cost_names: Sequence[str] = ("flops",),
+        max_resource: int | None = None,
+        direction: str | StudyDirection = "maximize",
+        *,
+        min_epochs: int | None = None,
         max_epochs: int | None = None,
     ) -> None:
         super().__init__(cost_names, direction)
-        if min_epochs < 1:
-            raise ValueError(f"min_epochs must be >= 1, got {min_epochs}.")
-        if reduction_factor < 2:
-            raise ValueError(f"reduction_factor must be >= 2, got {reduction_factor}.")
-        if min_early_stopping_rate < 0:
+        if (min_resource is None) == (min_epochs is None):
             raise ValueError(
-                f"min_early_stopping_rate must be >= 0, got {min_early_stopping_rate}."
+                "give exactly one of min_resource (steps, as Optuna's SuccessiveHalvingPruner) "
+                "and min_epochs (epochs trained, last step + 1)."
             )
-        self.min_epochs = min_epochs
+        if (min_resource is None and max_resource is not None) or (
+            min_epochs is None and max_epochs is not None
+        ):
+            raise ValueError("max_resource goes with min_resource, max_epochs with min_epochs.")
+        self.min_resource, self.max_resource = min_resource, max_resource
+        self.min_epochs, self.max_epochs = min_epochs, max_epochs
         self.reduction_factor = reduction_factor
         self.min_early_stopping_rate = min_early_stopping_rate
-        self.max_epochs = max_epochs
+        self.bootstrap_count = bootstrap_count
+        r, budget = (min_resource, max_resource) if min_epochs is None else (min_epochs, max_epochs)
+        first = "min_resource" if min_epochs is None else "min_epochs"
+        _require_at_least(
+            **{first: (r, 1)},
+            reduction_factor=(reduction_factor, 2),
+            min_early_stopping_rate=(min_early_stopping_rate, 0),
+            bootstrap_count=(bootstrap_count, 0),
+        )
+        self._r = r
         self._n_rungs = (
             None
-            if max_epochs is None
-            else len(asha_rungs(min_epochs, reduction_factor, max_epochs, min_early_stopping_rate))
+            if budget is None
+            else len(asha_rungs(r, reduction_factor, budget, min_early_stopping_rate))
         )
         if self._n_rungs == 0:
+            unit = "max_resource" if min_epochs is None else "max_epochs"
             raise ValueError(
-                f"max_epochs={max_epochs} leaves MO-ASHA no rung: the first rung "
-                f"({self.rung_epochs(0)} epochs) times reduction_factor={reduction_factor} must "
-                f"be <= max_epochs; lower min_epochs, reduction_factor or "
-                "min_early_stopping_rate, or train longer."
+                f"{unit}={budget} leaves MO-ASHA no rung: the first rung "
+                f"({self.rung_resource(0)}) times reduction_factor={reduction_factor} must be "
+                f"<= {unit}; lower the first rung, reduction_factor or min_early_stopping_rate, "
+                "or train longer."
             )
 
-    def rung_epochs(self, rung: int) -> int:
-        """Number of trained epochs at which rung ``rung`` (0-based) is reached."""
-        return self.min_epochs * self.reduction_factor ** (self.min_early_stopping_rate + rung)
+    def rung_resource(self, rung: int) -> int:
+        """Resource (steps, or epochs trained with ``min_epochs``) at which ``rung`` is reached."""
+        return self._r * self.reduction_factor ** (self.min_early_stopping_rate + rung)
 
     def n_rungs(self) -> int | None:
-        """Number of deciding rungs, ``s_max - s``; ``None`` (unbounded) without max_epochs."""
+        """Number of deciding rungs; ``None`` (unbounded) without a maximum resource."""
         return self._n_rungs
 
+    def _reached(self, step: int, rung: int) -> bool:
+        resource = step if self.min_epochs is None else step + 1
+        decides = self._n_rungs is None or rung < self._n_rungs
+        return decides and resource >= self.rung_resource(rung)
+
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        epoch = trial.last_step
-        if epoch is None:
+        step = trial.last_step
+        if step is None:
             return False
-        storage, trial_id = _storage(study), _trial_id(trial)
-        system_attrs = storage.get_trial_system_attrs(trial_id)
-        rung = 0
-        while _rung_key(rung) in system_attrs:
-            rung += 1
-        value = trial.intermediate_values[epoch]
-        costs = trial_costs(trial, self.cost_names)
-        n_rungs = self._n_rungs
-        while epoch + 1 >= self.rung_epochs(rung) and (n_rungs is None or rung < n_rungs):
+        rung = _current_rung(trial)
+        value = trial.intermediate_values[step]
+        others: list[FrozenTrial] | None = None
+        while self._reached(step, rung):
             if math.isnan(value):
                 return True
-            key = _rung_key(rung)
-            storage.set_trial_system_attr(trial_id, key, value)
-            others = [
-                t
-                for t in study.get_trials(deepcopy=False)
-                if key in t.system_attrs and t.number != trial.number
-            ]
-            rows = [[self._curve_sign() * value, *costs]]
+            key = schema.moasha_rung_key(rung)
+            _storage(study).set_trial_system_attr(_trial_id(trial), key, value)
+            if others is None:
+                others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+            competing = [t for t in others if key in t.system_attrs]
+            if len(competing) + 1 <= self.bootstrap_count:
+                return True
+            rows = [[-self._sign() * value, *trial_costs(trial, self.cost_names)]]
             rows += [
-                [self._curve_sign() * t.system_attrs[key], *trial_costs(t, self.cost_names)]
-                for t in others
+                [-self._sign() * t.system_attrs[key], *trial_costs(t, self.cost_names)]
+                for t in competing
             ]
-            numbers = [trial.number] + [t.number for t in others]
-            if 0 not in self._promoted(np.asarray(rows), numbers):
+            numbers = [trial.number, *(t.number for t in competing)]
+            if not _continues(np.asarray(rows, dtype=float), numbers, self.reduction_factor):
                 return True
             rung += 1
         return False
-
-    def _promoted(self, rows: np.ndarray, numbers: Sequence[int]) -> set[int]:
-        """Row indices that continue; rows are (sign * value, costs...); numbers break ties."""
-        directions = ["maximize"] + ["minimize"] * len(self.cost_names)
-        fronts = non_dominated_sort(rows, directions)
-        n_promoted = len(rows) // self.reduction_factor
-        if n_promoted == 0:
-            return set(fronts[0])
-        promoted: list[int] = []
-        for front in fronts:
-            if len(promoted) + len(front) <= n_promoted:
-                promoted += front
-                continue
-            crowding = crowding_distance(rows[front])
-            order = sorted(range(len(front)), key=lambda i: (-crowding[i], numbers[front[i]]))
-            promoted += [front[i] for i in order[: n_promoted - len(promoted)]]
-            break
-        return set(promoted)
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,10 +467,11 @@ def finish_pruned(study: optuna.Study, trial: Trial, values: Sequence[float]) ->
     ``study.tell`` refuses values for PRUNED trials, yet the accuracy at the pruning epoch and the
     costs are worth keeping in a multi-objective study. This does what ``tell`` does (the
     sampler's ``after_trial``, then the state through the storage) with ``values`` stored, and
-    sets the user attr ``pruned_at_epoch`` to the last recorded epoch. PRUNED trials never enter
-    ``study.best_trials`` (complete trials only) nor NSGA-II's populations; TPE ranks them by
-    their curves (see :class:`CurveAwareTPESampler`). Use it in an ask-and-tell loop: inside
-    ``study.optimize`` the trial is told again after the objective returns, which fails.
+    sets :data:`nas.trial_schema.PRUNED_AT_EPOCH` to the last recorded epoch. PRUNED trials
+    never enter ``study.best_trials`` (complete trials only) nor NSGA-II's populations; TPE
+    ranks them by their curves (see :class:`CurveAwareTPESampler`). Use it in an ask-and-tell
+    loop: inside ``study.optimize`` the trial is told again after the objective returns, which
+    fails.
     """
     values = [float(v) for v in values]
     if len(values) != len(study.directions) or not all(math.isfinite(v) for v in values):
@@ -495,7 +484,7 @@ def finish_pruned(study: optuna.Study, trial: Trial, values: Sequence[float]) ->
     if frozen.state != TrialState.RUNNING:
         raise ValueError(f"trial {frozen.number} is {frozen.state.name}, not RUNNING.")
     if frozen.last_step is not None:
-        storage.set_trial_user_attr(trial_id, PRUNED_AT_EPOCH_ATTR, frozen.last_step)
+        schema.PRUNED_AT_EPOCH.set_stored(study, frozen, frozen.last_step)
         frozen = storage.get_trial(trial_id)
     try:
         study.sampler.after_trial(study, frozen, TrialState.PRUNED, values)
@@ -534,7 +523,7 @@ class CurveAwareTPESampler(optuna.samplers.TPESampler):
 
     def __init__(self, *args: Any, curve_direction: str = "maximize", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.curve_direction = _direction(curve_direction, "curve_direction")
+        self.curve_direction = as_direction(curve_direction, "curve_direction")
 
     def _view(self, study: optuna.Study) -> optuna.Study:
         if len(study.directions) == 1:

@@ -2,12 +2,9 @@
 
 * :func:`trials_frame`: one row per trial, parameters flattened, every objective and cost, state,
   epochs run, pruned-at epoch, duration, and whether the trial is on the front.
-* :func:`front_frame`: the Pareto front, from a non-dominated sort of the COMPLETE, feasible
-  trials. Pruned trials keep their partial values in the table but are never on the front: their
-  accuracy is that of an unfinished training run.
-* :func:`hypervolume`: the exact volume dominated by a set of points and bounded by a reference
-  point (Zitzler & Thiele 1998), by slicing along the last objective (the HSO scheme of While et
-  al. 2006), exact for any number of objectives and fast for the two or three a search uses.
+* :func:`front_frame`: the Pareto front (:func:`nas.pareto.front_trials`: the COMPLETE, feasible,
+  non-dominated trials). Pruned trials keep their partial values in the table but are never on
+  the front: their accuracy is that of an unfinished training run.
 * :func:`hypervolume_history`: the front's hypervolume after each finished trial, against trials
   and against the compute spent (training epochs, wall-clock seconds).
 
@@ -31,8 +28,9 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from . import trial_schema as schema
 from .config import COSTS
-from .pruning import non_dominated_sort
+from .pareto import front_trials, hypervolume, is_candidate
 
 #: Objectives bounded by [0, 1]: their worst and ideal values are known without looking at data.
 BOUNDED_METRICS = {"val_acc": (0.0, 1.0)}
@@ -50,65 +48,6 @@ def objective_names(study: optuna.Study) -> list[str]:
 
 def objective_directions(study: optuna.Study) -> list[str]:
     return [d.name.lower() for d in study.directions]
-
-
-# -- hypervolume --------------------------------------------------------------------------------
-
-
-def _as_loss(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:
-    """Points turned into minimisation: maximised objectives are negated."""
-    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
-    return points * signs
-
-
-def hypervolume(
-    points: np.ndarray | Sequence[Sequence[float]],
-    reference: Sequence[float],
-    directions: Sequence[str],
-) -> float:
-    """Volume of objective space dominated by ``points`` and bounded by ``reference``.
-
-    ``directions`` holds ``"maximize"`` or ``"minimize"`` per objective. Points that do not
-    strictly improve on the reference in every objective add nothing.
-    """
-    pts = np.asarray(points, dtype=float).reshape(-1, len(directions))
-    ref = np.asarray(reference, dtype=float)
-    if ref.shape != (len(directions),):
-        raise ValueError(
-            f"reference has {ref.size} values; give one per objective ({len(directions)})"
-        )
-    loss, ref_loss = _as_loss(pts, directions), _as_loss(ref[None, :], directions)[0]
-    loss = loss[np.isfinite(loss).all(axis=1) & (loss < ref_loss).all(axis=1)]
-    if len(loss) == 0:
-        return 0.0
-    return float(_slice_volume(_non_dominated(loss), ref_loss))
-
-
-def _non_dominated(loss: np.ndarray) -> np.ndarray:
-    return np.unique(loss[non_dominated_sort(loss, ["minimize"] * loss.shape[1])[0]], axis=0)
-
-
-def _slice_volume(loss: np.ndarray, ref: np.ndarray) -> float:
-    """Hypervolume of minimisation points (all strictly below ``ref``), slicing the last axis."""
-    if loss.shape[1] == 1:
-        return float(ref[0] - loss[:, 0].min())
-    if loss.shape[1] == 2:
-        order = np.argsort(loss[:, 0], kind="stable")
-        volume, best_y = 0.0, ref[1]
-        xs = np.append(loss[order, 0], ref[0])
-        for i, y in enumerate(loss[order, 1]):
-            best_y = min(best_y, y)
-            volume += (xs[i + 1] - xs[i]) * (ref[1] - best_y)
-        return volume
-    order = np.argsort(loss[:, -1], kind="stable")
-    pts = loss[order]
-    bounds = np.append(pts[1:, -1], ref[-1])
-    volume = 0.0
-    for i in range(len(pts)):
-        depth = bounds[i] - pts[i, -1]
-        if depth > 0:
-            volume += depth * _slice_volume(_non_dominated(pts[: i + 1, :-1]), ref[:-1])
-    return volume
 
 
 @dataclass(frozen=True)
@@ -177,26 +116,6 @@ def reference_point(
 # -- tables ---------------------------------------------------------------------------------------
 
 
-def is_feasible(trial: FrozenTrial) -> bool:
-    """False when a cost constraint recorded on the trial is violated (value > 0)."""
-    violations = [v for k, v in trial.system_attrs.items() if k.startswith("constraints:")]
-    violations += list(trial.system_attrs.get("constraints", []))
-    return all(v <= 0 for v in violations)
-
-
-def front_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """COMPLETE, feasible trials that no other such trial dominates, in trial order."""
-    candidates = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values is not None and is_feasible(t)
-    ]
-    if not candidates:
-        return []
-    points = np.array([t.values for t in candidates], dtype=float)
-    return [candidates[i] for i in non_dominated_sort(points, objective_directions(study))[0]]
-
-
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, summary, objectives, every cost (``cost_<name>``),
     epochs run, pruned-at epoch, duration, worker, notes, ``on_front``, then the sampled
@@ -244,38 +163,28 @@ def front_frame(study: optuna.Study) -> pd.DataFrame:
     )
 
 
-def epochs_run(t: FrozenTrial) -> int:
-    """Training epochs a trial ran (a duplicate that reused another trial's results ran none)."""
-    return int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
-
-
-def epochs_spent(t: FrozenTrial) -> int:
-    return 0 if "duplicate_of" in t.user_attrs else epochs_run(t)
-
-
 def _row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]:
     values = t.values if t.values is not None else [math.nan] * len(names)
-    note = t.user_attrs.get("fail_reason", "")
-    pruned_at = t.user_attrs.get("pruned_at_epoch")
+    note = schema.FAIL_REASON.get(t, "")
     if t.state == TrialState.PRUNED:
-        note = f"pruned after {epochs_run(t)} epochs"
-    elif "duplicate_of" in t.user_attrs:
-        note = f"duplicate of trial {t.user_attrs['duplicate_of']}"
-    if "retry_of" in t.user_attrs:
-        note = f"{note}; retry of trial {t.user_attrs['retry_of']}".lstrip("; ")
+        note = f"pruned after {schema.epochs_run(t)} epochs"
+    elif schema.DUPLICATE_OF.has(t):
+        note = f"duplicate of trial {schema.DUPLICATE_OF.get(t)}"
+    if schema.RETRY_OF.has(t):
+        note = f"{note}; retry of trial {schema.RETRY_OF.get(t)}".lstrip("; ")
     row: dict[str, Any] = {
         "trial": t.number,
         "state": t.state.name,
-        "summary": t.user_attrs.get("summary", ""),
+        "summary": schema.SUMMARY.get(t, ""),
         **dict(zip(names, values, strict=True)),
         "on_front": on_front,
-        "epochs": epochs_run(t),
-        "pruned_at_epoch": pruned_at if t.state == TrialState.PRUNED else None,
+        "epochs": schema.epochs_run(t),
+        "pruned_at_epoch": schema.PRUNED_AT_EPOCH.get(t) if t.state == TrialState.PRUNED else None,
         "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
-        "worker": t.user_attrs.get("worker", ""),
+        "worker": schema.WORKER.get(t, ""),
         "note": note,
     }
-    cost = t.user_attrs.get("cost", {})
+    cost = schema.cost(t)
     for key in COSTS:
         if cost.get(key) is not None:
             row[f"cost_{key}"] = cost[key]
@@ -317,10 +226,10 @@ def hypervolume_history(study: optuna.Study, reference: Reference | None = None)
     box = reference.box_volume() or 1.0
     rows, front_points, spent, finished = [], [], 0, 0
     for t in ended:
-        spent += epochs_spent(t)
+        spent += schema.epochs_spent(t)
         if t.state in FINISHED:
             finished += 1
-        if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t):
+        if is_candidate(t):
             front_points.append(t.values)
         hv = hypervolume(front_points, reference.worst, directions) if front_points else 0.0
         rows.append(

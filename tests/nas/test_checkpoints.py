@@ -8,6 +8,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from nas import trial_schema as schema
 from nas.checkpoints import (
     checkpoint_location,
     delete_dominated_checkpoints,
@@ -15,8 +16,8 @@ from nas.checkpoints import (
     save_checkpoint,
 )
 from nas.config import StudyConfig
-from nas.pruning import non_dominated_sort
-from nas.study import run_search
+from nas.pareto import non_dominated_sort
+from nas.worker import run_search
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec
 
@@ -37,7 +38,7 @@ def test_a_search_keeps_weights_exactly_for_the_front(tiny_config):
     for number in front:
         trial = study.trials[number]
         payload = load_checkpoint(checkpoint_location(trial)[1])
-        spec = ArchSpec.from_dict(trial.user_attrs["arch"])
+        spec = ArchSpec.from_dict(schema.ARCH.get(trial))
         assert payload["arch"] == spec.to_dict() and payload["input_shape"] == [1, 8, 8]
         model = build_model(spec, seed=0)
         model.load_state_dict(payload["state_dict"])  # strict: every key matches
@@ -63,7 +64,7 @@ def test_dominated_checkpoints_are_deleted_and_front_ones_kept(tmp_path):
             mean=None,
             std=None,
         )
-        trial.set_user_attr("checkpoint", f"{socket.gethostname()}:{path}")
+        schema.CHECKPOINT.set(trial, schema.checkpoint_value(path))
         study.tell(trial, vals)
     assert delete_dominated_checkpoints(study) == [1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trial_0.pt", "trial_2.pt"]

@@ -7,7 +7,7 @@ import torch
 from nas.cli import main
 from nas.config import StudyConfig
 from nas.export import load
-from nas.study import run_search
+from nas.worker import run_search
 
 
 def test_export_then_train_from_the_command_line(tiny_config, tmp_path, capsys):

@@ -16,10 +16,12 @@ from optuna.trial import TrialState, create_trial
 
 import nas
 from nas import export
+from nas import trial_schema as schema
 from nas.checkpoints import checkpoint_location, load_checkpoint
 from nas.config import StudyConfig
 from nas.export import export_arch, export_trials, load
-from nas.study import load_or_create_study, run_search
+from nas.study import load_or_create_study
+from nas.worker import run_search
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec
 
@@ -70,23 +72,23 @@ def test_export_round_trip(tiny_config, tmp_path):
         torch.testing.assert_close(scripted(x), expected, atol=1e-5, rtol=1e-4)
 
     spec = ArchSpec.from_json((folder / "arch.json").read_text())
-    assert spec.digest() == trial.user_attrs["digest"]
+    assert spec.digest() == schema.DIGEST.get(trial)
     weights = torch.load(folder / "weights.pt", weights_only=True)
     assert weights["arch"] == spec.to_dict() and weights["study"] == "tiny"
     assert weights["input_shape"] == [1, 8, 8] and len(weights["class_names"]) == 10
     assert model.checkpoint_info["mean"] == weights["mean"]
 
-    stored = study.user_attrs["config"]
+    stored = schema.stored_config(study)
     config = json.loads((folder / "config.json").read_text())
     assert config["source"] == {"study": "tiny", "trial": trial.number}
     assert config["training"] == stored["training"]
     assert config["data"] == {**stored["data"], "cache_dir": None}
 
     card = (folder / "model_card.md").read_text()
-    cost = trial.user_attrs["cost"]
+    cost = schema.cost(trial)
     for text in (
         f"Trial {trial.number} of the attention-nas study `tiny`",
-        trial.user_attrs["summary"],
+        schema.SUMMARY.get(trial),
         f"| val_acc | {trial.values[0]:.4f} | search-time validation accuracy",
         "not a test accuracy",
         f"| params | {cost['params']:,} |",
@@ -114,7 +116,7 @@ def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_c
     data["study"]["n_trials"] = 4
     study = run_search(StudyConfig.from_dict(data), progress=False)
     duplicate = study.trials[3]
-    assert duplicate.user_attrs["duplicate_of"] == original.number
+    assert schema.DUPLICATE_OF.get(duplicate) == original.number
 
     out = tmp_path / "out"
     folders = export_trials(study, out, pareto=True)
@@ -141,13 +143,15 @@ def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_c
     assert kept.is_dir() and [int(row["trial"]) for row in _index(out)] == front
 
 
-def _add(study, state, values=None, **attrs):
+def _add(study, state, values=None, attrs=()):
+    """A hand-made trial with trial 0's architecture and the given ``(Attr, value)`` pairs."""
+    user_attrs = {a.key: v for a, v in [(schema.ARCH, schema.ARCH.get(study.trials[0])), *attrs]}
     trial = create_trial(
         state=state,
         values=values,
         params={"x": 0},
         distributions={"x": CategoricalDistribution([0])},
-        user_attrs={"arch": study.trials[0].user_attrs["arch"], **attrs},
+        user_attrs=user_attrs,
     )
     study.add_trial(trial)
     return study.trials[-1].number
@@ -157,11 +161,15 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
     study = _search(tiny_config)
     good = study.best_trials[0].number
     here = socket.gethostname()
-    pruned = _add(study, TrialState.PRUNED, [0.9, 1.0], pruned_at_epoch=1)
-    failed = _add(study, TrialState.FAIL, fail_reason="NonFiniteLossError: loss is nan")
-    elsewhere = _add(study, TrialState.COMPLETE, [0.0, 1e12], checkpoint="gpu-node-7:/data/t.pt")
+    pruned = _add(study, TrialState.PRUNED, [0.9, 1.0], [(schema.PRUNED_AT_EPOCH, 1)])
+    failed = _add(
+        study, TrialState.FAIL, attrs=[(schema.FAIL_REASON, "NonFiniteLossError: loss is nan")]
+    )
+    elsewhere = _add(
+        study, TrialState.COMPLETE, [0.0, 1e12], [(schema.CHECKPOINT, "gpu-node-7:/data/t.pt")]
+    )
     dominated = _add(
-        study, TrialState.COMPLETE, [0.0, 1e12], checkpoint=f"{here}:{tmp_path}/gone.pt"
+        study, TrialState.COMPLETE, [0.0, 1e12], [(schema.CHECKPOINT, f"{here}:{tmp_path}/gone.pt")]
     )
     out = tmp_path / "out"
     cases = [
@@ -182,7 +190,9 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
             export_trials(study, out, **kwargs)
 
     # A front trial whose file went missing is not called dominated.
-    on_front = _add(study, TrialState.COMPLETE, [1.0, 1.0], checkpoint=f"{here}:{tmp_path}/x.pt")
+    on_front = _add(
+        study, TrialState.COMPLETE, [1.0, 1.0], [(schema.CHECKPOINT, f"{here}:{tmp_path}/x.pt")]
+    )
     with pytest.raises(ValueError, match=r"missing from .*moved or deleted by hand"):
         export_trials(study, out, trials=[on_front])
 
@@ -241,9 +251,11 @@ def test_torchscript_falls_back_to_a_trace_and_says_so(tiny_config, tmp_path, mo
     assert _index(tmp_path)[0]["torchscript"] == "trace"
 
 
-def test_single_objective_front_is_the_best_trial(tiny_config, tmp_path):
+def test_single_objective_front_is_the_best_trials(tiny_config, tmp_path):
     data = tiny_config(study={"n_trials": 3}, objectives={"minimize": []})
     study = run_search(StudyConfig.from_dict(data), progress=False)
     folders = export_trials(study, tmp_path, pareto=True)
-    assert [f.name for f in folders] == [f"trial_{study.best_trial.number}"]
+    best = sorted(t.number for t in study.best_trials)  # every trial tied at the best value
+    assert study.best_trial.number in best
+    assert [f.name for f in folders] == [f"trial_{n}" for n in best]
     assert "objectives: val_acc (maximize))" in (folders[0] / "model_card.md").read_text()

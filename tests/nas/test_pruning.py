@@ -1,9 +1,10 @@
-"""Tests for nas.pruning: Pareto ranking, curves in storages, both pruners, samplers, Lightning."""
+"""Tests for nas.pruning: curves in storages, both pruners (against Optuna's own), samplers,
+Lightning."""
 
 from __future__ import annotations
 
-import itertools
 import math
+import warnings
 
 import lightning.pytorch as pl
 import numpy as np
@@ -16,72 +17,19 @@ from optuna.trial import TrialState
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from nas import trial_schema as schema
 from nas.pruning import (
     CurveAwareTPESampler,
     MOASHAPruner,
     ParetoPercentilePruner,
     PruningCallback,
-    crowding_distance,
     finish_pruned,
-    non_dominated_sort,
     record_epoch,
     should_prune,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 DIRECTIONS = ["maximize", "minimize"]
-
-
-# ----------------------------------------------------------------------------- Pareto ranking
-
-
-def _dominates(a: np.ndarray, b: np.ndarray, signs: np.ndarray) -> bool:
-    a, b = a * signs, b * signs  # all minimised
-    return bool(np.all(a <= b) and np.any(a < b))
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_non_dominated_sort_matches_brute_force(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    points = rng.integers(0, 5, size=(30, 3)).astype(float)  # small grid: ties and duplicates
-    directions = ["maximize", "minimize", "minimize"]
-    signs = np.array([-1.0, 1.0, 1.0])
-    # Brute force: the rank is the length of the longest chain of dominators.
-    rank = {}
-    for i in sorted(range(len(points)), key=lambda i: tuple(points[i] * signs)):
-        dominators = [j for j in range(len(points)) if _dominates(points[j], points[i], signs)]
-        rank[i] = 1 + max((rank[j] for j in dominators), default=-1)
-    expected = [sorted(i for i in rank if rank[i] == r) for r in range(max(rank.values()) + 1)]
-    assert non_dominated_sort(points, directions) == expected
-
-
-def test_non_dominated_sort_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="shape"):
-        non_dominated_sort(np.zeros((3, 2)), ["maximize"])
-    with pytest.raises(ValueError, match="NaN"):
-        non_dominated_sort([[0.0, math.nan]], DIRECTIONS)
-    with pytest.raises(ValueError, match="directions"):
-        non_dominated_sort([[0.0, 1.0]], ["maximize", "up"])
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_crowding_distance_matches_definition(seed: int) -> None:
-    points = np.random.default_rng(seed).normal(size=(12, 3))  # continuous: no ties
-    expected = np.zeros(len(points))
-    for i, m in itertools.product(range(len(points)), range(points.shape[1])):
-        column = points[:, m]
-        above, below = column[column > column[i]], column[column < column[i]]
-        if len(above) == 0 or len(below) == 0:
-            expected[i] = np.inf
-        elif np.isfinite(expected[i]):
-            expected[i] += (above.min() - below.max()) / (column.max() - column.min())
-    np.testing.assert_allclose(crowding_distance(points), expected)
-
-
-def test_crowding_distance_small_fronts_and_flat_objective() -> None:
-    assert np.isinf(crowding_distance([[1.0, 2.0], [3.0, 4.0]])).all()
-    distance = crowding_distance([[0.0, 5.0], [1.0, 5.0], [3.0, 5.0]])  # second column flat
-    assert np.isinf(distance[[0, 2]]).all() and distance[1] == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -96,7 +44,7 @@ def _study(pruner=None, storage=None, directions=DIRECTIONS, sampler=None) -> op
 
 def _running(study: optuna.Study, flops: float, curve: list[float]) -> optuna.Trial:
     trial = study.ask()
-    trial.set_user_attr("cost", {"flops": flops, "params": 10 * flops})
+    schema.COST.set(trial, {"flops": flops, "params": 10 * flops})
     for epoch, value in enumerate(curve):
         record_epoch(trial, epoch, value)
     return trial
@@ -144,7 +92,7 @@ def test_finish_pruned_keeps_values_and_stays_off_the_front(storage) -> None:
     frozen = finish_pruned(study, trial, [0.9, 1.0])
     assert frozen.state == TrialState.PRUNED
     assert frozen.values == [0.9, 1.0]
-    assert frozen.user_attrs["pruned_at_epoch"] == 1
+    assert schema.PRUNED_AT_EPOCH.get(frozen) == 1
     stored = study.trials[1]
     assert stored.state == TrialState.PRUNED and stored.values == [0.9, 1.0]
     assert [t.number for t in study.best_trials] == [0]
@@ -164,7 +112,7 @@ def _ask_tell_rounds(study: optuna.Study, n_trials: int) -> None:
         trial = study.ask()
         x = trial.suggest_float("x", 0.0, 1.0)
         depth = trial.suggest_int("depth", 1, 4)
-        trial.set_user_attr("cost", {"flops": float(depth)})
+        schema.COST.set(trial, {"flops": float(depth)})
         record_epoch(trial, 0, x / 2)
         record_epoch(trial, 1, x)
         if i % 3 == 1:
@@ -241,12 +189,18 @@ def test_percentile_pruner_startup_warmup_and_interval() -> None:
     assert should_prune(_running(study, 5.0, [0.0]))
 
 
-def test_percentile_pruner_counts_running_and_pruned_peers_and_nan() -> None:
+def test_percentile_pruner_compares_the_best_value_with_complete_peers_and_nan() -> None:
     study = _percentile_study(n_startup_trials=0)
-    assert should_prune(_running(study, 9.0, [0.0, math.nan]))
-    study = _study(pruner=ParetoPercentilePruner(n_startup_trials=0, n_min_peers=2))
+    assert should_prune(_running(study, 9.0, [0.0, math.nan]))  # best so far 0.0 < median
+    assert not should_prune(_running(study, 9.0, [0.9, 0.0]))  # best so far 0.9 > median
+    assert should_prune(_running(study, 9.0, [math.nan, math.nan]))  # no finite value at all
+    # Running and pruned trials are no peers (Optuna's rule): only complete ones are.
+    study = _study(pruner=ParetoPercentilePruner(n_startup_trials=0, n_min_trials=2))
     _running(study, 1.0, [0.5, 0.9])
     finish_pruned(study, _running(study, 1.0, [0.5, 0.8]), [0.8, 1.0])
+    assert not should_prune(_running(study, 2.0, [0.5, 0.7]))
+    _complete(study, 1.0, [0.5, 0.9])
+    _complete(study, 1.0, [0.5, 0.8])
     assert should_prune(_running(study, 2.0, [0.5, 0.7]))
 
 
@@ -274,11 +228,11 @@ def test_percentile_pruner_needs_costs() -> None:
 # ----------------------------------------------------------------------------- MO-ASHA
 
 
-def test_moasha_rung_epochs() -> None:
-    assert [MOASHAPruner().rung_epochs(k) for k in range(3)] == [1, 3, 9]
-    assert [MOASHAPruner(min_epochs=2).rung_epochs(k) for k in range(3)] == [2, 6, 18]
+def test_moasha_rung_resource() -> None:
+    assert [MOASHAPruner(min_epochs=1).rung_resource(k) for k in range(3)] == [1, 3, 9]
+    assert [MOASHAPruner(min_resource=2).rung_resource(k) for k in range(3)] == [2, 6, 18]
     pruner = MOASHAPruner(min_epochs=2, reduction_factor=2, min_early_stopping_rate=1)
-    assert [pruner.rung_epochs(k) for k in range(3)] == [4, 8, 16]
+    assert [pruner.rung_resource(k) for k in range(3)] == [4, 8, 16]
 
 
 def test_moasha_hand_worked_rung_zero() -> None:
@@ -301,7 +255,7 @@ def test_moasha_hand_worked_rung_zero() -> None:
         if decisions[-1]:
             finish_pruned(study, trial, [accuracy, float(flops)])
     assert decisions == [False, True, False, True, True, False, False, False, True]
-    rung_values = [t.system_attrs["moasha:completed_rung_0"] for t in study.trials]
+    rung_values = [t.system_attrs[schema.moasha_rung_key(0)] for t in study.trials]
     assert rung_values == [accuracy for accuracy, _ in arrivals]
 
 
@@ -309,35 +263,38 @@ def test_moasha_waits_for_rungs_and_climbs() -> None:
     study = _study(pruner=MOASHAPruner(min_epochs=2, reduction_factor=3))
     trial = _running(study, 1.0, [0.1])
     assert not should_prune(trial)  # one epoch trained < 2: no rung yet
-    assert "moasha:completed_rung_0" not in study.trials[0].system_attrs
+    assert schema.moasha_rung_key(0) not in study.trials[0].system_attrs
     record_epoch(trial, 1, 0.2)
     assert not should_prune(trial)  # rung 0 (2 epochs), alone -> promoted
     for epoch in range(2, 6):
         record_epoch(trial, epoch, 0.3)
     assert not should_prune(trial)  # rung 1 (6 epochs), alone -> promoted
     attrs = study.trials[0].system_attrs
-    assert attrs["moasha:completed_rung_0"] == 0.2 and attrs["moasha:completed_rung_1"] == 0.3
-    assert "moasha:completed_rung_2" not in attrs
+    assert attrs[schema.moasha_rung_key(0)] == 0.2 and attrs[schema.moasha_rung_key(1)] == 0.3
+    assert schema.moasha_rung_key(2) not in attrs
 
 
 def test_moasha_max_epochs_keeps_asha_rungs() -> None:
     """s_max = floor(log_eta(R / r)); rungs 0 .. s_max - s - 1 decide (Li et al., Algorithm 2)."""
-    assert MOASHAPruner().n_rungs() is None
-    assert MOASHAPruner(reduction_factor=3, max_epochs=5).n_rungs() == 1  # 1; not 3
-    assert MOASHAPruner(reduction_factor=3, max_epochs=9).n_rungs() == 2  # 1, 3
-    assert MOASHAPruner(reduction_factor=2, max_epochs=5).n_rungs() == 2  # 1, 2; not 4
+    assert MOASHAPruner(min_epochs=1).n_rungs() is None
+    assert MOASHAPruner(min_epochs=1, reduction_factor=3, max_epochs=5).n_rungs() == 1  # 1; not 3
+    assert MOASHAPruner(min_epochs=1, reduction_factor=3, max_epochs=9).n_rungs() == 2  # 1, 3
+    assert MOASHAPruner(min_epochs=1, reduction_factor=2, max_epochs=5).n_rungs() == 2  # 1, 2
     assert MOASHAPruner(min_epochs=3, max_epochs=30).n_rungs() == 2  # 3, 9; not 27
-    pruner = MOASHAPruner(reduction_factor=2, min_early_stopping_rate=1, max_epochs=16)
+    pruner = MOASHAPruner(
+        min_epochs=1, reduction_factor=2, min_early_stopping_rate=1, max_epochs=16
+    )
     assert pruner.n_rungs() == 3  # 2, 4, 8 (s_max = 4, s = 1); not 16
     with pytest.raises(ValueError, match=r"max_epochs=2 leaves MO-ASHA no rung.*<= max_epochs"):
-        MOASHAPruner(reduction_factor=3, max_epochs=2)
+        MOASHAPruner(min_epochs=1, reduction_factor=3, max_epochs=2)
+    assert MOASHAPruner(min_resource=1, reduction_factor=3, max_resource=9).n_rungs() == 2
 
 
 @pytest.mark.parametrize(("max_epochs", "pruned_at_rung_1"), [(None, True), (5, False)])
 def test_moasha_decides_no_rung_past_max_epochs(max_epochs, pruned_at_rung_1) -> None:
     """T1 wins rung 0 (1 epoch) against T0 but loses rung 1 (3 epochs) to it; with R = 5 and
     eta = 3 rung 1 is not a decision point, so T1 trains on."""
-    study = _study(pruner=MOASHAPruner(reduction_factor=3, max_epochs=max_epochs))
+    study = _study(pruner=MOASHAPruner(min_epochs=1, reduction_factor=3, max_epochs=max_epochs))
     leader = _running(study, 1.0, [0.5])
     assert not should_prune(leader)
     for epoch in (1, 2):
@@ -349,15 +306,155 @@ def test_moasha_decides_no_rung_past_max_epochs(max_epochs, pruned_at_rung_1) ->
         record_epoch(challenger, epoch, 0.4)
     assert should_prune(challenger) is pruned_at_rung_1
     attrs = study.trials[1].system_attrs
-    assert ("moasha:completed_rung_1" in attrs) is (max_epochs is None)
+    assert (schema.moasha_rung_key(1) in attrs) is (max_epochs is None)
 
 
 def test_moasha_through_optuna_single_objective() -> None:
-    pruner = MOASHAPruner(reduction_factor=2, cost_names=())
+    pruner = MOASHAPruner(min_epochs=1, reduction_factor=2, cost_names=())
     study = optuna.create_study(direction="maximize", pruner=pruner)
     assert not _running(study, 1.0, [0.5]).should_prune()
     assert _running(study, 1.0, [0.4]).should_prune()
     assert not _running(study, 1.0, [0.6]).should_prune()
+
+
+def test_moasha_identical_values_share_their_fate() -> None:
+    """Three identical (accuracy, flops) points at a rung of eta = 3: one is promoted by crowding,
+    so all three continue (Optuna's ties at the threshold); a fourth, worse point is pruned."""
+    study = _study(pruner=MOASHAPruner(min_epochs=1, reduction_factor=3))
+    assert [should_prune(_running(study, 2.0, [0.5])) for _ in range(3)] == [False] * 3
+    assert should_prune(_running(study, 2.0, [0.4]))
+
+
+def test_old_argument_names_mean_the_new_ones() -> None:
+    old = ParetoPercentilePruner(n_warmup_epochs=2, interval_epochs=3, n_min_peers=4)
+    new = ParetoPercentilePruner(n_warmup_steps=2, interval_steps=3, n_min_trials=4)
+    for pruner in (old, new):
+        assert (pruner.n_warmup_steps, pruner.interval_steps, pruner.n_min_trials) == (2, 3, 4)
+    with pytest.raises(ValueError, match="give n_min_trials or its old name n_min_peers"):
+        ParetoPercentilePruner(n_min_trials=2, n_min_peers=2)
+    with pytest.raises(ValueError, match="interval_steps must be >= 1"):
+        ParetoPercentilePruner(interval_epochs=0)
+    for kwargs in ({}, {"min_resource": 1, "min_epochs": 1}):
+        with pytest.raises(ValueError, match="exactly one of min_resource"):
+            MOASHAPruner(**kwargs)
+    with pytest.raises(ValueError, match="max_resource goes with min_resource"):
+        MOASHAPruner(min_resource=1, max_epochs=9)
+    with pytest.raises(ValueError, match="bootstrap_count must be >= 0"):
+        MOASHAPruner(min_resource=1, bootstrap_count=-1)
+
+
+# ----------------------------------------------------------------------------- against Optuna
+
+
+def _random_plans(rng: np.random.Generator) -> list[tuple[list[tuple[int, float]], str]]:
+    """20-40 trials: reported (step, value) pairs, steps from 0 or 1 with gaps, values on a
+    coarse grid (ties) with some NaN, and how each trial ends if no pruner stops it."""
+    plans = []
+    for _ in range(int(rng.integers(20, 41))):
+        steps = np.cumsum(rng.integers(1, 3, size=int(rng.integers(1, 13)))) - 1
+        values = rng.integers(0, 8, size=len(steps)) / 8
+        values[rng.random(len(steps)) < 0.05] = math.nan
+        end = str(rng.choice(["COMPLETE", "COMPLETE", "PRUNED", "RUNNING"]))
+        plans.append((list(zip(steps.tolist(), values.tolist(), strict=True)), end))
+    return plans
+
+
+def _decisions_on_twins(
+    ours: optuna.pruners.BasePruner,
+    theirs: optuna.pruners.BasePruner,
+    direction: str,
+    seed: int,
+    step_shift: int = 0,
+) -> list[bool]:
+    """Random trials reporting in random interleaving to two studies built identically, one
+    pruned by ``ours`` and one by ``theirs`` (which sees every step plus ``step_shift``); both
+    are asked at every report and must agree. Returns the decisions."""
+    rng = np.random.default_rng(seed)
+    plans = _random_plans(rng)
+    twins = [optuna.create_study(direction=direction, pruner=p) for p in (ours, theirs)]
+    waiting, active, decisions = list(range(len(plans))), {}, []
+    while waiting or active:
+        if waiting and (not active or rng.random() < 0.3):
+            active[waiting.pop(0)] = [twin.ask() for twin in twins]
+            continue
+        number = int(rng.choice(sorted(active)))
+        trials = active[number]
+        reports, end = plans[number]
+        (step, value), *rest = reports
+        plans[number] = (rest, end)
+        for trial, shift in zip(trials, (0, step_shift), strict=True):
+            trial.report(value, step + shift)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # Optuna's nanmax of all-NaN
+            ours_prunes, theirs_prunes = (trial.should_prune() for trial in trials)
+        assert ours_prunes == theirs_prunes, f"seed {seed}, trial {number}, step {step}"
+        decisions.append(ours_prunes)
+        if ours_prunes or not rest:
+            final = float(rng.random())
+            for twin, trial in zip(twins, trials, strict=True):
+                if ours_prunes or end == "PRUNED":
+                    twin.tell(trial, state=TrialState.PRUNED)
+                elif end == "COMPLETE":
+                    twin.tell(trial, final)
+            del active[number]
+    return decisions
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize(
+    ("percentile", "n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+    [
+        (50.0, 0, 0, 1, 1),
+        (25.0, 3, 1, 1, 1),
+        (75.0, 5, 0, 2, 3),
+        (10.0, 1, 2, 3, 2),
+        (90.0, 2, 0, 1, 5),
+        (0.0, 0, 1, 2, 1),
+        (100.0, 0, 0, 1, 1),
+    ],
+)
+def test_percentile_pruner_without_costs_decides_as_optunas(
+    direction, percentile, n_startup_trials, n_warmup_steps, interval_steps, n_min_trials
+) -> None:
+    kwargs = {
+        "n_startup_trials": n_startup_trials,
+        "n_warmup_steps": n_warmup_steps,
+        "interval_steps": interval_steps,
+        "n_min_trials": n_min_trials,
+    }
+    decisions = []
+    for seed in range(3):
+        ours = ParetoPercentilePruner(percentile, cost_names=(), direction=direction, **kwargs)
+        theirs = optuna.pruners.PercentilePruner(percentile, **kwargs)
+        decisions += _decisions_on_twins(ours, theirs, direction, seed)
+    assert any(decisions) and not all(decisions)  # both decisions were compared
+
+
+@pytest.mark.parametrize("unit", ["steps", "epochs"])
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize(
+    ("min_resource", "reduction_factor", "min_early_stopping_rate", "bootstrap_count"),
+    [(1, 2, 0, 0), (1, 3, 0, 0), (2, 2, 1, 0), (1, 4, 0, 2), (3, 2, 0, 1)],
+)
+def test_moasha_without_costs_decides_as_optunas_successive_halving(
+    unit, direction, min_resource, reduction_factor, min_early_stopping_rate, bootstrap_count
+) -> None:
+    """``min_resource`` counts steps as Optuna does; ``min_epochs`` counts epochs trained, so it
+    decides as Optuna's pruner on the same curves reported one step later."""
+    kwargs = {
+        "reduction_factor": reduction_factor,
+        "min_early_stopping_rate": min_early_stopping_rate,
+        "bootstrap_count": bootstrap_count,
+    }
+    first = {"min_resource" if unit == "steps" else "min_epochs": min_resource}
+    decisions = []
+    for seed in range(3):
+        ours = MOASHAPruner(cost_names=(), direction=direction, **first, **kwargs)
+        theirs = optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, **kwargs)
+        decisions += _decisions_on_twins(
+            ours, theirs, direction, seed, step_shift=int(unit == "epochs")
+        )
+    assert any(decisions) and not all(decisions)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -408,7 +505,7 @@ def _hopeless_trial_and_trainer(max_epochs: int) -> tuple:
     for _ in range(2):
         _complete(study, 1.0, [0.99, 0.99, 0.99])
     trial = study.ask()
-    trial.set_user_attr("cost", {"flops": 2.0})
+    schema.COST.set(trial, {"flops": 2.0})
     trainer = pl.Trainer(
         max_epochs=max_epochs,
         accelerator="cpu",
@@ -436,7 +533,7 @@ def test_lightning_callback_prunes_hopeless_trial() -> None:
     curve = study.trials[-1].intermediate_values
     assert list(curve) == [0]  # sanity check not recorded, pruned after the first epoch
     frozen = finish_pruned(study, trial, [curve[0], 2.0])
-    assert frozen.state == TrialState.PRUNED and frozen.user_attrs["pruned_at_epoch"] == 0
+    assert frozen.state == TrialState.PRUNED and schema.PRUNED_AT_EPOCH.get(frozen) == 0
 
 
 def test_lightning_callback_never_prunes_after_the_last_epoch() -> None:

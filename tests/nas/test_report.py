@@ -1,74 +1,24 @@
-"""The trials table, the Pareto front and the hypervolume, against brute-force references."""
+"""The trials table, the Pareto front and the hypervolume history of a study."""
 
-import itertools
 import json
 import math
 
-import numpy as np
 import optuna
 import pandas as pd
 import pytest
 
+from nas import trial_schema as schema
 from nas.config import StudyConfig
+from nas.pareto import front_trials, hypervolume
 from nas.pruning import finish_pruned
 from nas.report import (
     front_frame,
-    front_trials,
-    hypervolume,
     hypervolume_history,
     reference_point,
     trials_frame,
     write_report,
 )
-from nas.study import run_search
-
-
-def _inclusion_exclusion(points: np.ndarray, ref: np.ndarray) -> float:
-    """Exact hypervolume of minimisation points by inclusion-exclusion over every subset: the
-    union of the boxes [p, ref] measured as alternating sums of box intersections."""
-    total = 0.0
-    for size in range(1, len(points) + 1):
-        for subset in itertools.combinations(points, size):
-            corner = np.max(subset, axis=0)
-            total += (-1) ** (size + 1) * np.prod(np.clip(ref - corner, 0, None))
-    return total
-
-
-def test_hypervolume_of_hand_made_points():
-    # Maximise accuracy, minimise cost; reference (0, 10). Boxes: 0.5x6, 0.8x3 overlap 0.5x3.
-    points = [(0.5, 4.0), (0.8, 7.0), (0.4, 9.0)]  # the last is dominated by the first
-    assert hypervolume(points, (0.0, 10.0), ["maximize", "minimize"]) == pytest.approx(
-        0.5 * 6 + 0.8 * 3 - 0.5 * 3
-    )
-    # A point that does not beat the reference adds nothing; no points, no volume.
-    assert hypervolume([(0.9, 11.0)], (0.0, 10.0), ["maximize", "minimize"]) == 0.0
-    assert hypervolume([], (0.0, 10.0), ["maximize", "minimize"]) == 0.0
-    assert hypervolume([(3.0,)], (5.0,), ["minimize"]) == 2.0
-
-
-@pytest.mark.parametrize("dims", [2, 3, 4])
-@pytest.mark.parametrize("seed", range(5))
-def test_hypervolume_matches_brute_force(dims, seed):
-    rng = np.random.default_rng(seed)
-    points = rng.uniform(0, 1, size=(7, dims))
-    points[3] = points[2]  # duplicates count once
-    ref = np.full(dims, 1.2)
-    expected = _inclusion_exclusion(points, ref)
-    assert hypervolume(points, ref, ["minimize"] * dims) == pytest.approx(expected, rel=1e-12)
-    # The same set with the first objective maximised (negated) has the same volume.
-    flipped = points.copy()
-    flipped[:, 0] *= -1
-    ref_flipped = ref.copy()
-    ref_flipped[0] *= -1
-    got = hypervolume(flipped, ref_flipped, ["maximize"] + ["minimize"] * (dims - 1))
-    assert got == pytest.approx(expected, rel=1e-12)
-    # And Optuna's own WFG implementation agrees.
-    assert got == pytest.approx(optuna._hypervolume.compute_hypervolume(points, ref), rel=1e-9)
-
-
-def test_hypervolume_rejects_a_reference_of_the_wrong_size():
-    with pytest.raises(ValueError, match="one per objective"):
-        hypervolume([(1.0, 2.0)], (0.0,), ["maximize", "minimize"])
+from nas.worker import run_search
 
 
 def _hand_made_study() -> optuna.Study:
@@ -82,9 +32,9 @@ def _hand_made_study() -> optuna.Study:
         (0.6, 20.0, False),
     ]:
         trial = study.ask({"block": optuna.distributions.CategoricalDistribution(["se", "eca"])})
-        trial.set_user_attr("summary", f"acc {acc}")
-        trial.set_user_attr("cost", {"flops": flops, "params": flops / 10})
-        trial.set_user_attr("epochs_run", 2 if pruned else 5)
+        schema.SUMMARY.set(trial, f"acc {acc}")
+        schema.COST.set(trial, {"flops": flops, "params": flops / 10})
+        schema.EPOCHS_RUN.set(trial, 2 if pruned else 5)
         if pruned:
             finish_pruned(study, trial, [acc, flops])
         else:
@@ -164,7 +114,7 @@ def test_write_report_on_a_real_search(tiny_config, tmp_path):
     summary = json.loads(paths["summary"].read_text())
     assert summary["reference"]["names"] == ["val_acc", "flops"]
     # Two epochs per trial; a duplicate architecture reuses its original's result for free.
-    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    trained = [t for t in study.trials if not schema.DUPLICATE_OF.has(t)]
     assert summary["trials"] == {"COMPLETE": 4} and summary["epochs_spent"] == 2 * len(trained)
     assert 0 < summary["hypervolume_norm"] <= 1
     history = pd.read_csv(paths["hypervolume"])
