@@ -21,6 +21,8 @@ from optuna._hypervolume import compute_hypervolume  # Optuna-internal, see hype
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from . import trial_schema as schema
+
 Direction = str | StudyDirection
 
 
@@ -109,16 +111,23 @@ def is_feasible(trial: FrozenTrial) -> bool:
 
 
 def is_candidate(trial: FrozenTrial) -> bool:
-    """Whether a trial may be on the front: COMPLETE (final values) and feasible. A PRUNED
-    trial's values are those of an unfinished training run and never count."""
-    return trial.state == TrialState.COMPLETE and is_feasible(trial)
+    """Whether a trial may be on the front: COMPLETE (final values), feasible, and not a
+    duplicate (a ``duplicate_of`` trial reused the outcome of a COMPLETE trial with the same
+    architecture, which stands for both). A PRUNED trial's values are those of an unfinished
+    training run and never count."""
+    return (
+        trial.state == TrialState.COMPLETE
+        and is_feasible(trial)
+        and not schema.DUPLICATE_OF.has(trial)
+    )
 
 
 def front_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The COMPLETE, feasible trials that no other such trial dominates, in trial order.
+    """The COMPLETE, feasible trials that no other such trial dominates, in trial order, each
+    architecture once.
 
     Trials with identical values are all on it; with one objective it holds every trial tied at
-    the best value. The same trials as ``study.best_trials``.
+    the best value. The same trials as ``study.best_trials`` less the duplicates.
     """
     candidates = [t for t in study.get_trials(deepcopy=False) if is_candidate(t)]
     if not candidates:

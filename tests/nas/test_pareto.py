@@ -231,8 +231,10 @@ def test_report_dashboard_export_checkpoints_and_optuna_agree_on_the_front(
     n_objectives: int, seed: int, tmp_path: Path
 ) -> None:
     study = _mixed_study(n_objectives, seed, tmp_path)
-    optunas = {t.number for t in study.best_trials}
-    assert len(optunas) >= 2 and len(study.trials) - len(optunas) >= 10
+    # Optuna's front, each architecture once: duplicates reuse their original's values.
+    duplicates = {t.number for t in study.best_trials if schema.DUPLICATE_OF.has(t)}
+    optunas = {t.number for t in study.best_trials} - duplicates
+    assert optunas and len(study.trials) - len(optunas) >= 10
 
     frame = trials_frame(study)
     assert set(front_frame(study)["trial"]) == optunas
@@ -245,7 +247,7 @@ def test_report_dashboard_export_checkpoints_and_optuna_agree_on_the_front(
     delete_dominated_checkpoints(study)
     completed = study.get_trials(states=(TrialState.COMPLETE,))
     kept = {t.number for t in completed if checkpoint_location(t)[1].exists()}
-    assert kept == optunas
+    assert kept - duplicates == optunas  # a duplicate on Optuna's front shares its original's file
 
     reference = reference_point(study)
     final = hypervolume_history(study, reference)["hypervolume"].iloc[-1]
