@@ -22,7 +22,7 @@ it seeds the sampler, every trial's training (``seed + trial number``) and the b
 
 Measures, per run (strategy x seed) and averaged over seeds:
 
-* hypervolume (HV) of the front of COMPLETE trials (``nas.report.front_trials``; pruned trials'
+* hypervolume (HV) of the front of COMPLETE trials (``nas.pareto.front_trials``; pruned trials'
   partial accuracies never count) after each finished trial, against the training epochs spent
   and against wall clock (``nas.report.hypervolume_history``: ``elapsed_s`` runs from the start
   of the first trial to the end of each trial, read from the trials' datetimes);
@@ -37,7 +37,7 @@ Measures, per run (strategy x seed) and averaged over seeds:
   blocks add at most ~2% FLOPs to the backbone: with ``1.1 x F_max`` about 5/6 of the flops
   axis lies beyond every architecture and the HV is mostly the best accuracy. The HV ratio under
   ``(0, 1.1 x F_max)`` is reported as well (``HV kept, 1.1 max ref``);
-* epochs spent (``nas.report.epochs_spent``: a duplicate architecture that reuses a completed
+* epochs spent (``nas.trial_schema.epochs_spent``: a duplicate architecture that reuses a completed
   trial's result costs 0) and **epochs saved** ``= 1 - sum_seeds(epochs of the run) /
   sum_seeds(epochs of nsga2)``; **HV kept** ``= HV of the run / HV of nsga2`` after the same
   number of trials (both ran ``--trials``), per seed, then averaged over seeds; **HV kept at
@@ -117,10 +117,10 @@ import torch
 from optuna.trial import TrialState
 
 from _machine import describe, load_average
-from nas.config import StudyConfig
+from nas.config import StudyConfig, asha_rungs
 from nas.data import build_datamodule
-from nas.pruning import asha_rungs
-from nas.report import Reference, front_trials, hypervolume, hypervolume_history
+from nas.pareto import front_trials, hypervolume
+from nas.report import Reference, hypervolume_history
 from nas.study import quiet_third_party_output
 from nas.worker import run_search
 from search_spaces.build import build_model

@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.config import StudyConfig
-from nas.pruning import non_dominated_sort
+from nas.pareto import non_dominated_sort
 from nas.storage import open_storage
 from nas.study import load_or_create_study
 

@@ -298,7 +298,7 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path, wo
 
 @pytest.mark.slow
 def test_four_local_workers_finish_exactly_the_budget(tiny_config):
-    from nas.pruning import non_dominated_sort
+    from nas.pareto import non_dominated_sort
 
     data = tiny_config(study={"n_trials": 8, "sampler": "tpe"})
     study = run_search(StudyConfig.from_dict(data), workers=4, progress=False)
