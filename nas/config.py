@@ -58,6 +58,7 @@ _Schedule = Literal["cosine", "onecycle", "constant"]
 _Precision = Literal["auto", "32", "bf16-mixed"]
 _Dataset = Literal["digits", "cifar10", "cifar100", "mnist", "fashionmnist", "svhn", "imagefolder"]
 _Augmentation = Literal["none", "flip_crop"]
+_Loader = Literal["auto", "memory", "stream"]
 
 SAMPLERS: tuple[str, ...] = get_args(_Sampler)
 PRUNERS: tuple[str, ...] = get_args(_Pruner)
@@ -68,6 +69,7 @@ SCHEDULES: tuple[str, ...] = get_args(_Schedule)
 PRECISIONS: tuple[str, ...] = get_args(_Precision)
 DATASETS: tuple[str, ...] = get_args(_Dataset)
 AUGMENTATIONS: tuple[str, ...] = get_args(_Augmentation)
+LOADERS: tuple[str, ...] = get_args(_Loader)
 
 
 def _keep_int(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -307,6 +309,18 @@ class StudySection:
         ge=0,
     )
 
+    artifacts: StrictStr = _field(
+        "",
+        allowed="a folder path or an s3://bucket/prefix URL, or '' for runs_dir/<name>/artifacts",
+        doc="Artifact store of the trials' weights (optuna.artifacts): a folder every worker "
+        "reaches, or s3://bucket/prefix.",
+    )
+    artifacts_endpoint: StrictStr = _field(
+        "",
+        allowed="an http(s) URL, or '' for AWS (or the AWS_ENDPOINT_URL variable)",
+        doc="S3-compatible endpoint of an s3:// artifact store (MinIO, Ceph).",
+    )
+
     @model_validator(mode="after")
     def _name_is_a_folder(self) -> StudySection:
         if self.name in (".", ".."):
@@ -329,6 +343,10 @@ class StudySection:
 
     def storage_url(self) -> str:
         return self.storage or str(Path(self.runs_dir) / self.name / "journal.log")
+
+    def artifacts_url(self) -> str:
+        """Where trial weights are stored: ``artifacts``, else a folder beside the journal."""
+        return self.artifacts or str(Path(self.runs_dir) / self.name / "artifacts")
 
 
 @_one_line_errors
@@ -393,6 +411,15 @@ class DataConfig:
         allowed="a path",
         doc="Extracted archives, decoded tensors and downloads (default ~/.cache/attention-nas).",
         validate_default=True,
+    )
+    loader: _Loader = _field(
+        "auto",
+        allowed=_one_of(LOADERS),
+        doc="memory: decode once into tensors; stream: decode from disk in DataLoader workers "
+        "(image folders too large for memory); auto: memory where it fits.",
+    )
+    num_workers: _Int = _field(
+        2, allowed="an int >= 0", doc="Decoding worker processes of the stream loader.", ge=0
     )
 
     @field_validator("root")
@@ -587,6 +614,12 @@ class BackboneSection:
     args: dict[StrictStr, Any] | None = _field(
         None, allowed="a table of backbone arguments", doc="Backbone arguments, e.g. {width = 16}."
     )
+    pretrained: StrictBool | StrictStr = _field(
+        False,
+        allowed="true, false, or the path of a weights file",
+        doc="Start from pretrained weights: true for the backbone's published ones (timm / "
+        "torchvision, downloaded or cached), or a local state-dict file.",
+    )
 
 
 @_one_line_errors
@@ -693,6 +726,8 @@ class StudyConfig:
     training: TrainingConfig = _field(allowed="a TrainingConfig")
     pruning: PruningSection = _field(allowed="a PruningSection")
     objectives: ObjectivesSection = _field(allowed="an ObjectivesSection")
+    #: ``backbone.pretrained``: how the backbone's weights start (not part of the architecture).
+    pretrained: StrictBool | StrictStr = _field(False, allowed="true, false or a weights file")
 
     @model_validator(mode="after")
     def _sections_agree(self) -> StudyConfig:
@@ -729,6 +764,7 @@ class StudyConfig:
             "training": file.training,
             "pruning": file.pruning,
             "objectives": file.objectives,
+            "pretrained": file.backbone.pretrained,
         }
         return _build(cls, sections, "")
 
@@ -765,6 +801,7 @@ class StudyConfig:
                 "constraints": dict(self.objectives.constraints),
                 "latency_batch": self.objectives.latency_batch,
             },
+            "backbone": {"pretrained": self.pretrained},
         }
         # Paths become strings and tuples lists, exactly as they come back from the storage.
         return json.loads(json.dumps(data, default=str))

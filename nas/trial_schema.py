@@ -18,7 +18,8 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
                     of the built model, measured before training (latencies may be null)
 ``val_history``     ``[{"epoch", "val_acc", "val_loss"}, ...]``, one entry per validation
 ``epochs_run``      training epochs run (int); a duplicate ran none of its own
-``checkpoint``      ``host:/abs/path.pt`` of the trained weights (COMPLETE trials on the front)
+``checkpoint``      ``host:/abs/path.pt`` of the trained weights (studies of 0.1.0)
+``weights_artifact`` id of the trained weights in the study's artifact store (``optuna.artifacts``)
 ``duplicate_of``    number of the completed trial whose results this one reused (same digest)
 ``pruned_at_epoch`` 0-based epoch at which a PRUNED trial stopped
 ``fail_reason``     why a FAIL trial failed (at most 2,000 characters)
@@ -78,6 +79,7 @@ COST: Attr[dict[str, float | None]] = Attr("cost", "costs of the built model")
 VAL_HISTORY: Attr[list[dict[str, float]]] = Attr("val_history", "one entry per validation")
 EPOCHS_RUN: Attr[int] = Attr("epochs_run", "training epochs run")
 CHECKPOINT: Attr[str] = Attr("checkpoint", "host:path of the trained weights")
+WEIGHTS_ARTIFACT: Attr[str] = Attr("weights_artifact", "artifact id of the trained weights")
 DUPLICATE_OF: Attr[int] = Attr("duplicate_of", "trial whose results this one reused")
 PRUNED_AT_EPOCH: Attr[int] = Attr("pruned_at_epoch", "epoch at which the trial was pruned")
 FAIL_REASON: Attr[str] = Attr("fail_reason", "why the trial failed")
@@ -94,6 +96,7 @@ TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     VAL_HISTORY,
     EPOCHS_RUN,
     CHECKPOINT,
+    WEIGHTS_ARTIFACT,
     DUPLICATE_OF,
     PRUNED_AT_EPOCH,
     FAIL_REASON,
@@ -101,7 +104,13 @@ TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     RETRIES,
 )
 #: Attrs a duplicate copies from the completed trial whose results it reuses.
-REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (COST, VAL_HISTORY, EPOCHS_RUN, CHECKPOINT)
+REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
+    COST,
+    VAL_HISTORY,
+    EPOCHS_RUN,
+    CHECKPOINT,
+    WEIGHTS_ARTIFACT,
+)
 #: Longest failure reason stored (Optuna's RDB storage caps a user attr at 2,048 characters).
 MAX_FAIL_REASON = 2000
 

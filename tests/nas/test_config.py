@@ -334,11 +334,30 @@ CIFAR10_DICT = {
 def test_to_dict_is_exactly_the_stored_form(monkeypatch, load, expected):
     monkeypatch.setenv("HOME", "/home/nas")  # cache_dir and "~" paths expand under it
     data = load().to_dict()
+    # What 0.1.0 stored, read back by this release, is this release's form...
+    assert StudyConfig.from_dict(expected).to_dict() == data
+    # ... which is 0.1.0's plus the settings added since, at their defaults, appended.
+    expected = _with_settings_added_since_0_1_0(expected)
     assert data == expected
     # Key order and value types too: 1 and 1.0 compare equal but are stored differently.
     assert json.dumps(data) == json.dumps(expected)
     # A stored config rebuilds the same config.
     assert json.dumps(StudyConfig.from_dict(data).to_dict()) == json.dumps(expected)
+
+
+#: Settings added after 0.1.0 (whose to_dict() output the dicts above pin), at their defaults.
+ADDED_SINCE_0_1_0 = {
+    "study": {"artifacts": "", "artifacts_endpoint": ""},
+    "data": {"loader": "auto", "num_workers": 2},
+    "backbone": {"pretrained": False},
+}
+
+
+def _with_settings_added_since_0_1_0(stored: dict) -> dict:
+    data = json.loads(json.dumps(stored))
+    for section, values in ADDED_SINCE_0_1_0.items():
+        data.setdefault(section, {}).update(values)
+    return data
 
 
 # -- errors: one line, the field path, the values it allows ----------------------------------
