@@ -1,4 +1,5 @@
-"""The attention block zoo: ``create(name, channels, **params)`` builds any registered block."""
+"""The attention block zoo: ``create(name, channels, **params)`` builds any registered block, and
+``timm_attn_layer(name, **params)`` hands it to timm as an ``attn_layer``."""
 
 # Importing a block module registers its blocks.
 from . import (  # noqa: F401
@@ -28,15 +29,18 @@ from .registry import (
     reduced_channels,
     register,
 )
+from .timm_layer import TimmAttnLayer, timm_attn_layer
 
 __all__ = [
     "FAMILIES",
     "BlockInfo",
     "ParamSpec",
+    "TimmAttnLayer",
     "available",
     "create",
     "info",
     "reduced_channels",
     "register",
+    "timm_attn_layer",
     "validate_params",
 ]

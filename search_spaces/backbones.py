@@ -14,14 +14,33 @@ plain model (no attention) that :func:`search_spaces.insertion.insert_attention`
   in/out channels); stage ``i`` is the ``i``-th bottleneck row of the paper's Table 2 and ``j``
   the block's index in that row, so at ``width_mult=1`` the sites lie in stages 2-6 and none
   ends in ``.0``. ``small_input`` gives the stem stride 1 (output stride 16).
+* ``timm:<model>``: any timm model, ``timm.create_model(model, num_classes=..., in_chans=...)``
+  (timm is optional: ``pip install attention-nas[timm]``; it is imported on first use). timm's
+  ResNet family (``timm.models.resnet``: resnet18/26/50, resnet50d, resnext50_32x4d,
+  seresnext26d_32x4d, ecaresnet50d, ...) has a site at every residual block, stage ``i`` being
+  ``layer<i>``, with all four positions. Any other model has one ``pre``/``post`` site per stage,
+  ``stage<i>.0``: the modules timm's ``feature_info`` lists, less its stem (the root, modules
+  named ``*stem*``, single conv / norm / activation layers). Sites are read from a copy of the
+  model built on the meta device, once per model.
+
+Every backbone builds with random weights or pretrained ones (:func:`build_backbone`'s
+``pretrained``): ``True`` for the published weights of the torchvision and timm models (the CIFAR
+ResNets have none), or the path of a weights file (see
+:func:`search_spaces.pretrained.load_backbone_state`).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
@@ -36,17 +55,27 @@ from attn_blocks.params import (
     validate_params,
 )
 
-from .insertion import ResNetUnit
+from .insertion import WRAPPER_POSITIONS, ResNetUnit
+from .pretrained import Pretrained, load_backbone_state, read_state_dict
+from .spec import POSITIONS
+
+#: Backbone names ``timm:<model>`` build timm's ``<model>``.
+TIMM_PREFIX = "timm:"
 
 
 @dataclass(frozen=True)
 class Site:
-    """One insertion site: ``name`` ``stage<i>.<j>`` and the ``path`` of its module in the model."""
+    """One insertion site: ``name`` ``stage<i>.<j>`` and the ``path`` of its module in the model.
+
+    ``positions`` are those the module takes: all four on a residual unit, ``pre`` and ``post``
+    on any other module (a timm stage).
+    """
 
     name: str
     stage: int
     index: int
     path: str
+    positions: tuple[str, ...] = POSITIONS
 
 
 # --- the CIFAR ResNet -------------------------------------------------------------------------
@@ -258,6 +287,185 @@ def _build_cifar(in_channels: int, num_classes: int, args: dict) -> nn.Module:
     )
 
 
+def _torchvision_published(
+    name: str, build: Callable[[int, int, dict], nn.Module], head: tuple[str, ...]
+) -> Callable[[int, int, dict], nn.Module]:
+    """Build ``name``, then load torchvision's ``DEFAULT`` weights (downloaded or cached)."""
+
+    def published(in_channels: int, num_classes: int, args: dict) -> nn.Module:
+        model = build(in_channels, num_classes, args)
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        load_backbone_state(
+            model,
+            weights.get_state_dict(progress=True, check_hash=True),
+            source=f"torchvision's {weights!r} weights",
+            backbone=name,
+            head=head,
+        )
+        return model
+
+    return published
+
+
+# --- timm models ------------------------------------------------------------------------------
+
+
+def _import_timm() -> ModuleType:
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(
+            f"backbones {TIMM_PREFIX}<model> need timm; install it with "
+            "pip install attention-nas[timm]"
+        ) from None
+    return timm
+
+
+def _check_rate(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {type(value).__name__}"
+    return None if 0 <= value < 1 else "must lie in [0, 1)"
+
+
+_TIMM_ARGS = (
+    ParamSpec(
+        "drop_rate", 0.0, "a number in [0, 1)", _check_rate, doc="dropout before the classifier"
+    ),
+    ParamSpec(
+        "drop_path_rate",
+        0.0,
+        "a number in [0, 1)",
+        _check_rate,
+        doc="stochastic depth rate of the last block",
+    ),
+)
+#: timm ResNets only; ``zero_init_residual`` is timm's ``zero_init_last``, on by default in timm.
+_TIMM_RESNET_ARGS = (
+    bool_param(
+        "zero_init_residual", True, "start the last BN of each residual branch at zero (timm)"
+    ),
+)
+_TIMM_SMALL_INPUT = bool_param(
+    "small_input", False, "stride-1 stem without max-pool (same weights), for 32x32 inputs"
+)
+#: Modules timm's ``feature_info`` lists for its stem rather than a stage.
+_STEM_LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
+
+
+def _timm_resnet_sites(model: nn.Module) -> list[Site] | None:
+    """A site per residual block of a timm ResNet made of timm's own blocks, else ``None``."""
+    from timm.models import resnet
+
+    if type(model) is not resnet.ResNet:
+        return None
+    stages = [name for name, _ in model.named_children() if re.fullmatch(r"layer\d+", name)]
+    sites = [
+        Site(f"stage{stage}.{index}", stage, index, f"{name}.{index}")
+        for stage, name in enumerate(stages, start=1)
+        for index in range(len(model.get_submodule(name)))
+    ]
+    blocks = (resnet.BasicBlock, resnet.Bottleneck)
+    if any(type(model.get_submodule(site.path)) not in blocks for site in sites):
+        return None
+    return sites
+
+
+def _timm_stage_sites(model: nn.Module, name: str) -> list[Site]:
+    """A ``pre``/``post`` site per stage: ``feature_info``'s modules less the stem."""
+    modules = dict(model.named_modules())
+    paths = [info["module"] for info in getattr(model, "feature_info", [])]
+    stages = [
+        path
+        for path in paths
+        if path in modules
+        and path
+        and "stem" not in path
+        and not isinstance(modules[path], _STEM_LAYERS)
+        and next(modules[path].children(), None) is not None
+    ]
+    if not stages:
+        raise ValueError(
+            f"backbone {name!r}: the timm model lists no stages in its feature_info, so it has "
+            "no insertion sites; put attention into timm.create_model(...) with insert_attention"
+        )
+    return [
+        Site(f"stage{stage}.0", stage, 0, path, WRAPPER_POSITIONS)
+        for stage, path in enumerate(stages, start=1)
+    ]
+
+
+def _timm_stem_conv(model: nn.Module) -> nn.Conv2d:
+    """The first conv of a timm ResNet: ``conv1``, or the first of a deep stem's three."""
+    return model.conv1 if isinstance(model.conv1, nn.Conv2d) else model.conv1[0]
+
+
+def _has_small_input_stem(model: nn.Module) -> bool:
+    """A timm ResNet stem that starts with a stride-2 conv and ends in a max-pool."""
+    stride = tuple(_timm_stem_conv(model).stride)
+    return isinstance(model.maxpool, nn.MaxPool2d) and stride == (2, 2)
+
+
+def _build_timm(
+    model_name: str, in_channels: int, num_classes: int, args: dict, pretrained: bool = False
+) -> nn.Module:
+    timm = _import_timm()
+    kwargs = {k: args[k] for k in ("drop_rate", "drop_path_rate") if args[k]}
+    if "zero_init_residual" in args:
+        kwargs["zero_init_last"] = args["zero_init_residual"]
+    try:
+        model = timm.create_model(
+            model_name,
+            pretrained=pretrained,
+            num_classes=num_classes,
+            in_chans=in_channels,
+            **kwargs,
+        )
+    except TypeError as err:
+        if not kwargs:
+            raise
+        raise ValueError(
+            f"backbone {TIMM_PREFIX + model_name!r}: timm could not build the model with "
+            f"{kwargs} ({err}); leave out the arguments it does not take"
+        ) from None
+    if args.get("small_input"):
+        _timm_stem_conv(model).stride = (1, 1)
+        model.maxpool = nn.Identity()
+    return model
+
+
+@functools.cache
+def _timm_backbone(model_name: str) -> _Backbone:
+    """The backbone ``timm:<model_name>``, described from a copy built on the meta device."""
+    timm = _import_timm()
+    name = TIMM_PREFIX + model_name
+    if not timm.is_model(model_name):
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=5)
+        raise ValueError(
+            f"unknown timm model {model_name!r} (backbone {name!r}); close names: {close}; "
+            "list the models with timm.list_models('resnet*')"
+        )
+    # The meta device allocates nothing; fork_rng leaves the caller's generator as it was.
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        skeleton = timm.create_model(model_name)
+    sites = _timm_resnet_sites(skeleton)
+    args = _TIMM_ARGS
+    if sites is None:
+        sites = _timm_stage_sites(skeleton, name)
+    else:
+        args = (*args, *_TIMM_RESNET_ARGS)
+        if _has_small_input_stem(skeleton):
+            args = (*args, _TIMM_SMALL_INPUT)
+    classifier = (getattr(skeleton, "pretrained_cfg", None) or {}).get("classifier") or ()
+    return _Backbone(
+        name,
+        args,
+        lambda _: list(sites),
+        functools.partial(_build_timm, model_name),
+        head=(classifier,) if isinstance(classifier, str) else tuple(classifier),
+        published=functools.partial(_build_timm, model_name, pretrained=True),
+    )
+
+
 # --- the registry ------------------------------------------------------------------------------
 
 
@@ -269,6 +477,10 @@ class _Backbone:
     build: Callable[[int, int, dict], nn.Module]
     #: arguments an alias pins (``resnet20`` is ``cifar_resnet`` with ``depth=20``)
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    #: module paths of the classifier, skipped when a weights file's head differs
+    head: tuple[str, ...] = ("fc",)
+    #: builds the model with its published weights; ``None`` where there are none
+    published: Callable[[int, int, dict], nn.Module] | None = None
 
 
 _ZERO_INIT = bool_param(
@@ -292,6 +504,20 @@ _MODEL_ARGS = (
     int_param("num_classes", None, "classifier outputs"),
 )
 
+
+def _tv_resnet_backbone(name: str) -> _Backbone:
+    def build(in_channels: int, num_classes: int, args: dict) -> nn.Module:
+        return _build_tv_resnet(name, in_channels, num_classes, args)
+
+    return _Backbone(
+        name,
+        (_SMALL_INPUT, _ZERO_INIT),
+        functools.partial(_tv_resnet_sites, name),
+        build,
+        published=_torchvision_published(name, build, ("fc",)),
+    )
+
+
 _BACKBONES: dict[str, _Backbone] = {
     "cifar_resnet": _Backbone("cifar_resnet", _CIFAR_ARGS, _cifar_sites, _build_cifar),
     **{
@@ -304,15 +530,7 @@ _BACKBONES: dict[str, _Backbone] = {
         )
         for depth in (8, 20, 56)
     },
-    **{
-        name: _Backbone(
-            name,
-            (_SMALL_INPUT, _ZERO_INIT),
-            lambda args, name=name: _tv_resnet_sites(name, args),
-            lambda i, n, args, name=name: _build_tv_resnet(name, i, n, args),
-        )
-        for name in _TV_RESNET_LAYERS
-    },
+    **{name: _tv_resnet_backbone(name) for name in _TV_RESNET_LAYERS},
     "mobilenet_v2": _Backbone(
         "mobilenet_v2",
         (
@@ -321,6 +539,8 @@ _BACKBONES: dict[str, _Backbone] = {
         ),
         _mobilenet_v2_sites,
         _build_mobilenet_v2,
+        head=("classifier.1",),
+        published=_torchvision_published("mobilenet_v2", _build_mobilenet_v2, ("classifier.1",)),
     ),
 }
 
@@ -331,11 +551,15 @@ def available_backbones() -> list[str]:
 
 
 def _get(name: str) -> _Backbone:
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+        _import_timm()  # the error names the extra to install, even for a name seen before
+        return _timm_backbone(name[len(TIMM_PREFIX) :])
     try:
         return _BACKBONES[name]
     except KeyError:
         raise ValueError(
-            f"unknown backbone {name!r}; available: {', '.join(available_backbones())}"
+            f"unknown backbone {name!r}; available: {', '.join(available_backbones())}, "
+            f"or {TIMM_PREFIX}<model> for a timm model"
         ) from None
 
 
@@ -371,9 +595,20 @@ def stage_names(name: str, **args: Any) -> list[str]:
 
 
 def build_backbone(
-    name: str, in_channels: int = 3, num_classes: int = 10, **args: Any
+    name: str,
+    in_channels: int = 3,
+    num_classes: int = 10,
+    *,
+    pretrained: Pretrained = False,
+    **args: Any,
 ) -> nn.Module:
-    """Backbone ``name`` with random weights and no attention."""
+    """Backbone ``name`` without attention, with random or ``pretrained`` weights.
+
+    ``pretrained=True`` loads the published weights (timm's ``pretrained=True``, torchvision's
+    ``DEFAULT`` weights; downloaded, or read from the local cache); a path loads that weights
+    file (a state dict of the same backbone). The classifier head may differ from the weights'
+    (another ``num_classes``): it is then skipped and keeps its random initialisation.
+    """
     backbone = _get(name)
     validate_params(
         f"backbone {name!r}",
@@ -381,4 +616,27 @@ def build_backbone(
         {"in_channels": in_channels, "num_classes": num_classes},
         kind="argument",
     )
-    return backbone.build(in_channels, num_classes, _resolved_args(name, args))
+    resolved = _resolved_args(name, args)
+    if pretrained is False:
+        return backbone.build(in_channels, num_classes, resolved)
+    if pretrained is True:
+        if backbone.published is None:
+            raise ValueError(
+                f"backbone {name!r} has no published weights (only the torchvision and timm "
+                "backbones have them); use pretrained=False, or the path of a file saved with "
+                f"torch.save(build_backbone({name!r}, ...).state_dict(), path)"
+            )
+        return backbone.published(in_channels, num_classes, resolved)
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise ValueError(
+            f"pretrained must be True, False or the path of a weights file, got {pretrained!r}"
+        )
+    model = backbone.build(in_channels, num_classes, resolved)
+    load_backbone_state(
+        model,
+        read_state_dict(pretrained),
+        source=f"weights file {os.fspath(pretrained)!r}",
+        backbone=name,
+        head=backbone.head,
+    )
+    return model

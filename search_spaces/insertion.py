@@ -14,7 +14,11 @@ adapters that keep the unit's submodule names, so ``layer1.0.conv1.weight`` is s
 * ``identity``: ``relu(F(x) + attn(S(x)))`` -- on the shortcut, after its projection if any.
 
 (MobileNetV2's inverted residual has no ReLU after the add, so there ``post`` is
-``attn(F(x) + x)``.) Any other module only offers ``pre`` (attention on its input) and ``post``
+``attn(F(x) + x)``.) timm's ResNet blocks (``timm.models.resnet.BasicBlock`` / ``Bottleneck``)
+are residual units too: ``standard`` sits where timm puts its ``attn_layer`` (after the last BN,
+after timm's own ``se`` slot where the model has one), before stochastic depth and the add. timm
+is not imported here: its blocks are recognised once ``timm.models.resnet`` is loaded, which it
+is whenever one exists. Any other module only offers ``pre`` (attention on its input) and ``post``
 (on its output), through :class:`PrePostAttention`, whose ``module.`` prefix does change the
 wrapped module's state_dict keys.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +178,82 @@ class AttentiveInvertedResidual(AttentiveResidual):
         return branch + shortcut
 
 
+class AttentiveTimmBasicBlock(ResNetUnit):
+    """timm's ``BasicBlock`` with an attention slot; takes over the block's submodules.
+
+    The block's own ``se`` (timm's ``attn_layer``, ``None`` in a plain ResNet) stays on the
+    branch; ``drop_path`` (stochastic depth) acts on the attended branch, as in timm.
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv1 = block.conv1
+        self.bn1 = block.bn1
+        self.drop_block = block.drop_block
+        self.act1 = block.act1
+        self.aa = block.aa
+        self.conv2 = block.conv2
+        self.bn2 = block.bn2
+        self.se = block.se
+        self.act2 = block.act2
+        self.downsample = block.downsample
+        self.drop_path = block.drop_path
+        self.stride = block.stride
+        self.dilation = block.dilation
+
+    def _residual_branch(self, x: Tensor) -> Tensor:
+        x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
+        x = self.bn2(self.conv2(x))
+        if self.se is not None:
+            x = self.se(x)
+        return x
+
+    def _merge(self, branch: Tensor, shortcut: Tensor) -> Tensor:
+        if self.drop_path is not None:
+            branch = self.drop_path(branch)
+        return self.act2(branch + shortcut)
+
+
+class AttentiveTimmBottleneck(ResNetUnit):
+    """timm's ``Bottleneck`` with an attention slot; takes over the block's submodules.
+
+    As :class:`AttentiveTimmBasicBlock`: timm's ``se`` stays after ``bn3``, ``drop_path`` acts
+    on the attended branch.
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv1 = block.conv1
+        self.bn1 = block.bn1
+        self.act1 = block.act1
+        self.conv2 = block.conv2
+        self.bn2 = block.bn2
+        self.drop_block = block.drop_block
+        self.act2 = block.act2
+        self.aa = block.aa
+        self.conv3 = block.conv3
+        self.bn3 = block.bn3
+        self.se = block.se
+        self.act3 = block.act3
+        self.downsample = block.downsample
+        self.drop_path = block.drop_path
+        self.stride = block.stride
+        self.dilation = block.dilation
+
+    def _residual_branch(self, x: Tensor) -> Tensor:
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(x)))))
+        x = self.bn3(self.conv3(x))
+        if self.se is not None:
+            x = self.se(x)
+        return x
+
+    def _merge(self, branch: Tensor, shortcut: Tensor) -> Tensor:
+        if self.drop_path is not None:
+            branch = self.drop_path(branch)
+        return self.act3(branch + shortcut)
+
+
 class PrePostAttention(nn.Module):
     """Attention on the input (``pre``) or the output (``post``) of an arbitrary module."""
 
@@ -205,6 +286,19 @@ _ADAPTERS: dict[type[nn.Module], type[AttentiveResidual]] = {
 }
 
 
+def _adapter(module: nn.Module) -> type[AttentiveResidual] | None:
+    """The adapter of ``module``'s exact type: a subclass may change its forward."""
+    adapter = _ADAPTERS.get(type(module))
+    timm_resnet = sys.modules.get("timm.models.resnet")
+    if adapter is None and timm_resnet is not None:
+        timm_adapters = {
+            timm_resnet.BasicBlock: AttentiveTimmBasicBlock,
+            timm_resnet.Bottleneck: AttentiveTimmBottleneck,
+        }
+        adapter = timm_adapters.get(type(module))
+    return adapter
+
+
 def supported_positions(module: nn.Module) -> tuple[str, ...]:
     """The positions :func:`insert_attention` can place attention at on ``module``.
 
@@ -214,7 +308,7 @@ def supported_positions(module: nn.Module) -> tuple[str, ...]:
         return POSITIONS
     if type(module) is InvertedResidual:
         return POSITIONS if module.use_res_connect else WRAPPER_POSITIONS
-    if type(module) in _ADAPTERS:
+    if _adapter(module) is not None:
         return POSITIONS
     return WRAPPER_POSITIONS
 
@@ -305,8 +399,9 @@ def insert_attention(
             raise ValueError(
                 f"module {path!r} ({type(module).__name__}) supports positions {list(positions)}, "
                 f"not {choice.position!r}; only residual units (torchvision BasicBlock, "
-                "Bottleneck, InvertedResidual with a residual connection, and this package's "
-                "CIFAR blocks) take 'standard' and 'identity'"
+                "Bottleneck, InvertedResidual with a residual connection, timm's ResNet "
+                "BasicBlock and Bottleneck, and this package's CIFAR blocks) take 'standard' and "
+                "'identity'"
             )
         if isinstance(module, AttentiveResidual) and module.has_attention():
             raise ValueError(f"module {path!r} already carries attention ({module.attn})")
@@ -335,7 +430,7 @@ def _patch(model: nn.Module, path: str, module: nn.Module, attn: nn.Module, posi
     if isinstance(module, AttentiveResidual):
         module.set_attention(attn, position)
         return
-    adapter = _ADAPTERS.get(type(module))
+    adapter = _adapter(module)
     if adapter is not None and supported_positions(module) == POSITIONS:
         # Residual units keep SENet's meaning of pre/post (pre: the shortcut sees the raw x).
         replacement: nn.Module = adapter(module)
