@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
         print(f"nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

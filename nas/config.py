@@ -708,7 +708,7 @@ class _StudyFile:
                 values[target] = given
         try:
             return SearchSpace(**{k: v for k, v in values.items() if v is not None})
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ImportError) as exc:
             raise ConfigError(str(exc)) from None
 
 

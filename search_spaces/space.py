@@ -88,6 +88,14 @@ class SearchSpace:
                 f"space.positions={list(self.positions)} is invalid; use a non-empty subset of "
                 f"{list(POSITIONS)}"
             )
+        sites = backbone_sites(self.backbone, **dict(self.backbone_args))
+        taken = sorted({p for site in sites for p in site.positions}, key=POSITIONS.index)
+        refused = [p for p in self.positions if any(p not in site.positions for site in sites)]
+        if refused:
+            raise ValueError(
+                f"space.positions {refused} are not taken by every insertion site of "
+                f"{self.backbone} (its sites take {taken}); set space.positions to some of those"
+            )
         if self._uses_param("reduction"):
             self._check_values("reductions", "reduction", self.reductions)
         if "eca" in self.blocks:
