@@ -1,6 +1,6 @@
 """Per-trial overhead of a search, and Lightning's training loop against a plain PyTorch loop.
 
-Part 1 runs real trials through ``nas.study.run_worker`` (the quickstart study with the random
+Part 1 runs real trials through ``nas.worker.run_worker`` (the quickstart study with the random
 sampler and no pruning, so every trial trains the full budget) in a fresh storage (a journal file,
 the default, and SQLite), with timers around every phase of a trial: sampling, storage writes, the
 duplicate check, model build, cost model, Trainer set-up, the training and validation epochs (a
@@ -67,8 +67,9 @@ import torch
 import torch.nn.functional as F
 from optuna.trial import TrialState
 
+import nas.objective
 import nas.pruning
-import nas.study
+import nas.worker
 from _machine import describe, load_average
 from nas.config import StudyConfig
 from nas.data import TensorDataModule, build_datamodule
@@ -103,14 +104,14 @@ TRAIN, VAL = "train epochs", "validation epochs"
 TRAINING = (TRAIN, VAL)
 #: Per-worker start-up, paid once per process and not per trial.
 STARTUP = ("open study", "load data")
-ROOT_PHASE = "other (worker loop, ask lock)"
+ROOT_PHASE = "other (worker loop, machine lock)"
 #: Overhead phases in the order of a trial, with what each one covers.
 OVERHEAD = {
     "orphan check + counts": "fail_orphaned_trials / fail_stale_trials and _count (storage reads)",
     "ask": "study.ask (sampler, new trial in storage)",
     "sample architecture": "suggest_arch (suggest_categorical: sampler and storage)",
     "storage writes": "trial.set_user_attr: worker, arch, summary, digest, seed, cost, history",
-    "duplicate check": "TrialRunner._completed_duplicate (reads completed trials)",
+    "duplicate check": "TrialRunner._earlier_duplicate (reads earlier trials)",
     "model build": "ClassifierModule(spec, ...) incl. build_model",
     "cost model": "model_cost (FLOPs, params, ...)",
     "Trainer set-up": "build_trainer (seed_everything, Trainer.__init__)",
@@ -119,7 +120,7 @@ OVERHEAD = {
     "checkpoint save": "save_checkpoint (torch.save, atomic rename)",
     "tell": "study.tell (values and state to storage)",
     "delete dominated checkpoints": "delete_dominated_checkpoints (reads completed trials)",
-    ROOT_PHASE: "time no timer covers: run_worker's loop, _ask_lock, signal handling",
+    ROOT_PHASE: "time no timer covers: run_worker's loop, machine_lock, heartbeat, signals",
 }
 
 
@@ -278,11 +279,11 @@ class EpochTimer(lightning.Callback):
 
 @contextlib.contextmanager
 def instrumented(clock: PhaseClock) -> Iterator[dict[str, Any]]:
-    """Wrap the phases of ``nas.study.run_worker`` with ``clock``'s timers; restore on exit.
+    """Wrap the phases of ``nas.worker.run_worker`` with ``clock``'s timers; restore on exit.
 
-    Functions are replaced where ``nas.study`` looks them up (its module namespace, or the
-    class for methods), so the real code path runs, only timed. Yields a dict that receives the
-    ``study`` the worker opened.
+    Functions are replaced where ``nas.worker`` and ``nas.objective`` look them up (their module
+    namespaces, or the class for methods), so the real code path runs, only timed. Yields a dict
+    that receives the ``study`` the worker opened.
     """
     seen: dict[str, Any] = {}
     saved: list[tuple[Any, str, Any]] = []
@@ -320,23 +321,23 @@ def instrumented(clock: PhaseClock) -> Iterator[dict[str, Any]]:
 
         return wrapper
 
-    patch(nas.study, "load_or_create_study", "", open_study)
-    patch(nas.study.TrialRunner, "__init__", "load data")
-    patch(nas.study, "fail_orphaned_trials", "orphan check + counts")
+    patch(nas.worker, "load_or_create_study", "", open_study)
+    patch(nas.objective.TrialRunner, "__init__", "load data")
+    patch(nas.worker, "fail_orphaned_trials", "orphan check + counts")
     patch(optuna.storages, "fail_stale_trials", "orphan check + counts")
-    patch(nas.study, "_count", "orphan check + counts")
+    patch(nas.worker, "_count", "orphan check + counts")
     patch(optuna.Study, "ask", "", ask)
-    patch(nas.study, "suggest_arch", "sample architecture")
+    patch(nas.objective, "suggest_arch", "sample architecture")
     patch(optuna.trial.Trial, "set_user_attr", "storage writes")
     patch(optuna.trial.Trial, "set_constraint", "storage writes")
-    patch(nas.study.TrialRunner, "_completed_duplicate", "duplicate check")
-    patch(nas.study, "ClassifierModule", "model build")
-    patch(nas.study, "model_cost", "cost model")
-    patch(nas.study, "build_trainer", "", trainer_factory)
+    patch(nas.objective.TrialRunner, "_earlier_duplicate", "duplicate check")
+    patch(nas.objective, "ClassifierModule", "model build")
+    patch(nas.objective, "model_cost", "cost model")
+    patch(nas.objective, "build_trainer", "", trainer_factory)
     patch(nas.pruning.PruningCallback, "on_validation_end", "pruning report")
-    patch(nas.study, "save_checkpoint", "checkpoint save")
+    patch(nas.objective, "save_checkpoint", "checkpoint save")
     patch(optuna.Study, "tell", "tell")
-    patch(nas.study, "delete_dominated_checkpoints", "delete dominated checkpoints")
+    patch(nas.worker, "delete_dominated_checkpoints", "delete dominated checkpoints")
     try:
         yield seen
     finally:
@@ -406,7 +407,7 @@ def measure_trials(args: argparse.Namespace, storage: str) -> dict[str, Any]:
         cfg = make_config(args, runs)
         url = _storage_url(storage, runs)
         with instrumented(clock) as seen, clock.phase(ROOT_PHASE):
-            nas.study.run_worker(cfg, storage=url, progress=False)
+            nas.worker.run_worker(cfg, storage=url, progress=False)
         clock.finish()
         trials = seen["study"].get_trials(deepcopy=False)
         failed = [t for t in trials if t.state != TrialState.COMPLETE]
@@ -536,7 +537,7 @@ def run_plain(
     torch.use_deterministic_algorithms(deterministic)
     try:
         for epoch in range(epochs):
-            train_loader.set_epoch(epoch)
+            train_loader.sampler.set_epoch(epoch)
             timer.start(TRAIN)
             model.train()
             for x, y in train_loader:

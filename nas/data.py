@@ -4,7 +4,8 @@ Lightning's split of concerns: the model knows nothing about the data, and the s
 ``LightningDataModule`` to ``trainer.fit(model, datamodule=dm)``. The datasets a search trains on
 (scikit-learn's digits, CIFAR-10/100, MNIST, FashionMNIST, SVHN, small image folders) fit in memory
 once decoded, so they are held as ``(N, C, H, W)`` tensors (on the GPU when asked) and served in
-index batches: augmentation and normalisation run on the whole batch with ``torch`` ops, with no
+index batches by a standard ``DataLoader``: its sampler yields a whole batch of rows at a time and
+its dataset gathers, augments and normalises them with ``torch`` ops on the batch, with no
 per-sample Python and no worker processes. Shuffling and augmentation draw from a
 ``torch.Generator`` seeded from ``(seed, epoch)``, so every epoch is reproducible on its own.
 
@@ -37,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashionmnist", "svhn", "imagefolder")
+from .config import AUGMENTATIONS, DATASETS, DataConfig, default_cache_dir  # noqa: F401 (re-exported)
+
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "mnist", "fashionmnist", "svhn")
-AUGMENTATIONS = ("none", "flip_crop")
 #: Image folders are decoded into one uint8 tensor only below this size; larger ones need a
 #: streaming pipeline (torchvision ``ImageFolder`` + ``DataLoader``), which is not provided here.
 MAX_IN_MEMORY_BYTES = 2 * 1024**3
@@ -53,95 +55,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
-def default_cache_dir() -> Path:
-    """``~/.cache/attention-nas``: extracted archives, decoded tensors, torchvision downloads."""
-    return Path.home() / ".cache" / "attention-nas"
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass
-class DataConfig:
-    """What to load and how to split, augment and batch it (validated on construction).
-
-    ``root`` is the download/cache folder for torchvision datasets (default
-    ``<cache_dir>/torchvision``) and, for ``imagefolder``, either a folder with ``train/`` (and
-    optionally ``test/``) in ImageFolder layout or a ``.tar.gz`` archive of that layout, extracted
-    once to ``<cache_dir>/<archive stem>-<sha256[:12]>``. ``per_class`` and ``val_per_class`` keep
-    at most that many images of each class (a deterministic subset drawn from ``split_seed``).
-    ``augment="flip_crop"`` is the dataset's standard policy (see :func:`augment_policy`).
-    """
-
-    name: str = "digits"
-    root: Path | str | None = None
-    download: bool = False
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    per_class: int | None = None
-    val_per_class: int | None = None
-    batch_size: int = 128
-    eval_batch_size: int | None = None
-    augment: str = "none"
-    image_size: int | tuple[int, int] | None = None
-    normalize: bool = True
-    cache_dir: Path | str | None = None
-
-    def __post_init__(self) -> None:
-        if self.name not in DATASETS:
-            raise ValueError(f"DataConfig.name={self.name!r} is unknown; use one of {DATASETS}")
-        if self.name == "imagefolder" and self.root is None:
-            raise ValueError(
-                "DataConfig.root is required for name='imagefolder': pass a folder with train/ "
-                "(and test/) subfolders or a .tar.gz archive of that layout"
-            )
-        if self.root is not None:
-            self.root = Path(self.root).expanduser()
-        self.cache_dir = (
-            default_cache_dir() if self.cache_dir is None else Path(self.cache_dir).expanduser()
-        )
-        for flag in ("download", "normalize"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"DataConfig.{flag} must be True or False")
-        fraction = self.val_fraction
-        if (
-            not isinstance(fraction, (int, float))
-            or isinstance(fraction, bool)
-            or not 0 < fraction < 1
-        ):
-            raise ValueError(
-                f"DataConfig.val_fraction={self.val_fraction!r} must lie strictly between 0 and 1"
-            )
-        if not _is_int(self.split_seed) or self.split_seed < 0:
-            raise ValueError(f"DataConfig.split_seed={self.split_seed!r} must be an int >= 0")
-        for count in ("per_class", "val_per_class", "eval_batch_size"):
-            value = getattr(self, count)
-            if value is not None and (not _is_int(value) or value < 1):
-                raise ValueError(f"DataConfig.{count}={value!r} must be None or an int >= 1")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"DataConfig.batch_size={self.batch_size!r} must be an int >= 1")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(
-                f"DataConfig.augment={self.augment!r} is unknown; use one of {AUGMENTATIONS}"
-            )
-        if self.image_size is not None:
-            if self.name != "imagefolder":
-                raise ValueError(
-                    f"DataConfig.image_size only applies to name='imagefolder' (got name="
-                    f"{self.name!r}); leave it None"
-                )
-            size = self.image_size
-            size = (size, size) if _is_int(size) else tuple(size)
-            if len(size) != 2 or not all(_is_int(s) and s >= 1 for s in size):
-                raise ValueError(
-                    f"DataConfig.image_size={self.image_size!r} must be an int or (height, width) "
-                    "of ints >= 1"
-                )
-            self.image_size = size
-
-
-# --------------------------------------------------------------------------- augmentation
 
 
 def pad_and_crop(images: Tensor, padding: int, offsets: Tensor) -> Tensor:
@@ -297,78 +212,143 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence((seed, epoch)).generate_state(1, np.uint64)[0] >> 1)
 
 
-class TensorBatchLoader:
-    """Iterates over index batches of in-memory tensors; Lightning accepts it as a dataloader.
+@dataclass(frozen=True, eq=False)  # no element-wise tensor comparison
+class IndexBatch:
+    """The rows of one batch of a split and the epoch's generator.
 
-    Each ``iter()`` is one epoch: the permutation (when ``shuffle``) and the augmentation draw
-    from a generator seeded by ``(seed, epoch)``. The epoch advances after every ``iter()``;
-    Lightning sets it explicitly through ``sampler.set_epoch`` (the loader is its own sampler), so
-    a resumed run replays the same epochs. Batches are ``(float images, int64 labels)``.
-
-    Training loaders keep every sample except a trailing batch of one, which BatchNorm cannot
-    train on; which sample that drops changes with the shuffle. Single-process only: under DDP
-    every rank would see every batch (the search trains one candidate per device).
+    The key :class:`SeededBatchSampler` yields and :class:`BatchTensorDataset` looks up: the
+    augmentation of each batch draws from the generator that shuffled the epoch, right after
+    the shuffle and in batch order, so all of an epoch's randomness comes from ``(seed, epoch)``.
     """
+
+    index: Tensor
+    generator: torch.Generator
+
+
+class SeededBatchSampler(Sampler[IndexBatch]):
+    """The index batches of one epoch, shuffled (or in order) by a generator seeded from
+    ``(seed, epoch)``.
+
+    ``set_epoch`` picks the epoch, as for ``DistributedSampler``: Lightning calls it on the
+    DataLoader's sampler at every epoch start, so a resumed run replays the same epochs. Each
+    ``iter()`` then advances the epoch, so a loop that never calls ``set_epoch`` still gets a
+    new shuffle every epoch. ``drop_single`` drops a trailing batch of one (BatchNorm cannot
+    train on it; which sample that drops changes with the shuffle). Indices live on ``device``,
+    the split's. Meant for one process (the search trains one candidate per device): under DDP
+    Lightning would wrap it in its ``DistributedSamplerWrapper``, which is not tested here.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_single: bool = False,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_single = drop_single
+        self.device = torch.device(device)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _kept(self) -> int:
+        count = self.num_samples
+        if self.drop_single and count > 1 and count % self.batch_size == 1:
+            return count - 1
+        return count
+
+    def __len__(self) -> int:
+        return math.ceil(self._kept() / self.batch_size)
+
+    def __iter__(self) -> Iterator[IndexBatch]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        self.epoch += 1
+        if self.shuffle:
+            order = torch.randperm(self.num_samples, generator=generator).to(self.device)
+        else:
+            order = torch.arange(self.num_samples, device=self.device)
+        order = order[: self._kept()]
+        for start in range(0, order.shape[0], self.batch_size):
+            yield IndexBatch(order[start : start + self.batch_size], generator)
+
+
+class BatchTensorDataset(Dataset[tuple[Tensor, Tensor]]):
+    """A :class:`Split` read a whole batch at a time: ``dataset[IndexBatch]`` is
+    ``(float images, int64 labels)`` of those rows, augmented (``augment``, from the batch's
+    generator) and normalised (``mean``, ``std`` per channel) with torch ops on the batch, so no
+    Python runs per sample. Tensors stay on the split's device."""
 
     def __init__(
         self,
         split: Split,
         *,
-        batch_size: int,
-        shuffle: bool,
         augment: BatchAugment | None = None,
         mean: Tensor | None = None,
         std: Tensor | None = None,
-        seed: int = 0,
-        train: bool = False,
     ) -> None:
         self.split = split
-        self.batch_size = batch_size
-        self.shuffle = shuffle
         self.augment = None if augment is None or augment.is_identity else augment
         self.mean = None if mean is None else mean.to(split.images.device)[:, None, None]
         self.std = None if std is None else std.to(split.images.device)[:, None, None]
-        self.seed = seed
-        self.train = train
-        self.epoch = 0
-
-    #: DataLoader-like attributes Lightning inspects: no batch sampler, the loader is its sampler.
-    batch_sampler = None
-
-    @property
-    def sampler(self) -> TensorBatchLoader:
-        return self
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _num_samples(self) -> int:
-        count = len(self.split)
-        if self.train and count > 1 and count % self.batch_size == 1:
-            return count - 1
-        return count
 
     def __len__(self) -> int:
-        return math.ceil(self._num_samples() / self.batch_size)
+        return len(self.split)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
-        device = self.split.images.device
-        count = len(self.split)
-        if self.shuffle:
-            order = torch.randperm(count, generator=generator).to(device)
-        else:
-            order = torch.arange(count, device=device)
-        order = order[: self._num_samples()]
-        for start in range(0, order.shape[0], self.batch_size):
-            index = order[start : start + self.batch_size]
-            images = _as_float(self.split.images[index])
-            if self.augment is not None:
-                images = self.augment(images, generator)
-            if self.mean is not None:
-                images = (images - self.mean) / self.std
-            yield images, self.split.labels[index]
+    def __getitem__(self, batch: IndexBatch) -> tuple[Tensor, Tensor]:
+        images = _as_float(self.split.images[batch.index])
+        if self.augment is not None:
+            images = self.augment(images, batch.generator)
+        if self.mean is not None:
+            images = (images - self.mean) / self.std
+        return images, self.split.labels[batch.index]
+
+
+def _whole_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The DataLoader's collate_fn: the dataset returns finished batches."""
+    return batch
+
+
+def batch_loader(
+    split: Split,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    augment: BatchAugment | None = None,
+    mean: Tensor | None = None,
+    std: Tensor | None = None,
+    seed: int = 0,
+    train: bool = False,
+) -> DataLoader:
+    """A standard ``DataLoader`` over ``split`` in index batches: a :class:`SeededBatchSampler`
+    (``batch_size=None``, each key is a whole batch) over a :class:`BatchTensorDataset`.
+
+    ``train`` drops a trailing batch of one. In-process (``num_workers=0``) and unpinned: the
+    tensors are in memory already, on the GPU when asked. Its own generator keeps the loader
+    from drawing a worker base seed from torch's global RNG at every epoch.
+    """
+    sampler = SeededBatchSampler(
+        len(split),
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_single=train,
+        device=split.images.device,
+    )
+    return DataLoader(
+        BatchTensorDataset(split, augment=augment, mean=mean, std=std),
+        batch_size=None,
+        sampler=sampler,
+        collate_fn=_whole_batch,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 class TensorDataModule(LightningDataModule):
@@ -465,13 +445,13 @@ class TensorDataModule(LightningDataModule):
                 self.val_split = self.val_split.to(self.device)
             self.test_split = self.test_split.to(self.device)
 
-    def _eval_loader(self, split: Split) -> TensorBatchLoader:
-        return TensorBatchLoader(
+    def _eval_loader(self, split: Split) -> DataLoader:
+        return batch_loader(
             split, batch_size=self.eval_batch_size, shuffle=False, mean=self.mean, std=self.std
         )
 
-    def train_dataloader(self) -> TensorBatchLoader:
-        return TensorBatchLoader(
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(
             self.train_split,
             batch_size=self.batch_size,
             shuffle=True,
@@ -482,11 +462,11 @@ class TensorDataModule(LightningDataModule):
             train=True,
         )
 
-    def val_dataloader(self) -> TensorBatchLoader | list:
+    def val_dataloader(self) -> DataLoader | list:
         """The val loader, or an empty list (Lightning's "no loader") without a val split."""
         return [] if self.val_split is None else self._eval_loader(self.val_split)
 
-    def test_dataloader(self) -> TensorBatchLoader:
+    def test_dataloader(self) -> DataLoader:
         """Final evaluation only: searches select on train/val and never look at this split."""
         return self._eval_loader(self.test_split)
 

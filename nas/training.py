@@ -8,13 +8,11 @@ unless asked for) and cheap on a GPU (bf16 autocast and channels-last by default
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -24,12 +22,12 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
+from torchmetrics import Metric
 
 from search_spaces.spec import ArchSpec
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "onecycle", "constant")
-PRECISIONS = ("auto", "32", "bf16-mixed")
+from .config import TrainingConfig
+
 SPLITS = ("test", "val")
 
 
@@ -39,114 +37,6 @@ class NonFiniteLossError(RuntimeError):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How one candidate is trained.
-
-    ``lr`` is the peak learning rate (the plateau of ``constant``, the start of ``cosine`` after
-    warm-up, ``max_lr`` of ``onecycle``). ``momentum`` and ``nesterov`` apply to SGD only.
-    ``weight_decay`` is applied to conv / linear weights only, never to normalisation parameters
-    or biases (Goyal et al. 2017, "Accurate, Large Minibatch SGD", sec. 3; AdamW decouples it
-    from the gradient, Loshchilov & Hutter 2019, so it usually wants a larger value there).
-    ``warmup_epochs`` ramps the LR linearly from ``lr/steps`` to ``lr`` for ``cosine`` and
-    ``constant``, and sets the rising fraction of ``onecycle`` (its default 0.3 when 0).
-    ``"auto"`` settings resolve from the device: ``precision`` is ``bf16-mixed`` on a CUDA GPU
-    and ``32`` elsewhere, ``channels_last`` is on for a CUDA GPU, ``deterministic`` is on for the
-    CPU (on a GPU it is off and cuDNN autotuning is on instead). ``gradient_clip`` is a max
-    gradient norm.
-    """
-
-    epochs: int
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: float = 0
-    label_smoothing: float = 0.0
-    precision: str = "auto"
-    channels_last: bool | str = "auto"
-    gradient_clip: float | None = None
-    deterministic: bool | str = "auto"
-
-    def __post_init__(self) -> None:
-        if not _is_int(self.epochs) or self.epochs < 1:
-            raise ValueError(f"TrainingConfig.epochs must be an int >= 1, got {self.epochs!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"TrainingConfig.optimizer {self.optimizer!r} is unknown; use one of "
-                f"{list(OPTIMIZERS)}"
-            )
-        if not _is_number(self.lr) or self.lr <= 0:
-            raise ValueError(f"TrainingConfig.lr must be a positive number, got {self.lr!r}")
-        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
-            raise ValueError(f"TrainingConfig.momentum must be in [0, 1), got {self.momentum!r}")
-        if not isinstance(self.nesterov, bool):
-            raise ValueError(
-                f"TrainingConfig.nesterov must be True or False, got {self.nesterov!r}"
-            )
-        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
-            raise ValueError(
-                "TrainingConfig.nesterov needs momentum > 0 with SGD; set momentum (e.g. 0.9) "
-                "or nesterov=False"
-            )
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(
-                f"TrainingConfig.weight_decay must be a number >= 0, got {self.weight_decay!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"TrainingConfig.schedule {self.schedule!r} is unknown; use one of "
-                f"{list(SCHEDULES)}"
-            )
-        if not _is_number(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(
-                f"TrainingConfig.warmup_epochs must be >= 0 and below epochs={self.epochs}, "
-                f"got {self.warmup_epochs!r}"
-            )
-        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
-            raise ValueError(
-                f"TrainingConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"TrainingConfig.precision {self.precision!r} is unknown; use one of "
-                f"{list(PRECISIONS)}"
-            )
-        for name in ("channels_last", "deterministic"):
-            value = getattr(self, name)
-            if not (isinstance(value, bool) or value == "auto"):
-                raise ValueError(
-                    f"TrainingConfig.{name} must be True, False or 'auto', got {value!r}"
-                )
-        if self.gradient_clip is not None and (
-            not _is_number(self.gradient_clip) or self.gradient_clip <= 0
-        ):
-            raise ValueError(
-                "TrainingConfig.gradient_clip must be a positive max gradient norm or None, "
-                f"got {self.gradient_clip!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(
-                f"TrainingConfig has unknown key(s) {sorted(unknown)}; expected some of "
-                f"{sorted(known)}"
-            )
-        return cls(**data)
 
 
 # -- device-dependent settings ----------------------------------------------------------------
@@ -231,13 +121,40 @@ def warmup_constant_factor(step: int, *, warmup_steps: int) -> float:
 # -- the LightningModule -----------------------------------------------------------------------
 
 
-def _add_totals(
-    totals: torch.Tensor | None, loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
-) -> torch.Tensor:
-    """``totals`` (float64 loss sum, correct count, sample count) plus one batch's."""
-    correct = (logits.argmax(dim=1) == y).sum()
-    step = torch.stack([loss_sum, correct.to(loss_sum.dtype), loss_sum.new_tensor(len(y))])
-    return step.double() if totals is None else totals + step.double()
+class EpochMetrics(Metric):
+    """Loss and accuracy of one split over one epoch, each sample counted once.
+
+    States: the float64 sum of per-sample losses, the hits and the samples (so ``acc`` is exactly
+    correct / count), summed across processes by ``compute`` and moved with the LightningModule;
+    NaN losses stay in the mean. Updated per step, logged once per epoch: a ``self.log`` per step
+    costs Lightning a walk over its result collection every step. Not torchmetrics'
+    ``MeanMetric`` (1.9): after a device move it casts its input to float32 again despite
+    ``set_dtype(torch.float64)``, and with ``nan_strategy="disable"`` (its NaN check would sync
+    the GPU every step) it ignores ``weight`` (torchmetrics issue #3434).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("loss_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, losses: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Add one batch: ``losses`` per sample, ``logits`` (B, classes), ``target`` (B,)."""
+        # In place: assigning a state would go through nn.Module.__setattr__ at every step.
+        self.loss_sum.add_(losses.sum(dtype=torch.float64))
+        self.correct.add_((logits.argmax(dim=1) == target).sum())
+        self.count.add_(target.numel())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {"loss": self.loss_sum / self.count, "acc": self.correct.double() / self.count}
 
 
 class ClassifierModule(L.LightningModule):
@@ -249,10 +166,12 @@ class ClassifierModule(L.LightningModule):
     rebuilds a spec-built module by itself; a module built from ``model=`` needs the model again:
     ``load_from_checkpoint(path, model=net)``.
 
-    Metrics: ``train_loss`` / ``train_acc`` (means over the epoch's training samples, as
-    trained on: augmented, weights changing), ``val_loss`` / ``val_acc`` and ``test_loss`` /
-    ``test_acc`` (exact over the whole split); all summed across processes.
-    ``val_history`` keeps one ``{"epoch", "val_acc", "val_loss"}`` per validation during fit.
+    Metrics (an :class:`EpochMetrics` per split: ``train_metrics``, ``val_metrics``,
+    ``test_metrics``), logged once per epoch: ``train_loss`` / ``train_acc`` (means over the
+    epoch's training samples, as trained on: augmented, weights changing), ``val_loss`` /
+    ``val_acc`` and ``test_loss`` / ``test_acc`` (exact over the whole split); all summed across
+    processes. ``val_history`` keeps one ``{"epoch", "val_loss", "val_acc"}`` per validation
+    during fit.
     """
 
     def __init__(
@@ -294,8 +213,9 @@ class ClassifierModule(L.LightningModule):
         )
         self.val_history: list[dict[str, float | int]] = []
         self._channels_last = False
-        self._totals: torch.Tensor | None = None
-        self._train_totals: torch.Tensor | None = None
+        self.train_metrics = EpochMetrics()
+        self.val_metrics = EpochMetrics()
+        self.test_metrics = EpochMetrics()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -327,63 +247,54 @@ class ClassifierModule(L.LightningModule):
                 f"{self.current_epoch}, batch {batch_idx}); lower lr, set gradient_clip or use "
                 "precision='32'"
             )
-        # Epoch sums kept here and logged once per epoch: a ``self.log`` call per step costs
-        # Lightning ~0.6 ms (it walks its result object to move it to the device), 10-15% of a
-        # small model's CPU step (benchmarks/overhead.py).
-        with torch.no_grad():
-            self._train_totals = _add_totals(
-                self._train_totals, loss.detach().float() * len(y), logits, y
-            )
+        # The batch mean once per sample: the epoch's mean weights each batch by its size.
+        self.train_metrics.update(loss.detach().expand(len(y)), logits.detach(), y)
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        self._train_totals = None
-
-    def on_train_epoch_end(self) -> None:
-        totals, self._train_totals = self._train_totals, None
-        self._log_totals("train", totals)
-
-    def _accumulate(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _evaluate_batch(
+        self, metrics: EpochMetrics, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> None:
         x, y = batch
         logits = self(self._inputs(x))
-        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum")
-        self._totals = _add_totals(self._totals, loss_sum, logits, y)
+        metrics.update(F.cross_entropy(logits.float(), y, reduction="none"), logits, y)
 
-    def _split_metrics(self, prefix: str) -> dict[str, float]:
-        totals, self._totals = self._totals, None
-        return self._log_totals(prefix, totals)
-
-    def _log_totals(self, prefix: str, totals: torch.Tensor | None) -> dict[str, float]:
-        """Log ``<prefix>_loss`` and ``<prefix>_acc`` from summed (loss, correct, count)."""
-        if totals is None:
+    def _log_epoch(self, metrics: EpochMetrics, prefix: str) -> dict[str, float]:
+        """Log the epoch's ``<prefix>_loss`` and ``<prefix>_acc``, return them, reset; nothing
+        when the epoch had no batch."""
+        if metrics.update_count == 0:
             return {}
-        # Sum over processes, so the metrics are exact over the whole split under DDP.
-        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        loss_sum, correct, count = totals.tolist()
-        metrics = {f"{prefix}_loss": loss_sum / count, f"{prefix}_acc": correct / count}
-        # Already identical on every process; sync_dist only averages equal values.
-        self.log_dict(metrics, prog_bar=True, sync_dist=True)
-        return metrics
+        values = {f"{prefix}_{name}": float(value) for name, value in metrics.compute().items()}
+        metrics.reset()
+        # Already identical on every process; sync_dist only averages equal values (and keeps
+        # Lightning from asking for it under DDP).
+        self.log_dict(values, prog_bar=True, sync_dist=True)
+        return values
+
+    def on_train_epoch_start(self) -> None:
+        self.train_metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch(self.train_metrics, "train")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._accumulate(batch)
+        self._evaluate_batch(self.val_metrics, batch)
 
     def on_validation_epoch_start(self) -> None:
-        self._totals = None
+        self.val_metrics.reset()
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self._split_metrics("val")
+        metrics = self._log_epoch(self.val_metrics, "val")
         if metrics and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.val_history.append({"epoch": self.current_epoch, **metrics})
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._accumulate(batch)
+        self._evaluate_batch(self.test_metrics, batch)
 
     def on_test_epoch_start(self) -> None:
-        self._totals = None
+        self.test_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
-        self._split_metrics("test")
+        self._log_epoch(self.test_metrics, "test")
 
     # -- optimisation --------------------------------------------------------------------
 
@@ -482,38 +393,36 @@ def _torch_flags(deterministic: bool, device_type: str) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous[2]
 
 
-class _ScopedTrainer(L.Trainer):
-    """A ``Trainer`` whose fit/validate/test/predict run quietly and with the config's
-    determinism flags, restoring the process-wide torch flags and log levels afterwards."""
+class RunScope(Callback):
+    """Process-wide settings for each ``fit`` / ``validate`` / ``test`` / ``predict`` run, and the
+    caller's back after it.
 
-    def __init__(
-        self, *args: Any, torch_deterministic: bool, device_type: str, **kwargs: Any
+    Torch: deterministic algorithms (with a fixed cuBLAS workspace on CUDA) or, when not
+    deterministic, cuDNN autotuning on CUDA; ``use_deterministic_algorithms`` (and warn-only)
+    and ``cudnn.benchmark`` are restored, ``CUBLAS_WORKSPACE_CONFIG`` stays set (cuBLAS reads it
+    once, when it starts). Lightning: its loggers at WARNING and its num_workers hint hidden (the
+    data is in memory; there are no workers to add). Set in ``setup`` and restored in
+    ``teardown``; when the run raises (a pruned trial, a NaN loss) Lightning 2.6 calls
+    ``on_exception`` but no ``teardown`` hook, so they are restored there too. One callback, not
+    two: Lightning calls every hook of every callback at every step.
+    """
+
+    def __init__(self, deterministic: bool, device_type: str) -> None:
+        self.deterministic = deterministic
+        self.device_type = device_type
+        self._stack = contextlib.ExitStack()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stack.enter_context(_torch_flags(self.deterministic, self.device_type))
+        self._stack.enter_context(_quiet_lightning())
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stack.close()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        with _quiet_lightning():
-            super().__init__(*args, **kwargs)
-        self._deterministic = torch_deterministic
-        self._device_type = device_type
-
-    @contextlib.contextmanager
-    def _scope(self) -> Iterator[None]:
-        with _quiet_lightning(), _torch_flags(self._deterministic, self._device_type):
-            yield
-
-    def fit(self, *args: Any, **kwargs: Any) -> None:
-        with self._scope():
-            return super().fit(*args, **kwargs)
-
-    def validate(self, *args: Any, **kwargs: Any) -> Any:
-        with self._scope():
-            return super().validate(*args, **kwargs)
-
-    def test(self, *args: Any, **kwargs: Any) -> Any:
-        with self._scope():
-            return super().test(*args, **kwargs)
-
-    def predict(self, *args: Any, **kwargs: Any) -> Any:
-        with self._scope():
-            return super().predict(*args, **kwargs)
+        self._stack.close()  # a no-op when setup never ran or teardown already closed it
 
 
 def _make_trainer(
@@ -530,23 +439,24 @@ def _make_trainer(
     device_type = resolve_accelerator(accelerator)
     callbacks = list(callbacks)
     root = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
-    return _ScopedTrainer(
-        accelerator=device_type,
-        devices=devices,
-        precision=resolve_precision(cfg.precision, device_type),
-        max_epochs=cfg.epochs if max_epochs is None else max_epochs,
-        callbacks=callbacks,
-        logger=CSVLogger(root, name="logs") if logger else False,
-        enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
-        enable_progress_bar=enable_progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        gradient_clip_val=cfg.gradient_clip,
-        gradient_clip_algorithm="norm",
-        default_root_dir=root,
-        torch_deterministic=_resolve_flag(cfg.deterministic, device_type, False),
-        device_type=device_type,
-    )
+    deterministic = _resolve_flag(cfg.deterministic, device_type, False)
+    with _quiet_lightning():  # the "GPU available" banners come from Trainer.__init__
+        return L.Trainer(
+            accelerator=device_type,
+            devices=devices,
+            precision=resolve_precision(cfg.precision, device_type),
+            max_epochs=cfg.epochs if max_epochs is None else max_epochs,
+            # First, so that the user's callbacks already run under its settings.
+            callbacks=[RunScope(deterministic, device_type), *callbacks],
+            logger=CSVLogger(root, name="logs") if logger else False,
+            enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
+            enable_progress_bar=enable_progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            gradient_clip_val=cfg.gradient_clip,
+            gradient_clip_algorithm="norm",
+            default_root_dir=root,
+        )
 
 
 def build_trainer(
@@ -566,9 +476,11 @@ def build_trainer(
     Seeds Python, NumPy and torch (and DataLoader workers) with ``seed``. Writes nothing to disk
     unless asked: ``logger=True`` adds a CSV logger under ``default_root_dir``, and checkpoints
     are written only when a ``ModelCheckpoint`` is among ``callbacks``. Precision, channels-last
-    and determinism resolve from the device as documented on :class:`TrainingConfig`; the torch
-    determinism flags and Lightning's log levels are set only while ``fit`` / ``validate`` /
-    ``test`` / ``predict`` run. ``max_epochs`` overrides ``cfg.epochs`` (schedules follow it).
+    and determinism resolve from the device as documented on :class:`TrainingConfig`. A plain
+    ``lightning.Trainer``: a :class:`RunScope` callback, ahead of ``callbacks``, sets the torch
+    determinism flags and Lightning's log levels only while ``fit`` / ``validate`` / ``test`` /
+    ``predict`` run, and restores them also when they raise. ``max_epochs`` overrides
+    ``cfg.epochs`` (schedules follow it).
     """
     if not _is_int(seed):
         raise ValueError(f"build_trainer seed must be an int, got {seed!r}")

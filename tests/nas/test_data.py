@@ -14,6 +14,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
+from torch.utils.data import DataLoader
 from torchvision.io import write_png
 
 from nas import data
@@ -214,8 +215,35 @@ def test_train_batches_are_reproducible_per_seed_and_epoch():
     loader = build_datamodule(cfg, seed=0).train_dataloader()
     epoch0, epoch1 = _epoch(loader), _epoch(loader)
     assert not torch.equal(epoch0[0][0], epoch1[0][0])
-    loader.set_epoch(1)  # what Lightning calls at every epoch start: replays epoch 1
+    loader.sampler.set_epoch(1)  # what Lightning calls at every epoch start: replays epoch 1
     assert all(torch.equal(a[0], b[0]) for a, b in zip(epoch1, _epoch(loader), strict=True))
+
+
+def test_loaders_are_in_process_dataloaders_that_leave_the_global_rng_alone():
+    dm = build_datamodule(DataConfig(per_class=20, batch_size=32, augment="flip_crop"))
+    loaders = [dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()]
+    assert all(isinstance(loader, DataLoader) for loader in loaders)
+    assert all(loader.num_workers == 0 and not loader.pin_memory for loader in loaders)
+    state = torch.get_rng_state()
+    for loader in loaders:
+        images, labels = next(iter(loader))
+        assert images.dtype == torch.float32 and labels.dtype == torch.int64
+    # Seeding comes from (seed, epoch) only: other code's draws from torch's RNG do not move.
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_an_epoch_shuffles_then_augments_from_one_generator_seeded_by_seed_and_epoch():
+    cfg = DataConfig(per_class=20, batch_size=32, augment="flip_crop", normalize=False)
+    dm = build_datamodule(cfg, seed=5)
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(3)
+    batches = _epoch(loader)
+    generator = torch.Generator().manual_seed(data.epoch_seed(5, 3))
+    order = torch.randperm(len(dm.train_split), generator=generator)
+    for start, (images, labels) in zip(range(0, len(order), 32), batches, strict=True):
+        index = order[start : start + 32]
+        assert torch.equal(labels, dm.train_split.labels[index])
+        assert torch.equal(images, dm.augment(dm.train_split.images[index], generator))
 
 
 def test_train_epoch_visits_every_image_once():
@@ -244,6 +272,20 @@ def test_datamodule_rejects_inconsistent_splits():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device"):
             TensorDataModule(good, good, good, class_names="ab", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_resident_splits_serve_batches_on_the_gpu():
+    dm = build_datamodule(
+        DataConfig(per_class=20, batch_size=32, augment="flip_crop"), device="cuda"
+    )
+    dm.setup("fit")
+    cpu = build_datamodule(DataConfig(per_class=20, batch_size=32, augment="flip_crop"))
+    for gpu_batch, cpu_batch in zip(dm.train_dataloader(), cpu.train_dataloader(), strict=True):
+        assert all(t.device.type == "cuda" for t in gpu_batch)
+        # Random numbers come from a CPU generator: the GPU draws the same crops and flips.
+        assert torch.allclose(gpu_batch[0].cpu(), cpu_batch[0], atol=1e-6)
+        assert torch.equal(gpu_batch[1].cpu(), cpu_batch[1])
 
 
 # --------------------------------------------------------------------------- Lightning
@@ -293,7 +335,7 @@ def test_fits_inside_a_lightning_trainer():
     # Lightning sets the epoch on the loader: what it trained on is what the seed replays.
     loader = dm.train_dataloader()
     for epoch, seen in enumerate(model.first_batches):
-        loader.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         assert torch.equal(next(iter(loader))[0], seen)
     trainer.test(model, datamodule=dm, verbose=False)
     assert model.test_seen == dm.split_sizes["test"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import lightning as L
+import optuna
 import pytest
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from nas.training import (
     ClassifierModule,
     NonFiniteLossError,
+    RunScope,
     TrainingConfig,
     build_trainer,
     evaluate,
@@ -155,13 +158,14 @@ class TrainStepRecorder(L.Callback):
 
 
 def test_train_metrics_are_sample_weighted_means_of_the_epochs_steps():
-    cfg = TrainingConfig(epochs=1, lr=0.05, label_smoothing=0.1)
+    cfg = TrainingConfig(epochs=2, lr=0.05, label_smoothing=0.1)
     module = ClassifierModule(toy_spec(), config=cfg, seed=0)
     recorder = TrainStepRecorder()
     trainer = build_trainer(cfg, seed=0, callbacks=[recorder])
     trainer.fit(module, datamodule=UnevenToyData())
 
-    steps = recorder.steps
+    assert len(recorder.steps) == 16
+    steps = recorder.steps[8:]  # the metrics start afresh each epoch: the last epoch's steps
     assert [n for _, _, n in steps] == [16] * 7 + [8]
     count = sum(n for _, _, n in steps)
     loss = math.fsum(step_loss * n for step_loss, _, n in steps) / count
@@ -189,8 +193,38 @@ def test_val_and_test_metrics_are_exact_over_the_split():
     assert module.val_history == []
     evaluate(module, data, split="val")
     assert module.val_history == []  # only fit records history
+    assert evaluate(module, data, split="test") == result  # nothing left over from the last run
     with pytest.raises(ValueError, match="split"):
         evaluate(module, data, split="train")
+
+
+def test_val_history_holds_float64_means_over_the_whole_split():
+    cfg = TrainingConfig(epochs=1)
+    module = ClassifierModule(model=small_cnn(), config=cfg)
+    data = ToyData()
+    fit(module, cfg)
+    module.eval()
+    with torch.no_grad():  # in the loader's batches, so the float32 per-sample losses match
+        logits = torch.cat([module(x) for x, _ in data.val_dataloader()])
+    labels = data.splits["val"].tensors[1]
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none").double()
+    (entry,) = module.val_history
+    assert entry["val_acc"] == int((logits.argmax(1) == labels).sum()) / len(labels)  # exact
+    assert entry["val_loss"] == pytest.approx(losses.mean().item(), rel=1e-12)
+    # Per-split metric state is not saved: checkpoints hold the model's weights only.
+    assert all(key.startswith("model.") for key in module.state_dict())
+
+
+class NaNOutput(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("nan")
+
+
+def test_a_nan_validation_loss_is_reported_not_dropped():
+    module = ClassifierModule(
+        model=nn.Sequential(small_cnn(), NaNOutput()), config=TrainingConfig(epochs=1)
+    )
+    assert math.isnan(evaluate(module, ToyData(), split="val")["val_loss"])
 
 
 def test_same_seed_reproduces_history_and_weights_and_another_seed_does_not():
@@ -208,26 +242,97 @@ def test_same_seed_reproduces_history_and_weights_and_another_seed_does_not():
     assert not torch.equal(first.model.fc.weight, other.model.fc.weight)
 
 
-def test_fit_leaves_global_torch_flags_and_log_levels_as_they_were(capfd):
-    seen: list[bool] = []
+class FlagProbe(L.Callback):
+    """The torch flags and Lightning's log level at the first batch of a run, and optionally an
+    exception raised from the end of the first validation (as a pruned trial's callback does)."""
 
-    class Probe(L.Callback):
-        def on_train_start(self, trainer, pl_module) -> None:
-            seen.append(torch.are_deterministic_algorithms_enabled())
+    def __init__(self, raise_on_validation: BaseException | None = None) -> None:
+        self.seen: list[tuple[bool, bool, int]] = []
+        self.raise_on_validation = raise_on_validation
 
+    def _record(self, *args: object) -> None:
+        if not self.seen:
+            self.seen.append(
+                (
+                    torch.are_deterministic_algorithms_enabled(),
+                    torch.backends.cudnn.benchmark,
+                    logging.getLogger("lightning.pytorch").getEffectiveLevel(),
+                )
+            )
+
+    on_train_batch_start = on_validation_batch_start = on_test_batch_start = _record
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.raise_on_validation is not None and trainer.state.fn == "fit":
+            raise self.raise_on_validation
+
+
+@pytest.fixture
+def caller_flags():
+    """Non-default process-wide settings of a caller, put back after the test."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     lightning_logger = logging.getLogger("lightning.pytorch")
     level = lightning_logger.level
-    assert not torch.are_deterministic_algorithms_enabled()
-    cfg = TrainingConfig(epochs=1)
-    trainer = fit(ClassifierModule(model=small_cnn(), config=cfg), cfg, callbacks=[Probe()])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = True
+    lightning_logger.setLevel(logging.INFO)
+    yield
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    torch.backends.cudnn.benchmark = before[2]
+    lightning_logger.setLevel(level)
 
-    assert seen == [True]  # deterministic on the CPU while fitting ...
-    assert not torch.are_deterministic_algorithms_enabled()  # ... and restored afterwards
-    assert lightning_logger.level == level
+
+def _current_flags() -> tuple:
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        logging.getLogger("lightning.pytorch").level,
+        list(warnings.filters),
+    )
+
+
+@pytest.mark.parametrize("run", ["fit", "validate", "test", "fit_nan", "fit_pruned"])
+@pytest.mark.usefixtures("caller_flags")
+def test_runs_set_torch_flags_and_log_levels_and_restore_them_even_when_they_raise(run, capfd):
+    cfg = TrainingConfig(epochs=2, deterministic=False)
+    model = nn.Sequential(small_cnn(), TurnsNaN(after=3)) if run == "fit_nan" else small_cnn()
+    module = ClassifierModule(model=model, config=cfg)
+    probe = FlagProbe(optuna.TrialPruned("pruned") if run == "fit_pruned" else None)
+    trainer = build_trainer(cfg, seed=0, callbacks=[probe], accelerator="cpu")
+    assert type(trainer) is L.Trainer
+    assert [type(cb) for cb in trainer.callbacks[:2]] == [RunScope, FlagProbe]
+    caller = _current_flags()
+    assert caller[:4] == (True, True, True, logging.INFO)
+
+    if run in ("fit", "validate", "test"):
+        getattr(trainer, run)(module, datamodule=ToyData())
+    else:
+        expected = NonFiniteLossError if run == "fit_nan" else optuna.TrialPruned
+        with pytest.raises(expected):
+            trainer.fit(module, datamodule=ToyData())
+
+    # Inside the run: the config's flags (not deterministic; no cuDNN autotuning on the CPU) and
+    # Lightning quiet; afterwards the caller's settings, warning filters included.
+    assert probe.seen == [(False, False, logging.WARNING)]
+    assert _current_flags() == caller
     assert trainer.precision == "32-true"
     out, err = capfd.readouterr()
     assert "GPU available" not in out + err
     assert "stopped" not in out + err
+
+
+def test_cpu_runs_are_deterministic_by_default():
+    cfg = TrainingConfig(epochs=1)
+    probe = FlagProbe()
+    assert not torch.are_deterministic_algorithms_enabled()
+    fit(ClassifierModule(model=small_cnn(), config=cfg), cfg, callbacks=[probe])
+    assert probe.seen[0][0]  # deterministic on the CPU while fitting ...
+    assert not torch.are_deterministic_algorithms_enabled()  # ... and restored afterwards
 
 
 # -- failures ------------------------------------------------------------------------------
