@@ -9,7 +9,9 @@ It never tells the study: the worker loop (``nas.worker``) does, from the :class
 from __future__ import annotations
 
 import signal
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning
@@ -25,7 +27,8 @@ from search_spaces.space import suggest_arch
 from search_spaces.spec import ArchSpec
 
 from . import trial_schema as schema
-from .checkpoints import checkpoint_dir, save_checkpoint
+from .artifacts import open_artifact_store, upload_weights
+from .checkpoints import save_checkpoint
 from .config import StudyConfig
 from .data import build_datamodule
 from .pruning import PruningCallback, record_epoch
@@ -62,7 +65,8 @@ def check_runnable(cfg: StudyConfig, device: str = "cpu") -> LightningDataModule
 
     Run before a study is stored, so that a config whose data or models cannot be built (a wrong
     ``data.root``, a backbone that does not fit the images) fails with its message and leaves
-    nothing behind to be refused as "changed" once it is fixed."""
+    nothing behind to be refused as "changed" once it is fixed. With ``backbone.pretrained`` the
+    weights are loaded too, so a file that does not fit the backbone is refused here."""
     datamodule = load_data(cfg, device)
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.study.seed))
     spec = suggest_arch(
@@ -71,7 +75,7 @@ def check_runnable(cfg: StudyConfig, device: str = "cpu") -> LightningDataModule
         in_channels=datamodule.in_channels,
         num_classes=datamodule.num_classes,
     )
-    build_model(spec, seed=cfg.study.seed)
+    build_model(spec, seed=cfg.study.seed, pretrained=cfg.pretrained)
     return datamodule
 
 
@@ -112,7 +116,7 @@ class TrialRunner:
                 raise ArchitectureRunning(duplicate.number)
             return self._reuse(trial, duplicate)
 
-        module = ClassifierModule(spec, config=cfg.training, seed=seed)
+        module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
         cost = model_cost(
             module.model,
             tuple(dm.input_shape),
@@ -172,21 +176,29 @@ class TrialRunner:
             trial.set_constraint(name, cost[name] - cap)
 
     def _save_weights(self, trial: optuna.Trial, spec: ArchSpec, module: ClassifierModule) -> None:
+        """Upload the trained weights to the study's artifact store, where export reads them on
+        any machine, and record their id on the trial (``weights_artifact``); the local file is
+        a temporary one. The store is opened at the runner's first completed trial."""
+        store = getattr(self, "_artifact_store", None)
+        if store is None:
+            section = self.cfg.study
+            store = open_artifact_store(section.artifacts_url(), section.artifacts_endpoint)
+            self._artifact_store = store
         dm = self.datamodule
-        path = checkpoint_dir(self.cfg.study.runs_dir, self.cfg.study.name)
-        path = path / f"trial_{trial.number}.pt"
-        save_checkpoint(
-            path,
-            model=module.model,
-            spec=spec,
-            trial_number=trial.number,
-            study_name=self.cfg.study.name,
-            input_shape=tuple(dm.input_shape),
-            class_names=dm.class_names,
-            mean=dm.mean,
-            std=dm.std,
-        )
-        schema.CHECKPOINT.set(trial, schema.checkpoint_value(path))
+        with tempfile.TemporaryDirectory(prefix="nas-weights-") as folder:
+            path = Path(folder) / f"trial_{trial.number}.pt"  # the name the dashboard lists
+            save_checkpoint(
+                path,
+                model=module.model,
+                spec=spec,
+                trial_number=trial.number,
+                study_name=self.cfg.study.name,
+                input_shape=tuple(dm.input_shape),
+                class_names=dm.class_names,
+                mean=dm.mean,
+                std=dm.std,
+            )
+            upload_weights(store, trial, path)
 
     def _values(self, accuracy: float, cost: dict[str, float | None]) -> list[float]:
         return [float(accuracy)] + [float(cost[name]) for name in self.cfg.objectives.minimize]

@@ -161,10 +161,11 @@ class ClassifierModule(L.LightningModule):
     """Image classification with cross-entropy, for one architecture of the search.
 
     Build it from an :class:`ArchSpec` (``spec=``, the model comes from
-    ``search_spaces.build.build_model(spec, seed=seed)``) or from a ready ``model=``. The spec,
-    config and seed are saved as hyper-parameters, so ``ClassifierModule.load_from_checkpoint``
-    rebuilds a spec-built module by itself; a module built from ``model=`` needs the model again:
-    ``load_from_checkpoint(path, model=net)``.
+    ``search_spaces.build.build_model(spec, seed=seed, pretrained=pretrained)``) or from a ready
+    ``model=``. The spec, config and seed are saved as hyper-parameters, so
+    ``ClassifierModule.load_from_checkpoint`` rebuilds a spec-built module by itself (its weights
+    come from the checkpoint, so ``pretrained`` is not saved); a module built from ``model=``
+    needs the model again: ``load_from_checkpoint(path, model=net)``.
 
     Metrics (an :class:`EpochMetrics` per split: ``train_metrics``, ``val_metrics``,
     ``test_metrics``), logged once per epoch: ``train_loss`` / ``train_acc`` (means over the
@@ -181,6 +182,7 @@ class ClassifierModule(L.LightningModule):
         config: TrainingConfig | Mapping[str, Any],
         model: nn.Module | None = None,
         seed: int = 0,
+        pretrained: bool | str = False,
     ) -> None:
         super().__init__()
         if (spec is None) == (model is None):
@@ -200,7 +202,7 @@ class ClassifierModule(L.LightningModule):
             self.spec: ArchSpec | None = (
                 spec if isinstance(spec, ArchSpec) else ArchSpec.from_dict(spec)
             )
-            self.model = build_model(self.spec, seed=seed)
+            self.model = build_model(self.spec, seed=seed, pretrained=pretrained)
         else:
             self.spec = None
             self.model = model
