@@ -1,21 +1,24 @@
 """Trained weights of search trials, kept while the trial can still be on the Pareto front.
 
-A COMPLETE trial's weights are saved to ``<runs_dir>/<study>/checkpoints/trial_<N>.pt`` when it
-finishes. Its objective values are final, so once another completed trial dominates it, it can
-never be on the front again and its file is deleted; pruned and failed trials keep none. A
-duplicate architecture points at the checkpoint of the trial whose results it reused.
+A COMPLETE trial's weights (:func:`save_checkpoint`) are uploaded to the study's artifact store
+when it finishes (:mod:`nas.artifacts`; the id is the trial's ``weights_artifact``), where export
+reads them from any machine. Its objective values are final, so once another completed trial
+dominates it, it can never be on the front again and its weights are removed, by whichever
+worker notices first; pruned and failed trials keep none. A duplicate architecture points at the
+weights of the trial whose results it reused.
 
-Where the file lives is stored on the trial (:data:`nas.trial_schema.CHECKPOINT`, ``host:path``,
-read with :func:`checkpoint_location`), so that a study run on several machines says on which
-machine an architecture's weights are.
+Studies written by 0.1.0 kept the file on the disk of the machine that trained the trial
+(:data:`nas.trial_schema.CHECKPOINT`, ``host:path``, read with :func:`checkpoint_location`);
+such files are still deleted once dominated, by a worker on that host.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -23,12 +26,16 @@ from optuna.trial import TrialState
 
 from search_spaces.spec import ArchSpec
 
+from . import trial_schema as schema
+from .artifacts import remove_weights, study_artifact_store
 from .pareto import front_trials
 from .trial_schema import checkpoint_location
 
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "checkpoint_dir",
     "checkpoint_location",
     "delete_dominated_checkpoints",
     "load_checkpoint",
@@ -37,10 +44,6 @@ __all__ = [
 
 #: Bumped when the layout of the saved dict changes; ``load_checkpoint`` refuses other versions.
 CHECKPOINT_FORMAT = 1
-
-
-def checkpoint_dir(runs_dir: str | Path, study_name: str) -> Path:
-    return Path(runs_dir) / study_name / "checkpoints"
 
 
 def save_checkpoint(
@@ -89,20 +92,33 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def delete_dominated_checkpoints(study: optuna.Study) -> list[int]:
-    """Delete this host's checkpoint files of completed trials that are no longer on the front.
+def delete_dominated_checkpoints(
+    study: optuna.Study, store: ArtifactStore | None = None
+) -> list[int]:
+    """Remove the weights of completed trials that are no longer on the front.
 
     A completed trial's values never change, so a dominated trial stays dominated, and one that
-    violates a cost constraint never enters the front: their weights are no longer needed.
-    Returns the numbers of the trials whose files were deleted.
+    violates a cost constraint never enters the front: their weights are no longer needed. Their
+    artifacts go from ``store`` (default: the store the study's stored config names, opened only
+    when there is something to remove); ``checkpoint`` files of 0.1.0 studies are deleted when
+    they are on this host. Weights a duplicate shares with a front trial stay. A store that
+    fails is reported with a warning, not raised: the next completed trial tries again, and the
+    search goes on. Returns the numbers of the trials whose weights were removed now.
     """
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     on_front = {t.number for t in front_trials(study)}
+    kept = {schema.WEIGHTS_ARTIFACT.get(t) for t in completed if t.number in on_front}
     host = socket.gethostname()
     deleted = []
+    artifacts: dict[str, int] = {}  # artifact id -> the first dominated trial holding it
     for t in completed:
+        if t.number in on_front:
+            continue
+        artifact = schema.WEIGHTS_ARTIFACT.get(t)
+        if artifact and artifact not in kept:
+            artifacts.setdefault(artifact, t.number)
         location = checkpoint_location(t)
-        if t.number in on_front or location is None:
+        if location is None:
             continue
         w_host, path = location
         if w_host == host and path.exists():
@@ -113,4 +129,18 @@ def delete_dominated_checkpoints(study: optuna.Study) -> list[int]:
             if not shared:
                 path.unlink()
                 deleted.append(t.number)
-    return deleted
+    if artifacts:
+        try:
+            removed = remove_weights(
+                study_artifact_store(study) if store is None else store, artifacts
+            )
+        except ValueError as exc:
+            warnings.warn(
+                f"the weights of dominated trials of study {study.study_name!r} were not "
+                f"removed: {exc}; the next completed trial tries again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            removed = set()
+        deleted += [artifacts[artifact] for artifact in removed]
+    return sorted(deleted)

@@ -5,7 +5,9 @@ the Pareto front) and lists them in ``<out_dir>/index.csv``:
 
 * ``arch.json``: the :class:`~search_spaces.spec.ArchSpec` (rebuild with ``build_model``);
 * ``weights.pt``: the trial's checkpoint (state dict, arch, input shape, class names,
-  normalisation), loadable with ``torch.load(..., weights_only=True)`` and :func:`load`;
+  normalisation), loadable with ``torch.load(..., weights_only=True)`` and :func:`load`. It is
+  downloaded from the study's artifact store (:mod:`nas.artifacts`), so any machine that reaches
+  the storage and the store exports; studies of 0.1.0 read it from the training host's disk;
 * ``model.onnx``: ONNX (opset :data:`ONNX_OPSET`, dynamic batch axis, input ``input``, output
   ``logits``);
 * ``model.ts``: TorchScript (scripted, or traced where scripting fails; the card says which);
@@ -28,7 +30,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -40,9 +42,13 @@ from search_spaces.cost import measure_latency
 from search_spaces.spec import ArchSpec
 
 from . import trial_schema as schema
+from .artifacts import ArtifactNotFound, describe_store, download_weights, study_artifact_store
 from .checkpoints import checkpoint_location, load_checkpoint
 from .data import default_cache_dir
 from .pareto import front_trials
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 #: ONNX opset of ``model.onnx``: supported by every onnxruntime release since 1.14.
 ONNX_OPSET = 17
@@ -133,10 +139,15 @@ def _choose(study: optuna.Study, trials: Sequence[int] | None, pareto: bool) -> 
     return chosen
 
 
-def _weights_file(study: optuna.Study, trial: FrozenTrial) -> Path:
-    """The checkpoint file of an exportable trial; a ValueError naming the trial and the fix
-    for any trial whose weights cannot be exported from here."""
-    label = f"trial {trial.number} of study {study.study_name!r}"
+def _label(study: optuna.Study, trial: FrozenTrial) -> str:
+    return f"trial {trial.number} of study {study.study_name!r}"
+
+
+def _weights_source(study: optuna.Study, trial: FrozenTrial) -> str | Path:
+    """Where an exportable trial's weights are: its artifact id, or the checkpoint file of a
+    0.1.0 study; a ValueError naming the trial and the fix for any trial whose weights cannot
+    be exported from here."""
+    label = _label(study, trial)
     if trial.state == TrialState.PRUNED:
         raise ValueError(
             f"{label} was pruned (at epoch {schema.PRUNED_AT_EPOCH.get(trial, '?')}): "
@@ -151,6 +162,9 @@ def _weights_file(study: optuna.Study, trial: FrozenTrial) -> Path:
             + (f" ({reason})" if reason else "")
             + ": only completed trials have trained weights; export a COMPLETE trial"
         )
+    artifact = schema.WEIGHTS_ARTIFACT.get(trial)
+    if artifact:
+        return artifact
     location = checkpoint_location(trial)
     if location is None:
         raise ValueError(
@@ -180,6 +194,33 @@ def _weights_file(study: optuna.Study, trial: FrozenTrial) -> Path:
             "restore the file, or retrain the architecture with `nas train`"
         )
     return path
+
+
+def _download(
+    study: optuna.Study, trial: FrozenTrial, store: ArtifactStore, artifact: str, folder: Path
+) -> Path:
+    """The trial's weights, downloaded from the store to ``folder``; a ValueError naming the
+    trial, the store and the fix where the store no longer holds them."""
+    label = _label(study, trial)
+    try:
+        return download_weights(store, artifact, folder / f"trial_{trial.number}.pt")
+    except ArtifactNotFound:
+        pass
+    where = describe_store(store)
+    if trial.number not in {t.number for t in front_trials(study)}:
+        raise ValueError(
+            f"the weights of {label} (artifact {artifact}) were removed from {where} because "
+            "the trial is dominated (or violates a cost constraint): only trials on the Pareto "
+            "front keep their weights. Export the front (pareto=True), or retrain this "
+            "architecture from scratch with `nas train` (`nas export --arch-only --trial "
+            f"{trial.number}` writes its arch.json)"
+        ) from None
+    raise ValueError(
+        f"the weights of {label} (artifact {artifact}) are missing from {where}: removed by "
+        "hand, or the study's workers wrote to another store (a relative study.artifacts folder "
+        "is read from the current folder); export where the workers' store is reachable, or "
+        "retrain the architecture with `nas train`"
+    ) from None
 
 
 def _stored_config(study: optuna.Study) -> dict[str, Any]:
@@ -231,29 +272,39 @@ def export_trials(
     *,
     trials: Sequence[int] | None = None,
     pareto: bool = False,
+    store: ArtifactStore | None = None,
 ) -> list[Path]:
     """Export the given trials, or the Pareto front, to ``<out_dir>/trial_<N>/``.
 
-    Every chosen trial is checked before anything is written (unknown, not COMPLETE, weights on
-    another host or deleted as dominated: a ValueError naming the trial and the fix). Each
-    folder is built and verified in a temporary folder, then its files replace those in place
-    (a ``retrained/`` subfolder from ``nas train`` is kept). A duplicate architecture is
-    exported with the weights of the trial it duplicates. Returns the folders, and updates
+    The weights come from ``store`` (default: the artifact store named in the study's stored
+    config; a 0.1.0 study's from this host's disk). Every chosen trial is checked and its
+    weights downloaded before anything is written (unknown, not COMPLETE, weights on another
+    host or removed as dominated: a ValueError naming the trial and the fix). Each folder is
+    built and verified in a temporary folder, then its files replace those in place (a
+    ``retrained/`` subfolder from ``nas train`` is kept). A duplicate architecture is exported
+    with the weights of the trial it duplicates. Returns the folders, and updates
     ``<out_dir>/index.csv``.
     """
     _require_onnxruntime()
     chosen = _choose(study, trials, pareto)
     _stored_config(study)  # every check fails before anything is written
-    sources = [(trial, _weights_file(study, trial)) for trial in chosen]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows, folders = [], []
-    for trial, path in sources:
-        folder = out_dir / f"trial_{trial.number}"
-        # Latency timing draws random inputs from the global generator: give it back unchanged.
-        with torch.random.fork_rng(devices=[]):
-            rows.append(_export_one(study, trial, path, folder))
-        folders.append(folder)
+    sources = [(trial, _weights_source(study, trial)) for trial in chosen]
+    with tempfile.TemporaryDirectory(prefix="nas-export-") as downloads:
+        if store is None and any(isinstance(source, str) for _, source in sources):
+            store = study_artifact_store(study)
+        weights = [
+            (t, s if isinstance(s, Path) else _download(study, t, store, s, Path(downloads)))
+            for t, s in sources
+        ]
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows, folders = [], []
+        for trial, path in weights:
+            folder = out_dir / f"trial_{trial.number}"
+            # Latency timing draws random inputs from the global generator: give it back.
+            with torch.random.fork_rng(devices=[]):
+                rows.append(_export_one(study, trial, path, folder))
+            folders.append(folder)
     _update_index(out_dir, rows)
     return folders
 

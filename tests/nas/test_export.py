@@ -17,9 +17,11 @@ from optuna.trial import TrialState, create_trial
 import nas
 from nas import export
 from nas import trial_schema as schema
-from nas.checkpoints import checkpoint_location, load_checkpoint
+from nas.artifacts import download_weights, study_artifact_store
+from nas.checkpoints import load_checkpoint
 from nas.config import StudyConfig
 from nas.export import export_arch, export_trials, load
+from nas.pareto import front_trials
 from nas.study import load_or_create_study
 from nas.worker import run_search
 from search_spaces.build import build_model
@@ -34,8 +36,14 @@ def _search(tiny_config, n_trials: int = 4) -> optuna.Study:
     )
 
 
-def _checkpoint_model(trial) -> torch.nn.Module:
-    payload = load_checkpoint(checkpoint_location(trial)[1])
+def _search_weights(study: optuna.Study, trial, folder: Path) -> Path:
+    """The trial's search checkpoint, downloaded from the study's artifact store."""
+    artifact = schema.WEIGHTS_ARTIFACT.get(trial)
+    return download_weights(study_artifact_store(study), artifact, folder / f"{artifact}.pt")
+
+
+def _checkpoint_model(study: optuna.Study, trial, folder: Path) -> torch.nn.Module:
+    payload = load_checkpoint(_search_weights(study, trial, folder))
     model = build_model(ArchSpec.from_dict(payload["arch"]), seed=1)
     model.load_state_dict(payload["state_dict"])
     return model.eval()
@@ -57,7 +65,7 @@ def test_export_round_trip(tiny_config, tmp_path):
 
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad():
-        expected = _checkpoint_model(trial)(x)
+        expected = _checkpoint_model(study, trial, tmp_path)(x)
         model = nas.load(folder)
         assert not model.training
         assert torch.equal(model(x), expected)
@@ -120,16 +128,21 @@ def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_c
 
     out = tmp_path / "out"
     folders = export_trials(study, out, pareto=True)
-    front = sorted(t.number for t in study.best_trials)
-    assert duplicate.number in front
+    front = sorted(t.number for t in front_trials(study))
+    # Each architecture once: the original stands for its duplicate on the front.
+    assert original.number in front and duplicate.number not in front
+    assert duplicate.number in {t.number for t in study.best_trials}
     assert [f.name for f in folders] == [f"trial_{n}" for n in front]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["index.csv", *(f.name for f in folders)]
     )
     assert [int(row["trial"]) for row in _index(out)] == front
 
+    # Exported by number, the duplicate has its original's weights.
+    export_trials(study, out, trials=[duplicate.number])
+    exported = sorted([*front, duplicate.number])
     copy_weights = torch.load(out / f"trial_{duplicate.number}" / "weights.pt", weights_only=True)
-    source = load_checkpoint(checkpoint_location(original)[1])
+    source = load_checkpoint(_search_weights(study, original, tmp_path))
     assert all(
         torch.equal(copy_weights["state_dict"][k], v) for k, v in source["state_dict"].items()
     )
@@ -140,7 +153,7 @@ def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_c
     kept = out / f"trial_{original.number}" / "retrained"
     kept.mkdir()
     export_trials(study, out, trials=[original.number])
-    assert kept.is_dir() and [int(row["trial"]) for row in _index(out)] == front
+    assert kept.is_dir() and [int(row["trial"]) for row in _index(out)] == exported
 
 
 def _add(study, state, values=None, attrs=()):
@@ -171,6 +184,8 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
     dominated = _add(
         study, TrialState.COMPLETE, [0.0, 1e12], [(schema.CHECKPOINT, f"{here}:{tmp_path}/gone.pt")]
     )
+    removed = _add(study, TrialState.COMPLETE, [0.0, 1e12], [(schema.WEIGHTS_ARTIFACT, "gone")])
+    store = f"artifact store {tmp_path}/runs/tiny/artifacts"
     out = tmp_path / "out"
     cases = [
         ([99], r"study 'tiny' has no trial 99; its trials are numbered 0 to \d+"),
@@ -179,7 +194,13 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
         ([failed], f"trial {failed} .* is FAIL, not COMPLETE \\(NonFiniteLossError"),
         ([elsewhere], f"trial {elsewhere} .* on host 'gpu-node-7' at /data/t.pt; run the export"),
         ([dominated], f"trial {dominated} .* deleted because the trial is dominated.*nas train"),
+        (
+            [removed],
+            f"trial {removed} .* \\(artifact gone\\) were removed from {store} because the "
+            "trial is dominated.*nas train",
+        ),
         ([good, 99], "no trial 99"),  # all trials are checked before anything is written
+        ([good, removed], f"trial {removed} .* were removed from"),  # and downloaded
     ]
     for trials, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -195,6 +216,10 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
     )
     with pytest.raises(ValueError, match=r"missing from .*moved or deleted by hand"):
         export_trials(study, out, trials=[on_front])
+    lost = _add(study, TrialState.COMPLETE, [1.0, 0.5], [(schema.WEIGHTS_ARTIFACT, "lost")])
+    with pytest.raises(ValueError, match=f"trial {lost} .* are missing from {store}: removed by"):
+        export_trials(study, out, trials=[lost])
+    assert not out.exists()
 
     # The architecture of any of them can still be written for `nas train`.
     folder = export_arch(study, dominated, out)
@@ -230,7 +255,8 @@ def test_load_reads_folders_weights_and_search_checkpoints(tiny_config, tmp_path
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         outputs = [
-            load(path)(x) for path in (folder, folder / "weights.pt", checkpoint_location(trial)[1])
+            load(path)(x)
+            for path in (folder, folder / "weights.pt", _search_weights(study, trial, tmp_path))
         ]
     assert all(torch.equal(out, outputs[0]) for out in outputs)
     assert nas.load is load
@@ -255,7 +281,26 @@ def test_single_objective_front_is_the_best_trials(tiny_config, tmp_path):
     data = tiny_config(study={"n_trials": 3}, objectives={"minimize": []})
     study = run_search(StudyConfig.from_dict(data), progress=False)
     folders = export_trials(study, tmp_path, pareto=True)
-    best = sorted(t.number for t in study.best_trials)  # every trial tied at the best value
+    best = sorted(t.number for t in front_trials(study))  # every trial tied at the best value
     assert study.best_trial.number in best
+    assert {t.number for t in study.best_trials} - set(best) == {
+        t.number for t in study.best_trials if schema.DUPLICATE_OF.has(t)
+    }
     assert [f.name for f in folders] == [f"trial_{n}" for n in best]
     assert "objectives: val_acc (maximize))" in (folders[0] / "model_card.md").read_text()
+
+
+def test_old_studies_export_the_checkpoint_on_this_host(tiny_config, tmp_path):
+    """A 0.1.0 trial names its weights file on the host that trained it (``checkpoint``)."""
+    study = _search(tiny_config, n_trials=2)
+    trial = study.best_trials[0]
+    path = _search_weights(study, trial, tmp_path)
+    old = _add(
+        study,
+        TrialState.COMPLETE,
+        list(trial.values),
+        [(schema.ARCH, schema.ARCH.get(trial)), (schema.CHECKPOINT, schema.checkpoint_value(path))],
+    )
+    (folder,) = export_trials(study, tmp_path / "out", trials=[old])
+    exported = torch.load(folder / "weights.pt", weights_only=True)
+    assert exported["trial"] == trial.number and path.exists()
