@@ -334,7 +334,12 @@ def _dashboard(args: argparse.Namespace) -> int:
         print(f"wrote {path} (self-contained: opens offline in any browser)")
         return 0
     print(f"optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops it)")
-    serve_optuna_dashboard(args.storage or section.storage_url(), host=args.host, port=args.port)
+    from .artifacts import open_artifact_store
+
+    store = open_artifact_store(section.artifacts_url(), section.artifacts_endpoint)
+    serve_optuna_dashboard(
+        args.storage or section.storage_url(), host=args.host, port=args.port, artifact_store=store
+    )
     return 0
 
 

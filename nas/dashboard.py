@@ -19,7 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -48,6 +48,9 @@ from .report import (
     summary,
     trials_frame,
 )
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 #: Axis titles of the costs.
 COST_LABELS = {
@@ -618,9 +621,15 @@ reference point {html.escape(reference.describe())}
 # -- optuna-dashboard ---------------------------------------------------------------------------
 
 
-def serve_optuna_dashboard(storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve_optuna_dashboard(
+    storage_url: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    artifact_store: ArtifactStore | None = None,
+) -> None:
     """Serve optuna-dashboard on a study storage (a journal file or a database URL) until
-    interrupted; our metric names and trial user attrs (summary, arch, cost) show there."""
+    interrupted; our metric names and trial user attrs (summary, arch, cost) show there, and,
+    given the study's ``artifact_store``, the trials' weights can be downloaded from it."""
     from .storage import open_storage
 
     try:
@@ -631,4 +640,4 @@ def serve_optuna_dashboard(storage_url: str, host: str = "127.0.0.1", port: int 
         ) from None
     if "://" not in storage_url and not Path(storage_url).exists():
         raise FileNotFoundError(f"no study storage at {storage_url}")
-    run_server(open_storage(storage_url), host=host, port=port)
+    run_server(open_storage(storage_url), host=host, port=port, artifact_store=artifact_store)

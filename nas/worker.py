@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from . import trial_schema as schema
+from .artifacts import open_artifact_store
 from .checkpoints import delete_dominated_checkpoints
 from .config import StudyConfig
 from .objective import ArchitectureRunning, TrialOutcome, TrialRunner, check_runnable
@@ -300,9 +301,11 @@ def run_search(
         raise ValueError("--workers must be >= 1")
     gpus = torch.cuda.device_count()
     device = "cuda:0" if gpus else "cpu"
-    # Data and a model are built before anything is stored: a config that cannot run leaves no
-    # study behind. Then the study (and its config) is created once, before workers race to.
+    # Data, a model and the artifact store are checked before anything is stored: a config that
+    # cannot run leaves no study behind. Then the study (and its config) is created once, before
+    # workers race to.
     datamodule = check_runnable(cfg, device)
+    open_artifact_store(cfg.study.artifacts_url(), cfg.study.artifacts_endpoint)  # reachable?
     load_or_create_study(cfg, storage)
     if workers == 1:
         with stop_on_sigterm():
