@@ -234,16 +234,20 @@ def _stored_config(study: optuna.Study) -> dict[str, Any]:
 
 
 def _retrain_config(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-    """``config.json``: the data and training sections, and where the architecture came from."""
+    """``config.json``: the data and training sections (and ``backbone.pretrained`` of a study
+    that started from pretrained weights), and where the architecture came from."""
     config = _stored_config(study)
     data = dict(config["data"])
     if data.get("cache_dir") == str(default_cache_dir()):
         data["cache_dir"] = None  # the default: let the retraining machine use its own
-    return {
+    settings = {
         "source": {"study": study.study_name, "trial": trial.number},
         "data": data,
         "training": dict(config["training"]),
     }
+    if config.get("backbone", {}).get("pretrained"):  # retrained from the same start
+        settings["backbone"] = dict(config["backbone"])
+    return settings
 
 
 # -- exporting --------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from search_spaces.spec import ArchSpec
 
 from .checkpoints import save_checkpoint
 from .config import StudyConfig
-from .data import DataConfig, build_datamodule
-from .training import ClassifierModule, TrainingConfig, build_trainer, evaluate, resolve_accelerator
+from .data import build_datamodule
+from .training import ClassifierModule, build_trainer, evaluate, resolve_accelerator
 
 
 def retrain(
@@ -60,7 +60,8 @@ def retrain(
             "(nas export)"
         )
     spec = _read_arch(arch_file)
-    source, data_cfg, training = _settings(arch_file, config)
+    source, settings = _settings(arch_file, config)
+    data_cfg, training = settings.data, settings.training
     if epochs is not None:
         training = dataclasses.replace(training, epochs=epochs)
 
@@ -72,7 +73,7 @@ def retrain(
             f"classes, but dataset {data_cfg.name!r} has {dm.in_channels} channels and "
             f"{dm.num_classes} classes; retrain it with the data config of its study"
         )
-    module = ClassifierModule(spec, config=training, seed=seed)
+    module = ClassifierModule(spec, config=training, seed=seed, pretrained=settings.pretrained)
     trainer = build_trainer(training, seed=seed, accelerator=device, enable_progress_bar=progress)
     # No validation split: Lightning's switch to skip the validation loop entirely.
     trainer.limit_val_batches = 0
@@ -138,9 +139,10 @@ def _read_settings(path: Path) -> dict[str, Any]:
 
 def _settings(
     arch_file: Path, config: StudyConfig | Mapping[str, Any] | None
-) -> tuple[dict[str, Any] | None, DataConfig, TrainingConfig]:
-    """(source, data, training): the source from the sibling ``config.json`` where there is one,
-    the settings from ``config`` when given, else from that file."""
+) -> tuple[dict[str, Any] | None, StudyConfig]:
+    """(source, settings): the source from the sibling ``config.json`` where there is one, the
+    settings (data, training, backbone.pretrained) from ``config`` when given, else from that
+    file."""
     sibling = arch_file.parent / "config.json"
     stored = _read_settings(sibling) if sibling.is_file() else None
     source = stored.get("source") if stored else None
@@ -159,4 +161,4 @@ def _settings(
         except ValueError as exc:
             where = sibling if stored is config else "config"
             raise ValueError(f"{where}: {exc}") from None
-    return source, config.data, config.training
+    return source, config

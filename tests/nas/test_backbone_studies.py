@@ -1,5 +1,6 @@
 """Studies on timm backbones and from pretrained weights run end to end (search, report, export)."""
 
+import json
 from pathlib import Path
 
 import optuna
@@ -66,6 +67,12 @@ def test_a_pretrained_study_starts_from_the_weights_file(tiny_config, tmp_path, 
     _search_report_export(config, tmp_path)
     cfg = StudyConfig.from_dict(data)
     assert cfg.to_dict()["backbone"] == {"pretrained": str(weights)}
+    # Retraining an export starts from the same weights.
+    folder = sorted((tmp_path / "export").glob("trial_*"))[0]
+    assert json.loads((folder / "config.json").read_text())["backbone"] == {
+        "pretrained": str(weights)
+    }
+    assert main(["train", str(folder / "arch.json"), "--epochs", "1", "--no-progress"]) == 0
     # Each trial started from the file: gc/gct start as the identity, so before training its
     # model computes exactly what the pretrained backbone computes.
     plain = build_backbone("resnet8", 1, 10, width=4, pretrained=str(weights)).eval()
