@@ -1,4 +1,4 @@
-"""Datasets as Lightning DataModules that keep every split in memory as tensors.
+"""Datasets as Lightning DataModules: in memory as tensors, or streamed from disk.
 
 Lightning's split of concerns: the model knows nothing about the data, and the search hands a
 ``LightningDataModule`` to ``trainer.fit(model, datamodule=dm)``. The datasets a search trains on
@@ -6,10 +6,14 @@ Lightning's split of concerns: the model knows nothing about the data, and the s
 once decoded, so they are held as ``(N, C, H, W)`` tensors (on the GPU when asked) and served in
 index batches by a standard ``DataLoader``: its sampler yields a whole batch of rows at a time and
 its dataset gathers, augments and normalises them with ``torch`` ops on the batch, with no
-per-sample Python and no worker processes. Shuffling and augmentation draw from a
-``torch.Generator`` seeded from ``(seed, epoch)``, so every epoch is reproducible on its own.
+per-sample Python and no worker processes (:class:`TensorDataModule`). Image folders too large for
+memory stream from disk instead (:class:`StreamDataModule`): files are decoded and augmented
+(ImageNet-style) in DataLoader worker processes. ``DataConfig.loader`` picks the path; ``"auto"``
+streams a folder whose decoded size exceeds :data:`MAX_IN_MEMORY_BYTES`. Shuffling and
+augmentation draw from generators seeded from ``(seed, epoch)`` (streaming: per image from
+``(seed, epoch, index)``), so every epoch is reproducible on its own, with any number of workers.
 
-Splits:
+Splits (the same in both paths: the same file goes to the same split):
     * test: the dataset's official test split; digits (and image folders without ``test/``) hold
       out a fixed stratified 20% that does not depend on ``split_seed``: no run ever trains on it.
     * val: a stratified ``val_fraction`` of the rest, drawn from ``split_seed``.
@@ -22,6 +26,7 @@ split is the same held-out one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -43,9 +48,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .config import AUGMENTATIONS, DATASETS, DataConfig, default_cache_dir  # noqa: F401 (re-exported)
 
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "mnist", "fashionmnist", "svhn")
-#: Image folders are decoded into one uint8 tensor only below this size; larger ones need a
-#: streaming pipeline (torchvision ``ImageFolder`` + ``DataLoader``), which is not provided here.
+#: Image folders are decoded into one uint8 tensor only below this size; ``loader="auto"`` streams
+#: larger ones from disk (:class:`StreamDataModule`) and ``loader="memory"`` refuses them.
 MAX_IN_MEMORY_BYTES = 2 * 1024**3
+#: Training images (a fixed seeded sample) the streaming path estimates channel statistics from:
+#: enough for means to about 0.01 of the [0, 1] scale, a few seconds of decoding.
+STATS_IMAGES = 500
+#: Seed of that sample: fixed, so every trial of a study normalises alike.
+STATS_SEED = 0
+#: Evaluation resize before the centre crop, as in ImageNet evaluation (256 px for 224 px crops).
+EVAL_RESIZE_RATIO = 256 / 224
 #: Share of each class held out as test split where the dataset has no official one.
 TEST_FRACTION = 0.2
 #: Fixed on purpose: the held-out test split must not move when ``split_seed`` changes.
@@ -225,6 +237,13 @@ class IndexBatch:
     generator: torch.Generator
 
 
+def _kept_count(num_samples: int, batch_size: int, drop_single: bool) -> int:
+    """Samples an epoch serves: all, or one fewer where ``drop_single`` and one would trail."""
+    if drop_single and num_samples > 1 and num_samples % batch_size == 1:
+        return num_samples - 1
+    return num_samples
+
+
 class SeededBatchSampler(Sampler[IndexBatch]):
     """The index batches of one epoch, shuffled (or in order) by a generator seeded from
     ``(seed, epoch)``.
@@ -260,10 +279,7 @@ class SeededBatchSampler(Sampler[IndexBatch]):
         self.epoch = epoch
 
     def _kept(self) -> int:
-        count = self.num_samples
-        if self.drop_single and count > 1 and count % self.batch_size == 1:
-            return count - 1
-        return count
+        return _kept_count(self.num_samples, self.batch_size, self.drop_single)
 
     def __len__(self) -> int:
         return math.ceil(self._kept() / self.batch_size)
@@ -471,6 +487,296 @@ class TensorDataModule(LightningDataModule):
         return self._eval_loader(self.test_split)
 
 
+# --------------------------------------------------------------------------- streaming
+
+
+class UnreadableImageError(RuntimeError):
+    """An image file (by its extension) that cannot be read or decoded; the message names it."""
+
+
+def read_image(path: str) -> Tensor:
+    """Decode ``path`` as an RGB uint8 ``(3, H, W)`` tensor; an unreadable file raises
+    :class:`UnreadableImageError` naming it (in a DataLoader worker too, so the trial that
+    reads it fails with the file in its reason)."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    try:
+        with warnings.catch_warnings():
+            # torchvision 0.29 deprecates its codecs for TorchCodec and warns on every call.
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+            return decode_image(read_file(path), mode=ImageReadMode.RGB)
+    except (RuntimeError, OSError) as error:
+        raise UnreadableImageError(
+            f"imagefolder: cannot decode {path} ({error}); replace or delete the file"
+        ) from error
+
+
+@dataclass(frozen=True, eq=False)  # no element-wise array comparison
+class FileSplit:
+    """One split on disk: ``paths[i]`` (file-system bytes in a NumPy array, so forked workers do
+    not copy it page by page through reference counts) has label ``labels[i]``;
+    ``source_indices`` are its rows in the source pool, as in :class:`Split`."""
+
+    paths: np.ndarray
+    labels: Tensor
+    source_indices: Tensor
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def path(self, index: int) -> str:
+        return os.fsdecode(self.paths[index])
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for one image's augmentation in one epoch."""
+    return int(np.random.SeedSequence((seed, epoch, index)).generate_state(1, np.uint64)[0] >> 1)
+
+
+@contextlib.contextmanager
+def _cpu_rng_seeded(seed: int) -> Iterator[None]:
+    """torch's CPU generator seeded with ``seed`` inside, its state restored after: 3 us, where
+    ``fork_rng`` + ``torch.manual_seed`` (which seeds every accelerator too) take 150 us, as
+    much as decoding a 32 px JPEG."""
+    generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
+
+
+class SeededSampler(Sampler[tuple[int, int]]):
+    """The ``(index, epoch)`` keys of one epoch, in the order :class:`SeededBatchSampler` visits
+    the same split with the same seed (``randperm`` from ``(seed, epoch)``).
+
+    The epoch travels in the key, so a worker process (persistent across epochs) seeds each
+    image's augmentation from ``(seed, epoch, index)`` without sharing state with the main one.
+    ``set_epoch`` and ``drop_single`` behave as on :class:`SeededBatchSampler`.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_single: bool = False,
+    ) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_single = drop_single
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return _kept_count(self.num_samples, self.batch_size, self.drop_single)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        self.epoch += 1
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+            order = torch.randperm(self.num_samples, generator=generator)
+        else:
+            order = torch.arange(self.num_samples)
+        for index in order[: len(self)].tolist():
+            yield index, epoch
+
+
+def stream_transforms(image_size: tuple[int, int], *, train: bool, augment: bool):
+    """ImageNet-style ``torchvision.transforms.v2`` pipelines on uint8 images, any size.
+
+    Training with ``augment``: ``RandomResizedCrop(image_size)`` (scale 0.08-1, aspect 3/4-4/3)
+    and a horizontal flip. Evaluation, and training without ``augment``: resize the shorter side
+    to ``round(max(image_size) * 256 / 224)``, then crop the centre ``image_size``.
+    """
+    from torchvision.transforms import v2
+
+    if train and augment:
+        return v2.Compose(
+            [v2.RandomResizedCrop(list(image_size), antialias=True), v2.RandomHorizontalFlip()]
+        )
+    side = round(max(image_size) * EVAL_RESIZE_RATIO)
+    return v2.Compose([v2.Resize(side, antialias=True), v2.CenterCrop(list(image_size))])
+
+
+class ImageFileDataset(Dataset[tuple[Tensor, int]]):
+    """A :class:`FileSplit` read one file at a time: ``dataset[(index, epoch)]`` is the uint8
+    image, transformed, and its label. With ``random``, the transform draws from torch's CPU RNG
+    seeded from ``(seed, epoch, index)`` and restored after: the same crops and flips with any
+    number of workers, and the caller's RNG left alone."""
+
+    def __init__(self, split: FileSplit, transform, *, random: bool, seed: int = 0) -> None:
+        self.split = split
+        self.transform = transform
+        self.random = random
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, int]:
+        index, epoch = key
+        image = read_image(self.split.path(index))
+        if self.random:
+            with _cpu_rng_seeded(sample_seed(self.seed, epoch, index)):
+                image = self.transform(image)
+        else:
+            image = self.transform(image)
+        return image, int(self.split.labels[index])
+
+
+@dataclass(frozen=True, eq=False)
+class NormalizeCollate:
+    """The stream loaders' ``collate_fn``: stacks uint8 images into a float batch in [0, 1] and
+    normalises it per channel (``mean``/``std`` None: no normalisation), in the worker."""
+
+    mean: Tensor | None = None
+    std: Tensor | None = None
+
+    def __call__(self, samples: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+        images = _as_float(torch.stack([image for image, _ in samples]))
+        if self.mean is not None:
+            images = (images - self.mean[:, None, None]) / self.std[:, None, None]
+        return images, torch.tensor([label for _, label in samples], dtype=torch.int64)
+
+
+def _stack_uint8(samples: list[tuple[Tensor, int]]) -> Tensor:
+    """The statistics loader's ``collate_fn``: raw uint8 images, labels dropped."""
+    return torch.stack([image for image, _ in samples])
+
+
+class StreamDataModule(LightningDataModule):
+    """A ``LightningDataModule`` over image files that stream from disk: the interface of
+    :class:`TensorDataModule`, for folders too large to decode into memory.
+
+    Files are decoded and transformed (:func:`stream_transforms` at ``image_size``) in
+    ``num_workers`` DataLoader processes (persistent across epochs; pinned memory when
+    ``device`` is CUDA). Shuffling follows :class:`SeededSampler`, augmentation (train only,
+    with ``augment``) is seeded per ``(seed, epoch, index)``. With ``normalize`` the per-channel
+    mean and std are estimated from :data:`STATS_IMAGES` training images drawn with
+    :data:`STATS_SEED` (evaluation view, no augmentation), not from the whole set.
+    """
+
+    def __init__(
+        self,
+        train: FileSplit,
+        val: FileSplit | None,
+        test: FileSplit,
+        *,
+        class_names: Sequence[str],
+        image_size: tuple[int, int],
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        augment: bool = False,
+        normalize: bool = True,
+        num_workers: int = 2,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        config: DataConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.class_names = tuple(class_names)
+        for split_name, split in (("train", train), ("val", val), ("test", test)):
+            if split is not None and len(split) == 0:
+                raise ValueError(f"{split_name} split is empty; give it at least one image")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError("batch_size and eval_batch_size must be >= 1")
+        if num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} must be >= 0")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
+        self.train_split, self.val_split, self.test_split = train, val, test
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.augment = augment
+        self.num_workers = num_workers
+        self.seed = seed
+        self.mean: Tensor | None = None
+        self.std: Tensor | None = None
+        if normalize:
+            mean, std = self._estimate_stats()
+            self.mean, self.std = mean, std.clamp_min(1e-6)
+
+    def _estimate_stats(self) -> tuple[Tensor, Tensor]:
+        count = min(STATS_IMAGES, len(self.train_split))
+        rows = np.random.default_rng(STATS_SEED).choice(len(self.train_split), count, replace=False)
+        dataset = ImageFileDataset(self.train_split, self._transform(train=False), random=False)
+        loader = DataLoader(
+            dataset,
+            batch_size=64,
+            sampler=[(int(row), 0) for row in np.sort(rows)],
+            num_workers=self.num_workers,
+            collate_fn=_stack_uint8,
+        )
+        return channel_stats(torch.cat(list(loader)))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return 3, *self.image_size
+
+    @property
+    def in_channels(self) -> int:
+        return 3
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train_split),
+            "val": 0 if self.val_split is None else len(self.val_split),
+            "test": len(self.test_split),
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        """Nothing to move: batches reach the device through the Trainer, pinned on CUDA."""
+
+    def _transform(self, *, train: bool):
+        return stream_transforms(self.image_size, train=train, augment=self.augment)
+
+    def _loader(self, split: FileSplit, *, train: bool) -> DataLoader:
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return DataLoader(
+            ImageFileDataset(
+                split, self._transform(train=train), random=train and self.augment, seed=self.seed
+            ),
+            batch_size=batch_size,
+            sampler=SeededSampler(
+                len(split), batch_size, shuffle=train, seed=self.seed, drop_single=train
+            ),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.device.type == "cuda",
+            collate_fn=NormalizeCollate(self.mean, self.std),
+            # Its own generator: the workers' base seed is not drawn from torch's global RNG.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_split, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The val loader, or an empty list (Lightning's "no loader") without a val split."""
+        return [] if self.val_split is None else self._loader(self.val_split, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Final evaluation only: searches select on train/val and never look at this split."""
+        return self._loader(self.test_split, train=False)
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -553,11 +859,75 @@ def _archive_stem(path: Path) -> str:
     return path.stem
 
 
+def _unsafe_member(member: tarfile.TarInfo, links: set[str]) -> str | None:
+    """Why extracting ``member`` could write outside the target folder, or None when it cannot.
+
+    A static check on the names alone (the target is a fresh empty folder): no absolute path, no
+    ``..`` out of the folder, no device or FIFO, links only to paths inside, and no path through
+    (or over) a symlink of the archive, which could point anywhere once extracted. ``links``
+    collects the archive's symlinks seen so far.
+    """
+
+    def outside(relative: str) -> bool:
+        return relative == ".." or relative.startswith("../")
+
+    def through_link(relative: str) -> bool:
+        parts = relative.split("/")
+        return any("/".join(parts[: end + 1]) in links for end in range(len(parts)))
+
+    name = member.name
+    if name.startswith("/") or os.path.isabs(name):
+        return "an absolute path"
+    relative = os.path.normpath(name)
+    if outside(relative):
+        return "a path outside the extraction folder"
+    if through_link(relative):
+        return "a path through a symlink of the archive"
+    if member.isdev():
+        return "a device or FIFO"
+    if member.issym() or member.islnk():
+        if os.path.isabs(member.linkname):
+            return f"a link to the absolute path {member.linkname}"
+        # Symlinks resolve from their own folder, hard links from the archive's root.
+        base = os.path.dirname(relative) if member.issym() else ""
+        target = os.path.normpath(os.path.join(base, member.linkname))
+        if outside(target) or through_link(target):
+            return f"a link to {member.linkname}, outside the extraction folder"
+        if member.issym():
+            links.add(relative)
+    return None
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Extract the tar ``archive`` into the empty folder ``target``, refusing any member that
+    could write outside it (:func:`_unsafe_member`) with an error naming the archive and member.
+
+    The check runs on every interpreter; where ``tarfile`` has extraction filters (Python 3.12,
+    3.11.4+) ``filter="data"`` applies as well (it also drops set-uid bits), and before them
+    (Debian 12's 3.11.2) the check alone guards the extraction.
+    """
+    with tarfile.open(archive) as tar:
+        links: set[str] = set()
+        for member in tar.getmembers():
+            reason = _unsafe_member(member, links)
+            if reason is not None:
+                raise ValueError(
+                    f"DataConfig.root: archive {archive} has the member {member.name!r}, "
+                    f"{reason}; nothing was extracted. Rebuild the archive with relative paths "
+                    "inside one folder (tar -czf data.tar.gz -C parent folder)"
+                )
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, filter="data")
+        else:
+            tar.extractall(target)
+
+
 def extract_archive(archive: Path, cache_dir: Path) -> Path:
     """Extract ``archive`` once to ``cache_dir/<stem>-<sha256[:12]>`` and return that folder.
 
     Extraction goes to a temporary sibling that is renamed into place, so an interrupted run never
     leaves a half-extracted cache; a concurrent extraction of the same archive is harmless.
+    Members that could write outside the folder are refused (:func:`safe_extract`).
     """
     target = cache_dir / f"{_archive_stem(archive)}-{_sha256(archive)[:12]}"
     if target.is_dir():
@@ -565,8 +935,7 @@ def extract_archive(archive: Path, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(staging, filter="data")  # rejects absolute paths, links out, devices
+        safe_extract(archive, staging)
         try:
             staging.rename(target)
         except OSError:
@@ -605,50 +974,50 @@ def _fingerprint(samples: Sequence[tuple[str, int]], image_size: tuple[int, int]
     return digest.hexdigest()[:12]
 
 
+def _resized(image: Tensor, image_size: tuple[int, int] | None) -> Tensor:
+    from torchvision.transforms.v2.functional import resize
+
+    if image_size is not None and tuple(image.shape[1:]) != image_size:
+        image = resize(image, list(image_size), antialias=True)
+    return image
+
+
 def decode_images(paths: Sequence[str], image_size: tuple[int, int] | None) -> Tensor:
     """Decode ``paths`` as RGB into one ``(N, 3, H, W)`` uint8 tensor, resizing to ``image_size``.
 
     ``torchvision.io.decode_image`` in a loop fills a preallocated tensor: about 60 us per 32x32
-    JPEG (read + decode), so the 60,000 CIFAR-10 images take 3-4 s on one core. Sets above
-    :data:`MAX_IN_MEMORY_BYTES` are refused before anything is allocated.
+    JPEG (read + decode), so the 60,000 CIFAR-10 images take 3-4 s on one core. An unreadable
+    file raises :class:`UnreadableImageError` naming it.
     """
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2.functional import resize
-
-    def load(path: str) -> Tensor:
-        image = decode_image(path, mode=ImageReadMode.RGB)
-        if image_size is not None and tuple(image.shape[1:]) != image_size:
-            image = resize(image, list(image_size), antialias=True)
-        return image
-
-    with warnings.catch_warnings():
-        # torchvision 0.29 deprecates its image codecs in favour of TorchCodec (not a dependency
-        # yet) and warns on every call; one decoded folder would print thousands of warnings.
-        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-        first = load(paths[0])
-        shape = tuple(first.shape)
-        size_bytes = len(paths) * first.numel()
-        if size_bytes > MAX_IN_MEMORY_BYTES:
+    first = _resized(read_image(paths[0]), image_size)
+    shape = tuple(first.shape)
+    out = torch.empty((len(paths), *shape), dtype=torch.uint8)
+    out[0] = first
+    for row, path in enumerate(paths[1:], start=1):
+        image = _resized(read_image(path), image_size)
+        if tuple(image.shape) != shape:
             raise ValueError(
-                f"imagefolder: {len(paths)} images of {shape} take {size_bytes / 2**30:.1f} GiB "
-                f"as uint8, above the in-memory limit of {MAX_IN_MEMORY_BYTES / 2**30:.0f} GiB; "
-                "set a smaller DataConfig.image_size or use a streaming torchvision ImageFolder "
-                "pipeline"
+                f"imagefolder: {path} is {tuple(image.shape)} but {paths[0]} is {shape}; set "
+                "DataConfig.image_size to resize every image to one size"
             )
-        out = torch.empty((len(paths), *shape), dtype=torch.uint8)
-        out[0] = first
-        for row, path in enumerate(paths[1:], start=1):
-            image = load(path)
-            if tuple(image.shape) != shape:
-                raise ValueError(
-                    f"imagefolder: {path} is {tuple(image.shape)} but {paths[0]} is {shape}; set "
-                    "DataConfig.image_size to resize every image to one size"
-                )
-            out[row] = image
+        out[row] = image
     return out
 
 
-def _load_imagefolder(cfg: DataConfig) -> _Source:
+@dataclass
+class _FolderFiles:
+    """An image folder's files before decoding; ``test`` is None without a ``test/`` folder."""
+
+    folder: Path
+    is_archive: bool
+    class_names: list[str]
+    train: list[tuple[str, int]]
+    test: list[tuple[str, int]] | None
+
+
+def _imagefolder_files(cfg: DataConfig) -> _FolderFiles:
+    """Find the image files of ``cfg.root`` (extracting an archive once); files with other
+    extensions are skipped."""
     from torchvision.datasets.folder import find_classes
 
     root = cfg.root
@@ -661,7 +1030,7 @@ def _load_imagefolder(cfg: DataConfig) -> _Source:
         )
     folder = _dataset_folder(root)
     class_names, class_to_idx = find_classes(str(folder / "train"))
-    splits = {"train": _folder_samples(folder / "train", class_to_idx)}
+    test = None
     if (folder / "test").is_dir():
         test_names, _ = find_classes(str(folder / "test"))
         if test_names != class_names:
@@ -669,13 +1038,54 @@ def _load_imagefolder(cfg: DataConfig) -> _Source:
                 f"DataConfig.root: test/ classes {test_names} differ from train/ classes "
                 f"{class_names}; both need the same class subfolders"
             )
-        splits["test"] = _folder_samples(folder / "test", class_to_idx)
+        test = _folder_samples(folder / "test", class_to_idx)
+    else:
+        message = (
+            f"imagefolder: {folder} has no test/ folder; holding out a fixed stratified "
+            f"{TEST_FRACTION:.0%} of train/ as the test split"
+        )
+        warnings.warn(message, UserWarning, stacklevel=3)
+    train = _folder_samples(folder / "train", class_to_idx)
+    return _FolderFiles(folder, is_archive, list(class_names), train, test)
 
+
+def estimated_bytes(files: _FolderFiles, image_size: tuple[int, int] | None) -> int:
+    """Decoded uint8 size of every image of ``files``: the count times ``3 x image_size``, or
+    without ``image_size`` times the decoded size of the first training file."""
+    count = len(files.train) + len(files.test or ())
+    if image_size is not None:
+        return count * 3 * image_size[0] * image_size[1]
+    return count * read_image(files.train[0][0]).numel()
+
+
+def _streams(cfg: DataConfig, files: _FolderFiles) -> bool:
+    """Whether ``cfg.loader`` streams this folder: ``"auto"`` does above the in-memory limit, and
+    ``"memory"`` refuses a folder above it before decoding anything."""
+    if cfg.loader == "stream":
+        return True
+    size_bytes = estimated_bytes(files, cfg.image_size)
+    if size_bytes <= MAX_IN_MEMORY_BYTES:
+        return False
+    if cfg.loader == "auto":
+        return True
+    count = len(files.train) + len(files.test or ())
+    raise ValueError(
+        f"imagefolder: the {count} images of {files.folder} take {size_bytes / 2**30:.2f} GiB "
+        f"as uint8, above the in-memory limit of {MAX_IN_MEMORY_BYTES / 2**30:.2f} GiB "
+        '(DataConfig.loader = "memory"); set data.loader = "stream" (or "auto") to stream them '
+        "from disk, or a smaller DataConfig.image_size"
+    )
+
+
+def _decode_imagefolder(cfg: DataConfig, files: _FolderFiles) -> _Source:
+    splits = (
+        {"train": files.train} if files.test is None else {"train": files.train, "test": files.test}
+    )
     key = _fingerprint([s for samples in splits.values() for s in samples], cfg.image_size)
     cache_file = (
-        folder / f"decoded-{key}.pt"
-        if is_archive
-        else cfg.cache_dir / "decoded" / f"{folder.name}-{key}.pt"
+        files.folder / f"decoded-{key}.pt"
+        if files.is_archive
+        else cfg.cache_dir / "decoded" / f"{files.folder.name}-{key}.pt"
     )
     if cache_file.is_file():
         tensors = torch.load(cache_file, weights_only=True)
@@ -689,16 +1099,64 @@ def _load_imagefolder(cfg: DataConfig) -> _Source:
         torch.save(tensors, partial)
         os.replace(partial, cache_file)
 
-    source = _Source(tensors["train_images"], tensors["train_labels"], list(class_names))
-    if "test" in splits:
+    source = _Source(tensors["train_images"], tensors["train_labels"], files.class_names)
+    if files.test is not None:
         source.test_images, source.test_labels = tensors["test_images"], tensors["test_labels"]
-    else:
-        message = (
-            f"imagefolder: {folder} has no test/ folder; holding out a fixed stratified "
-            f"{TEST_FRACTION:.0%} of train/ as the test split"
-        )
-        warnings.warn(message, UserWarning, stacklevel=3)
     return source
+
+
+def split_rows(
+    labels: np.ndarray, test_count: int | None, cfg: DataConfig, full_train: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Rows of train and val (None with ``full_train``) in the training pool (``labels``), and of
+    test: all ``test_count`` rows of the official test pool, or without one (None) a fixed
+    stratified hold-out of the training pool.
+
+    One function for both loaders, so a file lands in the same split either way.
+    """
+    if test_count is None:
+        pool, test_rows = stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED)
+    else:
+        pool, test_rows = np.arange(len(labels)), np.arange(test_count)
+    if full_train:
+        return pool, None, test_rows
+    kept, held = stratified_split(labels[pool], cfg.val_fraction, cfg.split_seed)
+    train_rows, val_rows = pool[kept], pool[held]
+    if cfg.per_class is not None:
+        train_rows = per_class_subset(train_rows, labels, cfg.per_class, cfg.split_seed)
+    if cfg.val_per_class is not None:
+        val_rows = per_class_subset(val_rows, labels, cfg.val_per_class, cfg.split_seed)
+    return train_rows, val_rows, test_rows
+
+
+def _stream_datamodule(
+    cfg: DataConfig, files: _FolderFiles, *, device: str | torch.device, seed: int, full_train: bool
+) -> StreamDataModule:
+    labels = np.array([label for _, label in files.train], dtype=np.int64)
+    test_count = None if files.test is None else len(files.test)
+    train_rows, val_rows, test_rows = split_rows(labels, test_count, cfg, full_train)
+
+    def take(samples: list[tuple[str, int]], rows: np.ndarray) -> FileSplit:
+        paths = np.array([os.fsencode(samples[row][0]) for row in rows], dtype=np.bytes_)
+        targets = torch.tensor([samples[row][1] for row in rows], dtype=torch.int64)
+        return FileSplit(paths, targets, torch.from_numpy(rows).long())
+
+    image_size = cfg.image_size or tuple(read_image(files.train[0][0]).shape[1:])
+    return StreamDataModule(
+        take(files.train, train_rows),
+        None if val_rows is None else take(files.train, val_rows),
+        take(files.train if files.test is None else files.test, test_rows),
+        class_names=files.class_names,
+        image_size=image_size,
+        batch_size=cfg.batch_size,
+        eval_batch_size=cfg.eval_batch_size,
+        augment=cfg.augment != "none",
+        normalize=cfg.normalize,
+        num_workers=cfg.num_workers,
+        device=device,
+        seed=seed,
+        config=cfg,
+    )
 
 
 def build_datamodule(
@@ -707,8 +1165,9 @@ def build_datamodule(
     device: str | torch.device = "cpu",
     seed: int = 0,
     full_train: bool = False,
-) -> TensorDataModule:
-    """Load ``cfg``'s dataset, split it, and wrap it in a :class:`TensorDataModule`.
+) -> TensorDataModule | StreamDataModule:
+    """Load ``cfg``'s dataset, split it, and wrap it in a :class:`TensorDataModule` (or, for an
+    image folder that ``cfg.loader`` streams, a :class:`StreamDataModule`).
 
     ``cfg.split_seed`` fixes the train/val split and the per-class subsets; ``seed`` the
     shuffling and augmentation of training batches. ``full_train=True`` is for retraining a
@@ -718,29 +1177,28 @@ def build_datamodule(
     """
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed={seed!r} must be an int >= 0")
-    if cfg.name == "digits":
+    if cfg.name == "imagefolder":
+        files = _imagefolder_files(cfg)
+        if _streams(cfg, files):
+            return _stream_datamodule(cfg, files, device=device, seed=seed, full_train=full_train)
+        source = _decode_imagefolder(cfg, files)
+    elif cfg.loader == "stream":
+        raise ValueError(
+            f'DataConfig.loader = "stream" streams image folders only (name="imagefolder"), '
+            f'not {cfg.name!r}, which fits in memory; set data.loader = "auto" or "memory"'
+        )
+    elif cfg.name == "digits":
         source = _load_digits()
-    elif cfg.name == "imagefolder":
-        source = _load_imagefolder(cfg)
     else:
         source = _load_torchvision(cfg)
 
-    labels = source.labels.numpy()
-    if source.test_images is None:
-        pool, test_rows = stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED)
-        test_images, test_labels = source.images, source.labels
-    else:
-        pool, test_rows = np.arange(len(labels)), np.arange(len(source.test_labels))
-        test_images, test_labels = source.test_images, source.test_labels
-    if full_train:
-        train_rows, val_rows = pool, None
-    else:
-        kept, held = stratified_split(labels[pool], cfg.val_fraction, cfg.split_seed)
-        train_rows, val_rows = pool[kept], pool[held]
-        if cfg.per_class is not None:
-            train_rows = per_class_subset(train_rows, labels, cfg.per_class, cfg.split_seed)
-        if cfg.val_per_class is not None:
-            val_rows = per_class_subset(val_rows, labels, cfg.val_per_class, cfg.split_seed)
+    test_count = None if source.test_labels is None else len(source.test_labels)
+    train_rows, val_rows, test_rows = split_rows(source.labels.numpy(), test_count, cfg, full_train)
+    test_images, test_labels = (
+        (source.images, source.labels)
+        if source.test_images is None
+        else (source.test_images, source.test_labels)
+    )
 
     def take(images: Tensor, targets: Tensor, rows: np.ndarray) -> Split:
         index = torch.from_numpy(rows).long()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 import tarfile
 import time
 from collections import Counter
@@ -459,12 +461,31 @@ def test_imagefolder_sizes_and_memory_limit(tmp_path, monkeypatch):
         build_datamodule(_folder_cfg(root, tmp_path / "cache"))
     resized = build_datamodule(_folder_cfg(root, tmp_path / "cache", image_size=(4, 4)))
     assert resized.input_shape == (3, 4, 4)
+    # Above the limit, loader="memory" refuses and names the fix (the default "auto" streams).
     monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 1000)
-    with pytest.raises(ValueError, match="in-memory limit"):
-        build_datamodule(_folder_cfg(root, tmp_path / "other-cache", image_size=(5, 5)))
+    cfg = _folder_cfg(root, tmp_path / "other-cache", image_size=(5, 5), loader="memory")
+    with pytest.raises(ValueError, match=r'in-memory limit.*data\.loader = "stream"'):
+        build_datamodule(cfg)
 
 
-def test_imagefolder_archive_is_extracted_once(tmp_path):
+def _without_extraction_filters(monkeypatch) -> None:
+    """Make ``tarfile`` look like Python before 3.11.4 (Debian 12's 3.11.2): no ``data_filter``,
+    and an ``extractall`` that takes no ``filter`` argument (on such an interpreter: as it is)."""
+    if not hasattr(tarfile, "data_filter"):
+        return
+    monkeypatch.delattr(tarfile, "data_filter")
+    original = tarfile.TarFile.extractall
+
+    def extractall(self, path=".", members=None, *, numeric_owner=False):
+        return original(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["with-filter", "before-3.11.4"])
+def test_imagefolder_archive_is_extracted_once(tmp_path, monkeypatch, filters):
+    if not filters:
+        _without_extraction_filters(monkeypatch)
     _write_folder(tmp_path / "pets")
     archive = tmp_path / "pets.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -479,6 +500,53 @@ def test_imagefolder_archive_is_extracted_once(tmp_path):
     stamp = extracted.stat().st_mtime_ns
     build_datamodule(_folder_cfg(archive, cache))
     assert extracted.stat().st_mtime_ns == stamp and len(list(cache.iterdir())) == 1
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = kind, linkname
+    return member
+
+
+UNSAFE_MEMBERS = {
+    "parent": ([_member("pets/../../escape.txt")], "pets/../../escape.txt", "outside"),
+    "absolute": ([_member("/tmp/absolute.txt")], "/tmp/absolute.txt", "absolute path"),
+    "symlink to /etc": ([_member("pets/etc", tarfile.SYMTYPE, "/etc")], "pets/etc", "/etc"),
+    "symlink out": ([_member("pets/up", tarfile.SYMTYPE, "../../..")], "pets/up", "outside"),
+    "hard link out": ([_member("pets/pw", tarfile.LNKTYPE, "../etc/passwd")], "pets/pw", "outside"),
+    "device": ([_member("pets/null", tarfile.CHRTYPE)], "pets/null", "device"),
+    # Each link stays inside, but "b" resolves through "a" (the folder itself) to its parent.
+    "link chain": (
+        [_member("a", tarfile.SYMTYPE, "."), _member("a/b", tarfile.SYMTYPE, "..")],
+        "a/b",
+        "through a symlink",
+    ),
+    "write through a link": (
+        [_member("pets", tarfile.SYMTYPE, "."), _member("pets/x.txt")],
+        "pets/x.txt",
+        "through a symlink",
+    ),
+}
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["with-filter", "before-3.11.4"])
+@pytest.mark.parametrize("case", list(UNSAFE_MEMBERS))
+def test_unsafe_archive_members_are_refused_naming_archive_and_member(
+    tmp_path, monkeypatch, filters, case
+):
+    if not filters:
+        _without_extraction_filters(monkeypatch)
+    _write_folder(tmp_path / "pets", splits=("train",), per_class=1)
+    archive = tmp_path / "evil.tar.gz"
+    members, name, reason = UNSAFE_MEMBERS[case]
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "pets", arcname="pets")
+        for member in members:
+            tar.addfile(member, io.BytesIO(b"") if member.isreg() else None)
+    cache = tmp_path / "cache" / "deep" / "down"
+    with pytest.raises(ValueError, match=rf"{archive}.*{re.escape(repr(name))}.*{reason}"):
+        build_datamodule(_folder_cfg(archive, cache))
+    assert list(cache.iterdir()) == []  # nothing extracted, no staging folder left
 
 
 def test_imagefolder_rejects_a_folder_without_train(tmp_path):

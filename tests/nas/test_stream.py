@@ -1,0 +1,306 @@
+"""Tests for the streaming image-folder path of nas.data (StreamDataModule) and loader choice."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision.io import encode_jpeg, write_png
+from torchvision.transforms.v2 import functional as TF
+
+from nas import data
+from nas.data import (
+    DataConfig,
+    StreamDataModule,
+    TensorDataModule,
+    UnreadableImageError,
+    build_datamodule,
+    channel_stats,
+)
+from nas.training import ClassifierModule, TrainingConfig, build_trainer
+from search_spaces.spec import ArchSpec
+
+# torchvision 0.29 deprecates write_png (TorchCodec replaces it) and warns on every call.
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
+
+CLASSES = ("cat", "ant", "bee")  # not sorted: ImageFolder sorts class names
+
+
+def _write_folder(root: Path, splits=("train", "test"), per_class=8, size=(10, 12)) -> dict:
+    """Three classes of random PNGs (lossless): ``{path: pixels}``."""
+    generator = torch.Generator().manual_seed(0)
+    written = {}
+    for split in splits:
+        for cls in CLASSES:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                image = torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=generator)
+                path = root / split / cls / f"{i:02d}.png"
+                write_png(image, str(path))
+                written[str(path)] = image
+    return written
+
+
+def _cfg(root: Path, cache: Path, **kwargs) -> DataConfig:
+    kwargs.setdefault("num_workers", 0)
+    return DataConfig(name="imagefolder", root=root, cache_dir=cache, val_fraction=0.2, **kwargs)
+
+
+def _paths(split) -> list[str]:
+    return [split.path(i) for i in range(len(split))]
+
+
+def _batches(loader: DataLoader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(loader)
+
+
+# --------------------------------------------------------------------------- loader choice
+
+
+def test_auto_streams_above_the_in_memory_limit_and_memory_refuses(tmp_path, monkeypatch):
+    _write_folder(tmp_path / "pets")
+    cfg = _cfg(tmp_path / "pets", tmp_path / "cache")
+    assert isinstance(build_datamodule(cfg), TensorDataModule)
+    assert isinstance(
+        build_datamodule(_cfg(cfg.root, cfg.cache_dir, loader="stream")), StreamDataModule
+    )
+
+    # 48 images of 3 x 10 x 12 bytes = 17,280 bytes, estimated from the first file.
+    assert data.estimated_bytes(data._imagefolder_files(cfg), None) == 48 * 3 * 10 * 12
+    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 17_279)
+    assert isinstance(build_datamodule(cfg), StreamDataModule)
+    with pytest.raises(ValueError, match=r'in-memory limit.*data\.loader = "stream"'):
+        build_datamodule(_cfg(cfg.root, tmp_path / "other-cache", loader="memory"))
+
+
+def test_a_folder_estimated_above_the_real_limit_streams_without_decoding_it(tmp_path):
+    # 48 images at 4096 x 4096 would take 2.25 GiB decoded: above the 2 GiB limit, so "auto"
+    # streams them; nothing of that size is decoded (normalize=False estimates no statistics).
+    _write_folder(tmp_path / "pets")
+    cfg = _cfg(tmp_path / "pets", tmp_path / "cache", image_size=4096, normalize=False)
+    dm = build_datamodule(cfg)
+    assert isinstance(dm, StreamDataModule) and dm.input_shape == (3, 4096, 4096)
+    assert not (tmp_path / "cache" / "decoded").exists()
+
+
+def test_stream_loader_is_for_image_folders_only():
+    with pytest.raises(ValueError, match=r'DataConfig\.loader = "stream".*"auto" or "memory"'):
+        build_datamodule(DataConfig(loader="stream"))
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@pytest.mark.parametrize(
+    ("splits", "kwargs"),
+    [
+        (("train", "test"), {}),
+        (("train",), {"per_class": 3, "val_per_class": 1}),
+        (("train",), {"full_train": True}),
+    ],
+)
+def test_the_same_file_goes_to_the_same_split_in_both_paths(tmp_path, splits, kwargs):
+    written = _write_folder(tmp_path / "pets", splits=splits, per_class=10)
+    full_train = kwargs.pop("full_train", False)
+    build = {"full_train": full_train, "seed": 3}
+    carves = pytest.warns if splits == ("train",) else lambda *a, **k: contextlib.nullcontext()
+    with carves(UserWarning, match="no test/"):
+        memory = build_datamodule(_cfg(tmp_path / "pets", tmp_path / "cache", **kwargs), **build)
+    stream_cfg = _cfg(tmp_path / "pets", tmp_path / "cache", loader="stream", **kwargs)
+    with carves(UserWarning, match="no test/"):
+        stream = build_datamodule(stream_cfg, **build)
+    assert stream.split_sizes == memory.split_sizes
+    assert stream.class_names == memory.class_names == ("ant", "bee", "cat")
+    for name in ("train", "val", "test"):
+        mem, streamed = getattr(memory, f"{name}_split"), getattr(stream, f"{name}_split")
+        if mem is None:
+            assert streamed is None and full_train and stream.val_dataloader() == []
+            continue
+        assert torch.equal(streamed.source_indices, mem.source_indices)
+        assert torch.equal(streamed.labels, mem.labels)
+        # The files are the ones whose pixels the in-memory split holds, row for row.
+        assert [
+            torch.equal(written[p], image)
+            for p, image in zip(_paths(streamed), mem.images, strict=True)
+        ] == [True] * len(mem)
+    # Both paths shuffle with randperm from (seed, epoch): the same labels in the same order.
+    labels = [
+        torch.cat([y for _, y in loader])
+        for loader in (memory.train_dataloader(), stream.train_dataloader())
+    ]
+    assert torch.equal(*labels)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_same_seed_gives_identical_batches_with_any_num_workers(tmp_path, num_workers):
+    _write_folder(tmp_path / "pets")
+    cfg = _cfg(
+        tmp_path / "pets", tmp_path / "c", loader="stream", augment="flip_crop", batch_size=5
+    )
+    reference = build_datamodule(cfg, seed=1).train_dataloader()  # in-process
+    loader = build_datamodule(
+        _cfg(
+            cfg.root,
+            cfg.cache_dir,
+            loader="stream",
+            augment="flip_crop",
+            batch_size=5,
+            num_workers=num_workers,
+        ),
+        seed=1,
+    ).train_dataloader()
+    assert loader.num_workers == num_workers and loader.persistent_workers == (num_workers > 0)
+    state = torch.get_rng_state()
+    epochs = [_batches(loader), _batches(loader)]
+    assert torch.equal(torch.get_rng_state(), state)  # augmentation seeds itself per image
+    for epoch, batches in enumerate(epochs):
+        reference.sampler.set_epoch(epoch)
+        expected = _batches(reference)
+        assert len(batches) == len(expected) == 4  # 18 train images: 3 x 5 + 3
+        for (x, y), (x2, y2) in zip(batches, expected, strict=True):
+            assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(epochs[0][0][0], epochs[1][0][0])  # a new shuffle and new crops
+    other = build_datamodule(cfg, seed=2).train_dataloader()
+    assert not torch.equal(_batches(other)[0][0], epochs[0][0][0])
+
+
+def test_crops_and_flips_are_random_per_epoch_only_with_augmentation(tmp_path):
+    _write_folder(tmp_path / "pets")
+
+    def views(augment: str) -> list[torch.Tensor]:
+        """Train image 0 as the training dataset serves it in epochs 0-3."""
+        cfg = _cfg(
+            tmp_path / "pets", tmp_path / "c", loader="stream", augment=augment, image_size=(6, 8)
+        )
+        dataset = build_datamodule(cfg).train_dataloader().dataset
+        return [dataset[(0, epoch)][0] for epoch in range(4)]
+
+    plain = views("none")
+    assert all(view.shape == (3, 6, 8) for view in plain)
+    assert all(torch.equal(view, plain[0]) for view in plain)
+    augmented = views("flip_crop")
+    assert all(view.shape == (3, 6, 8) for view in augmented)
+    assert not all(torch.equal(view, augmented[0]) for view in augmented)
+    assert all(torch.equal(a, b) for a, b in zip(augmented, views("flip_crop"), strict=True))
+
+
+def test_evaluation_resizes_then_centre_crops_and_normalises_with_sampled_stats(
+    tmp_path, monkeypatch
+):
+    written = _write_folder(tmp_path / "pets", size=(20, 30))
+    monkeypatch.setattr(data, "STATS_IMAGES", 10)
+    dm = build_datamodule(
+        _cfg(tmp_path / "pets", tmp_path / "c", loader="stream", image_size=(8, 12))
+    )
+    assert dm.input_shape == (3, 8, 12) and dm.in_channels == 3 and dm.num_classes == 3
+
+    def eval_view(path: str) -> torch.Tensor:
+        # Shorter side to round(12 * 256 / 224) = 14, then the centre 8 x 12.
+        resized = TF.resize(written[path], 14, antialias=True)
+        assert resized.shape == (3, 14, 21)
+        return TF.center_crop(resized, [8, 12])
+
+    train = dm.train_split
+    rows = np.sort(np.random.default_rng(data.STATS_SEED).choice(len(train), 10, replace=False))
+    expected_mean, expected_std = channel_stats(
+        torch.stack([eval_view(train.path(r)) for r in rows])
+    )
+    assert torch.allclose(dm.mean, expected_mean) and torch.allclose(dm.std, expected_std)
+    assert not torch.allclose(
+        dm.mean, channel_stats(torch.stack([eval_view(p) for p in _paths(train)]))[0]
+    )
+
+    val = torch.cat([x for x, _ in dm.val_dataloader()])
+    raw = torch.stack([eval_view(p) for p in _paths(dm.val_split)]).float() / 255
+    assert torch.allclose(val * dm.std[:, None, None] + dm.mean[:, None, None], raw, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- unreadable files
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_corrupt_image_fails_its_batch_naming_the_file(tmp_path, num_workers):
+    _write_folder(tmp_path / "pets", splits=("train",))
+    (tmp_path / "pets" / "train" / "ant" / "notes.txt").write_text("not an image: skipped")
+    bad = tmp_path / "pets" / "train" / "bee" / "broken.jpg"
+    bad.write_bytes(encode_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8)).numpy().tobytes()[:40])
+    cfg = _cfg(
+        tmp_path / "pets", tmp_path / "c", loader="stream", normalize=False, num_workers=num_workers
+    )
+    with pytest.warns(UserWarning, match="no test/"):
+        dm = build_datamodule(cfg)
+    assert sum(dm.split_sizes.values()) == 3 * 8 + 1  # the .txt is no image; the .jpg is one
+    (split,) = [
+        name
+        for name in ("train", "val", "test")
+        if str(bad) in _paths(getattr(dm, f"{name}_split"))
+    ]
+    with pytest.raises(UnreadableImageError, match=rf"{bad}.*replace or delete the file"):
+        _batches(getattr(dm, f"{split}_dataloader")())
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_a_folder_above_the_in_memory_limit_trains_an_epoch_streaming(tmp_path, monkeypatch):
+    _write_folder(tmp_path / "pets", size=(20, 20))
+    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 10_000)  # the 48 images take 57,600 bytes
+    cfg = _cfg(
+        tmp_path / "pets",
+        tmp_path / "c",
+        image_size=16,
+        augment="flip_crop",
+        batch_size=8,
+        num_workers=2,
+    )
+    dm = build_datamodule(cfg, seed=0)
+    assert isinstance(dm, StreamDataModule)
+    spec = ArchSpec(
+        "resnet8", {"width": 4}, in_channels=dm.in_channels, num_classes=dm.num_classes, sites={}
+    )
+    module = ClassifierModule(spec, config=TrainingConfig(epochs=1, lr=0.05), seed=0)
+    trainer = build_trainer(TrainingConfig(epochs=1, lr=0.05), seed=0, accelerator="cpu")
+    trainer.fit(module, datamodule=dm)
+    assert trainer.num_training_batches == 3  # 18 images in batches of 8
+    assert 0.0 <= float(trainer.callback_metrics["val_acc"]) <= 1.0
+    assert torch.isfinite(trainer.callback_metrics["train_loss"])
+
+
+# --------------------------------------------------------------------------- real data
+
+
+@pytest.mark.slow
+def test_cifar10_streams_with_the_splits_and_statistics_of_the_memory_path(
+    shared_data_dir, tmp_path
+):
+    cfg = DataConfig(
+        name="imagefolder",
+        root=shared_data_dir / "cifar10-jpeg.tar.gz",
+        cache_dir=tmp_path,
+        per_class=100,
+        val_per_class=20,
+        augment="flip_crop",
+    )
+    memory = build_datamodule(cfg)
+    stream = build_datamodule(replace(cfg, loader="stream"))
+    assert isinstance(stream, StreamDataModule) and stream.input_shape == memory.input_shape
+    assert stream.class_names == memory.class_names and stream.split_sizes == memory.split_sizes
+    for name in ("train", "val", "test"):
+        mem, streamed = getattr(memory, f"{name}_split"), getattr(stream, f"{name}_split")
+        assert torch.equal(streamed.source_indices, mem.source_indices)
+        assert torch.equal(streamed.labels, mem.labels)
+    assert Path(stream.test_split.path(0)).parts[-3] == "test"
+    # 500 sampled images (after resize 37 + centre crop 32) against the whole train split.
+    assert torch.allclose(stream.mean, memory.mean, atol=0.02)
+    assert torch.allclose(stream.std, memory.std, atol=0.02)
+    images, labels = next(iter(stream.train_dataloader()))
+    assert images.shape == (128, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.shape == (128,)
