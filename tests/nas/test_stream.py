@@ -7,13 +7,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+import tomli_w
 import torch
 from torch.utils.data import DataLoader
 from torchvision.io import encode_jpeg, write_png
 from torchvision.transforms.v2 import functional as TF
 
 from nas import data
+from nas import trial_schema as schema
+from nas.cli import main
+from nas.config import StudyConfig
 from nas.data import (
     DataConfig,
     StreamDataModule,
@@ -22,6 +27,7 @@ from nas.data import (
     build_datamodule,
     channel_stats,
 )
+from nas.storage import open_storage
 from nas.training import ClassifierModule, TrainingConfig, build_trainer
 from search_spaces.spec import ArchSpec
 
@@ -304,3 +310,41 @@ def test_cifar10_streams_with_the_splits_and_statistics_of_the_memory_path(
     images, labels = next(iter(stream.train_dataloader()))
     assert images.shape == (128, 3, 32, 32) and images.dtype == torch.float32
     assert labels.shape == (128,)
+
+
+# --------------------------------------------------------------------------- a whole study
+
+
+@pytest.mark.slow  # decoding worker processes, 6 trials
+def test_a_study_on_a_folder_above_the_limit_trains_prunes_reports_and_exports(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    _write_folder(tmp_path / "pets", size=(16, 16), per_class=10)
+    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 10_000)  # 60 images of 768 bytes: stream
+    study = tiny_config(
+        study={"n_trials": 6, "population_size": 2},
+        data={
+            "name": "imagefolder",
+            "root": str(tmp_path / "pets"),
+            "cache_dir": str(tmp_path / "cache"),
+            "batch_size": 8,
+            "num_workers": 1,
+        },
+        training={"epochs": 2},
+        pruning={"pruner": "moasha", "min_epochs": 1, "reduction_factor": 2},
+    )
+    del study["data"]["per_class"], study["data"]["val_per_class"]  # the whole folder
+    config = tmp_path / "study.toml"
+    config.write_bytes(tomli_w.dumps(study).encode())
+    assert main(["search", str(config), "--no-progress"]) == 0
+    assert main(["report", str(config), "--out", str(tmp_path / "report")]) == 0
+    assert main(["export", str(config), "--pareto", "--out", str(tmp_path / "export")]) == 0
+    capsys.readouterr()
+    cfg = StudyConfig.from_dict(study)
+    storage = open_storage(cfg.study.storage_url())
+    trials = optuna.load_study(study_name=cfg.study.name, storage=storage).get_trials()
+    states = {t.state.name for t in trials}
+    assert "PRUNED" in states and "COMPLETE" in states, states
+    assert all(schema.ARCH.get(t)["in_channels"] == 3 for t in trials)
+    exported = sorted((tmp_path / "export").glob("trial_*"))
+    assert exported and all((folder / "weights.pt").is_file() for folder in exported)
