@@ -700,16 +700,24 @@ class _StudyFile:
     def search_space(self) -> SearchSpace:
         """``[space]`` with ``backbone.name/args`` as ``space.backbone/backbone_args``."""
         values = {f.name: getattr(self.space, f.name) for f in fields(self.space)}
+        paths = {"backbone": "space.backbone", "backbone_args": "space.backbone_args"}
         for key, target in (("name", "backbone"), ("args", "backbone_args")):
             given = getattr(self.backbone, key)
             if given is not None:
                 if values[target] is not None:
                     raise ConfigError(f"set backbone.{key} or space.{target}, not both")
                 values[target] = given
+                paths[target] = f"backbone.{key}"
         try:
             return SearchSpace(**{k: v for k, v in values.items() if v is not None})
         except (ValueError, TypeError, ImportError) as exc:
-            raise ConfigError(str(exc)) from None
+            message = str(exc)
+            # Backbone errors come from the backbone registry, which knows no config paths.
+            if message.startswith(("unknown backbone", "unknown timm model", "timm")):
+                message = f"{paths['backbone']}: {message}"
+            elif message.startswith("backbone "):
+                message = f"{paths['backbone_args']}: {message}"
+            raise ConfigError(message) from None
 
 
 _FILE = TypeAdapter(_StudyFile)
