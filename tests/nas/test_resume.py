@@ -2,6 +2,7 @@
 
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -134,3 +135,50 @@ def test_two_concurrent_searches_train_distinct_architectures(tiny_config, tmp_p
     assert len(trials) == 8
     assert len({schema.DIGEST.get(t) for t in trials}) == 8
     assert schema.sampler_starts(load_or_create_study(cfg)) == 2
+
+
+@pytest.mark.slow  # a `nas search` process killed mid-trial, then resumed
+def test_a_killed_and_resumed_study_trains_distinct_architectures(
+    tiny_config, tmp_path, worker_procs
+):
+    import signal
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    from nas.pareto import front_trials
+
+    data = tiny_config(**{**WIDE, "training": {"epochs": 40, "lr": 0.05}}, study={"n_trials": 5})
+    config = tmp_path / "study.toml"
+    config.write_bytes(tomli_w.dumps(data).encode())
+    cfg = StudyConfig.from_dict(data)
+    proc = worker_procs.start("search", str(config), "--no-progress")
+
+    def two_done_one_training() -> bool:
+        if not Path(cfg.study.storage_url()).exists():
+            return False
+        trials = _trials(cfg)
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        return (
+            done >= 2 and trials[-1].state == TrialState.RUNNING and trials[-1].intermediate_values
+        )
+
+    worker_procs.wait_for(two_done_one_training, 180, "two trials complete, a third training")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "search", str(config), "--no-progress"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    finished = [t for t in _trials(cfg) if t.state.is_finished()]
+    assert len(finished) == 5
+    assert len({schema.DIGEST.get(t) for t in finished}) == 5
+    storage = open_storage(cfg.study.storage_url())
+    study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+    front = [schema.DIGEST.get(t) for t in front_trials(study)]
+    assert len(front) == len(set(front))

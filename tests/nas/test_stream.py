@@ -348,3 +348,38 @@ def test_a_study_on_a_folder_above_the_limit_trains_prunes_reports_and_exports(
     assert all(schema.ARCH.get(t)["in_channels"] == 3 for t in trials)
     exported = sorted((tmp_path / "export").glob("trial_*"))
     assert exported and all((folder / "weights.pt").is_file() for folder in exported)
+
+
+def test_a_corrupt_image_fails_the_trials_that_read_it_naming_the_file(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    """Each trial that reads the file FAILs naming it (the study stays readable; it stops once
+    every trial failed). A file in the statistics sample fails the start instead, before any
+    study is stored (`test_a_corrupt_image_fails_its_batch_naming_the_file`)."""
+    _write_folder(tmp_path / "pets", size=(16, 16), per_class=6)
+    bad = tmp_path / "pets" / "train" / "bee" / "zz-broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 1_000)  # stream: read during the epochs
+    monkeypatch.setattr(data, "STATS_IMAGES", 4)  # the statistics sample misses the bad file
+    study = tiny_config(
+        study={"n_trials": 2},
+        data={
+            "name": "imagefolder",
+            "root": str(tmp_path / "pets"),
+            "cache_dir": str(tmp_path / "cache"),
+            "batch_size": 64,
+            "num_workers": 0,
+        },
+        training={"epochs": 1},
+    )
+    del study["data"]["per_class"], study["data"]["val_per_class"]
+    config = tmp_path / "study.toml"
+    config.write_bytes(tomli_w.dumps(study).encode())
+    assert main(["search", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "2 trials failed and none finished" in err and "Traceback" not in err
+    cfg = StudyConfig.from_dict(study)
+    storage = open_storage(cfg.study.storage_url())
+    trials = optuna.load_study(study_name=cfg.study.name, storage=storage).get_trials()
+    assert len(trials) == 2  # the study itself stays readable
+    assert all(str(bad) in schema.FAIL_REASON.get(t) for t in trials)
