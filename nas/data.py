@@ -367,7 +367,24 @@ def batch_loader(
     )
 
 
-class TensorDataModule(LightningDataModule):
+class _SplitDataModule(LightningDataModule):
+    """What both data modules share: ``train_split``, ``val_split`` (None when training on the
+    full pool) and ``test_split``, and an ``input_shape``."""
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train_split),
+            "val": 0 if self.val_split is None else len(self.val_split),
+            "test": len(self.test_split),
+        }
+
+
+class TensorDataModule(_SplitDataModule):
     """A ``LightningDataModule`` over in-memory train/val/test :class:`Split` tensors.
 
     ``setup`` moves the splits to ``device`` (once). With ``normalize`` the per-channel mean and
@@ -441,18 +458,6 @@ class TensorDataModule(LightningDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         channels, height, width = self.train_split.images.shape[1:]
         return int(channels), int(height), int(width)
-
-    @property
-    def in_channels(self) -> int:
-        return self.input_shape[0]
-
-    @property
-    def split_sizes(self) -> dict[str, int]:
-        return {
-            "train": len(self.train_split),
-            "val": 0 if self.val_split is None else len(self.val_split),
-            "test": len(self.test_split),
-        }
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_split.images.device != self.device:
@@ -653,7 +658,7 @@ def _stack_uint8(samples: list[tuple[Tensor, int]]) -> Tensor:
     return torch.stack([image for image, _ in samples])
 
 
-class StreamDataModule(LightningDataModule):
+class StreamDataModule(_SplitDataModule):
     """A ``LightningDataModule`` over image files that stream from disk: the interface of
     :class:`TensorDataModule`, for folders too large to decode into memory.
 
@@ -728,18 +733,6 @@ class StreamDataModule(LightningDataModule):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return 3, *self.image_size
-
-    @property
-    def in_channels(self) -> int:
-        return 3
-
-    @property
-    def split_sizes(self) -> dict[str, int]:
-        return {
-            "train": len(self.train_split),
-            "val": 0 if self.val_split is None else len(self.val_split),
-            "test": len(self.test_split),
-        }
 
     def setup(self, stage: str | None = None) -> None:
         """Nothing to move: batches reach the device through the Trainer, pinned on CUDA."""
