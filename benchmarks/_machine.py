@@ -6,6 +6,8 @@ folder on ``sys.path``; pytest adds it through ``pythonpath`` in ``pyproject.tom
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import platform
 from pathlib import Path
@@ -49,3 +51,34 @@ def describe() -> dict[str, Any]:
         "lightning": lightning.__version__,
         "optuna": optuna.__version__,
     }
+
+
+def write_results(
+    path: Path,
+    *,
+    title: str,
+    command: str,
+    info: dict[str, Any],
+    load_note: str,
+    body: list[str],
+    raw: dict[str, Any],
+) -> None:
+    """``path`` (Markdown: title, command, date, machine, load average, then ``body``) and its
+    ``.json`` twin with ``raw``; ``info`` is :func:`describe` plus ``load_average`` (start, end)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = [
+        f"# {title}",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {date}  ",
+        f"Machine: {info['platform']}, {info['cpu']}, {info['cores']} cores (torch threads "
+        f"{info['torch_threads']}); Python {info['python']}, torch {info['torch']}, lightning "
+        f"{info['lightning']}, optuna {info['optuna']}  ",
+        f"1-minute load average at start / end: {info['load_average'][0]} / "
+        f"{info['load_average'][1]} ({load_note})",
+        "",
+    ]
+    path.write_text("\n".join(head + body) + "\n")
+    raw = {"command": command, "date": date, "machine": info, **raw}
+    path.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")

@@ -28,8 +28,6 @@ otherwise (``-``: print only).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import shlex
 import sys
@@ -47,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import encode_jpeg
 
-from _machine import describe, load_average
+from _machine import describe, load_average, write_results
 from nas.data import DataConfig, build_datamodule
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec
@@ -194,28 +192,6 @@ def reading(result: dict[str, Any]) -> str:
     )
 
 
-def write_results(
-    path: Path, command: str, info: dict[str, Any], body: list[str], raw: dict
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = [
-        "# Streaming image folders against in-memory tensors",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {date}  ",
-        f"Machine: {info['platform']}, {info['cpu']}, {info['cores']} cores (torch threads "
-        f"{info['torch_threads']}); Python {info['python']}, torch {info['torch']}, lightning "
-        f"{info['lightning']}  ",
-        f"1-minute load average at start / end: {info['load_average'][0]} / "
-        f"{info['load_average'][1]} (a shared machine: other processes may have used the CPU)",
-        "",
-    ]
-    path.write_text("\n".join(head + body) + "\n")
-    raw = {"command": command, "date": date, "machine": info, **raw}
-    path.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=500, help="CIFAR-10 train images/class")
@@ -297,10 +273,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         out = Path(args.out)
         write_results(
             out,
-            command,
-            info,
-            body,
-            {"args": vars(args) | {"cache_dir": str(args.cache_dir)}, "results": results},
+            title="Streaming image folders against in-memory tensors",
+            command=command,
+            info=info,
+            load_note="a shared machine: other processes may have used the CPU",
+            body=body,
+            raw={"args": vars(args) | {"cache_dir": str(args.cache_dir)}, "results": results},
         )
         print(f"# written: {out} and {out.with_suffix('.json')}")
     return results

@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import functools
-import json
 import math
 import os
 import shlex
@@ -70,7 +68,7 @@ from optuna.trial import TrialState
 import nas.objective
 import nas.pruning
 import nas.worker
-from _machine import describe, load_average
+from _machine import describe, load_average, write_results
 from nas.config import StudyConfig
 from nas.data import TensorDataModule, build_datamodule
 from nas.study import quiet_third_party_output
@@ -761,29 +759,6 @@ def reading(
     )
 
 
-def write_results(
-    path: Path, command: str, info: dict[str, Any], sections: list[str], raw: dict[str, Any]
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = [
-        "# Per-trial overhead of a search",
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {date}  ",
-        f"Machine: {info['platform']}, {info['cpu']}, {info['cores']} cores (torch threads "
-        f"{info['torch_threads']}); Python {info['python']}, torch {info['torch']}, lightning "
-        f"{info['lightning']}, optuna {info['optuna']}  ",
-        f"1-minute load average at start / end: {info['load_average'][0]} / "
-        f"{info['load_average'][1]} (this machine is shared; each table says how many of its "
-        "samples ran while other processes used the CPU, and leaves those out)",
-        "",
-    ]
-    path.write_text("\n".join(head + sections) + "\n")
-    raw = {"command": command, "date": date, "machine": info, **raw}
-    path.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12, help="trials per storage (part 1)")
@@ -864,7 +839,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "loops": loops,
             "loop_rows": loop_rows,
         }
-        write_results(out, command, {**info, "torch_threads": args.threads}, sections, raw)
+        write_results(
+            out,
+            title="Per-trial overhead of a search",
+            command=command,
+            info={**info, "torch_threads": args.threads},
+            load_note="this machine is shared; each table says how many of its samples ran while "
+            "other processes used the CPU, and leaves those out",
+            body=sections,
+            raw=raw,
+        )
         print(f"# written: {out} and {out.with_suffix('.json')}")
     rows = [r for rows in trial_rows for r in rows]
     return rows + [{"phase": "loops", **r} for r in loop_rows]

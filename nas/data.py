@@ -237,14 +237,48 @@ class IndexBatch:
     generator: torch.Generator
 
 
-def _kept_count(num_samples: int, batch_size: int, drop_single: bool) -> int:
-    """Samples an epoch serves: all, or one fewer where ``drop_single`` and one would trail."""
-    if drop_single and num_samples > 1 and num_samples % batch_size == 1:
-        return num_samples - 1
-    return num_samples
+class _EpochOrder:
+    """The visiting order of one epoch, shared by both samplers: ``randperm`` (or ``arange``)
+    from a generator seeded with ``(seed, epoch)``, cut by ``drop_single``; ``set_epoch`` picks
+    the epoch and each pass advances it."""
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_single: bool = False,
+    ) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_single = drop_single
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _kept(self) -> int:
+        """Samples an epoch serves: all, or one fewer where ``drop_single`` and one would trail."""
+        n = self.num_samples
+        return n - 1 if self.drop_single and n > 1 and n % self.batch_size == 1 else n
+
+    def _next_epoch(self) -> tuple[int, torch.Generator, Tensor]:
+        """(this epoch, its generator, its order on the CPU); the next pass gets the next epoch."""
+        epoch = self.epoch
+        self.epoch += 1
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        if self.shuffle:
+            order = torch.randperm(self.num_samples, generator=generator)
+        else:
+            order = torch.arange(self.num_samples)
+        return epoch, generator, order[: self._kept()]
 
 
-class SeededBatchSampler(Sampler[IndexBatch]):
+class SeededBatchSampler(_EpochOrder, Sampler[IndexBatch]):
     """The index batches of one epoch, shuffled (or in order) by a generator seeded from
     ``(seed, epoch)``.
 
@@ -267,31 +301,17 @@ class SeededBatchSampler(Sampler[IndexBatch]):
         drop_single: bool = False,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.num_samples = num_samples
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.drop_single = drop_single
+        super().__init__(
+            num_samples, batch_size, shuffle=shuffle, seed=seed, drop_single=drop_single
+        )
         self.device = torch.device(device)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _kept(self) -> int:
-        return _kept_count(self.num_samples, self.batch_size, self.drop_single)
 
     def __len__(self) -> int:
         return math.ceil(self._kept() / self.batch_size)
 
     def __iter__(self) -> Iterator[IndexBatch]:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        self.epoch += 1
-        if self.shuffle:
-            order = torch.randperm(self.num_samples, generator=generator).to(self.device)
-        else:
-            order = torch.arange(self.num_samples, device=self.device)
-        order = order[: self._kept()]
+        _, generator, order = self._next_epoch()
+        order = order.to(self.device)
         for start in range(0, order.shape[0], self.batch_size):
             yield IndexBatch(order[start : start + self.batch_size], generator)
 
@@ -552,7 +572,7 @@ def _cpu_rng_seeded(seed: int) -> Iterator[None]:
         generator.set_state(state)
 
 
-class SeededSampler(Sampler[tuple[int, int]]):
+class SeededSampler(_EpochOrder, Sampler[tuple[int, int]]):
     """The ``(index, epoch)`` keys of one epoch, in the order :class:`SeededBatchSampler` visits
     the same split with the same seed (``randperm`` from ``(seed, epoch)``).
 
@@ -561,37 +581,12 @@ class SeededSampler(Sampler[tuple[int, int]]):
     ``set_epoch`` and ``drop_single`` behave as on :class:`SeededBatchSampler`.
     """
 
-    def __init__(
-        self,
-        num_samples: int,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int = 0,
-        drop_single: bool = False,
-    ) -> None:
-        self.num_samples = num_samples
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.drop_single = drop_single
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return _kept_count(self.num_samples, self.batch_size, self.drop_single)
+        return self._kept()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        self.epoch += 1
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-            order = torch.randperm(self.num_samples, generator=generator)
-        else:
-            order = torch.arange(self.num_samples)
-        for index in order[: len(self)].tolist():
+        epoch, _, order = self._next_epoch()
+        for index in order.tolist():
             yield index, epoch
 
 

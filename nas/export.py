@@ -182,12 +182,7 @@ def _weights_source(study: optuna.Study, trial: FrozenTrial) -> str | Path:
         # Off the front: nas.checkpoints deleted its weights.
         if trial.number not in {t.number for t in front_trials(study)}:
             raise ValueError(
-                f"the checkpoint of {label} ({path}) was deleted because the trial is "
-                "dominated (or violates a cost constraint): only trials on the Pareto front "
-                "keep their weights. Export the "
-                "front (pareto=True), or retrain this architecture from scratch with "
-                "`nas train` (`nas export --arch-only --trial "
-                f"{trial.number}` writes its arch.json)"
+                f"the checkpoint of {label} ({path}) was deleted because " + _off_the_front(trial)
             )
         raise ValueError(
             f"the checkpoint of {label} is missing from {path} (moved or deleted by hand); "
@@ -210,10 +205,7 @@ def _download(
     if trial.number not in {t.number for t in front_trials(study)}:
         raise ValueError(
             f"the weights of {label} (artifact {artifact}) were removed from {where} because "
-            "the trial is dominated (or violates a cost constraint): only trials on the Pareto "
-            "front keep their weights. Export the front (pareto=True), or retrain this "
-            "architecture from scratch with `nas train` (`nas export --arch-only --trial "
-            f"{trial.number}` writes its arch.json)"
+            + _off_the_front(trial)
         ) from None
     raise ValueError(
         f"the weights of {label} (artifact {artifact}) are missing from {where}: removed by "
@@ -221,6 +213,16 @@ def _download(
         "is read from the current folder); export where the workers' store is reachable, or "
         "retrain the architecture with `nas train`"
     ) from None
+
+
+def _off_the_front(trial: FrozenTrial) -> str:
+    """Why a trial's weights are gone, and what to do instead (the end of both messages)."""
+    return (
+        "the trial is dominated (or violates a cost constraint): only trials on the Pareto front "
+        "keep their weights. Export the front (pareto=True), or retrain this architecture from "
+        f"scratch with `nas train` (`nas export --arch-only --trial {trial.number}` writes its "
+        "arch.json)"
+    )
 
 
 def _stored_config(study: optuna.Study) -> dict[str, Any]:

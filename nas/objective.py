@@ -12,7 +12,7 @@ import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning
 import optuna
@@ -33,6 +33,9 @@ from .config import StudyConfig
 from .data import build_datamodule
 from .pruning import PruningCallback, record_epoch
 from .training import ClassifierModule, build_trainer
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 
 class ArchitectureRunning(Exception):
@@ -90,12 +93,17 @@ class TrialRunner:
         device: str = "cpu",
         progress: bool = True,
         datamodule: LightningDataModule | None = None,
+        artifact_store: ArtifactStore | None = None,
     ) -> None:
         self.cfg = cfg
         self.study = study
         self.device = device
         self.progress = progress
         self.datamodule = datamodule or load_data(cfg, device)
+        #: Where completed trials' weights go (default: the config's ``study.artifacts``).
+        self.artifact_store = artifact_store or open_artifact_store(
+            cfg.study.artifacts_url(), cfg.study.artifacts_endpoint
+        )
         self.pruner = study.pruner
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
@@ -178,12 +186,7 @@ class TrialRunner:
     def _save_weights(self, trial: optuna.Trial, spec: ArchSpec, module: ClassifierModule) -> None:
         """Upload the trained weights to the study's artifact store, where export reads them on
         any machine, and record their id on the trial (``weights_artifact``); the local file is
-        a temporary one. The store is opened at the runner's first completed trial."""
-        store = getattr(self, "_artifact_store", None)
-        if store is None:
-            section = self.cfg.study
-            store = open_artifact_store(section.artifacts_url(), section.artifacts_endpoint)
-            self._artifact_store = store
+        a temporary one."""
         dm = self.datamodule
         with tempfile.TemporaryDirectory(prefix="nas-weights-") as folder:
             path = Path(folder) / f"trial_{trial.number}.pt"  # the name the dashboard lists
@@ -198,7 +201,7 @@ class TrialRunner:
                 mean=dm.mean,
                 std=dm.std,
             )
-            upload_weights(store, trial, path)
+            upload_weights(self.artifact_store, trial, path)
 
     def _values(self, accuracy: float, cost: dict[str, float | None]) -> list[float]:
         return [float(accuracy)] + [float(cost[name]) for name in self.cfg.objectives.minimize]

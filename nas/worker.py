@@ -18,7 +18,7 @@ import socket
 import time
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -40,6 +40,9 @@ from .study import (
     requeue_trial,
     reseed_sampler,
 )
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: Seconds between looks at an earlier trial that trains the same architecture.
@@ -115,9 +118,12 @@ def _abandon(study: optuna.Study, trial: optuna.Trial, reason: str, max_retry: i
     requeue_trial(study, study._storage.get_trial(trial._trial_id), max_retry)
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, runner: TrialRunner
+) -> None:
     """Finish the trial in the study. Pruned trials of multi-objective studies keep their partial
-    values (``finish_pruned``); a completed trial may make others' checkpoints obsolete."""
+    values (``finish_pruned``); a completed trial may make others' weights obsolete (removed from
+    the runner's artifact store)."""
     if outcome.state == TrialState.PRUNED:
         if len(study.directions) > 1:
             finish_pruned(study, trial, outcome.values)
@@ -126,7 +132,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> No
             study.tell(trial, state=TrialState.PRUNED)
         return
     study.tell(trial, outcome.values)
-    delete_dominated_checkpoints(study)
+    delete_dominated_checkpoints(study, runner.artifact_store)
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -193,15 +199,24 @@ def run_worker(
     device: str = "cpu",
     progress: bool = True,
     datamodule: LightningDataModule | None = None,
+    artifact_store: ArtifactStore | None = None,
 ) -> int:
     """Run trials until the study has ``n_trials`` finished or running trials; returns how many
     trials this worker ran. Failed trials (NaN loss, out of memory, errors) are recorded with
     their reason and do not count towards ``n_trials``; when ``n_trials`` trials have failed and
     none finished, the search stops: the setup is broken rather than one architecture.
-    ``datamodule``: the study's data, already set up (default: loaded here)."""
+    ``datamodule``: the study's data, already set up, and ``artifact_store``, the study's store
+    (default: loaded and opened here)."""
     url = storage or cfg.study.storage_url()
     study = load_or_create_study(cfg, storage, worker)
-    runner = TrialRunner(cfg, study, device=device, progress=progress, datamodule=datamodule)
+    runner = TrialRunner(
+        cfg,
+        study,
+        device=device,
+        progress=progress,
+        datamodule=datamodule,
+        artifact_store=artifact_store,
+    )
     deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
     ran = 0
     bar = _trial_bar(cfg, study) if progress else None
@@ -233,7 +248,7 @@ def run_worker(
                 torch.cuda.empty_cache()
             _fail(study, trial, f"{type(exc).__name__}: {exc}")
         else:
-            _tell(study, trial, outcome)
+            _tell(study, trial, outcome, runner)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -305,7 +320,7 @@ def run_search(
     # cannot run leaves no study behind. Then the study (and its config) is created once, before
     # workers race to.
     datamodule = check_runnable(cfg, device)
-    open_artifact_store(cfg.study.artifacts_url(), cfg.study.artifacts_endpoint)  # reachable?
+    store = open_artifact_store(cfg.study.artifacts_url(), cfg.study.artifacts_endpoint)
     load_or_create_study(cfg, storage)
     if workers == 1:
         with stop_on_sigterm():
@@ -316,6 +331,7 @@ def run_search(
                 device=device,
                 progress=progress,
                 datamodule=datamodule,
+                artifact_store=store,
             )
     else:
         _run_processes(cfg, storage, workers, first_worker, gpus)

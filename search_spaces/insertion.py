@@ -74,6 +74,12 @@ class AttentiveResidual(nn.Module):
     def has_attention(self) -> bool:
         return not isinstance(self.attn, nn.Identity)
 
+    def _take_over(self, block: nn.Module, names: Sequence[str]) -> None:
+        """Adopt ``block``'s submodules and attributes under the same names, so the wrapped
+        block's state_dict keys (and loaded weights) stay as they were."""
+        for name in names:
+            setattr(self, name, getattr(block, name))
+
     def _residual_branch(self, x: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define its residual branch")
 
@@ -119,13 +125,7 @@ class AttentiveBasicBlock(ResNetUnit):
 
     def __init__(self, block: BasicBlock) -> None:
         super().__init__()
-        self.conv1 = block.conv1
-        self.bn1 = block.bn1
-        self.relu = block.relu
-        self.conv2 = block.conv2
-        self.bn2 = block.bn2
-        self.downsample = block.downsample
-        self.stride = block.stride
+        self._take_over(block, ("conv1", "bn1", "relu", "conv2", "bn2", "downsample", "stride"))
 
     def _residual_branch(self, x: Tensor) -> Tensor:
         return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
@@ -136,15 +136,9 @@ class AttentiveBottleneck(ResNetUnit):
 
     def __init__(self, block: Bottleneck) -> None:
         super().__init__()
-        self.conv1 = block.conv1
-        self.bn1 = block.bn1
-        self.conv2 = block.conv2
-        self.bn2 = block.bn2
-        self.conv3 = block.conv3
-        self.bn3 = block.bn3
-        self.relu = block.relu
-        self.downsample = block.downsample
-        self.stride = block.stride
+        self._take_over(
+            block, ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu", "downsample", "stride")
+        )
 
     def _residual_branch(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -187,19 +181,8 @@ class AttentiveTimmBasicBlock(ResNetUnit):
 
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
-        self.conv1 = block.conv1
-        self.bn1 = block.bn1
-        self.drop_block = block.drop_block
-        self.act1 = block.act1
-        self.aa = block.aa
-        self.conv2 = block.conv2
-        self.bn2 = block.bn2
-        self.se = block.se
-        self.act2 = block.act2
-        self.downsample = block.downsample
-        self.drop_path = block.drop_path
-        self.stride = block.stride
-        self.dilation = block.dilation
+        parts = "conv1 bn1 drop_block act1 aa conv2 bn2 se act2 downsample drop_path"
+        self._take_over(block, [*parts.split(), "stride", "dilation"])
 
     def _residual_branch(self, x: Tensor) -> Tensor:
         x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
@@ -223,22 +206,8 @@ class AttentiveTimmBottleneck(ResNetUnit):
 
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
-        self.conv1 = block.conv1
-        self.bn1 = block.bn1
-        self.act1 = block.act1
-        self.conv2 = block.conv2
-        self.bn2 = block.bn2
-        self.drop_block = block.drop_block
-        self.act2 = block.act2
-        self.aa = block.aa
-        self.conv3 = block.conv3
-        self.bn3 = block.bn3
-        self.se = block.se
-        self.act3 = block.act3
-        self.downsample = block.downsample
-        self.drop_path = block.drop_path
-        self.stride = block.stride
-        self.dilation = block.dilation
+        parts = "conv1 bn1 act1 conv2 bn2 drop_block act2 aa conv3 bn3 se act3 downsample drop_path"
+        self._take_over(block, [*parts.split(), "stride", "dilation"])
 
     def _residual_branch(self, x: Tensor) -> Tensor:
         x = self.act1(self.bn1(self.conv1(x)))

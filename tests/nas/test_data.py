@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from _image_folders import write_image_folder
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader
@@ -401,18 +402,7 @@ def test_missing_torchvision_files_point_at_download(tmp_path, name):
 
 
 def _write_folder(root: Path, splits=("train", "test"), per_class=6, size=(6, 5)) -> dict:
-    """Three classes of random PNGs (lossless, so decoded pixels must match exactly)."""
-    generator = torch.Generator().manual_seed(0)
-    written = {}
-    for split in splits:
-        for cls in ("cat", "ant", "bee"):  # not sorted: ImageFolder sorts class names
-            (root / split / cls).mkdir(parents=True)
-            for i in range(per_class):
-                image = torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=generator)
-                path = root / split / cls / f"{i:02d}.png"
-                write_png(image, str(path))
-                written[str(path)] = image
-    return written
+    return write_image_folder(root, splits=splits, per_class=per_class, size=size)
 
 
 def _folder_cfg(root: Path, cache: Path, **kwargs) -> DataConfig:

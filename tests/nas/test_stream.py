@@ -11,8 +11,9 @@ import optuna
 import pytest
 import tomli_w
 import torch
+from _image_folders import write_image_folder
 from torch.utils.data import DataLoader
-from torchvision.io import encode_jpeg, write_png
+from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from nas import data
@@ -34,22 +35,9 @@ from search_spaces.spec import ArchSpec
 # torchvision 0.29 deprecates write_png (TorchCodec replaces it) and warns on every call.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 
-CLASSES = ("cat", "ant", "bee")  # not sorted: ImageFolder sorts class names
-
 
 def _write_folder(root: Path, splits=("train", "test"), per_class=8, size=(10, 12)) -> dict:
-    """Three classes of random PNGs (lossless): ``{path: pixels}``."""
-    generator = torch.Generator().manual_seed(0)
-    written = {}
-    for split in splits:
-        for cls in CLASSES:
-            (root / split / cls).mkdir(parents=True)
-            for i in range(per_class):
-                image = torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=generator)
-                path = root / split / cls / f"{i:02d}.png"
-                write_png(image, str(path))
-                written[str(path)] = image
-    return written
+    return write_image_folder(root, splits=splits, per_class=per_class, size=size)
 
 
 def _cfg(root: Path, cache: Path, **kwargs) -> DataConfig:
