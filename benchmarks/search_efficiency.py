@@ -54,7 +54,18 @@ Measures, per run (strategy x seed) and averaged over seeds:
 * wall seconds and CPU seconds (``time.process_time`` of this process) per run, the 1-minute
   load average around each run (other processes on the machine slow wall clock, not epochs),
   the NSGA-II generation each run reached (Optuna's NSGA-II only closes a generation once it has
-  ``population_size`` COMPLETE trials, so pruned trials keep it in the random first generation).
+  ``population_size`` COMPLETE trials, so pruned trials keep it in the random first generation);
+* **compared with random search (test over seeds)**: every other strategy's final HV minus random
+  search's, paired by seed (each seed runs every strategy on the same split and batch order):
+  mean, 95% Student-t interval and two-sided paired t-test (``nas.stats.paired_comparison``),
+  p-values Holm-adjusted over the strategies compared (``nas.stats.holm_adjust``); a strategy
+  differs from random where the adjusted p < 0.05, and one seed allows no test. The same test
+  for HV kept against NSGA-II's 100%. Where no strategy differs from random search the verdict
+  says the benchmark cannot tell the strategies apart at this size. ``--render`` computes both
+  from the per-run data of any saved JSON, old ones included;
+* the validation split's measurement noise: the binomial standard error ``sqrt(p (1 - p) / n)``
+  (``nas.stats.binomial_se``) at the runs' mean final best val_acc on the ``n`` val images, and
+  what it is on the HV scale (times the most accurate point's share of the FLOPs axis).
 
 Targets (issue): a pruned strategy saves >= 40% of the training epochs and keeps >= 95% of the
 unpruned HV at equal trial count. The pruners run with the engine's defaults unless flags say
@@ -83,7 +94,8 @@ Commands (results go to ``benchmarks/results/search_efficiency.md``, ``.json`` a
     .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 --trials 16 \\
         --per-class 150 --val-per-class 75 --population 6 --threads 1 \\
         --out benchmarks/results/search_efficiency_large.md
-    # rewrite the tables and figures from a results JSON, training nothing
+    # rewrite the tables and figures from a results JSON, training nothing (the JSON itself
+    # is left as it is; one is written only with an --out other than the .md beside it)
     .venv/bin/python benchmarks/search_efficiency.py \\
         --render benchmarks/results/search_efficiency.json
     # smoke run on scikit-learn's bundled digits (no CIFAR needed), seconds
@@ -103,7 +115,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -121,6 +133,7 @@ from nas.config import StudyConfig, asha_rungs
 from nas.data import build_datamodule
 from nas.pareto import front_trials, hypervolume
 from nas.report import Reference, hypervolume_history
+from nas.stats import binomial_se, holm_adjust, paired_comparison
 from nas.study import quiet_third_party_output
 from nas.worker import run_search
 from search_spaces.build import build_model
@@ -157,6 +170,11 @@ COST_FACTOR = 1.1
 TARGET_SAVED = 0.40
 TARGET_HV = 0.95
 BASELINE = "nsga2"
+#: The strategy every other one must beat for the benchmark to measure anything.
+CONTROL = "random"
+#: Level of the tests over seeds (two-sided paired t-tests, Holm-adjusted p-values).
+ALPHA = 0.05
+CONFIDENCE = 0.95
 
 
 class Strategy(NamedTuple):
@@ -465,7 +483,107 @@ def summarise(runs: list[dict[str, Any]], strategies: Sequence[str]) -> list[dic
                 "hv_met": (hv_kept >= TARGET_HV) if pruned else None,
             }
         )
+    tests = seed_tests(runs, strategies)
+    for row in rows:
+        row.update(tests[row["strategy"]])
     return rows
+
+
+# --- tests over seeds --------------------------------------------------------------------------
+
+
+def paired_by_seed(
+    runs: list[dict[str, Any]], key: str, against: str, measure: str = "hv"
+) -> tuple[list[float], list[float]]:
+    """``measure`` of strategy ``key`` and of strategy ``against``, paired by seed (the seeds
+    both ran with a finite value, ascending): each seed runs every strategy on the same split and
+    batch order."""
+    mine = {r["seed"]: r[measure] for r in runs if r["strategy"] == key}
+    theirs = {r["seed"]: r[measure] for r in runs if r["strategy"] == against}
+    seeds = sorted(
+        s
+        for s in mine
+        if s in theirs and all(v is not None and math.isfinite(v) for v in (mine[s], theirs[s]))
+    )
+    return [float(mine[s]) for s in seeds], [float(theirs[s]) for s in seeds]
+
+
+def compare_over_seeds(
+    pairs: dict[str, tuple[Sequence[float], Sequence[float]]],
+    confidence: float = CONFIDENCE,
+    alpha: float = ALPHA,
+) -> dict[str, dict[str, Any]]:
+    """For each name, ``a - b`` over the seeds: mean, its Student-t interval, the two-sided paired
+    t-test's p-value and that p-value Holm-adjusted over every name with a test (two seeds or
+    more); ``differs`` is ``p_adj < alpha``, or None where one seed allows no test (then only the
+    one difference is given) or no seed was paired."""
+    rows: dict[str, dict[str, Any]] = {}
+    tested = {}
+    for name, (a, b) in pairs.items():
+        n = len(a)
+        row: dict[str, Any] = {"n": n, "mean": None, "sd": None, "low": None, "high": None}
+        row.update(confidence=confidence, t=None, p_value=None, p_adj=None, differs=None)
+        row["family"] = None
+        if n == 1:
+            row["mean"] = float(a[0]) - float(b[0])
+        elif n >= 2:
+            comparison = paired_comparison(a, b, confidence)
+            row.update(comparison.to_dict())
+            row["t"] = None if math.isnan(comparison.t) else comparison.t
+            tested[name] = comparison.p_value
+        rows[name] = row
+    adjusted = holm_adjust(list(tested.values())) if tested else []
+    for name, p_adj in zip(tested, adjusted, strict=True):
+        rows[name].update(p_adj=p_adj, differs=bool(p_adj < alpha), family=len(tested))
+    return rows
+
+
+def seed_tests(runs: list[dict[str, Any]], strategies: Sequence[str]) -> dict[str, dict]:
+    """Per strategy: ``vs_random``, its final HV minus random search's, paired by seed, tested
+    with Holm over the strategies compared (None for random itself, or where random did not
+    run); ``hv_kept_test``, its per-seed HV kept (ratio to NSGA-II) minus 1, tested the same way
+    over the strategies other than NSGA-II (None for NSGA-II)."""
+    others = [k for k in strategies if k != CONTROL]
+    vs_random = (
+        compare_over_seeds({k: paired_by_seed(runs, k, CONTROL) for k in others})
+        if CONTROL in strategies
+        else {}
+    )
+    kept_pairs = {}
+    for key in strategies:
+        if key != BASELINE:
+            kept = [r["hv_kept"] for r in runs if r["strategy"] == key]
+            kept = [float(v) for v in kept if v is not None and math.isfinite(v)]
+            kept_pairs[key] = (kept, [1.0] * len(kept))
+    kept_tests = compare_over_seeds(kept_pairs)
+    return {
+        key: {"vs_random": vs_random.get(key), "hv_kept_test": kept_tests.get(key)}
+        for key in strategies
+    }
+
+
+def val_noise(problem: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Measurement noise of the validation split: the binomial standard error of an accuracy at
+    the runs' mean final best val_acc, on the val split's images, and what one SE on the most
+    accurate front point does to the normalised HV (SE x that point's share of the FLOPs axis of
+    the reference box). None without a val split size or a front."""
+    n = int(problem.get("split_sizes", {}).get("val") or 0)
+    bests = [max(r["front"], key=lambda p: (p[0], -p[1])) for r in runs if r["front"]]
+    if n < 1 or not bests:
+        return None
+    accuracy = float(np.mean([b[0] for b in bests]))
+    se = binomial_se(accuracy, n)
+    worst, ideal = problem["reference"]["worst"][1], problem["reference"]["ideal"][1]
+    width = float(np.mean([(worst - b[1]) / (worst - ideal) for b in bests]))
+    hv = _mean([r["hv"] for r in runs])
+    return {
+        "val_images": n,
+        "mean_best_val_acc": accuracy,
+        "binomial_se": se,
+        "flops_width": width,
+        "hv_se": se * width,
+        "mean_hv": hv,
+    }
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -585,7 +703,99 @@ def tables(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[st
             f"| {_pct(r['hv_kept'])} | {_pct(r['front_recovered'])} | {len(distinct(r['front']))} "
             f"| {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['load_before']} / {r['load_after']} |"
         )
-    return lines + per_seed
+    return lines + per_seed + comparison_tables(summary)
+
+
+NO_TEST = "n/a (one seed: no test possible)"
+
+
+def _num(value: float | None, digits: int = 4, sign: bool = True) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _test_cells(test: dict[str, Any], shift: float = 0.0, pct: bool = False) -> list[str]:
+    """Cells: seeds, mean, interval, t, p, p_adj, verdict of one :func:`compare_over_seeds` row
+    (``shift`` added to the mean and the interval; ``pct``: shown as percentages)."""
+
+    def show(value: float | None) -> str:
+        if value is None:
+            return "-"
+        return _pct(value + shift) if pct else _num(value + shift)
+
+    interval = "-" if test["low"] is None else f"[{show(test['low'])}, {show(test['high'])}]"
+    if test["n"] < 2:
+        verdict_cell = NO_TEST if test["n"] == 1 else "n/a (no seed paired)"
+    else:
+        verdict_cell = "yes" if test["differs"] else "no"
+    return [
+        str(test["n"]),
+        show(test["mean"]),
+        interval,
+        "-" if test["t"] is None else f"{test['t']:.2f}",
+        "-" if test["p_value"] is None else f"{test['p_value']:.3f}",
+        "-" if test["p_adj"] is None else f"{test['p_adj']:.3f}",
+        verdict_cell,
+    ]
+
+
+def comparison_tables(summary: list[dict[str, Any]]) -> list[str]:
+    """The tests over seeds: every strategy against random search (final HV, paired by seed),
+    and every strategy's HV kept against NSGA-II's 100%."""
+    lines = ["", "### Compared with random search (test over seeds)", ""]
+    against = [s for s in summary if s.get("vs_random")]
+    if not any(s["strategy"] == CONTROL for s in summary):
+        lines.append(
+            "Random search was not among the strategies of this run (`--strategies`): no "
+            "comparison with it, so this run cannot say whether any strategy beats random search."
+        )
+    elif against:
+        family = max((s["vs_random"]["family"] or 0) for s in against)
+        lines += [
+            "Final HV of the strategy minus final HV of random search, paired by seed (each seed "
+            "runs every strategy on the same split and batch order): mean over seeds with its "
+            f"{CONFIDENCE:.0%} Student-t interval, two-sided paired t-test, p-value "
+            f"Holm-adjusted over the {family or len(against)} comparisons with random search "
+            f"(p_adj). A strategy differs from random where p_adj < {ALPHA:g}.",
+            "",
+            "| strategy | seeds | HV - random (mean) | 95% t interval | t | p | p_adj (Holm) "
+            f"| differs from random (p_adj < {ALPHA:g}) |",
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        ]
+        for s in against:
+            lines.append("| " + " | ".join([s["label"], *_test_cells(s["vs_random"])]) + " |")
+        lines += _undefined_note(s["vs_random"] for s in against)
+    kept = [s for s in summary if s.get("hv_kept_test")]
+    if kept:
+        family = max((s["hv_kept_test"]["family"] or 0) for s in kept)
+        lines += [
+            "",
+            "HV kept against NSGA-II without pruning (same test): per-seed HV kept (final HV / "
+            "NSGA-II's on the same seed), mean with its 95% Student-t interval, two-sided t-test "
+            f"of HV kept = 100%, p-value Holm-adjusted over the {family or len(kept)} strategies "
+            "other than NSGA-II.",
+            "",
+            "| strategy | seeds | HV kept (mean) | 95% t interval | t | p | p_adj (Holm) "
+            f"| differs from NSGA-II (p_adj < {ALPHA:g}) |",
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        ]
+        for s in kept:
+            cells = _test_cells(s["hv_kept_test"], shift=1.0, pct=True)
+            lines.append("| " + " | ".join([s["label"], *cells]) + " |")
+        lines += _undefined_note(s["hv_kept_test"] for s in kept)
+    return lines
+
+
+def _undefined_note(tests: Iterable[dict[str, Any]]) -> list[str]:
+    """A note under a table where some test had no spread (t undefined)."""
+    if not any(t["n"] >= 2 and t["t"] is None for t in tests):
+        return []
+    return [
+        "",
+        "t `-` with two seeds or more: the difference is the same on every seed, so the t-test "
+        "is undefined; p is taken as 1 for a zero difference (identical results), 0 otherwise.",
+    ]
 
 
 def moasha_rungs(args: argparse.Namespace) -> list[int]:
@@ -595,7 +805,10 @@ def moasha_rungs(args: argparse.Namespace) -> list[int]:
 
 
 def verdict(
-    summary: list[dict[str, Any]], runs: list[dict[str, Any]], args: argparse.Namespace
+    summary: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    args: argparse.Namespace,
+    noise: dict[str, Any] | None = None,
 ) -> str:
     parts = []
     for s in summary:
@@ -660,7 +873,56 @@ def verdict(
     ]
     if spread:
         facts.append(f"* Seed-to-seed spread of the final HV (sd / mean): {', '.join(spread)}.")
-    return "\n".join([*parts, "", settings, "", *facts])
+    control = control_verdict(summary, args, noise)
+    return "\n".join([*parts, *(["", control] if control else []), "", settings, "", *facts])
+
+
+def control_verdict(
+    summary: list[dict[str, Any]], args: argparse.Namespace, noise: dict[str, Any] | None
+) -> str:
+    """What the tests against random search allow one to say (empty without random search)."""
+    tested = [s for s in summary if s.get("vs_random")]
+    if not tested:
+        return ""
+    raise_what = (
+        "raise the validation split (`--val-per-class`, now "
+        f"{args.val_per_class}: the split's standard error falls as 1/sqrt(images)), the epochs "
+        f"per trial (`--epochs`, now {args.epochs}) and the seeds (`--seeds`, now "
+        f"{len(args.seeds)}: the interval narrows with more seeds and a smaller t quantile)"
+    )
+    if all(s["vs_random"]["n"] < 2 for s in tested):
+        return (
+            "* Compared with random search: one seed, so no test over seeds is possible and "
+            "the differences from random search are single observations, not evidence. To tell "
+            f"the strategies apart, {raise_what}."
+        )
+    differs = [s for s in tested if s["vs_random"]["differs"]]
+    if not differs:
+        smallest = min(s["vs_random"]["p_adj"] for s in tested if s["vs_random"]["n"] >= 2)
+        largest = max(abs(s["vs_random"]["mean"]) for s in tested)
+        seeds = max(s["vs_random"]["n"] for s in tested)
+        scale = (
+            f", against one validation-split standard error of {noise['binomial_se']:.4f} in "
+            f"val_acc (about {noise['hv_se']:.4f} of HV)"
+            if noise
+            else ""
+        )
+        return (
+            "* **No strategy differs from random search**: the paired t-test over "
+            f"{seeds} seeds gives Holm-adjusted p >= {ALPHA:g} for every one of the "
+            f"{len(tested)} strategies (smallest p_adj {smallest:.3f}); the mean HV differences "
+            f"from random search are at most {largest:.4f}{scale}. At this size the benchmark "
+            "cannot tell the strategies apart: the HV kept and front recovered figures above "
+            "do not rank them, and the HV target is met or missed within that noise. To measure "
+            f"the strategies, {raise_what}."
+        )
+    shown = "; ".join(
+        f"{s['label']} (HV {s['vs_random']['mean']:+.4f}, p_adj {s['vs_random']['p_adj']:.3f})"
+        for s in differs
+    )
+    same = [s["label"] for s in tested if s not in differs]
+    rest = f" No difference shown for: {', '.join(same)}." if same else ""
+    return f"* Differs from random search (Holm-adjusted p < {ALPHA:g}): {shown}.{rest}"
 
 
 def write_results(
@@ -674,6 +936,7 @@ def write_results(
     total_s: float,
     date: str | None = None,
     note: str = "",
+    write_json: bool = True,
 ) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     date = date or _now()
@@ -726,6 +989,7 @@ def write_results(
         f"FLOPs {ref['ideal'][1]:,.0f}; HV normalised by that box. Alternative reference "
         f"(column 'HV kept, 1.1 max ref'): (0, "
         f"{problem['alternative_reference']['worst'][1]:,.0f})",
+        *noise_lines(problem.get("val_noise")),
         "",
         "Definitions (details in the module docstring): *epochs saved* = 1 - (epochs of the "
         "strategy summed over seeds) / (epochs of NSGA-II without pruning summed over seeds); "
@@ -741,7 +1005,7 @@ def write_results(
         "",
         "## Targets (pruning saves >= 40% of epochs, keeps >= 95% of the unpruned HV)",
         "",
-        verdict(summary, runs, args),
+        verdict(summary, runs, args, problem.get("val_noise")),
         "",
         "Figures (one thin line per seed, thick line = mean over seeds up to where the shortest "
         "run ends): " + ", ".join(f"[HV vs {axis}]({path.name})" for axis, path in figures.items()),
@@ -757,9 +1021,32 @@ def write_results(
         "summary": summary,
         "runs": runs,
     }
+    if not write_json:
+        return [out, *figures.values()]
     json_path = out.with_suffix(".json")
     json_path.write_text(json.dumps(raw, indent=1, default=_json_default) + "\n")
     return [out, json_path, *figures.values()]
+
+
+def noise_lines(noise: dict[str, Any] | None) -> list[str]:
+    """The Problem section's bullet on the validation split's measurement noise."""
+    if not noise:
+        return []
+    se, hv_se = noise["binomial_se"], noise["hv_se"]
+    width = f"SE x that point's {noise['flops_width']:.2f} share of the FLOPs axis"
+    share = (
+        f" ({hv_se / noise['mean_hv']:.1%} of the mean final HV; {width})"
+        if noise["mean_hv"]
+        else f" ({width})"
+    )
+    return [
+        f"* measurement noise of the validation split: binomial standard error sqrt(p (1 - p) / n) "
+        f"= {se:.4f} at p = {noise['mean_best_val_acc']:.4f} (the runs' mean final best val_acc) "
+        f"and n = {noise['val_images']} val images; it counts the split's sampling only, not "
+        f"training-seed noise. On the HV scale one such error on a run's most accurate point is "
+        f"about {hv_se:.4f}{share}, so HV differences below that are within the noise of a "
+        "single evaluation.",
+    ]
 
 
 def _now() -> str:
@@ -884,6 +1171,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             )
     add_comparisons(runs)
     summary = summarise(runs, args.strategies)
+    problem["val_noise"] = val_noise(problem, runs)
     total = time.perf_counter() - started
 
     print(
@@ -892,7 +1180,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     print("\n".join(tables(summary, runs)))
     print()
-    print(verdict(summary, runs, args))
+    print(verdict(summary, runs, args, problem["val_noise"]))
     if args.out != "-":
         paths = write_results(
             Path(args.out), command, describe(), args, problem, summary, runs, total
@@ -911,23 +1199,27 @@ def render(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
         run["front"] = distinct(run["front"])
     add_comparisons(runs)
     summary = summarise(runs, saved.strategies)
+    problem = {**raw["problem"], "val_noise": val_noise(raw["problem"], runs)}
     print("\n".join(tables(summary, runs)))
     print()
-    print(verdict(summary, runs, saved))
+    print(verdict(summary, runs, saved, problem["val_noise"]))
     out = args.out or str(source.with_suffix(".md"))
     if out != "-":
         note = f"Tables and figures rendered again from the JSON on {_now()}: `{command}`"
+        # The raw data is never overwritten: a JSON is written only beside another .md.
+        in_place = Path(out).with_suffix(".json").resolve() == source.resolve()
         paths = write_results(
             Path(out),
             raw["command"],
             raw["machine"],
             saved,
-            raw["problem"],
+            problem,
             summary,
             runs,
             raw["total_s"],
             date=raw["date"],
             note=note,
+            write_json=not in_place,
         )
         print("wrote " + ", ".join(str(p) for p in paths))
     return summary

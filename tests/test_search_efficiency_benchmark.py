@@ -95,6 +95,11 @@ def test_benchmark_runs_on_digits(bench, tmp_path, capsys):
 
     data = json.loads(out.with_suffix(".json").read_text())
     assert len(data["runs"]) == 10
+    # The tests over seeds are in the JSON's summary rows, the val split's noise in its problem.
+    rows = {row["strategy"]: row for row in data["summary"]}
+    assert rows["random"]["vs_random"] is None and rows["nsga2"]["hv_kept_test"] is None
+    assert rows["tpe-pareto"]["vs_random"]["n"] == 2 and rows["tpe-pareto"]["vs_random"]["family"]
+    assert data["problem"]["val_noise"]["val_images"] == data["problem"]["split_sizes"]["val"]
     assert {r["strategy"] for r in data["runs"]} == set(bench.STRATEGIES)
     for run in data["runs"]:
         history = run["history"]
@@ -103,6 +108,7 @@ def test_benchmark_runs_on_digits(bench, tmp_path, capsys):
     text = out.read_text()
     assert "Command: `.venv/bin/python benchmarks/search_efficiency.py --data digits" in text
     assert "saved >= 40%" in text and "Machine:" in text
+    assert "### Compared with random search (test over seeds)" in text
     for axis in ("epochs", "wallclock", "trials"):
         html = tmp_path / f"se_hv_{axis}.html"
         assert html.is_file() and "plotly" in html.read_text()
@@ -158,3 +164,210 @@ def test_benchmark_runs_on_cifar10(bench):
     args += ["--per-class", "4", "--val-per-class", "4", "--threads", "1"]
     summary = bench.main([*args, "--strategies", "nsga2", "--out", "-"])
     assert summary[0]["complete"] == 2 and summary[0]["hv"] > 0
+
+
+# --- tests over seeds --------------------------------------------------------------------------
+
+#: Final HV per strategy and seed for the synthetic runs below (seeds 0, 1, 2).
+HVS = {
+    "random": [0.30, 0.28, 0.31],
+    "nsga2": [0.32, 0.29, 0.34],
+    "nsga2-pareto": [0.31, 0.30, 0.30],
+    "nsga2-moasha": [0.30, 0.28, 0.31],  # identical to random: zero spread
+    "tpe-pareto": [0.36, 0.33, 0.37],  # beats random on every seed: p_adj 0.014
+}
+#: The same with MO-TPE's middle seed below random's: then no strategy differs from random.
+NOISY = HVS | {"tpe-pareto": [0.36, 0.27, 0.37]}
+
+
+def fake_run(strategy, seed, hv):
+    """One run in the format the benchmark saves (before ``add_comparisons``)."""
+    acc = 0.2 + hv
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "wall_s": 10.0,
+        "cpu_s": 9.0,
+        "load_before": 1.0,
+        "load_after": 1.0,
+        "complete": 2,
+        "pruned": 0,
+        "failed": 0,
+        "duplicates": 0,
+        "pruned_epochs_run": [],
+        "max_generation": 0 if strategy.startswith("nsga2") else None,
+        "epochs_spent": 10,
+        "trial_wall_s": 2.0,
+        "hv": hv,
+        "hv_alt": hv / 2,
+        "front": [[acc, 1000.0], [acc - 0.05, 900.0]],
+        "history": {
+            "trial": [0, 1],
+            "finished": [1, 2],
+            "epochs_spent": [5, 10],
+            "elapsed_s": [1.0, 2.0],
+            "hv": [hv / 2, hv],
+        },
+    }
+
+
+def fake_raw(bench, seeds, hvs=HVS):
+    """A results JSON of the format written before the tests over seeds existed."""
+    argv = ["--data", "digits", "--trials", "2", "--per-class", "10", "--val-per-class", "20"]
+    args = vars(bench.parse_args([*argv, "--seeds", *map(str, seeds)]))
+    del args["out"], args["render"]
+    reference = {"worst": [0.0, 1100.0], "ideal": [1.0, 800.0]}
+    bounds = {"backbone": 800, "min": 800, "max": 1000, "additive": True, "dearest": {}}
+    bounds["architectures"] = 8
+    runs = [fake_run(k, s, hvs[k][s]) for s in seeds for k in bench.STRATEGIES]
+    return {
+        "command": ".venv/bin/python benchmarks/search_efficiency.py --data digits",
+        "date": "2026-01-01 00:00 UTC",
+        "machine": dict.fromkeys(
+            ["platform", "cpu", "cores", "torch_threads", "gpu", "python", "torch"], "x"
+        )
+        | {"lightning": "x", "optuna": "x"},
+        "total_s": 60.0,
+        "args": args,
+        "problem": {
+            "data": "digits (digits), 10 train / 20 val images per class, split_seed 0",
+            "split_sizes": {"train": 100, "val": 200, "test": 0},
+            "flops_bounds": bounds,
+            "reference": reference,
+            "alternative_reference": {"worst": [0.0, 1100.0], "ideal": [1.0, 0.0]},
+        },
+        "summary": [],
+        "runs": runs,
+    }
+
+
+def holm(p_values):
+    """Holm's step-down adjustment by hand, for four p-values."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_comparison_with_random_is_a_paired_t_test_with_holm(bench):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    runs = [fake_run(k, s, HVS[k][s]) for s in (0, 1, 2) for k in bench.STRATEGIES]
+    runs.reverse()  # pairing is by seed, not by position
+    bench.add_comparisons(runs)
+    tests = bench.seed_tests(runs, list(bench.STRATEGIES))
+    assert tests["random"]["vs_random"] is None
+    others = [k for k in bench.STRATEGIES if k != "random"]
+    expected_p = []
+    for key in others:
+        got = tests[key]["vs_random"]
+        diffs = [a - b for a, b in zip(HVS[key], HVS["random"], strict=True)]
+        mean = sum(diffs) / 3
+        assert got["n"] == 3 and got["mean"] == pytest.approx(mean, abs=1e-12)
+        if key == "nsga2-moasha":  # every difference 0: t undefined, p taken as 1
+            assert got["t"] is None and got["p_value"] == 1.0
+            assert got["low"] == got["high"] == 0.0
+            expected_p.append(1.0)
+            continue
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+        assert got["sd"] == pytest.approx(sd)
+        assert got["t"] == pytest.approx(mean / (sd / math.sqrt(3)))
+        ref = scipy_stats.ttest_rel(HVS[key], HVS["random"])
+        assert got["t"] == pytest.approx(ref.statistic)
+        assert got["p_value"] == pytest.approx(ref.pvalue)
+        ci = ref.confidence_interval(0.95)
+        assert (got["low"], got["high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+        expected_p.append(ref.pvalue)
+    adjusted = holm(expected_p)
+    for key, p_adj in zip(others, adjusted, strict=True):
+        got = tests[key]["vs_random"]
+        assert got["p_adj"] == pytest.approx(p_adj) and got["family"] == 4
+        assert got["differs"] is bool(p_adj < 0.05)
+    # HV kept against NSGA-II: the per-seed ratios tested against 1, Holm over the four others.
+    kept = tests["tpe-pareto"]["hv_kept_test"]
+    ratios = [a / b for a, b in zip(HVS["tpe-pareto"], HVS["nsga2"], strict=True)]
+    ref = scipy_stats.ttest_1samp(ratios, 1.0)
+    assert kept["mean"] + 1 == pytest.approx(sum(ratios) / 3)
+    assert kept["p_value"] == pytest.approx(ref.pvalue) and kept["family"] == 4
+    assert tests["nsga2"]["hv_kept_test"] is None
+
+
+def test_comparison_with_one_seed_gives_no_test(bench):
+    runs = [fake_run(k, 0, HVS[k][0]) for k in bench.STRATEGIES]
+    bench.add_comparisons(runs)
+    got = bench.seed_tests(runs, list(bench.STRATEGIES))["tpe-pareto"]["vs_random"]
+    assert got["n"] == 1 and got["mean"] == pytest.approx(0.36 - 0.30)
+    assert got["p_value"] is None and got["p_adj"] is None and got["differs"] is None
+    lines = bench.comparison_tables(bench.summarise(runs, list(bench.STRATEGIES)))
+    row = next(line for line in lines if line.startswith("| MO-TPE + Pareto pruner |"))
+    assert row.endswith("| n/a (one seed: no test possible) |")
+
+
+def test_rendering_an_old_json_adds_the_comparison_with_random(bench, tmp_path, capsys):
+    source = tmp_path / "old.json"
+    raw = fake_raw(bench, [0, 1, 2], NOISY)
+    source.write_text(json.dumps(raw))
+    before = source.read_bytes()
+    summary = bench.main(["--render", str(source)])  # in place: old.md beside old.json
+    assert source.read_bytes() == before  # the raw data is never rewritten
+    text = (tmp_path / "old.md").read_text()
+    assert "### Compared with random search (test over seeds)" in text
+    assert "| differs from random (p_adj < 0.05) |" in text
+    assert "Holm-adjusted over the 4 comparisons" in text
+    row = next(line for line in text.splitlines() if line.startswith("| NSGA-II, no pruning | 3 |"))
+    assert row.split(" | ")[2] == "+0.0200"  # mean of (0.02, 0.01, 0.03)
+    assert "rendered again from the JSON" in text
+    assert f"Command: `{raw['command']}`" in text  # the original command stays in the header
+    # The Problem section states the validation split's binomial standard error.
+    bests = [0.2 + NOISY[r["strategy"]][r["seed"]] for r in raw["runs"]]
+    p = sum(bests) / len(bests)
+    se = math.sqrt(p * (1 - p) / 200)
+    assert f"sqrt(p (1 - p) / n) = {se:.4f} at p = {p:.4f}" in text
+    assert "n = 200 val images" in text
+    # No strategy differs at these sizes: the verdict says so and names what to raise.
+    assert all(s["vs_random"] is None or not s["vs_random"]["differs"] for s in summary)
+    assert "**No strategy differs from random search**" in text
+    assert "cannot tell the strategies apart" in text
+    for flag in ("`--val-per-class`", "`--epochs`", "`--seeds`"):
+        assert flag in text
+    # Rendered beside another .md, the JSON (with the tests in its summary rows) is written.
+    bench.main(["--render", str(source), "--out", str(tmp_path / "new.md")])
+    rows = json.loads((tmp_path / "new.json").read_text())["summary"]
+    tpe = next(r for r in rows if r["strategy"] == "tpe-pareto")
+    assert tpe["vs_random"]["n"] == 3 and tpe["vs_random"]["mean"] == pytest.approx(0.11 / 3)
+    assert "No strategy differs" in capsys.readouterr().out
+
+
+def test_rendering_names_the_strategies_that_differ_from_random(bench, tmp_path):
+    source = tmp_path / "differs.json"
+    source.write_text(json.dumps(fake_raw(bench, [0, 1, 2], HVS)))
+    bench.main(["--render", str(source)])
+    text = (tmp_path / "differs.md").read_text()
+    row = next(
+        line for line in text.splitlines() if line.startswith("| MO-TPE + Pareto pruner | 3 |")
+    )
+    assert row.endswith("| 0.014 | yes |")
+    assert "* Differs from random search (Holm-adjusted p < 0.05): MO-TPE + Pareto pruner" in text
+    assert "No strategy differs" not in text
+
+
+def test_rendering_one_seed_says_no_test_is_possible(bench, tmp_path):
+    source = tmp_path / "one.json"
+    source.write_text(json.dumps(fake_raw(bench, [0])))
+    bench.main(["--render", str(source)])
+    text = (tmp_path / "one.md").read_text()
+    assert "n/a (one seed: no test possible)" in text
+    assert "one seed, so no test over seeds is possible" in text
+
+
+def test_rendering_without_random_search_says_there_is_no_comparison(bench, tmp_path):
+    raw = fake_raw(bench, [0, 1, 2])
+    raw["runs"] = [r for r in raw["runs"] if r["strategy"] != "random"]
+    raw["args"]["strategies"] = [k for k in bench.STRATEGIES if k != "random"]
+    source = tmp_path / "norandom.json"
+    source.write_text(json.dumps(raw))
+    bench.main(["--render", str(source)])
+    text = (tmp_path / "norandom.md").read_text()
+    assert "Random search was not among the strategies" in text
+    assert "| differs from NSGA-II (p_adj < 0.05) |" in text
