@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_search,
         _add_worker,
         _add_status,
+        _add_confirm,
         _add_report,
         _add_dashboard,
         _add_export,
@@ -94,6 +95,25 @@ def _add_status(commands: Commands) -> None:
     status.set_defaults(run=_status)
 
 
+def _add_confirm(commands: Commands) -> None:
+    confirm = commands.add_parser(
+        "confirm",
+        help="retrain the best front architectures and the baselines with fresh seeds: "
+        "intervals, paired tests against none, the confirmed front",
+    )
+    _study_arguments(confirm)
+    confirm.add_argument(
+        "--top", type=int, default=3, help="most accurate front architectures to repeat (3)"
+    )
+    confirm.add_argument("--seeds", type=int, default=5, help="seeds per architecture (5)")
+    confirm.add_argument(
+        "--name", help="the confirm study's name (default <study>-confirm, in the same storage)"
+    )
+    confirm.add_argument("--workers", type=int, default=1, help="local worker processes (1)")
+    confirm.add_argument("--no-progress", action="store_true", help="no progress bars")
+    confirm.set_defaults(run=_confirm)
+
+
 def _add_report(commands: Commands) -> None:
     report = commands.add_parser(
         "report",
@@ -133,12 +153,21 @@ def _add_export(commands: Commands) -> None:
     _study_arguments(export)
     chosen = export.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--trial", type=int, action="append", help="a trial number; repeatable")
-    chosen.add_argument("--pareto", action="store_true", help="every architecture on the front")
+    chosen.add_argument(
+        "--pareto",
+        action="store_true",
+        help="every architecture on the front: the confirmed front where `nas confirm` ran",
+    )
     export.add_argument(
         "--arch-only",
         action="store_true",
         help="write only arch.json and config.json (any trial, also pruned or dominated ones), "
         "for `nas train`",
+    )
+    export.add_argument(
+        "--search-front",
+        action="store_true",
+        help="with --pareto: the search's front even where `nas confirm` gave a confirmed one",
     )
     export.add_argument(
         "--out", type=Path, help="output folder (default: <runs_dir>/<study>/export/)"
@@ -293,6 +322,64 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm(args: argparse.Namespace) -> int:
+    from .config import StudyConfig
+    from .confirm import confirm_frame, prepare_confirm
+    from .worker import run_search
+
+    study, section = _load_study(args)
+    given = StudyConfig.load(args.study) if args.study.endswith(".toml") else None
+    url = args.storage or section.storage_url()
+    confirm, cfg = prepare_confirm(
+        study, url, top=args.top, seeds=args.seeds, given=given, name=args.name
+    )
+    plan = confirm.user_attrs["confirm"]
+    print(
+        f"confirm study {confirm.study_name!r}: {len(plan['architectures'])} architectures x "
+        f"{len(plan['seeds'])} seeds = {cfg.study.n_trials} trainings of "
+        f"{cfg.training.epochs} epochs ({', '.join(plan['architectures'])})"
+    )
+    confirm = run_search(cfg, storage=url, workers=args.workers, progress=not args.no_progress)
+    frame = confirm_frame(confirm, study)
+    out = Path(section.runs_dir) / section.name / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "confirm.csv", index=False)
+    _print_confirmation(frame)
+    print(f"wrote {out / 'confirm.csv'}")
+    return 0
+
+
+def _print_confirmation(frame: pd.DataFrame) -> None:
+    """The confirm table, accuracies in percent with their 95% intervals, and the verdict."""
+    from .confirm import verdict
+
+    def pct(row: pd.Series, mean_column: str, prefix: str) -> str:
+        mean, low, high = row[mean_column], row[f"{prefix}_low"], row[f"{prefix}_high"]
+        if pd.isna(mean):
+            return "-"
+        if pd.isna(low):
+            return f"{100 * mean:.2f}"
+        return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+    rows = [
+        {
+            "architecture": row["architecture"],
+            "seeds": row["seeds"],
+            "val_acc % [95% CI]": pct(row, "val_acc_mean", "val_acc"),
+            "test_acc % [95% CI]": pct(row, "test_acc_mean", "test_acc"),
+            "gain vs none (points)": pct(row, "gain_vs_none", "gain_vs_none"),
+            "p (Holm)": "-" if pd.isna(row["p_holm"]) else f"{row['p_holm']:.3g}",
+            "significant": "yes" if row["significant"] else "no",
+            "confirmed front": "yes" if row["on_confirmed_front"] else "",
+            "summary": row["summary"],
+        }
+        for _, row in frame.iterrows()
+    ]
+    with pd.option_context("display.max_colwidth", 70, "display.width", 250):
+        print(pd.DataFrame(rows).to_string(index=False))
+    print(verdict(frame))
+
+
 def _report(args: argparse.Namespace) -> int:
     import json
 
@@ -344,7 +431,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_arch, export_trials
+    from .export import export_arch, export_confirmed_front, export_trials
 
     study, section = _load_study(args)
     out = args.out or Path(section.runs_dir) / section.name / "export"
@@ -352,8 +439,15 @@ def _export(args: argparse.Namespace) -> int:
         if args.pareto:
             raise ValueError("--arch-only takes --trial N (one or more), not --pareto")
         folders = [export_arch(study, number, out) for number in args.trial]
+    elif (
+        args.pareto and not args.search_front and (confirmed := export_confirmed_front(study, out))
+    ):
+        folders, what = confirmed
+        print(f"exported {what}; --search-front exports the search's own front instead")
     else:
         folders = export_trials(study, out, trials=args.trial, pareto=args.pareto)
+        if args.pareto:
+            print(f"exported the search's Pareto front of {study.study_name!r} (single runs)")
     for folder in folders:
         print(f"wrote {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
     return 0
@@ -384,7 +478,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(study, all_trials: bool = False) -> None:
-    from .report import front_frame, objective_names, trials_frame
+    """Trials and front, accuracy with its binomial standard error (``± s.e.``); baselines
+    and the trials tied with the front are named in ``note``; then the gain over ``none``."""
+    from .confirm import confirm_frame, find_confirm_study, verdict
+    from .report import front_frame, gain_line, objective_names, trials_frame
 
     trials = trials_frame(study)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
@@ -393,16 +490,37 @@ def _print_summary(study, all_trials: bool = False) -> None:
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     )
     names = objective_names(study)
-    trials = trials[["trial", "state", "summary", *names, "epochs", "note"]]
+    if len(trials):
+        trials["note"] = [
+            "; ".join(
+                part
+                for part in (
+                    f"baseline {row.baseline}" if row.baseline else "",
+                    "tied with the front" if row.tied_with_front else "",
+                    row.note,
+                )
+                if part
+            )
+            for row in trials.itertuples()
+        ]
+    shown_columns = ["trial", "state", "summary", names[0], "val_acc_se", *names[1:]]
+    trials = trials[[*shown_columns, "epochs", "note"]].rename(columns={"val_acc_se": "± s.e."})
     shown = trials if all_trials else trials.tail(20)
     with pd.option_context("display.max_colwidth", 90, "display.width", 200):
         if len(shown):
             print(shown.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))
         front = front_frame(study)
-        front = front[[c for c in front.columns if c in ("trial", "summary", *names, "epochs")]]
+        front = front[[c for c in (*shown_columns, "epochs") if c in front.columns]]
         print(f"\nPareto front ({len(front)} architectures):")
         if len(front):
+            front = front.rename(columns={"val_acc_se": "± s.e."})
             print(front.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))
+    line = gain_line(study)
+    if line:
+        print(f"\n{line}")
+    confirm = find_confirm_study(study)
+    if confirm is not None:
+        print(f"confirmation ({confirm.study_name!r}): {verdict(confirm_frame(confirm, study))}")
 
 
 def _blocks(args: argparse.Namespace) -> int:

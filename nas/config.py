@@ -1,7 +1,8 @@
 """Study configuration: one TOML file describes a whole search.
 
 Sections: ``[study]`` (name, storage, sampler, seed, budget), ``[data]``, ``[backbone]``,
-``[space]``, ``[training]``, ``[pruning]``, ``[objectives]``. Each section is a pydantic dataclass
+``[space]``, ``[training]``, ``[pruning]``, ``[objectives]``, ``[evaluation]`` (seeding and
+baselines). Each section is a pydantic dataclass
 (types, bounds, unknown keys, cross-field checks); :class:`SearchSpace` checks the meaning of
 ``[space]``. Every error is one line naming the field (``data.batch_size``, or
 ``DataConfig.batch_size`` when a class is built directly) and the values it allows, so a typo never
@@ -59,6 +60,7 @@ _Precision = Literal["auto", "32", "bf16-mixed"]
 _Dataset = Literal["digits", "cifar10", "cifar100", "mnist", "fashionmnist", "svhn", "imagefolder"]
 _Augmentation = Literal["none", "flip_crop"]
 _Loader = Literal["auto", "memory", "stream"]
+_Seeding = Literal["common", "per_trial"]
 
 SAMPLERS: tuple[str, ...] = get_args(_Sampler)
 PRUNERS: tuple[str, ...] = get_args(_Pruner)
@@ -70,6 +72,7 @@ PRECISIONS: tuple[str, ...] = get_args(_Precision)
 DATASETS: tuple[str, ...] = get_args(_Dataset)
 AUGMENTATIONS: tuple[str, ...] = get_args(_Augmentation)
 LOADERS: tuple[str, ...] = get_args(_Loader)
+SEEDINGS: tuple[str, ...] = get_args(_Seeding)
 
 
 def _keep_int(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -272,7 +275,7 @@ class StudySection:
     seed: _Int = _field(
         0,
         allowed=f"an int in [0, {2**32 - 1}]",
-        doc="Seeds the sampler (seed + worker) and each trial's training (seed + trial number).",
+        doc="Seeds the sampler (seed + worker) and the trials' training (evaluation.seeding).",
         ge=0,
         le=2**32 - 1,
     )
@@ -594,6 +597,42 @@ class ObjectivesSection:
         return bool(used & {"latency_ms_b1", "latency_ms_bN"})
 
 
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
+class EvaluationSection:
+    """``[evaluation]``: how trials are seeded and which hand-made references a study runs.
+
+    ``seeding = "common"`` (common random numbers): every trial starts from the same backbone
+    weights and sees the same batches and augmentation draws (seed ``study.seed``; each attention
+    block draws its weights from a stream of its own site), so two architectures differ by their
+    architecture, not by their luck. ``"per_trial"``: trial ``n`` is seeded ``study.seed + n``
+    (the data order stays ``study.seed``), as before this section existed.
+
+    ``baselines``: the first trials of a new study are ``none`` and each block of the space placed
+    at every searched site with its default parameters (``baseline_blocks``, default every block
+    of the space; at most ``max_baselines`` of them, ``none`` first).
+    """
+
+    seeding: _Seeding = _field(
+        "common", allowed=_one_of(SEEDINGS), doc="common random numbers, or a seed per trial."
+    )
+    baselines: StrictBool = _field(
+        True, allowed="true or false", doc="Enqueue hand-made baselines as the first trials."
+    )
+    baseline_blocks: tuple[StrictStr, ...] | None = _field(
+        None,
+        allowed="a list of blocks of space.blocks, or omitted for all of them",
+        doc="Blocks placed everywhere as baselines (none is always one).",
+    )
+    max_baselines: _Int = _field(
+        8, allowed="an int >= 1", doc="Most baselines enqueued (none included).", ge=1
+    )
+
+
+#: ``[evaluation]`` of a study stored before the section existed: how its trials were run.
+EVALUATION_BEFORE_0_2 = {"seeding": "per_trial", "baselines": False}
+
+
 _SPACE_DEFAULTS = {
     f.name: f.default if f.default is not MISSING else f.default_factory()
     for f in fields(SearchSpace)
@@ -696,6 +735,7 @@ class _StudyFile:
     training: TrainingConfig = _field(allowed="a table with at least epochs")
     pruning: PruningSection = _field(allowed="a table", default_factory=PruningSection)
     objectives: ObjectivesSection = _field(allowed="a table", default_factory=ObjectivesSection)
+    evaluation: EvaluationSection = _field(allowed="a table", default_factory=EvaluationSection)
 
     def search_space(self) -> SearchSpace:
         """``[space]`` with ``backbone.name/args`` as ``space.backbone/backbone_args``."""
@@ -734,6 +774,9 @@ class StudyConfig:
     training: TrainingConfig = _field(allowed="a TrainingConfig")
     pruning: PruningSection = _field(allowed="a PruningSection")
     objectives: ObjectivesSection = _field(allowed="an ObjectivesSection")
+    evaluation: EvaluationSection = _field(
+        allowed="an EvaluationSection", default_factory=EvaluationSection
+    )
     #: ``backbone.pretrained``: how the backbone's weights start (not part of the architecture).
     pretrained: StrictBool | StrictStr = _field(False, allowed="true, false or a weights file")
 
@@ -745,6 +788,13 @@ class StudyConfig:
                 f"pruning.pruner={self.pruning.pruner!r} is one of Optuna's single-objective "
                 f"pruners, but the study has {n_objectives} objectives; use 'pareto' or 'moasha' "
                 "(or drop objectives.minimize)"
+            )
+        chosen = self.evaluation.baseline_blocks
+        outside = [b for b in chosen or () if b not in self.space.blocks]
+        if outside:
+            raise ValueError(
+                f"evaluation.baseline_blocks {outside} are not in space.blocks "
+                f"{list(self.space.blocks)}; list blocks of the space, or omit it for all of them"
             )
         p = self.pruning
         if p.pruner == "moasha" and not asha_rungs(
@@ -772,6 +822,7 @@ class StudyConfig:
             "training": file.training,
             "pruning": file.pruning,
             "objectives": file.objectives,
+            "evaluation": file.evaluation,
             "pretrained": file.backbone.pretrained,
         }
         return _build(cls, sections, "")
@@ -810,6 +861,7 @@ class StudyConfig:
                 "latency_batch": self.objectives.latency_batch,
             },
             "backbone": {"pretrained": self.pretrained},
+            "evaluation": asdict(self.evaluation),
         }
         # Paths become strings and tuples lists, exactly as they come back from the storage.
         return json.loads(json.dumps(data, default=str))

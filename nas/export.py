@@ -315,6 +315,33 @@ def export_trials(
     return folders
 
 
+def export_confirmed_front(
+    study: optuna.Study, out_dir: str | Path, *, store: ArtifactStore | None = None
+) -> tuple[list[Path], str] | None:
+    """Export the confirmed front of ``study`` (its newest ``nas confirm`` study) to
+    ``<out_dir>/confirmed/trial_<N>/`` (N: the confirm study's trial), each architecture with the
+    weights of its median repeat (:func:`nas.confirm.median_repeat`); returns the folders and a
+    sentence saying what was exported, or None where the study has no confirmed front yet."""
+    from .confirm import confirm_frame, find_confirm_study, median_repeat
+
+    confirm = find_confirm_study(study)
+    if confirm is None:
+        return None
+    frame = confirm_frame(confirm, study)
+    if frame.empty or not frame["on_confirmed_front"].any():
+        return None
+    members = frame[frame["on_confirmed_front"]]
+    chosen = [median_repeat(confirm, key).number for key in members["architecture"]]
+    folders = export_trials(confirm, Path(out_dir) / "confirmed", trials=chosen, store=store)
+    seeds = int(members["seeds"].min())
+    what = (
+        f"the confirmed front of {confirm.study_name!r} ({len(chosen)} architectures: "
+        f"{', '.join(members['architecture'])}), each with the weights of its median repeat of "
+        f"{seeds} or more seeds"
+    )
+    return folders, what
+
+
 def _export_one(
     study: optuna.Study, trial: FrozenTrial, weights: Path, folder: Path
 ) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from .checkpoints import save_checkpoint
 from .config import StudyConfig
 from .data import build_datamodule
 from .pruning import PruningCallback, record_epoch
-from .training import ClassifierModule, build_trainer
+from .stats import binomial_se
+from .training import ClassifierModule, build_trainer, evaluate
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -112,13 +113,14 @@ class TrialRunner:
         spec = suggest_arch(
             trial, cfg.space, in_channels=dm.in_channels, num_classes=dm.num_classes
         )
-        seed = cfg.study.seed + trial.number
+        seed, data_seed = trial_seeds(cfg, self.study, trial)
         schema.ARCH.set(trial, spec.to_dict())
         schema.SUMMARY.set(trial, spec.summary())
         schema.DIGEST.set(trial, spec.digest())
         schema.SEED.set(trial, seed)
+        schema.DATA_SEED.set(trial, data_seed)
 
-        duplicate = self._earlier_duplicate(spec.digest(), trial.number)
+        duplicate = self._earlier_duplicate(spec.digest(), trial.number, seed)
         if duplicate is not None:
             if duplicate.state == TrialState.RUNNING:
                 raise ArchitectureRunning(duplicate.number)
@@ -146,6 +148,10 @@ class TrialRunner:
             devices=[torch.device(self.device).index or 0] if on_gpu else 1,
         )
         history = module.val_history
+        if hasattr(
+            dm, "seed"
+        ):  # the data modules of nas.data draw batches and augmentation from it
+            dm.seed = data_seed
         try:
             trainer.fit(module, datamodule=dm)
         except optuna.TrialPruned:
@@ -162,6 +168,10 @@ class TrialRunner:
         if trainer.interrupted:
             raise KeyboardInterrupt
         self._store_history(trial, history)
+        if schema.REPLICATE.has(trial):  # a confirm trial: the held-out test split too
+            accelerator = "gpu" if on_gpu else "cpu"
+            scores = evaluate(module, dm, "test", accelerator=accelerator)
+            schema.TEST_ACC.set(trial, scores["test_acc"])
         self._save_weights(trial, spec, module)
         return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
 
@@ -206,21 +216,53 @@ class TrialRunner:
     def _values(self, accuracy: float, cost: dict[str, float | None]) -> list[float]:
         return [float(accuracy)] + [float(cost[name]) for name in self.cfg.objectives.minimize]
 
-    @staticmethod
-    def _store_history(trial: optuna.Trial, history: list[dict]) -> None:
+    def _store_history(self, trial: optuna.Trial, history: list[dict]) -> None:
+        """The curve, the epochs run and the measurement noise of the last ``val_acc``."""
         schema.VAL_HISTORY.set(trial, [dict(h) for h in history])
         schema.EPOCHS_RUN.set(trial, len(history))
+        val_size = split_size(self.datamodule, "val")
+        if history and val_size:
+            schema.VAL_SIZE.set(trial, val_size)
+            schema.VAL_ACC_SE.set(trial, binomial_se(history[-1]["val_acc"], val_size))
 
-    def _earlier_duplicate(self, digest: str, number: int) -> FrozenTrial | None:
-        """The first trial before ``number`` with this architecture that finished or runs.
+    def _earlier_duplicate(self, digest: str, number: int, seed: int) -> FrozenTrial | None:
+        """The first trial before ``number`` that finished or runs the same training: the same
+        architecture and, unless trials are seeded apart (``per_trial``), the same seed.
 
         Failed trials do not count (their architecture deserves its run); waiting ones neither:
         when one starts it finds this trial and reuses its outcome."""
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        any_seed = self.cfg.evaluation.seeding == "per_trial"
         for t in self.study.get_trials(deepcopy=False, states=states):
-            if t.number < number and schema.DIGEST.get(t) == digest:
+            if (
+                t.number < number
+                and schema.DIGEST.get(t) == digest
+                and (any_seed or schema.SEED.get(t) == seed)
+            ):
                 return t
         return None
+
+
+def trial_seeds(cfg: StudyConfig, study: optuna.Study, trial: optuna.Trial) -> tuple[int, int]:
+    """(model and training seed, data seed) of a trial.
+
+    ``evaluation.seeding = "common"``: ``study.seed`` for both, for every trial (common random
+    numbers). ``"per_trial"``: ``study.seed + trial.number`` and ``study.seed``. A confirm trial
+    (``replicate`` r) uses the confirm study's r-th seed for both: its architectures share each
+    repeat's draws, so they are compared paired by repeat."""
+    if schema.REPLICATE.has(trial):
+        plan = schema.confirm_plan(study) or {}
+        seed = int(plan["seeds"][schema.REPLICATE.get(trial)])
+        return seed, seed
+    if cfg.evaluation.seeding == "common":
+        return cfg.study.seed, cfg.study.seed
+    return cfg.study.seed + trial.number, cfg.study.seed
+
+
+def split_size(datamodule: LightningDataModule, split: str) -> int | None:
+    """Images in one split of a data module of ``nas.data`` (None for other data modules)."""
+    sizes = getattr(datamodule, "split_sizes", None)
+    return int(sizes[split]) if isinstance(sizes, dict) and sizes.get(split) else None
 
 
 class EpochProgress(lightning.Callback):

@@ -13,6 +13,7 @@ pruners.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -158,3 +159,33 @@ def hypervolume(
     # optuna._hypervolume is Optuna's internal module (exact: 2-D sweep, 3-D grid, WFG above),
     # as of Optuna 5.0; it is what optuna.visualization and the samplers compute with.
     return float(compute_hypervolume(loss, ref_loss))
+
+
+#: Standard errors of the difference within which a trial counts as tied with the front.
+TIE_STANDARD_ERRORS = 2.0
+
+
+def tied_with_front(study: optuna.Study) -> list[FrozenTrial]:
+    """Candidates off the front that are statistically tied with it: for some front member of
+    no greater cost in every cost objective, the trial's accuracy (the first objective, to be
+    maximised) is lower by at most :data:`TIE_STANDARD_ERRORS` standard errors of the difference
+    (``sqrt(se_trial**2 + se_member**2)``, binomial ``val_acc_se`` of each). Trials without a
+    recorded standard error are left out; so is every study whose first objective is not
+    maximised."""
+    if not study.directions or study.directions[0] != StudyDirection.MAXIMIZE:
+        return []
+    front = front_trials(study)
+    on_front = {t.number for t in front}
+    tied = []
+    for t in study.get_trials(deepcopy=False):
+        if t.number in on_front or not is_candidate(t) or not schema.VAL_ACC_SE.has(t):
+            continue
+        for f in front:
+            if not schema.VAL_ACC_SE.has(f):
+                continue
+            cheaper = all(fc <= tc for fc, tc in zip(f.values[1:], t.values[1:], strict=True))
+            se = math.hypot(schema.VAL_ACC_SE.get(t), schema.VAL_ACC_SE.get(f))
+            if cheaper and f.values[0] - t.values[0] <= TIE_STANDARD_ERRORS * se:
+                tied.append(t)
+                break
+    return tied

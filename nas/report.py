@@ -30,7 +30,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import trial_schema as schema
 from .config import COSTS
-from .pareto import front_trials, hypervolume, is_candidate
+from .confirm import confirm_frame, find_confirm_study, verdict
+from .pareto import TIE_STANDARD_ERRORS, front_trials, hypervolume, is_candidate, tied_with_front
 
 #: Objectives bounded by [0, 1]: their worst and ideal values are known without looking at data.
 BOUNDED_METRICS = {"val_acc": (0.0, 1.0)}
@@ -122,7 +123,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     parameters flattened as ``param_<name>``."""
     names = objective_names(study)
     front = {t.number for t in front_trials(study)}
-    rows = [_row(t, names, t.number in front) for t in study.get_trials(deepcopy=False)]
+    tied = {t.number for t in tied_with_front(study)}
+    rows = [
+        _row(t, names, t.number in front, t.number in tied)
+        for t in study.get_trials(deepcopy=False)
+    ]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=_fixed_columns(names))
@@ -137,8 +142,11 @@ def _fixed_columns(names: list[str]) -> list[str]:
         "trial",
         "state",
         "summary",
+        "baseline",
         *names,
+        "val_acc_se",
         "on_front",
+        "tied_with_front",
         "epochs",
         "pruned_at_epoch",
         "duration_s",
@@ -152,18 +160,19 @@ def front_frame(study: optuna.Study) -> pd.DataFrame:
     choice), best first in the first objective."""
     names = objective_names(study)
     trials = front_trials(study)
-    frame = pd.DataFrame([_row(t, names, True) for t in trials])
+    frame = pd.DataFrame([_row(t, names, True, False) for t in trials])
+    columns = ["trial", "summary", *names, "val_acc_se"]
     if frame.empty:
-        return pd.DataFrame(columns=["trial", "summary", *names, "epochs"])
+        return pd.DataFrame(columns=[*columns, "epochs", "baseline"])
     costs = sorted(c for c in frame.columns if c.startswith("cost_") and c[5:] not in names)
-    frame = frame[["trial", "summary", *names, *costs, "epochs"]]
+    frame = frame[[*columns, *costs, "epochs", "baseline"]]
     ascending = objective_directions(study)[0] != "maximize"
     return frame.sort_values([names[0], "trial"], ascending=[ascending, True]).reset_index(
         drop=True
     )
 
 
-def _row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]:
+def _row(t: FrozenTrial, names: list[str], on_front: bool, tied: bool) -> dict[str, Any]:
     values = t.values if t.values is not None else [math.nan] * len(names)
     note = schema.FAIL_REASON.get(t, "")
     if t.state == TrialState.PRUNED:
@@ -176,8 +185,11 @@ def _row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]:
         "trial": t.number,
         "state": t.state.name,
         "summary": schema.SUMMARY.get(t, ""),
+        "baseline": schema.BASELINE.get(t, ""),
         **dict(zip(names, values, strict=True)),
+        "val_acc_se": schema.VAL_ACC_SE.get(t, math.nan),
         "on_front": on_front,
+        "tied_with_front": tied,
         "epochs": schema.epochs_run(t),
         "pruned_at_epoch": schema.PRUNED_AT_EPOCH.get(t) if t.state == TrialState.PRUNED else None,
         "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
@@ -191,6 +203,79 @@ def _row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]:
     for key, value in t.params.items():
         row[f"param_{key}"] = value
     return row
+
+
+# -- baselines and noise --------------------------------------------------------------------------
+
+
+def _measured(t: FrozenTrial) -> dict[str, Any]:
+    return {
+        "trial": t.number,
+        "summary": schema.SUMMARY.get(t, ""),
+        "val_acc": float(t.values[0]),
+        "val_acc_se": schema.VAL_ACC_SE.get(t),
+    }
+
+
+def _gain(best: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``best`` minus ``other`` with the standard error of the difference (binomial, one run
+    each) and whether it exceeds :data:`TIE_STANDARD_ERRORS` of them."""
+    gain = best["val_acc"] - other["val_acc"]
+    if best["val_acc_se"] is None or other["val_acc_se"] is None:
+        return {"gain": gain, "se": None, "exceeds_noise": None}
+    se = math.hypot(best["val_acc_se"], other["val_acc_se"])
+    return {"gain": gain, "se": se, "exceeds_noise": bool(gain > TIE_STANDARD_ERRORS * se)}
+
+
+def baseline_gains(study: optuna.Study) -> dict[str, Any] | None:
+    """The most accurate front member against the baseline ``none`` and against the best
+    baseline (``baseline`` trials that completed), each gain with its standard error; None
+    when the study has no baseline or no front, or does not maximise accuracy first."""
+    front = front_trials(study)
+    if not front or study.directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+        return None
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if schema.BASELINE.has(t)
+    ]
+    if not done:
+        return None
+    best = _measured(max(front, key=lambda t: (t.values[0], -t.number)))
+    top = max(done, key=lambda t: (t.values[0], -t.number))
+    facts: dict[str, Any] = {
+        "best_front": best,
+        "best_baseline": {**_measured(top), "name": schema.BASELINE.get(top)},
+        "vs_best_baseline": _gain(best, _measured(top)),
+        "tie_standard_errors": TIE_STANDARD_ERRORS,
+    }
+    none = next((t for t in done if schema.BASELINE.get(t) == "none"), None)
+    if none is not None:
+        facts["none"] = _measured(none)
+        facts["vs_none"] = _gain(best, _measured(none))
+    return facts
+
+
+def gain_line(study: optuna.Study) -> str | None:
+    """One line for the end of a search: does the best front accuracy beat ``none`` by more
+    than its noise? (One run each: ``nas confirm`` repeats them with fresh seeds.)"""
+    facts = baseline_gains(study)
+    if facts is None or "vs_none" not in facts:
+        return None
+    gain, none = facts["vs_none"], facts["none"]
+    text = (
+        f"best front accuracy {facts['best_front']['val_acc']:.4f} (trial "
+        f"{facts['best_front']['trial']}) vs baseline none {none['val_acc']:.4f}: "
+        f"{100 * gain['gain']:+.2f} points"
+    )
+    if gain["se"] is None:
+        return f"{text} (no standard error recorded)"
+    verdict = "exceeds" if gain["exceeds_noise"] else "does not exceed"
+    return (
+        f"{text}, {verdict} its noise ({TIE_STANDARD_ERRORS:g} s.e. = "
+        f"{100 * TIE_STANDARD_ERRORS * gain['se']:.2f} points, one run each; `nas confirm` "
+        "repeats them with fresh seeds)"
+    )
 
 
 # -- history --------------------------------------------------------------------------------------
@@ -252,7 +337,9 @@ def write_report(
     study: optuna.Study, out_dir: str | Path, overrides: Mapping[str, float] | None = None
 ) -> dict[str, Path]:
     """Write ``trials.csv``, ``front.csv``, ``hypervolume.csv`` and ``summary.json`` (counts,
-    reference point, final hypervolume) to ``out_dir``; returns their paths."""
+    reference point, final hypervolume, the gains over the baselines, the trials tied with the
+    front) to ``out_dir``, and ``confirm.csv`` where the study has a confirm study (``nas
+    confirm``); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reference = reference_point(study, overrides)
@@ -267,7 +354,14 @@ def write_report(
     trials.to_csv(paths["trials"], index=False)
     front_frame(study).to_csv(paths["front"], index=False)
     history.to_csv(paths["hypervolume"], index=False)
-    paths["summary"].write_text(json.dumps(summary(study, reference, history), indent=2) + "\n")
+    confirm = find_confirm_study(study)
+    facts = summary(study, reference, history)
+    if confirm is not None:
+        frame = confirm_frame(confirm, study)
+        paths["confirm"] = out / "confirm.csv"
+        frame.to_csv(paths["confirm"], index=False)
+        facts["confirm"] = {"study": confirm.study_name, "verdict": verdict(frame)}
+    paths["summary"].write_text(json.dumps(facts, indent=2) + "\n")
     return paths
 
 
@@ -287,4 +381,6 @@ def summary(
         "reference": reference.to_dict(),
         "hypervolume": float(last["hypervolume"]) if last is not None else 0.0,
         "hypervolume_norm": float(last["hypervolume_norm"]) if last is not None else 0.0,
+        "baselines": baseline_gains(study),
+        "tied_with_front": [t.number for t in tied_with_front(study)],
     }

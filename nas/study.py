@@ -8,15 +8,18 @@ changed config under the same name is refused, and any machine can join from the
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import optuna
 from optuna.trial import FrozenTrial
 
+from search_spaces.space import baselines
+
 from . import trial_schema as schema
-from .config import StudyConfig
+from .config import EVALUATION_BEFORE_0_2, EvaluationSection, StudyConfig
 from .pruning import CurveAwareTPESampler, MOASHAPruner, ParetoPercentilePruner
-from .storage import open_storage, redact
+from .storage import machine_lock, open_storage, redact
 
 
 def quiet_third_party_output() -> None:
@@ -104,17 +107,40 @@ def reseed_sampler(study: optuna.Study, cfg: StudyConfig, worker: int = 0) -> No
 def requeue_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 1) -> None:
     """Queue the architecture of an interrupted trial again, at most ``max_retry`` times.
 
-    Only the parameters are carried over (unlike Optuna's RetryHeartbeatStaleTrialCallback, which
-    also copies the attrs, and with them the old trial's failure reason); the new trial records
+    The parameters are carried over, and what the trial was queued as (a baseline, a confirm
+    repeat), not what it measured (unlike Optuna's RetryHeartbeatStaleTrialCallback, which copies
+    every attr, and with them the old trial's failure reason); the new trial records
     ``retry_of`` (the trial it repeats) and ``retries`` (how many times the original was retried).
     """
     retries = int(schema.RETRIES.get(trial, 0))
     if retries >= max_retry or not trial.params:
         return
+    queued_as = {a.key: a.get(trial) for a in schema.QUEUED_ATTRS if a.has(trial)}
     study.enqueue_trial(
         trial.params,
-        user_attrs={schema.RETRY_OF.key: trial.number, schema.RETRIES.key: retries + 1},
+        user_attrs={
+            **queued_as,
+            schema.RETRY_OF.key: trial.number,
+            schema.RETRIES.key: retries + 1,
+        },
     )
+
+
+def enqueue_baselines(study: optuna.Study, cfg: StudyConfig) -> list[str]:
+    """Queue the config's baselines (``search_spaces.space.baselines``) as the study's next
+    trials, once per study: the names queued are recorded (``baselines_enqueued``), so a resumed
+    study or a second worker queues none again, and a baseline some trial already is is skipped.
+    Returns the names queued by this call."""
+    evaluation = cfg.evaluation
+    if not evaluation.baselines or schema.BASELINES_ENQUEUED in study.user_attrs:
+        return []
+    wanted = baselines(cfg.space, evaluation.baseline_blocks, evaluation.max_baselines)
+    present = {schema.BASELINE.get(t) for t in study.get_trials(deepcopy=False)}
+    queued = [name for name in wanted if name not in present]
+    for name in queued:
+        study.enqueue_trial(wanted[name], user_attrs={schema.BASELINE.key: name})
+    study.set_user_attr(schema.BASELINES_ENQUEUED, list(wanted))
+    return queued
 
 
 def open_study_storage(cfg: StudyConfig, url: str) -> optuna.storages.BaseStorage:
@@ -159,17 +185,19 @@ def load_or_create_study(
                 study_name=cfg.study.name, storage=backend, sampler=sampler, pruner=pruner
             )
     stored = schema.stored_config(study)
-    current = cfg.to_dict()
     if stored is None:
-        study.set_user_attr(schema.STUDY_CONFIG, current)
+        study.set_user_attr(schema.STUDY_CONFIG, cfg.to_dict())
         study.set_metric_names(cfg.objectives.names)
-        return study
-    changed = changed_fields(_as_this_release(stored, cfg.study.name), current)
-    if changed:
-        raise ValueError(
-            f"study {cfg.study.name!r} in {redact(url)} was created with a different config "
-            f"(changed: {', '.join(changed)}); use a new study.name, or restore the old values"
-        )
+    else:
+        current = config_for_study(cfg, stored).to_dict()
+        changed = changed_fields(_as_this_release(stored, cfg.study.name), current)
+        if changed:
+            raise ValueError(
+                f"study {cfg.study.name!r} in {redact(url)} was created with a different config "
+                f"(changed: {', '.join(changed)}); use a new study.name, or restore the old values"
+            )
+    with machine_lock(url, cfg.study.name):
+        enqueue_baselines(study, config_for_study(cfg, stored))
     return study
 
 
@@ -177,12 +205,30 @@ def _as_this_release(stored: dict, name: str) -> dict:
     """A stored config as this release writes it: settings added since the study was created
     take their defaults, so an older study resumes under a config that leaves them alone."""
     try:
-        return StudyConfig.from_dict(stored).to_dict()
+        return StudyConfig.from_dict(stored_as_this_release(stored)).to_dict()
     except ValueError as exc:
         raise ValueError(
             f"the config stored with study {name!r} is not valid for this release ({exc}); "
             "finish the study with the release that created it, or start a new study.name"
         ) from None
+
+
+def config_for_study(cfg: StudyConfig, stored: dict | None) -> StudyConfig:
+    """``cfg`` as it runs on the study that stored ``stored``: a study stored before
+    ``[evaluation]`` existed keeps its seeding and baselines when ``cfg`` leaves the section at
+    its defaults (so its own TOML file resumes it); any other ``cfg`` is returned unchanged."""
+    if stored is None or "evaluation" in stored or cfg.evaluation != EvaluationSection():
+        return cfg
+    return dataclasses.replace(cfg, evaluation=EvaluationSection(**EVALUATION_BEFORE_0_2))
+
+
+def stored_as_this_release(stored: dict) -> dict:
+    """A stored config with the settings its study ran under where they predate a section: a
+    study stored without ``[evaluation]`` seeded each trial apart and enqueued no baselines, and
+    goes on so (the section's defaults would change how its remaining trials run)."""
+    if "evaluation" in stored:
+        return stored
+    return {**stored, "evaluation": dict(EVALUATION_BEFORE_0_2)}
 
 
 def changed_fields(stored: dict, current: dict) -> list[str]:
@@ -212,4 +258,4 @@ def load_stored_study(storage: str, study_name: str) -> tuple[optuna.Study, Stud
             f"study {study_name!r} was not created by `nas search` (no stored config); "
             "create it with `nas search CONFIG --storage URL`"
         )
-    return study, StudyConfig.from_dict(stored)
+    return study, StudyConfig.from_dict(stored_as_this_release(stored))

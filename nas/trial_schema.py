@@ -25,10 +25,19 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 ``fail_reason``     why a FAIL trial failed (at most 2,000 characters)
 ``retry_of``        number of the interrupted trial this one repeats
 ``retries``         how many times the original trial has been re-queued (int)
+``data_seed``       the seed of the batch order and augmentation draws (int)
+``val_size``        images in the validation split (int)
+``val_acc_se``      binomial standard error of the final ``val_acc``: sqrt(p (1 - p) / val_size)
+``baseline``        name of the hand-made baseline the trial is (``none``, ``se``, ...)
+``replicate``       confirm studies: which of the ``--seeds`` repeats the trial is (0-based)
+``source_trial``    confirm studies: the search trial whose architecture it repeats (or null)
+``test_acc``        confirm studies: accuracy on the held-out test split after training
 ==================  ======================================================================
 
-Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``), and
-``sampler_starts``, how many worker processes have started sampling (each seeds apart).
+Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``),
+``sampler_starts``, how many worker processes have started sampling (each seeds apart),
+``baselines_enqueued``, the baselines queued when the study was created (names), and on a confirm
+study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...]}``.
 System attrs: Optuna's own (``constraints`` via ``FrozenTrial.constraints``, ``fixed_params``
 of enqueued trials) and the MO-ASHA rung values ``moasha:completed_rung_<k>``
 (:func:`moasha_rung_key`).
@@ -85,6 +94,13 @@ PRUNED_AT_EPOCH: Attr[int] = Attr("pruned_at_epoch", "epoch at which the trial w
 FAIL_REASON: Attr[str] = Attr("fail_reason", "why the trial failed")
 RETRY_OF: Attr[int] = Attr("retry_of", "the interrupted trial this one repeats")
 RETRIES: Attr[int] = Attr("retries", "times the original trial was re-queued")
+DATA_SEED: Attr[int] = Attr("data_seed", "seed of the batch order and augmentation")
+VAL_SIZE: Attr[int] = Attr("val_size", "images in the validation split")
+VAL_ACC_SE: Attr[float] = Attr("val_acc_se", "binomial standard error of val_acc")
+BASELINE: Attr[str] = Attr("baseline", "name of the hand-made baseline")
+REPLICATE: Attr[int] = Attr("replicate", "confirm studies: the seed repeat")
+SOURCE_TRIAL: Attr[int] = Attr("source_trial", "confirm studies: the search trial repeated")
+TEST_ACC: Attr[float] = Attr("test_acc", "confirm studies: held-out test accuracy")
 
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     ARCH,
@@ -102,6 +118,13 @@ TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     FAIL_REASON,
     RETRY_OF,
     RETRIES,
+    DATA_SEED,
+    VAL_SIZE,
+    VAL_ACC_SE,
+    BASELINE,
+    REPLICATE,
+    SOURCE_TRIAL,
+    TEST_ACC,
 )
 #: Attrs a duplicate copies from the completed trial whose results it reuses.
 REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
@@ -110,7 +133,11 @@ REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
     EPOCHS_RUN,
     CHECKPOINT,
     WEIGHTS_ARTIFACT,
+    VAL_SIZE,
+    VAL_ACC_SE,
 )
+#: Attrs a re-queued trial keeps: what it was queued as, not what it measured.
+QUEUED_ATTRS: tuple[Attr[Any], ...] = (BASELINE, REPLICATE, SOURCE_TRIAL)
 #: Longest failure reason stored (Optuna's RDB storage caps a user attr at 2,048 characters).
 MAX_FAIL_REASON = 2000
 
@@ -118,6 +145,11 @@ MAX_FAIL_REASON = 2000
 STUDY_CONFIG = "config"
 #: Study user attr counting the worker processes that started sampling (their seeds differ).
 SAMPLER_STARTS = "sampler_starts"
+
+#: Study user attr: names of the baselines queued when the study was created.
+BASELINES_ENQUEUED = "baselines_enqueued"
+#: Study user attr of a confirm study: ``{"of": <searched study>, "top": K, "seeds": [...]}``.
+CONFIRM = "confirm"
 
 _MOASHA_RUNG_PREFIX = "moasha:completed_rung_"
 
@@ -178,3 +210,8 @@ def sampler_starts(study: optuna.Study) -> int:
 def stored_config(study: optuna.Study) -> dict[str, Any] | None:
     """The study config stored by ``nas search``, or None for a study made elsewhere."""
     return study.user_attrs.get(STUDY_CONFIG)
+
+
+def confirm_plan(study: optuna.Study) -> dict[str, Any] | None:
+    """What a confirm study repeats (``confirm``), or None for a searched study."""
+    return study.user_attrs.get(CONFIRM)

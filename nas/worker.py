@@ -34,6 +34,7 @@ from .objective import ArchitectureRunning, TrialOutcome, TrialRunner, check_run
 from .pruning import finish_pruned
 from .storage import heartbeat, heartbeat_interval, machine_lock
 from .study import (
+    config_for_study,
     load_or_create_study,
     load_stored_study,
     quiet_third_party_output,
@@ -132,7 +133,8 @@ def _tell(
             study.tell(trial, state=TrialState.PRUNED)
         return
     study.tell(trial, outcome.values)
-    delete_dominated_checkpoints(study, runner.artifact_store)
+    if schema.confirm_plan(study) is None:  # a confirm study keeps every repeat's weights
+        delete_dominated_checkpoints(study, runner.artifact_store)
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -173,7 +175,13 @@ def _next_trial(
             return None, finished
         if reseed is not None:
             reseed_sampler(study, cfg, reseed)
-        return study.ask(), finished
+        trial = study.ask()
+        if schema.confirm_plan(study) is not None and not schema.REPLICATE.has(trial):
+            # Another machine took the last queued run between the count and the ask: a
+            # confirm study samples nothing of its own.
+            _fail(study, trial, "no queued confirm run was left for this worker")
+            return None, finished
+        return trial, finished
 
 
 def _run_unique(
@@ -209,6 +217,7 @@ def run_worker(
     (default: loaded and opened here)."""
     url = storage or cfg.study.storage_url()
     study = load_or_create_study(cfg, storage, worker)
+    cfg = config_for_study(cfg, schema.stored_config(study))
     runner = TrialRunner(
         cfg,
         study,

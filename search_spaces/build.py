@@ -38,7 +38,10 @@ def build_model(
     """Build the backbone of ``spec`` and insert its attention blocks.
 
     The same ``seed`` gives the same ``state_dict``; the caller's global RNG state is left as
-    it was (with ``seed=None`` the global generator is used, like any ``nn.Module``). Sites
+    it was (with ``seed=None`` the global generator is used, like any ``nn.Module``). With a
+    seed, the backbone's weights do not depend on the attention (they are drawn first) and each
+    block draws from a stream of its own site (``insertion.site_seed``), so two architectures
+    built with one seed share every weight they have in common. Sites
     absent from ``spec.sites`` get no attention. The returned model carries the spec as
     ``model.arch_spec``.
 
@@ -73,7 +76,7 @@ def build_model(
         mapping = {sites[name].path: choice for name, choice in spec.attended_sites().items()}
         # Channel counts do not depend on the spatial size: a CIFAR-sized dry run is enough.
         example = torch.zeros(1, spec.in_channels, DRY_RUN_SIZE, DRY_RUN_SIZE)
-        insert_attention(model, mapping, example)
+        insert_attention(model, mapping, example, seed=seed)
     if pretrained is not False:
         for path in mapping:
             identity_init(model.get_submodule(f"{path}.attn"))

@@ -27,13 +27,16 @@ Every patched module stays scriptable with ``torch.jit.script`` and exportable t
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.models.mobilenetv2 import InvertedResidual
@@ -346,8 +349,24 @@ class InsertionRule:
 Rules = InsertionRule | Sequence[InsertionRule] | Mapping[str, BlockChoice | Mapping[str, Any]]
 
 
+def site_seed(seed: int, path: str) -> int:
+    """The seed of the block at module ``path`` of a model built with ``seed`` (63 bits)."""
+    entropy = (seed, zlib.crc32(path.encode()))
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+
+
+@contextlib.contextmanager
+def _site_rng(seed: int | None, path: str) -> Iterator[None]:
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(site_seed(seed, path))
+        yield
+
+
 def insert_attention(
-    model: nn.Module, rules: Rules, example_input: Tensor | None = None
+    model: nn.Module, rules: Rules, example_input: Tensor | None = None, *, seed: int | None = None
 ) -> nn.Module:
     """Patch ``model`` in place with attention blocks and return it.
 
@@ -356,6 +375,11 @@ def insert_attention(
     are left untouched. Channel counts come from a dry run on ``example_input`` (default: one
     zero image of ``DRY_RUN_SIZE`` pixels with the in-channels of the first ``Conv2d``), in eval
     mode without gradients; the training flags are restored afterwards.
+
+    With ``seed``, each block draws its weights from a CPU generator of its own, seeded from
+    ``(seed, module path)`` (:func:`site_seed`; the caller's RNG state is left alone): a block
+    starts the same at a site whatever the other sites carry, which is what comparisons of
+    architectures under common random numbers need. Without it blocks draw from the global RNG.
     """
     targets = _select(model, rules)
     attended = {path: choice for path, choice in targets.items() if not choice.is_none}
@@ -386,7 +410,8 @@ def insert_attention(
                 f"needs a 4-D (B, C, H, W) tensor {side}, the dry run saw "
                 f"{'a non-tensor' if shape is None else tuple(shape)}"
             )
-        attn = attn_blocks.create(choice.block, shape[1], **choice.params)
+        with _site_rng(seed, path):
+            attn = attn_blocks.create(choice.block, shape[1], **choice.params)
         reference = next(module.parameters(), None)
         if reference is not None:
             attn = attn.to(device=reference.device, dtype=reference.dtype)

@@ -283,14 +283,56 @@ def spec_to_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
                 f"spec is not in the space: sites {scope_sites} of scope {scope!r} differ, but "
                 f"granularity {space.granularity!r} gives them one choice"
             )
-        params[f"{scope}.block"] = choice.block
-        if choice.is_none:
-            continue
-        for param in space.param_choices(choice.block):
-            name = (
-                f"{scope}.{param}" if param in _SHARED_PARAMS else f"{scope}.{choice.block}.{param}"
-            )
-            params[name] = choice.params[param]
-        if len(space.positions) > 1:
-            params[f"{scope}.position"] = choice.position
+        params.update(_scope_params(space, scope, choice))
     return params
+
+
+def _scope_params(space: SearchSpace, scope: str, choice: BlockChoice) -> dict[str, Any]:
+    """The trial parameters of one scope under which ``suggest_arch`` picks ``choice``."""
+    params: dict[str, Any] = {f"{scope}.block": choice.block}
+    if choice.is_none:
+        return params
+    for param in space.param_choices(choice.block):
+        name = f"{scope}.{param}" if param in _SHARED_PARAMS else f"{scope}.{choice.block}.{param}"
+        params[name] = choice.params[param]
+    if len(space.positions) > 1:
+        params[f"{scope}.position"] = choice.position
+    return params
+
+
+def baseline_choice(space: SearchSpace, block: str) -> BlockChoice:
+    """``block`` as a hand-made reference would place it: each searched parameter at the block's
+    default where the space offers it (else the space's first choice), at the ``standard``
+    position where the space allows it (else its first position)."""
+    if block not in space.blocks:
+        raise ValueError(f"block {block!r} is not in the space's blocks {list(space.blocks)}")
+    if block == "none":
+        return BlockChoice()
+    defaults = attn_blocks.info(block).defaults
+    params = {
+        param: defaults[param] if defaults.get(param) in values else values[0]
+        for param, values in space.param_choices(block).items()
+    }
+    position = "standard" if "standard" in space.positions else space.positions[0]
+    return BlockChoice(block=block, params=params, position=position)
+
+
+def everywhere_params(space: SearchSpace, choice: BlockChoice) -> dict[str, Any]:
+    """The trial parameters that place ``choice`` at every scope of ``space`` (for
+    ``study.enqueue_trial``)."""
+    params: dict[str, Any] = {}
+    for scope in space.scopes():
+        params.update(_scope_params(space, scope, choice))
+    return params
+
+
+def baselines(
+    space: SearchSpace, blocks: Sequence[str] | None = None, limit: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Hand-made references of the space, by name: ``none`` (where the space has it) and each of
+    ``blocks`` (default: every block of the space) placed everywhere by :func:`baseline_choice`,
+    at most ``limit`` of them, ``none`` first. Values are trial parameters."""
+    chosen = list(space.blocks if blocks is None else blocks)
+    names = (["none"] if "none" in space.blocks else []) + [b for b in chosen if b != "none"]
+    names = names[:limit] if limit is not None else names
+    return {name: everywhere_params(space, baseline_choice(space, name)) for name in names}

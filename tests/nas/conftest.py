@@ -24,6 +24,8 @@ TINY = {
     "training": {"epochs": 2, "lr": 0.05},
     "pruning": {"pruner": "none"},
     "objectives": {"maximize": "val_acc", "minimize": ["flops"]},
+    # Sampled trials only: the tests that are about baselines switch them on.
+    "evaluation": {"baselines": False},
 }
 
 

@@ -350,6 +350,12 @@ ADDED_SINCE_0_1_0 = {
     "study": {"artifacts": "", "artifacts_endpoint": ""},
     "data": {"loader": "auto", "num_workers": 2},
     "backbone": {"pretrained": False},
+    "evaluation": {
+        "seeding": "common",
+        "baselines": True,
+        "baseline_blocks": None,
+        "max_baselines": 8,
+    },
 }
 
 

@@ -74,6 +74,7 @@ def test_every_section_is_closed_and_documented():
         "training",
         "pruning",
         "objectives",
+        "evaluation",
     }
     for name, section in sections.items():
         assert section["additionalProperties"] is False, name

@@ -71,6 +71,7 @@ def _start_running_twin(cfg: StudyConfig) -> tuple[optuna.Study, optuna.Trial]:
     spec = suggest_arch(first, cfg.space, in_channels=1, num_classes=10)
     schema.WORKER.set(first, schema.this_worker())
     schema.DIGEST.set(first, spec.digest())
+    schema.SEED.set(first, cfg.study.seed)  # common random numbers: every trial's seed
     study.enqueue_trial(first.params)
     return study, first
 

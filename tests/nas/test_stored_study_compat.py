@@ -83,6 +83,25 @@ def test_old_study_resumes_with_its_config(old_study):
     # The stored config was not rewritten: the old study's record stays as it was.
     stored = schema.stored_config(_load(old_study))
     assert StudyConfig.from_dict(stored).to_dict() == StudyConfig.load("study.toml").to_dict()
+    # It goes on as it ran: no baselines queued into it, each new trial seeded apart
+    # (study.seed + number, the data order study.seed), as 0.1.0 seeded them.
+    assert "evaluation" not in stored
+    assert not any(schema.BASELINE.has(t) for t in trials)
+    seed = stored["study"]["seed"]
+    assert [schema.SEED.get(t) for t in trials[8:]] == [seed + 8, seed + 9]
+    assert {schema.DATA_SEED.get(t) for t in trials[8:]} == {seed}
+
+
+def test_old_study_takes_evaluation_settings_it_ran_under_only(old_study, capsys):
+    toml = (old_study / "study.toml").read_text()
+    (old_study / "study.toml").write_text(toml + '\n[evaluation]\nseeding = "per_trial"\n')
+    assert main(["search", "study.toml", "--no-progress"]) == 2
+    assert "changed: evaluation.baselines);" in capsys.readouterr().err
+    assert len(_load(old_study).get_trials()) == 8
+    settings = '\n[evaluation]\nseeding = "per_trial"\nbaselines = false\n'
+    (old_study / "study.toml").write_text(toml + settings)
+    assert main(["search", "study.toml", "--n-trials", "9", "--no-progress"]) == 0
+    assert len(_load(old_study).get_trials()) == 9
 
 
 def test_old_study_exports_architectures(old_study, capsys):
