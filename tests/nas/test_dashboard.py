@@ -24,29 +24,42 @@ from optuna.trial import TrialState
 
 from nas import trial_schema as schema
 from nas.config import StudyConfig
+from nas.confirm import confirm_frame, verdict
 from nas.dashboard import (
+    BAND,
+    BASELINES,
+    CONFIRMED_FRONT,
+    CONFIRMED_MEANS,
     FRONT_LINE,
     PRUNED_MARKS,
+    SEARCH_RUNS,
+    SIGNIFICANT,
+    TIED_OUTLINE,
+    attention_colours,
     attention_type,
+    baseline_sentence,
     build_figures,
+    confirm_table_html,
     front_table_html,
     param_importances,
     placement_grid,
     serve_optuna_dashboard,
     write_dashboard,
 )
-from nas.pareto import front_trials, non_dominated_sort
+from nas.pareto import front_trials, non_dominated_sort, tied_with_front
 from nas.pruning import finish_pruned, record_epoch
-from nas.report import front_frame, hypervolume_history, reference_point
+from nas.report import baseline_gains, front_frame, hypervolume_history, reference_point
+from nas.stats import binomial_se
 from nas.worker import run_search
 from search_spaces.spec import ArchSpec, BlockChoice
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# conftest.TINY with MO-ASHA pruning; seed 3 gives two complete trials on the front and two
-# pruned ones (a module-scoped study cannot use the function-scoped ``tiny_config``).
+# conftest.TINY with MO-ASHA pruning and the four baselines first; seed 3 gives four complete
+# trials (two on the front, the baseline ``none`` one of them) and four pruned ones (a
+# module-scoped study cannot use the function-scoped ``tiny_config``).
 REAL = {
-    "study": {"name": "tiny", "sampler": "random", "seed": 3, "n_trials": 6},
+    "study": {"name": "tiny", "sampler": "random", "seed": 3, "n_trials": 8},
     "data": {"name": "digits", "per_class": 6, "val_per_class": 4, "batch_size": 32},
     "backbone": {"name": "resnet8", "args": {"width": 4}},
     "space": {
@@ -120,7 +133,8 @@ def _hand_made_study(costs: tuple[str, ...] = ("flops",)) -> optuna.Study:
 
 
 def _scatter(fig) -> list:
-    return [t for t in fig.data if t.name != FRONT_LINE]
+    """The attention types' traces (no front line, band or baselines)."""
+    return [t for t in fig.data if t.name not in (FRONT_LINE, BAND, BASELINES)]
 
 
 def _line(fig):
@@ -177,10 +191,11 @@ def test_scatter_has_every_finished_trial_pruned_open_and_coloured_by_attention(
                 seen[int(row[0])] = (trace, row)
         assert sorted(seen) == [t.number for t in study.trials]  # pruned and infeasible too
         for t in study.trials:
-            trace, (_, hover, state) = seen[t.number]
+            trace, (_, hover, state, interval, note) = seen[t.number]
             assert trace.legendgroup == attention_type(schema.ARCH.get(t))
             assert state == t.state.name
             assert hover.replace("<br>", " | ") == schema.SUMMARY.get(t)
+            assert interval == note == ""  # no standard errors, no baselines, no ties here
             assert trace.marker.symbol == ("circle-open" if state == "PRUNED" else "circle")
             assert trace.name.endswith("(pruned)") == (state == "PRUNED")
         assert 3 not in _line(fig).customdata and 5 not in _line(fig).customdata
@@ -324,8 +339,13 @@ def test_front_table_rows_are_the_front():
     assert parser.headers == [c.removeprefix("cost_") for c in front.columns]
     assert [int(r[0]) for r in parser.rows] == list(front["trial"]) == [0, 1, 4]
     for row, (_, expected) in zip(parser.rows, front.iterrows(), strict=True):
-        assert row[1] == expected["summary"]
-        assert [float(v) for v in row[2:]] == [float(v) for v in expected.iloc[2:]]
+        cells = dict(zip(front.columns, row, strict=True))
+        assert cells.pop("summary") == expected["summary"]
+        assert cells.pop("baseline") == expected["baseline"] == ""
+        # val_acc_se is NaN in a study that recorded none: data-value "nan".
+        assert [float(v) for v in cells.values()] == pytest.approx(
+            [float(expected[c]) for c in cells], nan_ok=True
+        )
 
 
 class _Links(HTMLParser):
@@ -369,6 +389,310 @@ def test_empty_study_still_gives_a_dashboard(tmp_path):
         "importances",
     ]
     assert "trials: 0" in write_dashboard(study, tmp_path / "d.html").read_text()
+
+
+# -- measurement noise, baselines and the confirmed front ----------------------------------------
+
+VAL_SIZE = 100
+# (baseline, val_acc, flops, blocks, state) of a study with standard errors (val_size 100) and
+# baselines first: the front is 0, 1, 4, 3 (in cost order); trial 5 is 0.04 below trial 3 at
+# more cost, within 2 s.e. of the difference (0.092): tied; trial 6 is far below everything.
+NOISY = [
+    ("none", 0.60, 20.0, ("none", "none", "none"), "complete"),
+    ("se", 0.70, 30.0, ("se", "se", "se"), "complete"),
+    ("eca", 0.50, 25.0, ("eca", "eca", "eca"), "pruned"),
+    (None, 0.90, 100.0, ("se", "eca", "none"), "complete"),
+    (None, 0.80, 50.0, ("eca", "none", "none"), "complete"),
+    (None, 0.86, 120.0, ("se", "none", "eca"), "complete"),
+    (None, 0.30, 200.0, ("none", "eca", "none"), "complete"),
+    (None, 0.40, 60.0, ("se", "se", "none"), "pruned"),
+]
+
+
+def _noisy_study(
+    storage: optuna.storages.BaseStorage | None = None, objectives: int = 2
+) -> optuna.Study:
+    """:data:`NOISY` as a study named ``noisy``, every trial with ``val_size``, ``val_acc_se``
+    and (the first three) ``baseline``; ``objectives=1`` keeps only the accuracy (flops and
+    params then are measured costs)."""
+    study = optuna.create_study(
+        directions=["maximize", "minimize"][:objectives], study_name="noisy", storage=storage
+    )
+    study.set_metric_names(["val_acc", "flops"][:objectives])
+    for baseline, acc, flops, blocks, end in NOISY:
+        arch = _arch(blocks)
+        epochs = 2 if end == "pruned" else 4
+        attrs = {
+            schema.ARCH.key: arch,
+            schema.SUMMARY.key: ArchSpec.from_dict(arch).summary(),
+            schema.COST.key: {"flops": flops, "params": flops / 10},
+            schema.EPOCHS_RUN.key: epochs,
+            schema.VAL_SIZE.key: VAL_SIZE,
+            schema.VAL_ACC_SE.key: binomial_se(acc, VAL_SIZE),
+        }
+        if baseline is not None:
+            attrs[schema.BASELINE.key] = baseline
+        if end == "pruned":
+            attrs[schema.PRUNED_AT_EPOCH.key] = epochs - 1
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.PRUNED if end == "pruned" else TrialState.COMPLETE,
+                values=[acc, flops][:objectives],
+                intermediate_values={e: acc * (e + 1) / epochs for e in range(epochs)},
+                user_attrs=attrs,
+            )
+        )
+    return study
+
+
+# Three seeds of ``baseline none`` and of ``trial 3`` (val_acc, test_acc): means 0.60 and 0.86,
+# each with sd 0.02 (test: 0.01); the paired differences 0.26, 0.22, 0.30 (sd 0.04).
+CONFIRM_RUNS = {
+    "baseline none": ([0.60, 0.62, 0.58], [0.59, 0.61, 0.60], 0, 20.0),
+    "trial 3": ([0.86, 0.84, 0.88], [0.85, 0.87, 0.86], 3, 100.0),
+}
+# The 95% Student-t half-width with 2 degrees of freedom: t(0.975, 2) * sd / sqrt(3).
+T_975_2 = 4.302652729911275
+
+
+def _confirmed_noisy_study(storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """:func:`_noisy_study` and, in the same storage, its confirm study ``noisy-confirm``."""
+    study = _noisy_study(storage)
+    confirm = optuna.create_study(
+        directions=["maximize", "minimize"], study_name="noisy-confirm", storage=storage
+    )
+    confirm.set_metric_names(["val_acc", "flops"])
+    confirm.set_user_attr(
+        schema.CONFIRM,
+        {"of": "noisy", "top": 1, "seeds": [1, 2, 3], "architectures": list(CONFIRM_RUNS)},
+    )
+    for replicate in range(3):
+        for key, (vals, tests, source, flops) in CONFIRM_RUNS.items():
+            attrs = {
+                schema.REPLICATE.key: replicate,
+                schema.SOURCE_TRIAL.key: source,
+                schema.TEST_ACC.key: tests[replicate],
+                schema.SUMMARY.key: schema.SUMMARY.get(study.trials[source]),
+            }
+            if key.startswith("baseline "):
+                attrs[schema.BASELINE.key] = key.removeprefix("baseline ")
+            confirm.add_trial(
+                optuna.trial.create_trial(values=[vals[replicate], flops], user_attrs=attrs)
+            )
+    return study
+
+
+def _points_by_trial(fig) -> dict[int, tuple]:
+    """``{trial: (trace, index of the point in it)}`` over the trial traces (baselines too)."""
+    found = {}
+    for trace in fig.data:
+        if trace.name in (FRONT_LINE, BAND):
+            continue
+        for i, row in enumerate(trace.customdata):
+            found[int(row[0])] = (trace, i)
+    return found
+
+
+def test_error_bars_are_95_percent_normal_intervals_of_every_measured_trial():
+    study = _noisy_study()
+    fig = build_figures(study)["front_flops"]
+    points = _points_by_trial(fig)
+    assert sorted(points) == list(range(len(NOISY)))  # pruned ones too
+    for t in study.trials:
+        trace, i = points[t.number]
+        se = schema.VAL_ACC_SE.get(t)
+        assert trace.error_y.type == "data" and trace.error_y.symmetric
+        assert trace.error_y.array[i] == pytest.approx(1.96 * se)
+        assert trace.customdata[i][3] == f" ± {1.96 * se:.4f} (95%)"
+    assert "1.96 s.e." in fig.layout.title.text
+    assert "normal approximation" in fig.layout.title.text
+    # A trial without a standard error among (se) trials with one: no bar of its own.
+    arch = _arch(("se", "se", "none"))
+    study.add_trial(
+        optuna.trial.create_trial(values=[0.5, 70.0], user_attrs={schema.ARCH.key: arch})
+    )
+    trace, i = _points_by_trial(build_figures(study)["front_flops"])[8]
+    assert trace.name == "se" and len(trace.customdata) > 1
+    assert trace.error_y.array[i] is None and trace.customdata[i][3] == ""
+
+
+def test_baselines_are_labelled_stars_in_their_colour_and_none_a_dotted_line():
+    study = _noisy_study()
+    fig = build_figures(study)["front_flops"]
+    (stars,) = [t for t in fig.data if t.name == BASELINES]
+    assert [int(r[0]) for r in stars.customdata] == [0, 1, 2]
+    assert list(stars.text) == ["none", "se", "eca"]
+    assert stars.mode == "markers+text"
+    assert list(stars.marker.symbol) == ["star", "star", "star-open"]  # eca was pruned
+    colours = attention_colours({"none", "se", "eca"})
+    assert list(stars.marker.color) == [colours["none"], colours["se"], colours["eca"]]
+    assert all(
+        r[4] == f"<br>baseline {name}" for r, name in zip(stars.customdata, stars.text, strict=True)
+    )
+    for trace in _scatter(fig):  # the baselines are not drawn twice
+        assert not {int(r[0]) for r in trace.customdata} & {0, 1, 2}
+    (line,) = fig.layout.shapes
+    assert line.y0 == line.y1 == 0.60 and line.line.dash == "dot"
+    assert fig.layout.annotations[0].text == "baseline none"
+    assert "stars: the hand-made baselines; dotted: none" in fig.layout.title.text
+
+
+def test_trials_tied_with_the_front_are_in_the_band_and_outlined():
+    study = _noisy_study()
+    assert [t.number for t in tied_with_front(study)] == [5]
+    fig = build_figures(study)["front_flops"]
+    (band,) = [t for t in fig.data if t.name == BAND]
+    assert list(band.meta) == [5] and "statistically tied with the front: trials 5" in band.text
+    assert band.fill == "toself"
+    # The band: the front's steps (trials 0, 1, 4, 3 by cost, the last one on to the largest
+    # cost plotted) and back along the same steps 2 s.e. of each member lower.
+    front = [(20.0, 0.6), (30.0, 0.7), (50.0, 0.8), (100.0, 0.9)]
+    ends = [30.0, 50.0, 100.0, 200.0]
+    step_x = [x for (x0, _), end in zip(front, ends, strict=True) for x in (x0, end)]
+    upper = [y for _, y in front for _ in range(2)]
+    lower = [y - 2 * binomial_se(y, VAL_SIZE) for y in upper]
+    assert list(band.x) == step_x + step_x[::-1]
+    assert list(band.y) == pytest.approx(upper + lower[::-1])
+    assert list(_line(fig).customdata) == [0, 1, 4, 3]
+    # Trial 5 lies in the band (cost 120, under trial 3's step) and is outlined and named.
+    assert 0.9 - 2 * binomial_se(0.9, VAL_SIZE) <= 0.86 <= 0.9
+    points = _points_by_trial(fig)
+    for number, (trace, i) in points.items():
+        colour = trace.marker.line.color
+        colour = colour[i] if isinstance(colour, tuple) else colour
+        assert (colour == TIED_OUTLINE) == (number == 5)
+        note = trace.customdata[i][4]
+        assert ("statistically tied with the front" in note) == (number == 5)
+    assert "trials in it are statistically tied with it" in fig.layout.title.text
+
+
+def test_header_states_the_gain_over_the_baselines_against_the_noise(tmp_path):
+    study = _noisy_study()
+    # best front 0.90 (trial 3) against none 0.60: s.e. hypot(0.03, 0.049) = 5.74 points;
+    # against the best baseline, se 0.70: hypot(0.03, 0.0458) = 5.48 points.
+    sentence = (
+        "best front val_acc 0.9000 (trial 3): +30.00 points over baseline none (0.6000, trial "
+        "0), s.e. 5.74 points: exceeds the noise (2 s.e. = 11.49 points); +20.00 points over "
+        "the best baseline, se (0.7000, trial 1), s.e. 5.48 points: exceeds the noise (2 s.e. = "
+        "10.95 points) (one run each)"
+    )
+    assert baseline_sentence(study) == sentence
+    text = write_dashboard(study, tmp_path / "d.html").read_text()
+    assert sentence in text
+    assert "trials statistically tied with the front (within 2 s.e." in text
+    assert "of no greater cost): 5" in text
+    # A gain within the noise; none being the best baseline is said once.
+    gains = baseline_gains(study)
+    gains["best_baseline"] = {**gains["none"], "name": "none"}
+    gains["vs_none"] = {"gain": 0.01, "se": 0.02, "exceeds_noise": False}
+    assert baseline_sentence(study, gains).endswith(
+        "+1.00 points over baseline none (0.6000, trial 0), s.e. 2.00 points: does not exceed "
+        "the noise (2 s.e. = 4.00 points); none is also the best baseline (one run each)"
+    )
+
+
+def test_real_search_header_compares_with_its_baselines(real, real_html):
+    study, _ = real
+    text = real_html.read_text()
+    sentence = baseline_sentence(study)
+    assert "points over baseline none" in sentence and sentence in text
+    fig = build_figures(study)["front_flops"]
+    (stars,) = [t for t in fig.data if t.name == BASELINES]
+    assert sorted(stars.text) == sorted(schema.BASELINE.get(t) for t in study.trials[:4])
+    assert all(t.error_y.array is not None for t in fig.data if t.name not in (FRONT_LINE, BAND))
+
+
+def test_confirmed_front_section_shows_the_intervals_over_seeds(tmp_path):
+    storage = optuna.storages.InMemoryStorage()
+    study = _confirmed_noisy_study(storage)
+    figures = build_figures(study)
+    assert list(figures) == [
+        "front_flops",
+        "front_params",
+        "confirm",
+        "placement",
+        "hypervolume",
+        "learning_curves",
+        "importances",
+    ]
+    half = T_975_2 * 0.02 / np.sqrt(3)  # 4.97 points
+    test_half = T_975_2 * 0.01 / np.sqrt(3)
+    gain_half = T_975_2 * 0.04 / np.sqrt(3)
+    fig = figures["confirm"]
+    (means,) = [t for t in fig.data if t.name == CONFIRMED_MEANS]
+    assert list(means.x) == [20.0, 100.0]
+    assert list(means.y) == pytest.approx([0.60, 0.86])
+    assert list(means.error_y.array) == pytest.approx([half, half])
+    assert list(means.error_y.arrayminus) == pytest.approx([half, half])
+    assert not means.error_y.symmetric
+    (search,) = [t for t in fig.data if t.name == SEARCH_RUNS]
+    assert list(search.y) == [0.60, 0.90]  # trial 3's single run: the winner's curse
+    (front,) = [t for t in fig.data if t.name == CONFIRMED_FRONT]
+    assert list(front.customdata) == ["baseline none", "trial 3"] and front.line.shape == "hv"
+    (significant,) = [t for t in fig.data if t.name == SIGNIFICANT]
+    assert list(significant.customdata) == ["trial 3"]
+    assert fig.layout.shapes[0].y0 == pytest.approx(0.60)
+
+    confirm = optuna.load_study(study_name="noisy-confirm", storage=storage)
+    frame = confirm_frame(confirm, study)
+    parser = _TableParser()
+    parser.feed(confirm_table_html(confirm, frame))
+    assert parser.headers[:5] == [
+        "architecture",
+        "summary",
+        "seeds",
+        "val_acc % [95% CI]",
+        "test_acc % [95% CI]",
+    ]
+    assert [r[0] for r in parser.rows] == ["baseline none", "trial 3"]
+    text = write_dashboard(study, tmp_path / "d.html").read_text()
+    assert text.count("plotly.js v") == 1 and 'id="confirm"' in text
+    section = text[text.index("<h2>Confirmed front</h2>") :]
+    assert section.index("<h2>Confirmed front</h2>") < section.index('id="confirm"')
+    assert "study noisy-confirm: 2 architectures retrained with\n3 fresh seeds" in section
+    assert verdict(frame) in section and "larger than its noise" in verdict(frame)
+    for cell in (
+        f"60.00 [{60 - 100 * half:.2f}, {60 + 100 * half:.2f}]",  # 55.03, 64.97
+        f"86.00 [{86 - 100 * half:.2f}, {86 + 100 * half:.2f}]",
+        f"60.00 [{60 - 100 * test_half:.2f}, {60 + 100 * test_half:.2f}]",
+        f"86.00 [{86 - 100 * test_half:.2f}, {86 + 100 * test_half:.2f}]",
+        f"+26.00 [{26 - 100 * gain_half:+.2f}, {26 + 100 * gain_half:+.2f}]",
+        ">90.00<",  # the search's single run of trial 3
+    ):
+        assert f">{cell}<" in section or cell in section, cell
+    assert "60.00 [55.03, 64.97]" in section
+    (trial3,) = [r for r in parser.rows if r[0] == "trial 3"]
+    row = frame.set_index("architecture").loc["trial 3"]
+    assert float(trial3[3]) == pytest.approx(0.86)  # data-value: the raw mean
+    assert float(trial3[-3]) == pytest.approx(row["p_holm"]) and row["p_holm"] < 0.05
+    assert trial3[-2:] == ["True", "True"]  # significant, on the confirmed front
+
+
+def test_a_study_without_the_new_attrs_renders_without_them(tmp_path):
+    study = _hand_made_study()
+    for key, fig in build_figures(study).items():
+        if not key.startswith("front_"):
+            continue
+        assert {t.name for t in fig.data} & {BAND, BASELINES} == set()
+        assert all(t.error_y.array is None for t in fig.data)
+        assert not fig.layout.shapes and "error bars" not in fig.layout.title.text
+    text = write_dashboard(study, tmp_path / "d.html").read_text()
+    assert "the study has no baselines" in text
+    assert "Confirmed front" not in text and "statistically tied" not in text
+
+
+def test_single_objective_and_empty_studies_with_noise_attrs_render(tmp_path):
+    study = _noisy_study(objectives=1)
+    figures = build_figures(study)
+    assert list(figures)[:2] == ["front_flops", "front_params"]  # measured costs
+    fig = figures["front_flops"]
+    assert "measured cost, not an objective" in fig.layout.title.text
+    assert [t for t in fig.data if t.name == BASELINES]
+    text = write_dashboard(study, tmp_path / "one.html").read_text()
+    assert "points over baseline none" in text
+    empty = optuna.create_study(directions=["maximize", "minimize"], study_name="empty")
+    text = write_dashboard(empty, tmp_path / "empty.html").read_text()
+    assert "the study has no baselines" in text
 
 
 # -- a real browser ------------------------------------------------------------------------------
@@ -449,6 +773,45 @@ def test_dashboard_renders_offline_in_chromium(real, real_html, chromium):
         browser.close()
     assert not errors, errors
     assert not remote, [r.url for r in remote]
+
+
+def test_noise_band_baselines_and_confirmation_render_in_chromium(chromium, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    study = _confirmed_noisy_study(optuna.storages.InMemoryStorage())
+    path = write_dashboard(study, tmp_path / "noisy.html")
+    figures = build_figures(study)
+    errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.plotly-graph-div')]"
+            ".every(d => d.classList.contains('js-plotly-plot'))"
+        )
+        drawn = page.evaluate(
+            """Object.fromEntries([...document.querySelectorAll('.plotly-graph-div')].map(d => [
+                d.id, {
+                    traces: d.querySelectorAll('.main-svg g.trace, .main-svg g.hm').length,
+                    bars: d.querySelectorAll('.main-svg path.yerror').length,
+                    fills: d.querySelectorAll('.main-svg path.js-fill').length,
+                    labels: [...d.querySelectorAll('.main-svg g.textpoint text')]
+                        .map(t => t.textContent),
+                }]))"""
+        )
+        assert list(drawn) == list(figures)
+        for key, d in drawn.items():
+            assert d["traces"] == len(figures[key].data), key
+        assert drawn["front_flops"]["bars"] == len(NOISY)  # every trial has a standard error
+        assert drawn["front_flops"]["fills"] >= 1  # the band
+        assert sorted(drawn["front_flops"]["labels"]) == ["eca", "none", "se"]
+        assert drawn["confirm"]["bars"] == len(CONFIRM_RUNS)
+        rows = page.locator("table.sortable").nth(1).locator("tbody td:first-child")
+        assert rows.all_inner_texts() == list(CONFIRM_RUNS)
+        browser.close()
+    assert not errors, errors
 
 
 # -- optuna-dashboard ----------------------------------------------------------------------------
