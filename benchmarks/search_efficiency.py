@@ -263,6 +263,9 @@ def study_config(
                 "reduction_factor": args.reduction_factor,
             },
             "objectives": OBJECTIVES,
+            # Samplers compared on sampled trials only, seeded per trial as the committed runs
+            # were (the engine's defaults would queue the same 7 baselines into every run).
+            "evaluation": {"seeding": "per_trial", "baselines": False},
         }
     )
 
