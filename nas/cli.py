@@ -350,7 +350,8 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _print_confirmation(frame: pd.DataFrame) -> None:
-    """The confirm table, accuracies in percent with their 95% intervals, and the verdict."""
+    """The confirm table, accuracies in percent with their 95% intervals (beside the search's
+    single run of each), and the verdict."""
     from .confirm import verdict
 
     def pct(row: pd.Series, mean_column: str, prefix: str) -> str:
@@ -365,11 +366,14 @@ def _print_confirmation(frame: pd.DataFrame) -> None:
         {
             "architecture": row["architecture"],
             "seeds": row["seeds"],
+            "search val_acc %": "-"
+            if pd.isna(row["search_val_acc"])
+            else f"{100 * row['search_val_acc']:.2f}",
             "val_acc % [95% CI]": pct(row, "val_acc_mean", "val_acc"),
             "test_acc % [95% CI]": pct(row, "test_acc_mean", "test_acc"),
             "gain vs none (points)": pct(row, "gain_vs_none", "gain_vs_none"),
             "p (Holm)": "-" if pd.isna(row["p_holm"]) else f"{row['p_holm']:.3g}",
-            "significant": "yes" if row["significant"] else "no",
+            "vs none": row["vs_none"] or "-",
             "confirmed front": "yes" if row["on_confirmed_front"] else "",
             "summary": row["summary"],
         }
@@ -518,6 +522,9 @@ def _print_summary(study, all_trials: bool = False) -> None:
     line = gain_line(study)
     if line:
         print(f"\n{line}")
+    if study.user_attrs.get("confirm") is not None:
+        print(f"\n{verdict(confirm_frame(study))}")
+        return
     confirm = find_confirm_study(study)
     if confirm is not None:
         print(f"confirmation ({confirm.study_name!r}): {verdict(confirm_frame(confirm, study))}")

@@ -294,8 +294,9 @@ def confirm_frame(confirm: optuna.Study, searched: optuna.Study | None = None) -
     ``_low`` / ``_high`` / ``_sd``, ``test_acc_mean`` / ``_low`` / ``_high``, the study's cost
     objectives, ``search_val_acc`` (the search trial's single-run value, where ``searched`` is
     given), ``gain_vs_none`` / ``_low`` / ``_high`` (validation accuracy, paired by repeat),
-    ``p_value``, ``p_holm``, ``significant``, ``on_confirmed_front``. Intervals need two repeats;
-    with fewer they are NaN."""
+    ``p_value``, ``p_holm``, ``significant`` (a gain: adjusted p < 0.05 and positive),
+    ``vs_none`` (``better``, ``worse`` or ``tie``: within the noise), ``on_confirmed_front``.
+    Intervals need two repeats; with fewer they are NaN."""
     runs = _runs(confirm)
     names = list(confirm.metric_names or [])
     costs = names[1:]
@@ -314,6 +315,7 @@ def confirm_frame(confirm: optuna.Study, searched: optuna.Study | None = None) -
     for column in ("gain_vs_none", "gain_vs_none_low", "gain_vs_none_high", "p_value", "p_holm"):
         frame[column] = math.nan
     frame["significant"] = False
+    frame["vs_none"] = ""
     for i, key in enumerate(frame["architecture"]):
         comparison = comparisons.get(key)
         if comparison is None:
@@ -326,7 +328,9 @@ def confirm_frame(confirm: optuna.Study, searched: optuna.Study | None = None) -
         )
         frame.loc[i, "p_value"] = comparison.p_value
         frame.loc[i, "p_holm"] = adjusted[key]
-        frame.loc[i, "significant"] = bool(adjusted[key] < ALPHA and d.mean > 0)
+        resolved = adjusted[key] < ALPHA
+        frame.loc[i, "significant"] = bool(resolved and d.mean > 0)
+        frame.loc[i, "vs_none"] = ("better" if d.mean > 0 else "worse") if resolved else "tie"
     frame["on_confirmed_front"] = _confirmed_front(frame, costs, confirm.directions)
     return frame
 

@@ -136,7 +136,9 @@ class TrialRunner:
         schema.COST.set(trial, cost)
         self._set_constraints(trial, cost)
 
-        callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=self.pruner)]
+        # Baselines are references: they train their full epochs, whatever the pruner thinks.
+        pruner = optuna.pruners.NopPruner() if schema.BASELINE.has(trial) else self.pruner
+        callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=pruner)]
         if self.progress:
             callbacks.append(EpochProgress(trial.number, cfg.training.epochs))
         on_gpu = self.device.startswith("cuda")

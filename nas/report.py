@@ -230,10 +230,12 @@ def _gain(best: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 def baseline_gains(study: optuna.Study) -> dict[str, Any] | None:
     """The most accurate front member against the baseline ``none`` and against the best
     baseline (``baseline`` trials that completed), each gain with its standard error; None
-    when the study has no baseline or no front, or does not maximise accuracy first."""
+    when the study has no baseline or no front, does not maximise accuracy first, or is a
+    confirm study."""
     front = front_trials(study)
-    if not front or study.directions[0] != optuna.study.StudyDirection.MAXIMIZE:
-        return None
+    maximizes = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    if not front or not maximizes or schema.confirm_plan(study) is not None:
+        return None  # a confirm study's repeats are judged by nas.confirm.confirm_frame
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -140,6 +140,7 @@ def test_significance_is_holm_adjusted_and_needs_a_positive_gain():
     expected[order] = holm
     assert list(frame.loc[["trial 3", "trial 4", "trial 5"], "p_holm"]) == pytest.approx(expected)
     assert list(frame["significant"]) == [False, True, False, False]
+    assert list(frame["vs_none"]) == ["", "better", "worse", "tie"]
     # Mean accuracy against flops (1, 2, 3, 4): none and trial 3 are on the confirmed front.
     assert list(frame["on_confirmed_front"]) == [True, True, False, False]
     assert frame.loc["trial 3", "test_acc_mean"] == pytest.approx(np.mean([0.59, 0.62, 0.60]))

@@ -55,11 +55,11 @@ from search_spaces.spec import ArchSpec, BlockChoice
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# conftest.TINY with MO-ASHA pruning and the four baselines first; seed 3 gives four complete
-# trials (two on the front, the baseline ``none`` one of them) and four pruned ones (a
-# module-scoped study cannot use the function-scoped ``tiny_config``).
+# conftest.TINY with MO-ASHA pruning and the four baselines first (never pruned); seed 5 gives
+# six complete trials (three on the front: the baselines none and simam, and trial 4) and two
+# pruned ones (a module-scoped study cannot use the function-scoped ``tiny_config``).
 REAL = {
-    "study": {"name": "tiny", "sampler": "random", "seed": 3, "n_trials": 8},
+    "study": {"name": "tiny", "sampler": "random", "seed": 5, "n_trials": 8},
     "data": {"name": "digits", "per_class": 6, "val_per_class": 4, "batch_size": 32},
     "backbone": {"name": "resnet8", "args": {"width": 4}},
     "space": {
