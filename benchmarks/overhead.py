@@ -366,6 +366,7 @@ def make_config(args: argparse.Namespace, runs_dir: str) -> StudyConfig:
     data["study"]["sampler"] = "random"
     data["pruning"] = {"pruner": "none"}
     data["training"]["epochs"] = args.epochs
+    data["evaluation"] = {"baselines": False}  # sampled trials only, as in the committed runs
     if args.backbone:
         data["backbone"] = {"name": args.backbone}
     if args.data == "cifar10":

@@ -37,6 +37,7 @@ def _config(runs_dir: str, trials: int, epochs: int) -> StudyConfig:
     )
     data["training"]["epochs"] = epochs
     data["pruning"] = {"pruner": "none"}
+    data["evaluation"] = {"baselines": False}  # sampled trials only, as in the committed runs
     return StudyConfig.from_dict(data)
 
 
