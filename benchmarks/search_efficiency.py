@@ -234,6 +234,8 @@ def data_section(args: argparse.Namespace) -> dict[str, Any]:
             "augment": "flip_crop",
         }
     section.update(per_class=args.per_class, val_per_class=args.val_per_class)
+    if getattr(args, "val_fraction", None) is not None:  # absent from older results' args
+        section["val_fraction"] = args.val_fraction
     return section
 
 
@@ -1076,6 +1078,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-class", type=int, help="training images per class")
     parser.add_argument("--val-per-class", type=int, help="validation images per class")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        help="share of the non-test images held out for validation (default: DataConfig's 0.1)",
+    )
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: cores)"
     )

@@ -371,3 +371,12 @@ def test_rendering_without_random_search_says_there_is_no_comparison(bench, tmp_
     text = (tmp_path / "norandom.md").read_text()
     assert "Random search was not among the strategies" in text
     assert "| differs from NSGA-II (p_adj < 0.05) |" in text
+
+
+def test_val_fraction_reaches_the_study_config_and_runs_use_sampled_trials_only(bench):
+    args = bench.parse_args([*TINY, "--val-fraction", "0.5"])
+    cfg = bench.study_config(args, bench.STRATEGIES["random"], 0, "/tmp/unused")
+    assert cfg.data.val_fraction == 0.5
+    assert cfg.evaluation.baselines is False and cfg.evaluation.seeding == "per_trial"
+    default = bench.study_config(bench.parse_args(TINY), bench.STRATEGIES["random"], 0, "/x")
+    assert default.data.val_fraction == 0.1  # DataConfig's default when the flag is absent
