@@ -1,9 +1,9 @@
-"""The ``nas`` command: search, worker, status, report, dashboard, export, train, blocks, schema,
-doctor.
+"""The ``nas`` command: search, worker, status, confirm, report, dashboard, export, train, blocks,
+schema, doctor.
 
 A thin layer: each sub-command parses its arguments and calls the engine (``nas.worker``,
-``nas.study``, ``nas.report``, ``nas.export``, ``nas.retrain``); errors the user can fix are
-printed as one line with exit code 2.
+``nas.study``, ``nas.confirm``, ``nas.report``, ``nas.export``, ``nas.retrain``); errors the
+user can fix are printed as one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -323,6 +323,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace) -> int:
+    from . import trial_schema as schema
     from .config import StudyConfig
     from .confirm import confirm_frame, prepare_confirm
     from .worker import run_search
@@ -333,7 +334,7 @@ def _confirm(args: argparse.Namespace) -> int:
     confirm, cfg = prepare_confirm(
         study, url, top=args.top, seeds=args.seeds, given=given, name=args.name
     )
-    plan = confirm.user_attrs["confirm"]
+    plan = schema.confirm_plan(confirm)
     print(
         f"confirm study {confirm.study_name!r}: {len(plan['architectures'])} architectures x "
         f"{len(plan['seeds'])} seeds = {cfg.study.n_trials} trainings of "
@@ -484,6 +485,7 @@ def _train(args: argparse.Namespace) -> int:
 def _print_summary(study, all_trials: bool = False) -> None:
     """Trials and front, accuracy with its binomial standard error (``± s.e.``); baselines
     and the trials tied with the front are named in ``note``; then the gain over ``none``."""
+    from . import trial_schema as schema
     from .confirm import confirm_frame, find_confirm_study, verdict
     from .report import front_frame, gain_line, objective_names, trials_frame
 
@@ -522,7 +524,7 @@ def _print_summary(study, all_trials: bool = False) -> None:
     line = gain_line(study)
     if line:
         print(f"\n{line}")
-    if study.user_attrs.get("confirm") is not None:
+    if schema.confirm_plan(study) is not None:
         print(f"\n{verdict(confirm_frame(study))}")
         return
     confirm = find_confirm_study(study)

@@ -37,12 +37,7 @@ from .config import PruningSection, StudyConfig
 from .pareto import front_trials, non_dominated_sort
 from .stats import holm_adjust, mean_interval, paired_comparison
 from .storage import machine_lock, redact
-from .study import (
-    changed_fields,
-    config_for_study,
-    open_study_storage,
-    stored_as_this_release,
-)
+from .study import config_changes, open_study_storage, stored_as_this_release
 
 #: Appended to a study's name to name its confirm study (in the same storage).
 CONFIRM_SUFFIX = "-confirm"
@@ -144,17 +139,15 @@ def searched_config(study: optuna.Study, given: StudyConfig | None, url: str) ->
             f"study {study.study_name!r} is itself a confirm study; confirm the study it "
             f"repeats ({schema.confirm_plan(study)['of']!r})"
         )
-    cfg = StudyConfig.from_dict(stored_as_this_release(stored))
     if given is not None:
-        current = config_for_study(given, stored).to_dict()
-        changed = changed_fields(cfg.to_dict(), current)
+        changed = config_changes(given, stored, study.study_name)
         if changed:
             raise ValueError(
                 f"study {study.study_name!r} in {redact(url)} was searched with a different "
                 f"config (changed: {', '.join(changed)}); confirm it with the config it was "
                 "searched with, or by its name"
             )
-    return cfg
+    return StudyConfig.from_dict(stored_as_this_release(stored))
 
 
 def prepare_confirm(

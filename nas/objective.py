@@ -150,9 +150,8 @@ class TrialRunner:
             devices=[torch.device(self.device).index or 0] if on_gpu else 1,
         )
         history = module.val_history
-        if hasattr(
-            dm, "seed"
-        ):  # the data modules of nas.data draw batches and augmentation from it
+        # The data modules of nas.data draw batches and augmentation from their seed.
+        if hasattr(dm, "seed"):
             dm.seed = data_seed
         try:
             trainer.fit(module, datamodule=dm)
@@ -253,8 +252,7 @@ def trial_seeds(cfg: StudyConfig, study: optuna.Study, trial: optuna.Trial) -> t
     (``replicate`` r) uses the confirm study's r-th seed for both: its architectures share each
     repeat's draws, so they are compared paired by repeat."""
     if schema.REPLICATE.has(trial):
-        plan = schema.confirm_plan(study) or {}
-        seed = int(plan["seeds"][schema.REPLICATE.get(trial)])
+        seed = int(schema.confirm_plan(study)["seeds"][schema.REPLICATE.get(trial)])
         return seed, seed
     if cfg.evaluation.seeding == "common":
         return cfg.study.seed, cfg.study.seed

@@ -244,17 +244,18 @@ def baseline_gains(study: optuna.Study) -> dict[str, Any] | None:
     if not done:
         return None
     best = _measured(max(front, key=lambda t: (t.values[0], -t.number)))
-    top = max(done, key=lambda t: (t.values[0], -t.number))
+    top_trial = max(done, key=lambda t: (t.values[0], -t.number))
+    top = _measured(top_trial)
     facts: dict[str, Any] = {
         "best_front": best,
-        "best_baseline": {**_measured(top), "name": schema.BASELINE.get(top)},
-        "vs_best_baseline": _gain(best, _measured(top)),
+        "best_baseline": {**top, "name": schema.BASELINE.get(top_trial)},
+        "vs_best_baseline": _gain(best, top),
         "tie_standard_errors": TIE_STANDARD_ERRORS,
     }
     none = next((t for t in done if schema.BASELINE.get(t) == "none"), None)
     if none is not None:
         facts["none"] = _measured(none)
-        facts["vs_none"] = _gain(best, _measured(none))
+        facts["vs_none"] = _gain(best, facts["none"])
     return facts
 
 

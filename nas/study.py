@@ -189,8 +189,7 @@ def load_or_create_study(
         study.set_user_attr(schema.STUDY_CONFIG, cfg.to_dict())
         study.set_metric_names(cfg.objectives.names)
     else:
-        current = config_for_study(cfg, stored).to_dict()
-        changed = changed_fields(_as_this_release(stored, cfg.study.name), current)
+        changed = config_changes(cfg, stored, cfg.study.name)
         if changed:
             raise ValueError(
                 f"study {cfg.study.name!r} in {redact(url)} was created with a different config "
@@ -199,6 +198,13 @@ def load_or_create_study(
     with machine_lock(url, cfg.study.name):
         enqueue_baselines(study, config_for_study(cfg, stored))
     return study
+
+
+def config_changes(cfg: StudyConfig, stored: dict, name: str) -> list[str]:
+    """The settings (``section.key``) in which ``cfg`` differs from the config the study
+    ``name`` stored, both read as this release writes them (:func:`changed_fields`)."""
+    current = config_for_study(cfg, stored).to_dict()
+    return changed_fields(_as_this_release(stored, name), current)
 
 
 def _as_this_release(stored: dict, name: str) -> dict:

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
 from .backbones import backbone_sites, build_backbone
-from .insertion import insert_attention
+from .insertion import cpu_rng_seeded, insert_attention
 from .pretrained import Pretrained, identity_init
 from .spec import ArchSpec
 
 #: Side of the dry-run input that infers the blocks' channel counts.
 DRY_RUN_SIZE = 32
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Seed the CPU generator for the block, then give the caller back its RNG state."""
-    if seed is None:
-        yield
-        return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int or None, got {seed!r}")
-    # Models are built on the CPU, so only the CPU generator is seeded and restored; CUDA
-    # generators are left alone (torch.manual_seed would reseed them too).
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        yield
 
 
 def build_model(
@@ -65,7 +47,7 @@ def build_model(
                 f"{list(sites[name].positions)}, not {choice.position!r} (it is not a residual "
                 "unit); choose one of those positions (space.positions)"
             )
-    with _seeded(seed):
+    with cpu_rng_seeded(seed):
         model = build_backbone(
             spec.backbone,
             spec.in_channels,

@@ -356,12 +356,18 @@ def site_seed(seed: int, path: str) -> int:
 
 
 @contextlib.contextmanager
-def _site_rng(seed: int | None, path: str) -> Iterator[None]:
+def cpu_rng_seeded(seed: int | None) -> Iterator[None]:
+    """Seed the CPU generator for the block, then give the caller back its RNG state (``None``:
+    the global generator as it is)."""
     if seed is None:
         yield
         return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int or None, got {seed!r}")
+    # Models are built on the CPU, so only the CPU generator is seeded and restored; CUDA
+    # generators are left alone (torch.manual_seed would reseed them too).
     with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(site_seed(seed, path))
+        torch.default_generator.manual_seed(seed)
         yield
 
 
@@ -410,7 +416,7 @@ def insert_attention(
                 f"needs a 4-D (B, C, H, W) tensor {side}, the dry run saw "
                 f"{'a non-tensor' if shape is None else tuple(shape)}"
             )
-        with _site_rng(seed, path):
+        with cpu_rng_seeded(None if seed is None else site_seed(seed, path)):
             attn = attn_blocks.create(choice.block, shape[1], **choice.params)
         reference = next(module.parameters(), None)
         if reference is not None:
