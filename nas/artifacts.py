@@ -269,19 +269,22 @@ def study_artifact_store(study: optuna.Study) -> ArtifactStore:
 # -- a trial's weights -----------------------------------------------------------------------------
 
 
-def upload_weights(store: ArtifactStore, trial: optuna.Trial, path: Path) -> str:
-    """Upload a trial's checkpoint file as an artifact of the trial and record its id in the
-    trial's ``weights_artifact``; returns the id. The file itself stays (the caller's)."""
+def upload_weights(store: ArtifactStore, owner: optuna.Trial | optuna.Study, path: Path) -> str:
+    """Upload a weights file as an artifact of a trial (recording its id in the trial's
+    ``weights_artifact``) or of a study (a supernet's); returns the id. The file itself stays
+    (the caller's)."""
+    what = f"trial {owner.number}" if isinstance(owner, optuna.Trial) else "the supernet"
     try:
         artifact_id = optuna.artifacts.upload_artifact(
-            artifact_store=store, file_path=str(path), study_or_trial=trial
+            artifact_store=store, file_path=str(path), study_or_trial=owner
         )
     except OSError as exc:
         raise ValueError(
-            f"cannot write the weights of trial {trial.number} to {describe_store(store)} "
+            f"cannot write the weights of {what} to {describe_store(store)} "
             f"({exc.strerror or exc}); check that the folder is writable, or {_FIX_STORE}"
         ) from None
-    schema.WEIGHTS_ARTIFACT.set(trial, artifact_id)
+    if isinstance(owner, optuna.Trial):
+        schema.WEIGHTS_ARTIFACT.set(owner, artifact_id)
     return artifact_id
 
 

@@ -241,6 +241,12 @@ def _search(args: argparse.Namespace) -> int:
         f"{cfg.space.size():,} architectures, objectives {cfg.objectives.names} "
         f"({', '.join(cfg.objectives.directions)})"
     )
+    if cfg.search.strategy == "supernet":
+        epochs = cfg.search.supernet_epochs or cfg.training.epochs
+        print(
+            f"strategy supernet: one supernet trained for {epochs} epochs "
+            f"({cfg.search.sampling} paths), then every trial evaluated on it"
+        )
     study = run_search(
         cfg, storage=args.storage, workers=args.workers, progress=not args.no_progress
     )
@@ -363,11 +369,13 @@ def _print_confirmation(frame: pd.DataFrame) -> None:
             return f"{100 * mean:.2f}"
         return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
 
+    estimated = "search_estimate" in frame and (frame["search_estimate"] == "supernet").any()
+    search_column = "supernet val_acc %" if estimated else "search val_acc %"
     rows = [
         {
             "architecture": row["architecture"],
             "seeds": row["seeds"],
-            "search val_acc %": "-"
+            search_column: "-"
             if pd.isna(row["search_val_acc"])
             else f"{100 * row['search_val_acc']:.2f}",
             "val_acc % [95% CI]": pct(row, "val_acc_mean", "val_acc"),
@@ -495,6 +503,15 @@ def _print_summary(study, all_trials: bool = False) -> None:
         f"\nstudy {study.study_name!r}: {len(trials)} trials "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     )
+    record = schema.supernet_record(study)
+    if record is not None:
+        print(
+            f"supernet: {record['epochs']} epochs of {record['train_images']:,} training images "
+            f"({record['image_epochs']:,} image-epochs, {record['steps']:,} steps, "
+            f"{record['seconds']:,.0f} s), {record['sampling']} path sampling. Trial values are "
+            "its estimates (shared weights, BatchNorm re-estimated per architecture): `nas "
+            "confirm` trains the front stand-alone"
+        )
     names = objective_names(study)
     if len(trials):
         trials["note"] = [

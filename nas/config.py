@@ -2,9 +2,9 @@
 
 Sections: ``[study]`` (name, storage, sampler, seed, budget), ``[data]``, ``[backbone]``,
 ``[space]``, ``[training]``, ``[pruning]``, ``[objectives]``, ``[evaluation]`` (seeding and
-baselines). Each section is a pydantic dataclass
-(types, bounds, unknown keys, cross-field checks); :class:`SearchSpace` checks the meaning of
-``[space]``. Every error is one line naming the field (``data.batch_size``, or
+baselines), ``[search]`` (multi-trial or a weight-sharing supernet). Each section is a pydantic
+dataclass (types, bounds, unknown keys, cross-field checks); :class:`SearchSpace` checks the
+meaning of ``[space]``. Every error is one line naming the field (``data.batch_size``, or
 ``DataConfig.batch_size`` when a class is built directly) and the values it allows, so a typo never
 silently falls back to a default. :func:`json_schema` describes the TOML file for editors.
 
@@ -61,6 +61,8 @@ _Dataset = Literal["digits", "cifar10", "cifar100", "mnist", "fashionmnist", "sv
 _Augmentation = Literal["none", "flip_crop"]
 _Loader = Literal["auto", "memory", "stream"]
 _Seeding = Literal["common", "per_trial"]
+_Strategy = Literal["multi_trial", "supernet"]
+_PathSampling = Literal["uniform", "fair"]
 
 SAMPLERS: tuple[str, ...] = get_args(_Sampler)
 PRUNERS: tuple[str, ...] = get_args(_Pruner)
@@ -73,6 +75,8 @@ DATASETS: tuple[str, ...] = get_args(_Dataset)
 AUGMENTATIONS: tuple[str, ...] = get_args(_Augmentation)
 LOADERS: tuple[str, ...] = get_args(_Loader)
 SEEDINGS: tuple[str, ...] = get_args(_Seeding)
+STRATEGIES: tuple[str, ...] = get_args(_Strategy)
+PATH_SAMPLINGS: tuple[str, ...] = get_args(_PathSampling)
 
 
 def _keep_int(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -629,6 +633,48 @@ class EvaluationSection:
     )
 
 
+@_one_line_errors
+@dataclass(frozen=True, config=_CONFIG)
+class SearchSection:
+    """``[search]``: how candidates are evaluated.
+
+    ``strategy = "multi_trial"`` trains every trial's architecture from scratch (pruned by
+    ``[pruning]``). ``"supernet"`` trains one weight-sharing supernet of the whole space first
+    (``supernet_epochs`` epochs of ``[training]``, one path per step drawn by ``sampling``), then
+    evaluates each trial's architecture with the inherited weights after re-estimating its
+    BatchNorm statistics on ``calibration_batches`` training batches (``[pruning]`` is unused).
+    """
+
+    strategy: _Strategy = _field(
+        "multi_trial",
+        allowed=_one_of(STRATEGIES),
+        doc="Train every candidate (multi_trial) or share one supernet's weights (supernet).",
+    )
+    supernet_epochs: _Int | None = _field(
+        None,
+        allowed="an int >= 1, or omitted for training.epochs",
+        doc="Epochs of supernet training (default training.epochs).",
+        ge=1,
+    )
+    sampling: _PathSampling = _field(
+        "uniform",
+        allowed=_one_of(PATH_SAMPLINGS),
+        doc="Path per step: uniform over the space (SPOS), or fair (each candidate equally often).",
+    )
+    calibration_batches: _Int = _field(
+        8,
+        allowed="an int >= 1",
+        doc="Training batches that re-estimate a sub-network's BatchNorm statistics.",
+        ge=1,
+    )
+    max_supernet_mb: _Int = _field(
+        0,
+        allowed="an int >= 0 (0 = half the memory of the device)",
+        doc="Largest supernet to train (weights, optimiser state, gradients), in MB.",
+        ge=0,
+    )
+
+
 #: ``[evaluation]`` of a study stored before the section existed: how its trials were run.
 EVALUATION_BEFORE_0_2 = {"seeding": "per_trial", "baselines": False}
 
@@ -736,6 +782,7 @@ class _StudyFile:
     pruning: PruningSection = _field(allowed="a table", default_factory=PruningSection)
     objectives: ObjectivesSection = _field(allowed="a table", default_factory=ObjectivesSection)
     evaluation: EvaluationSection = _field(allowed="a table", default_factory=EvaluationSection)
+    search: SearchSection = _field(allowed="a table", default_factory=SearchSection)
 
     def search_space(self) -> SearchSpace:
         """``[space]`` with ``backbone.name/args`` as ``space.backbone/backbone_args``."""
@@ -777,6 +824,7 @@ class StudyConfig:
     evaluation: EvaluationSection = _field(
         allowed="an EvaluationSection", default_factory=EvaluationSection
     )
+    search: SearchSection = _field(allowed="a SearchSection", default_factory=SearchSection)
     #: ``backbone.pretrained``: how the backbone's weights start (not part of the architecture).
     pretrained: StrictBool | StrictStr = _field(False, allowed="true, false or a weights file")
 
@@ -788,6 +836,12 @@ class StudyConfig:
                 f"pruning.pruner={self.pruning.pruner!r} is one of Optuna's single-objective "
                 f"pruners, but the study has {n_objectives} objectives; use 'pareto' or 'moasha' "
                 "(or drop objectives.minimize)"
+            )
+        if self.search.strategy == "supernet" and set(self.space.blocks) <= {"none"}:
+            raise ValueError(
+                "search.strategy='supernet' needs at least one attention block in space.blocks "
+                "(a supernet of 'none' alone has nothing to share); add blocks, or use "
+                "strategy 'multi_trial'"
             )
         chosen = self.evaluation.baseline_blocks
         outside = [b for b in chosen or () if b not in self.space.blocks]
@@ -823,6 +877,7 @@ class StudyConfig:
             "pruning": file.pruning,
             "objectives": file.objectives,
             "evaluation": file.evaluation,
+            "search": file.search,
             "pretrained": file.backbone.pretrained,
         }
         return _build(cls, sections, "")
@@ -862,6 +917,7 @@ class StudyConfig:
             },
             "backbone": {"pretrained": self.pretrained},
             "evaluation": asdict(self.evaluation),
+            "search": asdict(self.search),
         }
         # Paths become strings and tuples lists, exactly as they come back from the storage.
         return json.loads(json.dumps(data, default=str))

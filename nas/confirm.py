@@ -33,9 +33,9 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces.space import baselines, suggest_arch
 
 from . import trial_schema as schema
-from .config import PruningSection, StudyConfig
+from .config import PruningSection, SearchSection, StudyConfig
 from .pareto import front_trials, non_dominated_sort
-from .stats import holm_adjust, mean_interval, paired_comparison
+from .stats import RankCorrelation, holm_adjust, mean_interval, paired_comparison, rank_correlation
 from .storage import machine_lock, redact
 from .study import config_changes, open_study_storage, stored_as_this_release
 
@@ -111,7 +111,8 @@ def _digest(cfg: StudyConfig, params: dict[str, Any], study: optuna.Study) -> st
 def confirm_config(cfg: StudyConfig, url: str, runs: int, name: str) -> StudyConfig:
     """The searched study's config as its confirm study runs it: every setting of data,
     training and objectives the same; one trial per planned run, no pruning, no baselines of its
-    own, the repeat's seed for each trial, and the searched study's storage and artifact store."""
+    own, the repeat's seed for each trial, and the searched study's storage and artifact store.
+    Every run trains stand-alone, also when the search estimated them on a supernet."""
     study = dataclasses.replace(
         cfg.study,
         name=name,
@@ -122,7 +123,11 @@ def confirm_config(cfg: StudyConfig, url: str, runs: int, name: str) -> StudyCon
     )
     evaluation = dataclasses.replace(cfg.evaluation, seeding="common", baselines=False)
     return dataclasses.replace(
-        cfg, study=study, pruning=PruningSection(pruner="none"), evaluation=evaluation
+        cfg,
+        study=study,
+        pruning=PruningSection(pruner="none"),
+        evaluation=evaluation,
+        search=SearchSection(),
     )
 
 
@@ -285,9 +290,10 @@ def confirm_frame(confirm: optuna.Study, searched: optuna.Study | None = None) -
 
     Columns: ``architecture``, ``summary``, ``seeds`` (complete repeats), ``val_acc_mean`` /
     ``_low`` / ``_high`` / ``_sd``, ``test_acc_mean`` / ``_low`` / ``_high``, the study's cost
-    objectives, ``search_val_acc`` (the search trial's single-run value, where ``searched`` is
-    given), ``gain_vs_none`` / ``_low`` / ``_high`` (validation accuracy, paired by repeat),
-    ``p_value``, ``p_holm``, ``significant`` (a gain: adjusted p < 0.05 and positive),
+    objectives, ``search_val_acc`` (the search trial's value, where ``searched`` is given) and
+    ``search_estimate`` (``supernet`` where that value is a supernet's estimate, else
+    ``single run``), ``gain_vs_none`` / ``_low`` / ``_high`` (validation accuracy, paired by
+    repeat), ``p_value``, ``p_holm``, ``significant`` (a gain: adjusted p < 0.05 and positive),
     ``vs_none`` (``better``, ``worse`` or ``tie``: within the noise), ``on_confirmed_front``.
     Intervals need two repeats; with fewer they are NaN."""
     runs = _runs(confirm)
@@ -353,10 +359,10 @@ def _row(
     for k, name in enumerate(costs, start=1):
         row[name] = trials[0].values[k] if trials else math.nan
     source = schema.SOURCE_TRIAL.get(trials[0]) if trials else None
-    row["search_val_acc"] = (
-        searched.trials[source].values[0]
-        if searched is not None and source is not None and searched.trials[source].values
-        else math.nan
+    origin = searched.trials[source] if searched is not None and source is not None else None
+    row["search_val_acc"] = origin.values[0] if origin is not None and origin.values else math.nan
+    row["search_estimate"] = (
+        "supernet" if origin is not None and schema.by_supernet(origin) else "single run"
     )
     return row
 
@@ -386,8 +392,52 @@ def _confirmed_front(frame: pd.DataFrame, costs: list[str], directions) -> list[
     return on_front
 
 
+def supernet_agreement(frame: pd.DataFrame) -> RankCorrelation | None:
+    """Rank correlation between the supernet's estimates and the stand-alone mean validation
+    accuracy of the confirmed architectures (bootstrap intervals); None where the search was not
+    a supernet's or fewer than 3 architectures (or no order) can be compared."""
+    if frame.empty or "search_estimate" not in frame:
+        return None
+    rows = frame[(frame["search_estimate"] == "supernet") & frame["search_val_acc"].notna()]
+    rows = rows[rows["val_acc_mean"].notna()]
+    try:
+        return rank_correlation(rows["search_val_acc"], rows["val_acc_mean"])
+    except ValueError:  # fewer than 3 pairs, or one side constant
+        return None
+
+
+def agreement_line(frame: pd.DataFrame) -> str:
+    """How far the supernet's ranking agrees with the stand-alone one (empty for multi-trial
+    searches)."""
+    if (
+        frame.empty
+        or "search_estimate" not in frame
+        or not (frame["search_estimate"] == "supernet").any()
+    ):
+        return ""
+    corr = supernet_agreement(frame)
+    if corr is None:
+        return (
+            "supernet vs stand-alone ranking: too few confirmed architectures with distinct "
+            "accuracies to rank (at least 3)"
+        )
+    return (
+        f"supernet vs stand-alone ranking over {corr.n} architectures: Kendall tau "
+        f"{corr.kendall_tau:+.2f} (95% CI {corr.tau_low:+.2f} to {corr.tau_high:+.2f}), "
+        f"Spearman rho {corr.spearman_rho:+.2f} "
+        f"(95% CI {corr.rho_low:+.2f} to {corr.rho_high:+.2f})"
+    )
+
+
 def verdict(frame: pd.DataFrame) -> str:
-    """One line: is the best confirmed gain over ``none`` larger than its noise?"""
+    """One line: is the best confirmed gain over ``none`` larger than its noise? (Then, for a
+    supernet search, how well its estimates ranked the architectures.)"""
+    line = _gain_verdict(frame)
+    agreement = agreement_line(frame)
+    return f"{line}; {agreement}" if agreement else line
+
+
+def _gain_verdict(frame: pd.DataFrame) -> str:
     if frame.empty or "baseline none" not in set(frame["architecture"]):
         return "no verdict: the confirmation has no repeats of 'none' to compare with"
     others = frame[(frame["architecture"] != "baseline none") & frame["gain_vs_none"].notna()]

@@ -165,6 +165,13 @@ def _weights_source(study: optuna.Study, trial: FrozenTrial) -> str | Path:
     artifact = schema.WEIGHTS_ARTIFACT.get(trial)
     if artifact:
         return artifact
+    if schema.by_supernet(trial):
+        raise ValueError(
+            f"{label} was evaluated on the study's supernet (shared weights), not trained on its "
+            "own, so it has no weights to export; run `nas confirm` to train the front "
+            "stand-alone, then `nas export --pareto` exports the confirmed front (`nas export "
+            f"--arch-only --trial {trial.number}` writes its arch.json for `nas train`)"
+        )
     location = checkpoint_location(trial)
     if location is None:
         raise ValueError(

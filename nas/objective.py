@@ -108,39 +108,58 @@ class TrialRunner:
         self.pruner = study.pruner
 
     def run(self, trial: optuna.Trial) -> TrialOutcome:
-        cfg, dm = self.cfg, self.datamodule
-        schema.WORKER.set(trial, schema.this_worker())
-        spec = suggest_arch(
-            trial, cfg.space, in_channels=dm.in_channels, num_classes=dm.num_classes
-        )
-        seed, data_seed = trial_seeds(cfg, self.study, trial)
-        schema.ARCH.set(trial, spec.to_dict())
-        schema.SUMMARY.set(trial, spec.summary())
-        schema.DIGEST.set(trial, spec.digest())
-        schema.SEED.set(trial, seed)
-        schema.DATA_SEED.set(trial, data_seed)
-
+        """Describe the trial (architecture, seeds), reuse an earlier run of the same training,
+        or measure it (:meth:`measure`)."""
+        spec, seed, data_seed = self.describe(trial)
         duplicate = self._earlier_duplicate(spec.digest(), trial.number, seed)
         if duplicate is not None:
             if duplicate.state == TrialState.RUNNING:
                 raise ArchitectureRunning(duplicate.number)
             return self._reuse(trial, duplicate)
+        return self.measure(trial, spec, seed, data_seed)
 
-        module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
+    def describe(self, trial: optuna.Trial) -> tuple[ArchSpec, int, int]:
+        """Sample the trial's architecture and store it with its seeds; (spec, seed, data seed)."""
+        dm = self.datamodule
+        schema.WORKER.set(trial, schema.this_worker())
+        spec = suggest_arch(
+            trial, self.cfg.space, in_channels=dm.in_channels, num_classes=dm.num_classes
+        )
+        seed, data_seed = trial_seeds(self.cfg, self.study, trial)
+        schema.ARCH.set(trial, spec.to_dict())
+        schema.SUMMARY.set(trial, spec.summary())
+        schema.DIGEST.set(trial, spec.digest())
+        schema.SEED.set(trial, seed)
+        schema.DATA_SEED.set(trial, data_seed)
+        return spec, seed, data_seed
+
+    def store_cost(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, float | None]:
+        """Measure the stand-alone model's costs, store them and the constraints; the costs."""
+        cfg = self.cfg
         cost = model_cost(
-            module.model,
-            tuple(dm.input_shape),
+            model,
+            tuple(self.datamodule.input_shape),
             latency=cfg.objectives.needs_latency,
             batch_size=cfg.objectives.latency_batch,
         ).to_dict()
         schema.COST.set(trial, cost)
         self._set_constraints(trial, cost)
+        return cost
+
+    def measure(
+        self, trial: optuna.Trial, spec: ArchSpec, seed: int, data_seed: int
+    ) -> TrialOutcome:
+        """Train the architecture from scratch (pruned by the study's pruner) and keep its
+        weights."""
+        cfg, dm = self.cfg, self.datamodule
+        module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
+        cost = self.store_cost(trial, module.model)
 
         # Baselines are references: they train their full epochs, whatever the pruner thinks.
         pruner = optuna.pruners.NopPruner() if schema.BASELINE.has(trial) else self.pruner
         callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=pruner)]
         if self.progress:
-            callbacks.append(EpochProgress(trial.number, cfg.training.epochs))
+            callbacks.append(EpochProgress(f"trial {trial.number}", cfg.training.epochs))
         on_gpu = self.device.startswith("cuda")
         trainer = build_trainer(
             cfg.training,
@@ -266,11 +285,13 @@ def split_size(datamodule: LightningDataModule, split: str) -> int | None:
 
 
 class EpochProgress(lightning.Callback):
-    """One tqdm bar per trial, advanced per validation epoch, showing val_acc."""
+    """One tqdm bar per training run, advanced per epoch, showing ``monitor``: per validation
+    epoch for a ``val_*`` metric, per training epoch otherwise (a supernet validates no path)."""
 
-    def __init__(self, trial_number: int, epochs: int) -> None:
-        self.trial_number = trial_number
+    def __init__(self, desc: str, epochs: int, monitor: str = "val_acc") -> None:
+        self.desc = desc
         self.epochs = epochs
+        self.monitor = monitor
         self.bar: tqdm | None = None
 
     def on_fit_start(
@@ -278,20 +299,31 @@ class EpochProgress(lightning.Callback):
     ) -> None:
         self.bar = tqdm(
             total=self.epochs,
-            desc=f"trial {self.trial_number}",
+            initial=min(trainer.current_epoch, self.epochs),
+            desc=self.desc,
             unit="epoch",
             leave=False,
             dynamic_ncols=True,
         )
 
+    def _advance(self, trainer: lightning.Trainer) -> None:
+        if self.bar is None or trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        self.bar.set_postfix({self.monitor: f"{float(value):.3f}" if value is not None else "-"})
+        self.bar.update(1)
+
     def on_validation_epoch_end(
         self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
     ) -> None:
-        if self.bar is None or trainer.sanity_checking:
-            return
-        acc = trainer.callback_metrics.get("val_acc")
-        self.bar.set_postfix(val_acc=f"{float(acc):.3f}" if acc is not None else "-")
-        self.bar.update(1)
+        if self.monitor.startswith("val_"):
+            self._advance(trainer)
+
+    def on_train_epoch_end(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        if not self.monitor.startswith("val_"):
+            self._advance(trainer)
 
     def teardown(
         self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, stage: str

@@ -437,6 +437,7 @@ def _make_trainer(
     default_root_dir: str | os.PathLike | None,
     max_epochs: int | None,
     logger: bool,
+    validate: bool = True,
 ) -> L.Trainer:
     device_type = resolve_accelerator(accelerator)
     callbacks = list(callbacks)
@@ -455,6 +456,7 @@ def _make_trainer(
             enable_progress_bar=enable_progress_bar,
             enable_model_summary=False,
             num_sanity_val_steps=0,
+            limit_val_batches=None if validate else 0,
             gradient_clip_val=cfg.gradient_clip,
             gradient_clip_algorithm="norm",
             default_root_dir=root,
@@ -472,6 +474,7 @@ def build_trainer(
     default_root_dir: str | os.PathLike | None = None,
     max_epochs: int | None = None,
     logger: bool = False,
+    validate: bool = True,
 ) -> L.Trainer:
     """A seeded, quiet Lightning ``Trainer`` for ``cfg``.
 
@@ -482,7 +485,7 @@ def build_trainer(
     ``lightning.Trainer``: a :class:`RunScope` callback, ahead of ``callbacks``, sets the torch
     determinism flags and Lightning's log levels only while ``fit`` / ``validate`` / ``test`` /
     ``predict`` run, and restores them also when they raise. ``max_epochs`` overrides
-    ``cfg.epochs`` (schedules follow it).
+    ``cfg.epochs`` (schedules follow it); ``validate=False`` runs no validation during fit.
     """
     if not _is_int(seed):
         raise ValueError(f"build_trainer seed must be an int, got {seed!r}")
@@ -496,6 +499,7 @@ def build_trainer(
         default_root_dir=default_root_dir,
         max_epochs=max_epochs,
         logger=logger,
+        validate=validate,
     )
 
 

@@ -32,12 +32,16 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 ``replicate``       confirm studies: which of the ``--seeds`` repeats the trial is (0-based)
 ``source_trial``    confirm studies: the search trial whose architecture it repeats (or null)
 ``test_acc``        confirm studies: accuracy on the held-out test split after training
+``evaluated_by``    ``supernet`` where the values were measured with a supernet's shared weights
+                    (BatchNorm re-estimated; no training of its own); absent: trained stand-alone
 ==================  ======================================================================
 
 Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``),
 ``sampler_starts``, how many worker processes have started sampling (each seeds apart),
 ``baselines_enqueued``, the baselines queued when the study was created (names), and on a confirm
-study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...]}``.
+study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...]}``; on a supernet study
+``supernet``: ``{"artifact", "identity", "epochs", "steps", "train_images", "image_epochs",
+"seconds", "sampling"}`` once its supernet is trained (``nas.supernet.SupernetRecord``).
 System attrs: Optuna's own (``constraints`` via ``FrozenTrial.constraints``, ``fixed_params``
 of enqueued trials) and the MO-ASHA rung values ``moasha:completed_rung_<k>``
 (:func:`moasha_rung_key`).
@@ -101,6 +105,7 @@ BASELINE: Attr[str] = Attr("baseline", "name of the hand-made baseline")
 REPLICATE: Attr[int] = Attr("replicate", "confirm studies: the seed repeat")
 SOURCE_TRIAL: Attr[int] = Attr("source_trial", "confirm studies: the search trial repeated")
 TEST_ACC: Attr[float] = Attr("test_acc", "confirm studies: held-out test accuracy")
+EVALUATED_BY: Attr[str] = Attr("evaluated_by", "supernet: measured with shared weights")
 
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     ARCH,
@@ -125,6 +130,7 @@ TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     REPLICATE,
     SOURCE_TRIAL,
     TEST_ACC,
+    EVALUATED_BY,
 )
 #: Attrs a duplicate copies from the completed trial whose results it reuses.
 REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
@@ -135,6 +141,7 @@ REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
     WEIGHTS_ARTIFACT,
     VAL_SIZE,
     VAL_ACC_SE,
+    EVALUATED_BY,
 )
 #: Attrs a re-queued trial keeps: what it was queued as, not what it measured.
 QUEUED_ATTRS: tuple[Attr[Any], ...] = (BASELINE, REPLICATE, SOURCE_TRIAL)
@@ -150,6 +157,8 @@ SAMPLER_STARTS = "sampler_starts"
 BASELINES_ENQUEUED = "baselines_enqueued"
 #: Study user attr of a confirm study: ``{"of": <searched study>, "top": K, "seeds": [...]}``.
 CONFIRM = "confirm"
+#: Study user attr of a supernet study once its supernet is trained (``supernet_record``).
+SUPERNET = "supernet"
 
 _MOASHA_RUNG_PREFIX = "moasha:completed_rung_"
 
@@ -215,3 +224,13 @@ def stored_config(study: optuna.Study) -> dict[str, Any] | None:
 def confirm_plan(study: optuna.Study) -> dict[str, Any] | None:
     """What a confirm study repeats (``confirm``), or None for a searched study."""
     return study.user_attrs.get(CONFIRM)
+
+
+def supernet_record(study: optuna.Study) -> dict[str, Any] | None:
+    """The trained supernet of a supernet study (``supernet``), or None until it is trained."""
+    return study.user_attrs.get(SUPERNET)
+
+
+def by_supernet(trial: AnyTrial) -> bool:
+    """Whether the trial's values are a supernet's estimate rather than a stand-alone run."""
+    return EVALUATED_BY.get(trial) == "supernet"

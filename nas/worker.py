@@ -41,6 +41,7 @@ from .study import (
     requeue_trial,
     reseed_sampler,
 )
+from .supernet import SupernetTrialRunner, check_supernet_fits, ensure_supernet, is_supernet
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -218,7 +219,8 @@ def run_worker(
     url = storage or cfg.study.storage_url()
     study = load_or_create_study(cfg, storage, worker)
     cfg = config_for_study(cfg, schema.stored_config(study))
-    runner = TrialRunner(
+    runner_class = SupernetTrialRunner if is_supernet(cfg) else TrialRunner
+    runner = runner_class(
         cfg,
         study,
         device=device,
@@ -297,7 +299,12 @@ def join_study(
     storage URL and the study name are all a worker needs."""
     _, cfg = load_stored_study(storage, study_name)
     return run_search(
-        cfg, storage=storage, workers=workers, progress=progress, first_worker=_joining_worker()
+        cfg,
+        storage=storage,
+        workers=workers,
+        progress=progress,
+        first_worker=_joining_worker(),
+        train_supernet=False,
     )
 
 
@@ -314,12 +321,15 @@ def run_search(
     workers: int = 1,
     progress: bool = True,
     first_worker: int = 0,
+    train_supernet: bool = True,
 ) -> optuna.Study:
     """Run (or resume) the study with ``workers`` local processes; returns the study.
 
     Worker i seeds its sampler with ``study.seed + first_worker + i``. Threads per worker are
     ``cores // workers`` so workers do not oversubscribe the CPU; with GPUs, worker i uses GPU
-    ``i % n_gpus``.
+    ``i % n_gpus``. A supernet study (``search.strategy = "supernet"``) first trains its
+    supernet here (or resumes it; ``train_supernet=False`` refuses instead), then its workers
+    evaluate sub-networks.
     """
     if workers < 1:
         raise ValueError("--workers must be >= 1")
@@ -329,8 +339,14 @@ def run_search(
     # cannot run leaves no study behind. Then the study (and its config) is created once, before
     # workers race to.
     datamodule = check_runnable(cfg, device)
+    if is_supernet(cfg):
+        check_supernet_fits(cfg, datamodule, device)
     store = open_artifact_store(cfg.study.artifacts_url(), cfg.study.artifacts_endpoint)
-    load_or_create_study(cfg, storage)
+    study = load_or_create_study(cfg, storage)
+    if is_supernet(cfg):
+        ensure_supernet(
+            cfg, study, datamodule, store, device=device, progress=progress, train=train_supernet
+        )
     if workers == 1:
         with stop_on_sigterm():
             run_worker(

@@ -21,7 +21,7 @@ appear, which is what Optuna's samplers need to model them.
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -192,16 +192,23 @@ class SearchSpace:
             choices[param] = tuple(values)
         return choices
 
-    def size(self) -> int:
-        """Number of distinct architectures in the space."""
-        per_scope = 0
+    def choices(self) -> list[BlockChoice]:
+        """Every choice one scope can take: ``none`` and each block with each combination of its
+        searched parameters at each position, in a fixed order (a supernet's candidates)."""
+        out: list[BlockChoice] = []
         for block in self.blocks:
             if block == "none":
-                per_scope += 1
-            else:
-                combos = math.prod(len(v) for v in self.param_choices(block).values())
-                per_scope += combos * len(self.positions)
-        return per_scope ** len(self.scopes())
+                out.append(BlockChoice())
+                continue
+            grid = self.param_choices(block)
+            for values in itertools.product(*grid.values()):
+                params = dict(zip(grid, values, strict=True))
+                out.extend(BlockChoice(block, params, position) for position in self.positions)
+        return out
+
+    def size(self) -> int:
+        """Number of distinct architectures in the space."""
+        return len(self.choices()) ** len(self.scopes())
 
     # -- (de)serialisation ----------------------------------------------------------------------
 

@@ -358,6 +358,13 @@ ADDED_SINCE_0_1_0 = {
         "baseline_blocks": None,
         "max_baselines": 8,
     },
+    "search": {
+        "strategy": "multi_trial",
+        "supernet_epochs": None,
+        "sampling": "uniform",
+        "calibration_batches": 8,
+        "max_supernet_mb": 0,
+    },
 }
 
 

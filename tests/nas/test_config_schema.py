@@ -75,6 +75,7 @@ def test_every_section_is_closed_and_documented():
         "pruning",
         "objectives",
         "evaluation",
+        "search",
     }
     for name, section in sections.items():
         assert section["additionalProperties"] is False, name
