@@ -48,7 +48,7 @@ from .artifacts import ArtifactNotFound, describe_store, download_weights, uploa
 from .config import StudyConfig
 from .objective import EpochProgress, TrialOutcome, TrialRunner, split_size
 from .stats import binomial_se
-from .training import ClassifierModule, build_trainer, evaluate
+from .training import AtomicCheckpointIO, ClassifierModule, build_trainer, evaluate
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -260,7 +260,7 @@ def train_supernet(
 ) -> SupernetModule:
     """Train (or resume) the supernet of ``cfg``'s space; returns the trained module.
 
-    A checkpoint is written at the end of every epoch to ``folder/last.ckpt`` (default
+    A checkpoint is written (atomically) at the end of every epoch to ``folder/last.ckpt`` (default
     :func:`supernet_folder`); a checkpoint found there is resumed after its identity is checked,
     so a killed run goes on from its last epoch and ends with the same weights. ``callbacks``
     join the Trainer's (a logger, a timer)."""
@@ -296,6 +296,7 @@ def train_supernet(
         max_epochs=epochs,
         validate=False,
         default_root_dir=folder,
+        plugins=[AtomicCheckpointIO()],
     )
     if hasattr(dm, "seed"):
         dm.seed = cfg.study.seed
@@ -423,24 +424,11 @@ class SupernetTrialRunner(TrialRunner):
     of its own (``epochs_run`` 0) and keeps no weights.
     """
 
-    def __init__(
-        self,
-        cfg: StudyConfig,
-        study: optuna.Study,
-        *,
-        device: str = "cpu",
-        progress: bool = True,
-        datamodule: LightningDataModule | None = None,
-        artifact_store: ArtifactStore | None = None,
-    ) -> None:
-        super().__init__(
-            cfg,
-            study,
-            device=device,
-            progress=progress,
-            datamodule=datamodule,
-            artifact_store=artifact_store,
-        )
+    def __init__(self, cfg: StudyConfig, study: optuna.Study, **options: Any) -> None:
+        """As :class:`~nas.objective.TrialRunner` (``device``, ``progress``, ``datamodule``,
+        ``artifact_store``), then the study's supernet downloaded and its calibration batches
+        drawn."""
+        super().__init__(cfg, study, **options)
         record = SupernetRecord.of(study)
         if record is None:
             raise ValueError(
@@ -452,7 +440,7 @@ class SupernetTrialRunner(TrialRunner):
             cfg, record, self.artifact_store, dm.in_channels, dm.num_classes
         )
         self.module = ClassifierModule(config=cfg.training, model=net, seed=cfg.study.seed)
-        self.module.to(device)
+        self.module.to(self.device)
         self.batches = calibration_batches(dm, cfg.search.calibration_batches, cfg.study.seed)
 
     def measure(

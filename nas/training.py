@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torchmetrics import Metric
 
@@ -438,6 +439,7 @@ def _make_trainer(
     max_epochs: int | None,
     logger: bool,
     validate: bool = True,
+    plugins: Iterable[Any] = (),
 ) -> L.Trainer:
     device_type = resolve_accelerator(accelerator)
     callbacks = list(callbacks)
@@ -457,6 +459,7 @@ def _make_trainer(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=None if validate else 0,
+            plugins=list(plugins) or None,
             gradient_clip_val=cfg.gradient_clip,
             gradient_clip_algorithm="norm",
             default_root_dir=root,
@@ -475,6 +478,7 @@ def build_trainer(
     max_epochs: int | None = None,
     logger: bool = False,
     validate: bool = True,
+    plugins: Iterable[Any] = (),
 ) -> L.Trainer:
     """A seeded, quiet Lightning ``Trainer`` for ``cfg``.
 
@@ -485,7 +489,8 @@ def build_trainer(
     ``lightning.Trainer``: a :class:`RunScope` callback, ahead of ``callbacks``, sets the torch
     determinism flags and Lightning's log levels only while ``fit`` / ``validate`` / ``test`` /
     ``predict`` run, and restores them also when they raise. ``max_epochs`` overrides
-    ``cfg.epochs`` (schedules follow it); ``validate=False`` runs no validation during fit.
+    ``cfg.epochs`` (schedules follow it); ``validate=False`` runs no validation during fit;
+    ``plugins`` go to the Trainer (e.g. an :class:`AtomicCheckpointIO`).
     """
     if not _is_int(seed):
         raise ValueError(f"build_trainer seed must be an int, got {seed!r}")
@@ -500,7 +505,21 @@ def build_trainer(
         max_epochs=max_epochs,
         logger=logger,
         validate=validate,
+        plugins=plugins,
     )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target and renamed over it, so a
+    process killed while saving leaves the previous checkpoint whole (Lightning writes in place)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        target = os.fspath(path)
+        partial = f"{target}.partial"
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, target)
 
 
 def evaluate(

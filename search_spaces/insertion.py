@@ -32,7 +32,7 @@ import difflib
 import re
 import sys
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -442,37 +442,78 @@ def _patch(model: nn.Module, path: str, module: nn.Module, attn: nn.Module, posi
     setattr(model.get_submodule(parent_path) if parent_path else model, name, replacement)
 
 
+def named_targets(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's submodules by name, the root excepted (it cannot be replaced in place)."""
+    modules = dict(model.named_modules())
+    modules.pop("", None)
+    return modules
+
+
+def choices_at_paths(
+    mapping: Mapping[str, Any], modules: Mapping[str, nn.Module], parse: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """``parse`` of each value of a ``{module_path: ...}`` mapping; an unknown path is refused
+    with the names it resembles."""
+    out = {}
+    for path, value in mapping.items():
+        if path not in modules:
+            raise ValueError(
+                f"model has no submodule {path!r}; close names: {_candidates(path, modules)}"
+            )
+        out[path] = parse(value)
+    return out
+
+
+def rule_matches(
+    rules: Sequence[Any], modules: Mapping[str, nn.Module], caller: str
+) -> list[tuple[InsertionRule, list[str]]]:
+    """Each rule with the names of the modules it selects; anything but an ``InsertionRule``, or
+    a rule that selects nothing, is refused (``caller`` names the function in the message)."""
+    if not rules:
+        raise ValueError(f"{caller} got no rules")
+    out = []
+    for rule in rules:
+        if not isinstance(rule, InsertionRule):
+            raise ValueError(
+                f"{caller} takes InsertionRule(s) or a {{module_path: choice}} mapping, got "
+                f"{type(rule).__name__}"
+            )
+        matched = [name for name, module in modules.items() if rule.matches(name, module)]
+        if not matched:
+            raise ValueError(
+                f"{rule.describe()} matches no module; candidates: "
+                f"{_candidates(rule.names or '', modules)}"
+            )
+        out.append((rule, matched))
+    return out
+
+
+def refuse_nested(paths: Iterable[str]) -> None:
+    """Refuse a selection holding both a module and one of its submodules."""
+    chosen = set(paths)
+    for inner in sorted(chosen):
+        parts = inner.split(".")
+        for outer in (".".join(parts[:i]) for i in range(1, len(parts))):
+            if outer in chosen:
+                raise ValueError(
+                    f"both {outer!r} and its submodule {inner!r} are selected; select one of them"
+                )
+
+
+def _parse_choice(value: BlockChoice | Mapping[str, Any]) -> BlockChoice:
+    return value if isinstance(value, BlockChoice) else BlockChoice.from_dict(value)
+
+
 def _select(model: nn.Module, rules: Rules) -> dict[str, BlockChoice]:
     """Module path -> choice, checking that every rule or path selects something, once."""
-    modules = dict(model.named_modules())
-    modules.pop("", None)  # the root cannot be replaced in place
-    selected: dict[str, BlockChoice] = {}
+    modules = named_targets(model)
     if isinstance(rules, Mapping):
-        for path, choice in rules.items():
-            if path not in modules:
-                raise ValueError(
-                    f"model has no submodule {path!r}; close names: {_candidates(path, modules)}"
-                )
-            selected[path] = (
-                choice if isinstance(choice, BlockChoice) else BlockChoice.from_dict(choice)
-            )
+        selected = choices_at_paths(rules, modules, _parse_choice)
     else:
         rule_list = [rules] if isinstance(rules, InsertionRule) else list(rules)
-        if not rule_list:
-            raise ValueError("insert_attention got no rules")
+        selected = {}
         owner: dict[str, InsertionRule] = {}
-        for rule in rule_list:
-            if not isinstance(rule, InsertionRule):
-                raise ValueError(
-                    f"rules must be InsertionRule(s) or a {{module_path: BlockChoice}} mapping, "
-                    f"got {type(rule).__name__}"
-                )
-            matched = [name for name, module in modules.items() if rule.matches(name, module)]
-            if not matched:
-                raise ValueError(
-                    f"{rule.describe()} matches no module; candidates: "
-                    f"{_candidates(rule.names or '', modules)}"
-                )
+        for rule, matched in rule_matches(rule_list, modules, "insert_attention"):
             for name in matched:
                 if name in owner:
                     raise ValueError(
@@ -481,14 +522,7 @@ def _select(model: nn.Module, rules: Rules) -> dict[str, BlockChoice]:
                     )
                 owner[name] = rule
                 selected[name] = rule.choice()
-    attended = {p for p, c in selected.items() if not c.is_none}
-    for inner in sorted(attended):
-        parts = inner.split(".")
-        for outer in (".".join(parts[:i]) for i in range(1, len(parts))):
-            if outer in attended:
-                raise ValueError(
-                    f"both {outer!r} and its submodule {inner!r} are selected; select one of them"
-                )
+    refuse_nested(p for p, c in selected.items() if not c.is_none)
     return selected
 
 

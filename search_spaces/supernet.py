@@ -39,10 +39,14 @@ from .insertion import (
     AttentiveResidual,
     InsertionRule,
     PrePostAttention,
-    _candidates,
     _dry_run,
+    _parse_choice,
     _patch,
+    choices_at_paths,
     cpu_rng_seeded,
+    named_targets,
+    refuse_nested,
+    rule_matches,
     site_seed,
     supported_positions,
 )
@@ -183,34 +187,14 @@ Candidates = Mapping[str, Sequence[BlockChoice | Mapping[str, Any]]] | Sequence[
 
 def _resolve(model: nn.Module, candidates: Candidates) -> dict[str, list[BlockChoice]]:
     """Module path -> its attended candidates (``none`` dropped, duplicates once, in order)."""
-    modules = dict(model.named_modules())
-    modules.pop("", None)
-    resolved: dict[str, list[BlockChoice]] = {}
+    modules = named_targets(model)
     if isinstance(candidates, Mapping):
-        for path, choices in candidates.items():
-            if path not in modules:
-                raise ValueError(
-                    f"model has no submodule {path!r}; close names: {_candidates(path, modules)}"
-                )
-            resolved[path] = [
-                c if isinstance(c, BlockChoice) else BlockChoice.from_dict(c) for c in choices
-            ]
+        resolved = choices_at_paths(
+            candidates, modules, lambda choices: [_parse_choice(c) for c in choices]
+        )
     else:
-        rules = list(candidates)
-        if not rules:
-            raise ValueError("insert_candidates got no rules")
-        for rule in rules:
-            if not isinstance(rule, InsertionRule):
-                raise ValueError(
-                    "candidates must be a {module_path: [BlockChoice, ...]} mapping or "
-                    f"InsertionRule(s), got {type(rule).__name__}"
-                )
-            matched = [name for name, module in modules.items() if rule.matches(name, module)]
-            if not matched:
-                raise ValueError(
-                    f"{rule.describe()} matches no module; candidates: "
-                    f"{_candidates(rule.names or '', modules)}"
-                )
+        resolved = {}
+        for rule, matched in rule_matches(list(candidates), modules, "insert_candidates"):
             for name in matched:
                 resolved.setdefault(name, []).append(rule.choice())
     out: dict[str, list[BlockChoice]] = {}
@@ -218,13 +202,7 @@ def _resolve(model: nn.Module, candidates: Candidates) -> dict[str, list[BlockCh
         unique = {choice_key(c): c for c in choices if not c.is_none}
         if unique:
             out[path] = list(unique.values())
-    for inner in out:
-        parts = inner.split(".")
-        for outer in (".".join(parts[:i]) for i in range(1, len(parts))):
-            if outer in out:
-                raise ValueError(
-                    f"both {outer!r} and its submodule {inner!r} get candidates; select one"
-                )
+    refuse_nested(out)
     return out
 
 

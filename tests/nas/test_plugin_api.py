@@ -69,3 +69,44 @@ def test_optuna_median_pruner_through_our_callback_in_a_single_objective_study()
     )
     with pytest.raises(ValueError, match=r"ParetoPercentilePruner|MOASHAPruner"):
         should_prune(multi.ask())
+
+
+def test_readme_supernet_plugin():
+    """The README's supernet example: train it in a user's Trainer, search it in a user's study."""
+    import itertools
+
+    import lightning as L
+
+    from nas.training import evaluate
+    from search_spaces.supernet import PathSampler, activate, build_supernet, recalibrate_bn
+
+    space = SearchSpace("resnet8", backbone_args={"width": 4}, blocks=["none", "se", "eca"])
+    dm = build_datamodule(DataConfig("digits", per_class=6, val_per_class=4, batch_size=32))
+    dm.setup("fit")
+    supernet = build_supernet(space, dm.in_channels, dm.num_classes, seed=0)
+    sampler = PathSampler(space, seed=0, in_channels=dm.in_channels, num_classes=dm.num_classes)
+    trained = []
+
+    class SamplePath(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            trained.append(sampler(trainer.global_step))
+            activate(module.model, trained[-1])
+
+    module = ClassifierModule(model=supernet, config=TrainingConfig(epochs=2))
+    trainer = build_trainer(module.config, seed=0, callbacks=[SamplePath()], validate=False)
+    trainer.fit(module, datamodule=dm)
+    assert len(trained) == 4 and module.val_history == []  # 2 epochs of 2 batches, no validation
+
+    batches = [x for x, _ in itertools.islice(dm.train_dataloader(), 2)]
+
+    def objective(trial):
+        spec = suggest_arch(trial, space, in_channels=dm.in_channels, num_classes=dm.num_classes)
+        activate(supernet, spec)
+        recalibrate_bn(supernet, batches)
+        return evaluate(module, dm, "val")["val_acc"]
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(objective, n_trials=4)
+    assert len(study.trials) == 4 and all(0 <= t.value <= 1 for t in study.trials)
+    # The parameters of a multi-trial study: the same study opens in optuna-dashboard alike.
+    assert all(f"{scope}.block" in study.trials[0].params for scope in space.scopes())

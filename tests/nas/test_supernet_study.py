@@ -18,6 +18,7 @@ from nas.dashboard import write_dashboard
 from nas.export import export_arch, export_trials
 from nas.objective import load_data
 from nas.report import write_report
+from nas.storage import open_storage
 from nas.study import load_or_create_study
 from nas.worker import join_study, run_search
 from search_spaces.build import build_model
@@ -198,3 +199,69 @@ def test_search_section_errors_name_the_field(tiny_config):
         StudyConfig.from_dict(
             tiny_config(search={"strategy": "supernet"}, space={"blocks": ["none"]})
         )
+
+
+@pytest.mark.slow
+def test_nas_search_killed_in_supernet_training_resumes_to_the_same_supernet(tiny_config, tmp_path):
+    """A real SIGKILL of `nas search` during supernet training, then the same command again:
+    the search goes on from the last epoch's checkpoint and trains the uninterrupted weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import tomli_w
+
+    root = Path(__file__).resolve().parents[2]
+
+    def config(name):
+        data = tiny_config(
+            study={"name": name, "n_trials": 2},
+            data={"per_class": 30},
+            search={**SUPERNET, "supernet_epochs": 8},
+        )
+        path = tmp_path / f"{name}.toml"
+        path.write_text(tomli_w.dumps(data))
+        return path, StudyConfig.from_dict(data)
+
+    def search(path):
+        return subprocess.Popen(
+            [sys.executable, "-m", "nas.cli", "search", str(path), "--no-progress"],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    killed_path, killed_cfg = config("killed")
+    checkpoint = engine.supernet_folder(killed_cfg) / engine.CHECKPOINT_NAME
+    proc = search(killed_path)
+    deadline = time.monotonic() + 120
+    while not checkpoint.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, (
+        f"finished before a checkpoint could be killed: {proc.stderr.read()}"
+    )
+    epoch_at_kill = torch.load(checkpoint, weights_only=True)["epoch"]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert epoch_at_kill < 8
+    resumed = search(killed_path)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    whole_path, whole_cfg = config("whole")
+    assert search(whole_path).wait(timeout=300) == 0
+
+    def weights(cfg):
+        study = optuna.load_study(
+            study_name=cfg.study.name, storage=open_storage(cfg.study.storage_url())
+        )
+        record = engine.SupernetRecord.of(study)
+        store = open_artifact_store(cfg.study.artifacts_url())
+        path = download_weights(store, record.artifact, tmp_path / f"{cfg.study.name}.pt")
+        return record, torch.load(path, weights_only=True)["state_dict"]
+
+    (record_a, a), (record_b, b) = weights(killed_cfg), weights(whole_cfg)
+    assert record_a.steps == record_b.steps and record_a.epochs == 8
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,55 @@
+"""benchmarks/supernet.py: the multi-trial replay, fronts, and a smoke run on digits."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from search_spaces.space import SearchSpace
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "supernet.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("supernet_bench", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_space_is_enumerated_once_each(bench):
+    space = SearchSpace(**{**bench.SPACE, "backbone": "resnet8"})
+    specs = bench.all_architectures(space, 3, 10)
+    assert len(specs) == space.size() == 125
+    assert len({s.digest() for s in specs}) == 125
+
+
+def test_the_replay_trains_distinct_architectures_up_to_its_budget(bench):
+    space = SearchSpace(**{**bench.SPACE, "backbone": "resnet8"})
+    specs = bench.all_architectures(space, 3, 10)
+    table = {s.digest(): (i / 125, float(i % 7)) for i, s in enumerate(specs)}
+    trained = bench.replay_multi_trial(space, table, 20, seed=0, dims=(3, 10))
+    assert len(trained) == len(set(trained)) == 20
+    assert trained == bench.replay_multi_trial(space, table, 20, seed=0, dims=(3, 10))
+    # The front: nothing in it dominated by another point.
+    chosen = bench.front({d: table[d] for d in trained})
+    for d in chosen:
+        acc, cost = table[d]
+        assert not any(
+            a >= acc and c <= cost and (a, c) != (acc, cost) for a, c in (table[e] for e in trained)
+        )
+
+
+@pytest.mark.slow
+def test_smoke_run_on_digits(bench, tmp_path):
+    out = tmp_path / "supernet.md"
+    argv = ["--preset", "quick", "--blocks", "none", "se", "--sampler-seeds", "2"]
+    result = bench.main([*argv, "--threads", "1", "--out", str(out)])
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert raw["raw"]["problem"]["space_size"] == 8 and raw["raw"]["problem"]["supernet_steps"] > 0
+    assert set(raw["raw"]["seed_b"]) >= set(raw["raw"]["confirm_set"]) | set(raw["raw"]["rank_set"])
+    assert result["supernet_then_confirm"]["hv_norm"] > 0
+    assert result["targets"]["compute_ratio"] == pytest.approx(10, rel=0.2)
+    assert "## Targets" in out.read_text()
