@@ -170,7 +170,11 @@ def replay_multi_trial(
     dims: tuple[int, int],
 ) -> list[str]:
     """The digests an NSGA-II search (``seed``) trains before it has trained ``budget`` distinct
-    architectures, each valued by ``table`` (digest -> (val_acc, params))."""
+    architectures, each valued by ``table`` (digest -> (val_acc, params)). A budget of the whole
+    space trains it all (a converged NSGA-II population may take unbounded asks to hit the last
+    few architectures)."""
+    if budget >= len(table):
+        return list(table)
     sampler = optuna.samplers.NSGAIISampler(population_size=POPULATION, seed=seed)
     study = optuna.create_study(directions=list(DIRECTIONS), sampler=sampler)
     trained: list[str] = []
@@ -276,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         info=info,
         load_note="above the torch threads means other processes shared the CPU",
         body=report(raw, result),
-        raw={"args": vars(args) | {"out": str(args.out)}, "raw": raw, "result": result},
+        raw={"args": _plain(vars(args)), "raw": raw, "result": result},
     )
     print("\n".join(report(raw, result)))
     return result
@@ -587,6 +591,11 @@ def analyse(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "multi_trial": fronts,
         "targets": targets,
     }
+
+
+def _plain(args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments as JSON data (paths as strings)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in args.items()}
 
 
 def _corr(x: list[float], y: list[float], n_boot: int) -> dict[str, Any]:

@@ -53,3 +53,9 @@ def test_smoke_run_on_digits(bench, tmp_path):
     assert result["supernet_then_confirm"]["hv_norm"] > 0
     assert result["targets"]["compute_ratio"] == pytest.approx(10, rel=0.2)
     assert "## Targets" in out.read_text()
+    # A second run takes the stand-alone runs of the first instead of training them again.
+    again = tmp_path / "again.md"
+    bench.main([*argv, "--top", "3", "--reuse", str(out.with_suffix(".json")), "--out", str(again)])
+    second = json.loads(again.with_suffix(".json").read_text())["raw"]
+    assert second["seed_a"] == raw["raw"]["seed_a"] and second["fit_s_a"] == raw["raw"]["fit_s_a"]
+    assert len(second["confirm_set"]) == 3
