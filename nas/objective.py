@@ -8,8 +8,10 @@ It never tells the study: the worker loop (``nas.worker``) does, from the :class
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,20 +175,11 @@ class TrialRunner:
         if hasattr(dm, "seed"):
             dm.seed = data_seed
         try:
-            trainer.fit(module, datamodule=dm)
+            with ctrl_c_restored(trainer):
+                trainer.fit(module, datamodule=dm)
         except optuna.TrialPruned:
             self._store_history(trial, history)
             return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
-        except SystemExit:
-            # Lightning turns Ctrl-C into SystemExit after a graceful shutdown.
-            if trainer.interrupted:
-                raise KeyboardInterrupt from None
-            raise
-        finally:
-            # Lightning ignores SIGINT after an interrupt; give Ctrl-C back to the user.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        if trainer.interrupted:
-            raise KeyboardInterrupt
         self._store_history(trial, history)
         if schema.REPLICATE.has(trial):  # a confirm trial: the held-out test split too
             accelerator = "gpu" if on_gpu else "cpu"
@@ -261,6 +254,23 @@ class TrialRunner:
             ):
                 return t
         return None
+
+
+@contextlib.contextmanager
+def ctrl_c_restored(trainer: lightning.Trainer) -> Iterator[None]:
+    """Around ``trainer.fit``: Ctrl-C comes out as ``KeyboardInterrupt`` (Lightning turns it into
+    ``SystemExit`` after a graceful shutdown, or returns with ``trainer.interrupted``), and the
+    SIGINT handler is given back to the user (Lightning ignores SIGINT after an interrupt)."""
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
 
 
 def trial_seeds(cfg: StudyConfig, study: optuna.Study, trial: optuna.Trial) -> tuple[int, int]:

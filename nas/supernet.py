@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import tempfile
 import time
 import warnings
@@ -46,7 +45,7 @@ from search_spaces.supernet import (
 from . import trial_schema as schema
 from .artifacts import ArtifactNotFound, describe_store, download_weights, upload_weights
 from .config import StudyConfig
-from .objective import EpochProgress, TrialOutcome, TrialRunner, split_size
+from .objective import EpochProgress, TrialOutcome, TrialRunner, ctrl_c_restored, split_size
 from .stats import binomial_se
 from .training import AtomicCheckpointIO, ClassifierModule, build_trainer, evaluate
 
@@ -300,19 +299,10 @@ def train_supernet(
     )
     if hasattr(dm, "seed"):
         dm.seed = cfg.study.seed
-    try:
-        with warnings.catch_warnings():
-            # Resuming writes into the folder of its own checkpoint, as it should.
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
-            trainer.fit(module, datamodule=dm, ckpt_path=resume)
-    except SystemExit:
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    with ctrl_c_restored(trainer), warnings.catch_warnings():
+        # Resuming writes into the folder of its own checkpoint, as it should.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
     return module
 
 
