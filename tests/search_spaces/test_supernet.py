@@ -310,3 +310,28 @@ def test_recalibration_gives_the_mean_of_batch_statistics():
     assert model[1].momentum == 0.1 and not model.training  # restored
     with pytest.raises(ValueError, match="no batches"):
         sn.recalibrate_bn(model, [])
+
+
+@pytest.mark.parametrize(
+    ("backbone", "positions"),
+    [("timm:resnet18", POSITIONS), ("timm:regnetx_002", ("pre", "post"))],
+    ids=["timm-residual-units", "timm-stages"],
+)
+def test_timm_supernets_compute_what_build_model_computes(backbone, positions):
+    pytest.importorskip("timm")
+    space = SearchSpace(
+        backbone=backbone,
+        blocks=("none", "eca", "gct"),
+        eca_kernels=(3,),
+        granularity="per_block",
+        positions=positions,
+    )
+    supernet = sn.build_supernet(space, seed=0)
+    perturb(supernet)
+    x = torch.randn(2, 3, 32, 32)
+    sites = [s for scope in space.scopes().values() for s in scope]
+    candidates = [c for c in space.choices() if not c.is_none]
+    for shift in range(len(candidates)):
+        chosen = {s: candidates[(i + shift) % len(candidates)] for i, s in enumerate(sites)}
+        assert_same_function(supernet, spec_with(space, chosen), x)
+    assert_same_function(supernet, spec_with(space, {sites[0]: candidates[0]}), x)
