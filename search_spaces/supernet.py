@@ -81,11 +81,15 @@ class MixedAttention(nn.Module):
         self._index = {choice_key(c): i for i, c in enumerate(self.choices)}
         self.active: int | None = None
 
+    def index(self, choice: BlockChoice) -> int | None:
+        """Which candidate ``choice`` is (None for ``none`` or a choice not held here)."""
+        return None if choice.is_none else self._index.get(choice_key(choice))
+
     def activate(self, choice: BlockChoice) -> None:
         if choice.is_none:
             self.active = None
             return
-        index = self._index.get(choice_key(choice))
+        index = self.index(choice)
         if index is None:
             offered = ", ".join(c.label() for c in self.choices)
             raise ValueError(f"{choice.label()} is not a candidate here; candidates: {offered}")
@@ -408,7 +412,7 @@ def subnet_state_dict(model: nn.Module, arch: ArchSpec | Mapping[str, BlockChoic
     renames: list[tuple[str, str | None]] = []  # (supernet prefix, stand-alone prefix or None)
     for path, (host, mixed) in hosts.items():
         choice = wanted.get(path, NO_ATTENTION)
-        keep = None if choice.is_none else mixed._index.get(choice_key(choice))
+        keep = mixed.index(choice)
         if not choice.is_none and keep is None:
             raise ValueError(f"{_site_label(model, path)}: {choice.label()} is not a candidate")
         for i in range(len(mixed.choices)):
