@@ -365,7 +365,8 @@ class DataConfig:
     ``<cache_dir>/torchvision``) and, for ``imagefolder``, either a folder with ``train/`` (and
     optionally ``test/``) in ImageFolder layout or a ``.tar.gz`` archive of that layout, extracted
     once to ``<cache_dir>/<archive stem>-<sha256[:12]>``. ``per_class`` and ``val_per_class`` keep
-    at most that many images of each class (a deterministic subset drawn from ``split_seed``).
+    at most that many images of each class (a deterministic subset drawn from ``split_seed``);
+    ``test_per_class`` cuts the test split the same way, from a fixed seed.
     ``augment="flip_crop"`` is the dataset's standard policy (see ``nas.data.augment_policy``).
     """
 
@@ -391,6 +392,11 @@ class DataConfig:
     )
     val_per_class: Annotated[_Int, Field(ge=1)] | None = _field(
         None, allowed="an int >= 1 or absent", doc="Validation images kept per class."
+    )
+    test_per_class: Annotated[_Int, Field(ge=1)] | None = _field(
+        None,
+        allowed="an int >= 1 or absent",
+        doc="Test images kept per class (a fixed subset, independent of split_seed).",
     )
     batch_size: _Int = _field(128, allowed="an int >= 1", doc="Training batch size.", ge=1)
     eval_batch_size: Annotated[_Int, Field(ge=1)] | None = _field(

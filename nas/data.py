@@ -1094,18 +1094,25 @@ def _decode_imagefolder(cfg: DataConfig, files: _FolderFiles) -> _Source:
 
 
 def split_rows(
-    labels: np.ndarray, test_count: int | None, cfg: DataConfig, full_train: bool
+    labels: np.ndarray, test_labels: np.ndarray | None, cfg: DataConfig, full_train: bool
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Rows of train and val (None with ``full_train``) in the training pool (``labels``), and of
-    test: all ``test_count`` rows of the official test pool, or without one (None) a fixed
-    stratified hold-out of the training pool.
+    test: the rows of the official test pool (``test_labels``), or without one (None) a fixed
+    stratified hold-out of the training pool; ``test_per_class`` cuts test to a fixed per-class
+    subset (seeded apart from ``split_seed``, so it never moves).
 
     One function for both loaders, so a file lands in the same split either way.
     """
-    if test_count is None:
+    if test_labels is None:
         pool, test_rows = stratified_split(labels, TEST_FRACTION, TEST_SPLIT_SEED)
+        test_pool_labels = labels
     else:
-        pool, test_rows = np.arange(len(labels)), np.arange(test_count)
+        pool, test_rows = np.arange(len(labels)), np.arange(len(test_labels))
+        test_pool_labels = test_labels
+    if cfg.test_per_class is not None:
+        test_rows = per_class_subset(
+            test_rows, test_pool_labels, cfg.test_per_class, TEST_SPLIT_SEED
+        )
     if full_train:
         return pool, None, test_rows
     kept, held = stratified_split(labels[pool], cfg.val_fraction, cfg.split_seed)
@@ -1121,8 +1128,10 @@ def _stream_datamodule(
     cfg: DataConfig, files: _FolderFiles, *, device: str | torch.device, seed: int, full_train: bool
 ) -> StreamDataModule:
     labels = np.array([label for _, label in files.train], dtype=np.int64)
-    test_count = None if files.test is None else len(files.test)
-    train_rows, val_rows, test_rows = split_rows(labels, test_count, cfg, full_train)
+    test_labels = (
+        None if files.test is None else np.array([label for _, label in files.test], dtype=np.int64)
+    )
+    train_rows, val_rows, test_rows = split_rows(labels, test_labels, cfg, full_train)
 
     def take(samples: list[tuple[str, int]], rows: np.ndarray) -> FileSplit:
         paths = np.array([os.fsencode(samples[row][0]) for row in rows], dtype=np.bytes_)
@@ -1180,8 +1189,10 @@ def build_datamodule(
     else:
         source = _load_torchvision(cfg)
 
-    test_count = None if source.test_labels is None else len(source.test_labels)
-    train_rows, val_rows, test_rows = split_rows(source.labels.numpy(), test_count, cfg, full_train)
+    test_labels = None if source.test_labels is None else source.test_labels.numpy()
+    train_rows, val_rows, test_rows = split_rows(
+        source.labels.numpy(), test_labels, cfg, full_train
+    )
     test_images, test_labels = (
         (source.images, source.labels)
         if source.test_images is None

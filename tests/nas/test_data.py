@@ -115,6 +115,20 @@ def test_per_class_subsets():
     assert torch.equal(capped.train_split.source_indices, full.train_split.source_indices)
 
 
+def test_test_per_class_is_a_fixed_subset_of_the_test_split():
+    full = build_datamodule(DataConfig())
+    cut = build_datamodule(DataConfig(test_per_class=4))
+    moved = build_datamodule(DataConfig(test_per_class=4, split_seed=3, per_class=5))
+    assert _class_counts(cut.test_split.labels) == dict.fromkeys(range(10), 4)
+    assert set(cut.test_split.source_indices.tolist()) <= set(
+        full.test_split.source_indices.tolist()
+    )
+    # The split seed and the training cuts never move it; train and val are untouched.
+    assert torch.equal(cut.test_split.source_indices, moved.test_split.source_indices)
+    assert torch.equal(cut.val_split.source_indices, full.val_split.source_indices)
+    assert cut.split_sizes["test"] == 40
+
+
 def test_full_train_is_the_whole_pool_without_validation():
     cut = DataConfig(per_class=5, val_per_class=3)
     search = build_datamodule(cut)
@@ -374,6 +388,7 @@ def test_full_train_fits_without_a_validation_loop():
         ({"split_seed": -1}, "split_seed"),
         ({"per_class": 0}, "per_class"),
         ({"val_per_class": 2.5}, "val_per_class"),
+        ({"test_per_class": 0}, "test_per_class"),
         ({"batch_size": 0}, "batch_size"),
         ({"eval_batch_size": -4}, "eval_batch_size"),
         ({"augment": "autoaugment"}, "augment"),
