@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,18 +175,20 @@ class TrialRunner:
         # The data modules of nas.data draw batches and augmentation from their seed.
         if hasattr(dm, "seed"):
             dm.seed = data_seed
+        clock = TrainingClock()
         try:
-            with ctrl_c_restored(trainer):
+            with clock, ctrl_c_restored(trainer):
                 trainer.fit(module, datamodule=dm)
         except optuna.TrialPruned:
-            self._store_history(trial, history)
+            self._store_history(trial, history, clock)
             return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
-        self._store_history(trial, history)
-        if schema.REPLICATE.has(trial):  # a confirm trial: the held-out test split too
+        self._store_history(trial, history, clock)
+        if schema.REPLICATE.has(trial):  # a confirm or table run: the held-out test split too
             accelerator = "gpu" if on_gpu else "cpu"
             scores = evaluate(module, dm, "test", accelerator=accelerator)
             schema.TEST_ACC.set(trial, scores["test_acc"])
-        self._save_weights(trial, spec, module)
+        if schema.table_plan(self.study) is None:  # a table keeps values, not 1,000 weights
+            self._save_weights(trial, spec, module)
         return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
@@ -229,10 +232,15 @@ class TrialRunner:
     def _values(self, accuracy: float, cost: dict[str, float | None]) -> list[float]:
         return [float(accuracy)] + [float(cost[name]) for name in self.cfg.objectives.minimize]
 
-    def _store_history(self, trial: optuna.Trial, history: list[dict]) -> None:
-        """The curve, the epochs run and the measurement noise of the last ``val_acc``."""
+    def _store_history(
+        self, trial: optuna.Trial, history: list[dict], clock: TrainingClock
+    ) -> None:
+        """The curve, the epochs run, the training's seconds and the measurement noise of the
+        last ``val_acc``."""
         schema.VAL_HISTORY.set(trial, [dict(h) for h in history])
         schema.EPOCHS_RUN.set(trial, len(history))
+        schema.TRAIN_SECONDS.set(trial, clock.wall_s)
+        schema.CPU_SECONDS.set(trial, clock.cpu_s)
         val_size = split_size(self.datamodule, "val")
         if history and val_size:
             schema.VAL_SIZE.set(trial, val_size)
@@ -256,6 +264,21 @@ class TrialRunner:
         return None
 
 
+class TrainingClock:
+    """Wall-clock and process CPU seconds of the block it wraps (kept also when it raises)."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+    def __enter__(self) -> TrainingClock:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s = time.perf_counter() - self._wall
+        self.cpu_s = time.process_time() - self._cpu
+
+
 @contextlib.contextmanager
 def ctrl_c_restored(trainer: lightning.Trainer) -> Iterator[None]:
     """Around ``trainer.fit``: Ctrl-C comes out as ``KeyboardInterrupt`` (Lightning turns it into
@@ -277,11 +300,12 @@ def trial_seeds(cfg: StudyConfig, study: optuna.Study, trial: optuna.Trial) -> t
     """(model and training seed, data seed) of a trial.
 
     ``evaluation.seeding = "common"``: ``study.seed`` for both, for every trial (common random
-    numbers). ``"per_trial"``: ``study.seed + trial.number`` and ``study.seed``. A confirm trial
-    (``replicate`` r) uses the confirm study's r-th seed for both: its architectures share each
-    repeat's draws, so they are compared paired by repeat."""
-    if schema.REPLICATE.has(trial):
-        seed = int(schema.confirm_plan(study)["seeds"][schema.REPLICATE.get(trial)])
+    numbers). ``"per_trial"``: ``study.seed + trial.number`` and ``study.seed``. A confirm or
+    table trial (``replicate`` r) uses its study's r-th planned seed for both: its architectures
+    share each repeat's draws, so they are compared paired by repeat."""
+    seeds = schema.planned_seeds(study) if schema.REPLICATE.has(trial) else None
+    if seeds is not None:
+        seed = seeds[schema.REPLICATE.get(trial)]
         return seed, seed
     if cfg.evaluation.seeding == "common":
         return cfg.study.seed, cfg.study.seed

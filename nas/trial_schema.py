@@ -29,9 +29,11 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 ``val_size``        images in the validation split (int)
 ``val_acc_se``      binomial standard error of the final ``val_acc``: sqrt(p (1 - p) / val_size)
 ``baseline``        name of the hand-made baseline the trial is (``none``, ``se``, ...)
-``replicate``       confirm studies: which of the ``--seeds`` repeats the trial is (0-based)
+``replicate``       confirm and table studies: which of the seeds the trial is (0-based)
 ``source_trial``    confirm studies: the search trial whose architecture it repeats (or null)
 ``test_acc``        confirm studies: accuracy on the held-out test split after training
+``train_seconds``   wall-clock seconds of the trial's training (``trainer.fit``)
+``cpu_seconds``     CPU seconds of this process (all its threads) during that training
 ``evaluated_by``    ``supernet`` where the values were measured with a supernet's shared weights
                     (BatchNorm re-estimated; no training of its own); absent: trained stand-alone
 ==================  ======================================================================
@@ -39,7 +41,9 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``),
 ``sampler_starts``, how many worker processes have started sampling (each seeds apart),
 ``baselines_enqueued``, the baselines queued when the study was created (names), and on a confirm
-study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...]}``; on a supernet study
+study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...]}``; on a table study
+(``nas table build``) ``table``: ``{"seeds": [...], "architectures": N, "space_size": M,
+"sample": n or null}``; on a supernet study
 ``supernet``: ``{"artifact", "identity", "epochs", "steps", "train_images", "image_epochs",
 "seconds", "sampling"}`` once its supernet is trained (``nas.supernet.SupernetRecord``).
 System attrs: Optuna's own (``constraints`` via ``FrozenTrial.constraints``, ``fixed_params``
@@ -106,6 +110,9 @@ REPLICATE: Attr[int] = Attr("replicate", "confirm studies: the seed repeat")
 SOURCE_TRIAL: Attr[int] = Attr("source_trial", "confirm studies: the search trial repeated")
 TEST_ACC: Attr[float] = Attr("test_acc", "confirm studies: held-out test accuracy")
 EVALUATED_BY: Attr[str] = Attr("evaluated_by", "supernet: measured with shared weights")
+TABLE_ARCH: Attr[int] = Attr("table_arch", "table studies: index of the architecture")
+TRAIN_SECONDS: Attr[float] = Attr("train_seconds", "wall-clock seconds of the training")
+CPU_SECONDS: Attr[float] = Attr("cpu_seconds", "CPU seconds of the training process")
 
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     ARCH,
@@ -131,6 +138,9 @@ TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     SOURCE_TRIAL,
     TEST_ACC,
     EVALUATED_BY,
+    TABLE_ARCH,
+    TRAIN_SECONDS,
+    CPU_SECONDS,
 )
 #: Attrs a duplicate copies from the completed trial whose results it reuses.
 REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
@@ -144,7 +154,7 @@ REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
     EVALUATED_BY,
 )
 #: Attrs a re-queued trial keeps: what it was queued as, not what it measured.
-QUEUED_ATTRS: tuple[Attr[Any], ...] = (BASELINE, REPLICATE, SOURCE_TRIAL)
+QUEUED_ATTRS: tuple[Attr[Any], ...] = (BASELINE, REPLICATE, SOURCE_TRIAL, TABLE_ARCH)
 #: Longest failure reason stored (Optuna's RDB storage caps a user attr at 2,048 characters).
 MAX_FAIL_REASON = 2000
 
@@ -157,6 +167,8 @@ SAMPLER_STARTS = "sampler_starts"
 BASELINES_ENQUEUED = "baselines_enqueued"
 #: Study user attr of a confirm study: ``{"of": <searched study>, "top": K, "seeds": [...]}``.
 CONFIRM = "confirm"
+#: Study user attr of a table study: ``{"seeds": [...], "architectures": N, "space_size": M}``.
+TABLE = "table"
 #: Study user attr of a supernet study once its supernet is trained (``supernet_record``).
 SUPERNET = "supernet"
 
@@ -224,6 +236,18 @@ def stored_config(study: optuna.Study) -> dict[str, Any] | None:
 def confirm_plan(study: optuna.Study) -> dict[str, Any] | None:
     """What a confirm study repeats (``confirm``), or None for a searched study."""
     return study.user_attrs.get(CONFIRM)
+
+
+def table_plan(study: optuna.Study) -> dict[str, Any] | None:
+    """What a table study trains (``table``), or None for any other study."""
+    return study.user_attrs.get(TABLE)
+
+
+def planned_seeds(study: optuna.Study) -> list[int] | None:
+    """The seeds of a study whose runs are planned up front (a confirm or a table study:
+    ``replicate`` r trains with the r-th), or None for a searched study."""
+    plan = confirm_plan(study) or table_plan(study)
+    return None if plan is None else [int(s) for s in plan["seeds"]]
 
 
 def supernet_record(study: optuna.Study) -> dict[str, Any] | None:

@@ -120,12 +120,9 @@ def _abandon(study: optuna.Study, trial: optuna.Trial, reason: str, max_retry: i
     requeue_trial(study, study._storage.get_trial(trial._trial_id), max_retry)
 
 
-def _tell(
-    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, runner: TrialRunner
-) -> None:
-    """Finish the trial in the study. Pruned trials of multi-objective studies keep their partial
-    values (``finish_pruned``); a completed trial may make others' weights obsolete (removed from
-    the runner's artifact store)."""
+def tell_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+    """Finish the trial in the study with its outcome. Pruned trials of multi-objective studies
+    keep their partial values (``finish_pruned``)."""
     if outcome.state == TrialState.PRUNED:
         if len(study.directions) > 1:
             finish_pruned(study, trial, outcome.values)
@@ -134,7 +131,16 @@ def _tell(
             study.tell(trial, state=TrialState.PRUNED)
         return
     study.tell(trial, outcome.values)
-    if schema.confirm_plan(study) is None:  # a confirm study keeps every repeat's weights
+
+
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, runner: TrialRunner
+) -> None:
+    """Finish the trial in the study (:func:`tell_outcome`); a completed trial may make others'
+    weights obsolete (removed from the runner's artifact store)."""
+    tell_outcome(study, trial, outcome)
+    # A confirm study keeps every repeat's weights (a table study keeps none).
+    if outcome.state == TrialState.COMPLETE and schema.planned_seeds(study) is None:
         delete_dominated_checkpoints(study, runner.artifact_store)
 
 
@@ -177,10 +183,10 @@ def _next_trial(
         if reseed is not None:
             reseed_sampler(study, cfg, reseed)
         trial = study.ask()
-        if schema.confirm_plan(study) is not None and not schema.REPLICATE.has(trial):
+        if schema.planned_seeds(study) is not None and not schema.REPLICATE.has(trial):
             # Another machine took the last queued run between the count and the ask: a
-            # confirm study samples nothing of its own.
-            _fail(study, trial, "no queued confirm run was left for this worker")
+            # confirm or table study samples nothing of its own.
+            _fail(study, trial, "no queued run was left for this worker")
             return None, finished
         return trial, finished
 

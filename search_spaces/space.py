@@ -307,6 +307,19 @@ def _scope_params(space: SearchSpace, scope: str, choice: BlockChoice) -> dict[s
     return params
 
 
+def architecture_params(space: SearchSpace) -> list[dict[str, Any]]:
+    """The trial parameters of every architecture of ``space``, in a fixed order (the first
+    scope varies slowest, each over :meth:`SearchSpace.choices`); ``space.size()`` of them."""
+    scopes = list(space.scopes())
+    out = []
+    for combo in itertools.product(space.choices(), repeat=len(scopes)):
+        params: dict[str, Any] = {}
+        for scope, choice in zip(scopes, combo, strict=True):
+            params.update(_scope_params(space, scope, choice))
+        out.append(params)
+    return out
+
+
 def baseline_choice(space: SearchSpace, block: str) -> BlockChoice:
     """``block`` as a hand-made reference would place it: each searched parameter at the block's
     default where the space offers it (else the space's first choice), at the ``standard``
