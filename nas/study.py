@@ -18,7 +18,12 @@ from search_spaces.space import baselines
 
 from . import trial_schema as schema
 from .config import EVALUATION_BEFORE_0_2, EvaluationSection, StudyConfig
-from .pruning import CurveAwareTPESampler, MOASHAPruner, ParetoPercentilePruner
+from .pruning import (
+    CurveAwareTPESampler,
+    MOASHAPruner,
+    ParetoPercentilePruner,
+    PruningAwareNSGAIISampler,
+)
 from .storage import machine_lock, open_storage, redact
 
 
@@ -42,7 +47,7 @@ def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampl
     seed = (cfg.study.seed + worker) % 2**32
     name = cfg.study.sampler
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=cfg.study.population_size, seed=seed)
+        return PruningAwareNSGAIISampler(population_size=cfg.study.population_size, seed=seed)
     if name == "tpe":
         return CurveAwareTPESampler(
             multivariate=True,

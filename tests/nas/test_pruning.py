@@ -22,6 +22,7 @@ from nas.pruning import (
     CurveAwareTPESampler,
     MOASHAPruner,
     ParetoPercentilePruner,
+    PruningAwareNSGAIISampler,
     PruningCallback,
     finish_pruned,
     record_epoch,
@@ -125,10 +126,11 @@ def _ask_tell_rounds(study: optuna.Study, n_trials: int) -> None:
     "sampler",
     [
         optuna.samplers.NSGAIISampler(seed=0, population_size=4),
+        PruningAwareNSGAIISampler(seed=0, population_size=4),
         CurveAwareTPESampler(seed=0, n_startup_trials=3),
         CurveAwareTPESampler(seed=0, n_startup_trials=3, multivariate=True),
     ],
-    ids=["nsga2", "tpe", "tpe-multivariate"],
+    ids=["nsga2", "nsga2-pruning-aware", "tpe", "tpe-multivariate"],
 )
 def test_samplers_keep_sampling_after_pruned_trials(sampler) -> None:
     study = _study(sampler=sampler)
@@ -136,6 +138,58 @@ def test_samplers_keep_sampling_after_pruned_trials(sampler) -> None:
     states = [t.state for t in study.trials]
     assert states.count(TrialState.PRUNED) == 5 and states.count(TrialState.COMPLETE) == 10
     assert all(t.state == TrialState.COMPLETE for t in study.best_trials)
+
+
+def _generations(sampler: optuna.samplers.NSGAIISampler, prune_every: int | None) -> list:
+    """A 48-trial search like the quickstart's (population 8) where every ``prune_every``-th
+    trial is pruned with partial values; the generation of each trial, and its parameters."""
+    study = _study(sampler=sampler)
+    for i in range(48):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        block = trial.suggest_categorical("block", ["none", "se", "eca", "cbam"])
+        values = [x, float(len(block))]
+        if prune_every and i % prune_every != 0:
+            finish_pruned(study, trial, [x / 2, values[1]])
+        else:
+            study.tell(trial, values)
+    key = optuna.samplers.NSGAIISampler._get_generation_key()
+    return [(t.system_attrs[key], t.params) for t in study.trials]
+
+
+def test_pruning_aware_nsga2_leaves_its_first_generation_under_pruning() -> None:
+    """Optuna's NSGA-II counts COMPLETE trials only: with 2 of 3 trials pruned it stays in its
+    first generations; the pruning-aware one counts pruned trials with their partial values."""
+    plain = _generations(optuna.samplers.NSGAIISampler(seed=0, population_size=8), 3)
+    aware = _generations(PruningAwareNSGAIISampler(seed=0, population_size=8), 3)
+    assert max(g for g, _ in plain) <= 2  # 16 complete trials
+    assert max(g for g, _ in aware) == 5  # 48 trials / 8: generations 0..5
+    assert [g for g, _ in aware] == [n // 8 for n in range(48)]
+
+
+def test_pruning_aware_nsga2_is_nsga2_without_pruning() -> None:
+    plain = _generations(optuna.samplers.NSGAIISampler(seed=3, population_size=8), None)
+    aware = _generations(PruningAwareNSGAIISampler(seed=3, population_size=8), None)
+    assert plain == aware
+
+
+def test_pruning_aware_nsga2_resumes_a_study_of_nsga2(tmp_path) -> None:
+    """Generations are stored under NSGAIISampler's keys: a study searched with Optuna's
+    sampler goes on in its generation with ours (a stored study of an earlier release)."""
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    study = _study(
+        sampler=optuna.samplers.NSGAIISampler(seed=0, population_size=4), storage=storage
+    )
+    _ask_tell_rounds(study, 10)
+    resumed = optuna.load_study(
+        study_name=study.study_name,
+        storage=storage,
+        sampler=PruningAwareNSGAIISampler(seed=1, population_size=4),
+    )
+    _ask_tell_rounds(resumed, 2)
+    key = optuna.samplers.NSGAIISampler._get_generation_key()
+    generations = [t.system_attrs[key] for t in resumed.trials]
+    assert generations[-1] >= generations[9] >= 1
 
 
 @pytest.mark.xfail(raises=RuntimeError, strict=True, reason="Optuna 5.0 MO-TPE reads direction")
