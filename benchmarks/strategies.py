@@ -1,0 +1,446 @@
+"""Search strategies replayed on a tabular benchmark: which sampler and pruner beat random search?
+
+Every strategy (a sampler x a pruner, built by the engine's own ``make_sampler`` /
+``make_pruner`` from the table's config) runs ``--seeds`` times on the table through
+:func:`nas.replay.replay_search`: each trial sees one stored seed's curve (drawn per trial) and
+is pruned where the pruner would prune it. A run is scored by what it *reports*: its Pareto front
+of complete trials by the values it measured, valued at the table's seed means (the truth a single
+run only estimates):
+
+* **HV share**: hypervolume of the reported architectures at their true values, as a share of
+  the hypervolume of the table's true front (reference: the worst true accuracy and 1.01 x the
+  largest cost, :func:`nas.replay.table_reference`);
+* **P(best)**: the share of runs whose report holds the true most accurate architecture;
+* **epochs**: training epochs the run stood for (duplicates cost none).
+
+Budgets are trials (``n_trials``, duplicates included, as the engine counts them). Samplers that
+do not depend on the budget run once at the largest budget and are scored on each prefix;
+NSGA-II runs once per budget with a population of ``max(4, budget // 5)`` (five generations),
+so that its population fits the budget. Each strategy is tested against random search without
+pruning at every budget by a one-sided Mann-Whitney U test on HV share (greater), Holm-adjusted
+over all comparisons; mean +- standard error curves of HV share against trials and against
+epochs are written as an HTML figure beside the results.
+
+    python benchmarks/strategies.py --table benchmarks/tables/table-cifar10-placement.json \\
+        --seeds 100 --workers 2 --out benchmarks/results/strategies_cifar10.md
+
+Runs are appended to ``<out>.runs.jsonl`` as they finish; the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import multiprocessing
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import optuna
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks._machine import describe, load_average, write_results  # noqa: E402
+from nas.config import PruningSection, StudyConfig  # noqa: E402
+from nas.pareto import hypervolume, non_dominated_sort  # noqa: E402
+from nas.replay import (  # noqa: E402
+    best_digest,
+    replay_search,
+    table_reference,
+    true_front,
+)
+from nas.samplers import AdditiveThompsonSampler  # noqa: E402
+from nas.stats import holm_adjust  # noqa: E402
+from nas.study import make_pruner, make_sampler, quiet_third_party_output  # noqa: E402
+from nas.tabular import Table, load_table  # noqa: E402
+
+DEFAULT_BUDGETS = (10, 20, 50, 100)
+CONTROL = "random"
+ALPHA = 0.05
+SAMPLERS = ("random", "nsga2", "tpe", "gp", "additive")
+PRUNERS = ("none", "moasha", "pareto")
+
+
+class Strategy(NamedTuple):
+    sampler: str
+    pruner: str
+
+    @property
+    def key(self) -> str:
+        return self.sampler if self.pruner == "none" else f"{self.sampler}+{self.pruner}"
+
+    @property
+    def per_budget(self) -> bool:
+        """Whether the sampler's settings depend on the budget (one run per budget)."""
+        return self.sampler == "nsga2"
+
+
+def all_strategies(samplers: Sequence[str], pruners: Sequence[str]) -> list[Strategy]:
+    return [Strategy(s, p) for s in samplers for p in pruners]
+
+
+def population(budget: int) -> int:
+    """NSGA-II's population at a budget: five generations, at least 4 trials each."""
+    return max(4, budget // 5)
+
+
+def run_config(table: Table, strategy: Strategy, seed: int, budget: int, args: Any) -> StudyConfig:
+    """The table's config with the strategy's sampler and pruner, as a study would set them."""
+    cfg = table.config
+    study = dataclasses.replace(
+        cfg.study,
+        sampler=strategy.sampler,
+        seed=seed,
+        population_size=population(budget) if strategy.per_budget else args.startup,
+    )
+    pruning = PruningSection(
+        pruner=strategy.pruner,
+        min_epochs=args.min_epochs,
+        reduction_factor=args.reduction_factor,
+        percentile=args.percentile,
+        n_startup_trials=args.n_startup_trials,
+        n_warmup_epochs=args.n_warmup_epochs,
+    )
+    return dataclasses.replace(cfg, study=study, pruning=pruning)
+
+
+class Scorer:
+    """True HV share and whether the true best is reported, for prefixes of a replayed study."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.reference = table_reference(table)
+        self.truth = {
+            a.digest: table.objective_values(a, a.mean_val_acc()) for a in table.architectures
+        }
+        self.best_hv = self._hv(true_front(table))
+        self.best = best_digest(table)
+
+    def _hv(self, digests: Sequence[str]) -> float:
+        points = [self.truth[d] for d in set(digests)]
+        return hypervolume(points, self.reference, self.table.directions) if points else 0.0
+
+    def trajectory(self, study: optuna.Study) -> tuple[list[float], list[bool]]:
+        """(HV share, true best reported) after each trial."""
+        shares, best = [], []
+        complete: list[tuple[list[float], str]] = []
+        for t in study.get_trials(deepcopy=False):
+            if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None:
+                complete.append((list(t.values), t.user_attrs["digest"]))
+            if complete:
+                first = non_dominated_sort([v for v, _ in complete], study.directions)[0]
+                reported = [complete[i][1] for i in first]
+            else:
+                reported = []
+            shares.append(self._hv(reported) / self.best_hv)
+            best.append(self.best in reported)
+        return shares, best
+
+
+def run_one(job: tuple[str, Strategy, int, int, dict[str, Any]]) -> dict[str, Any]:
+    """One replayed search: its trajectory of HV share, true best reported and epochs."""
+    table_path, strategy, seed, budget, options = job
+    quiet_third_party_output()
+    warnings.filterwarnings("ignore")
+    table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(table_path))
+    args = argparse.Namespace(**options)
+    start = time.perf_counter()
+    if strategy.sampler == "additive":
+        cfg = run_config(table, Strategy("random", strategy.pruner), seed, budget, args)
+        sampler = AdditiveThompsonSampler(
+            table.space, table_costs(table), n_startup_trials=args.additive_startup, seed=seed
+        )
+    else:
+        cfg = run_config(table, strategy, seed, budget, args)
+        sampler = make_sampler(cfg)
+    result = replay_search(table, sampler, make_pruner(cfg), n_trials=budget, seed=seed)
+    scorer = _SCORERS.setdefault(table_path, Scorer(table))
+    shares, best = scorer.trajectory(result.study)
+    return {
+        "strategy": strategy.key,
+        "sampler": strategy.sampler,
+        "pruner": strategy.pruner,
+        "seed": seed,
+        "budget": budget,
+        "hv_share": [round(x, 6) for x in shares],
+        "best": best,
+        "epochs": result.epochs,
+        "seconds": [round(x, 3) for x in result.seconds],
+        "replay_seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def table_costs(table: Table):
+    """The minimised objectives of an architecture from its trial parameters, read from the
+    table (a real search computes them before training)."""
+    by_params = {repr(sorted(a.params.items())): a for a in table.architectures}
+
+    def cost(params: dict[str, Any]) -> list[float]:
+        arch = by_params[repr(sorted(params.items()))]
+        return table.objective_values(arch, 0.0)[1:]
+
+    return cost
+
+
+_TABLES: dict[str, Table] = {}
+_SCORERS: dict[str, Scorer] = {}
+
+
+def jobs(args: argparse.Namespace, done: set[tuple[str, int, int]]) -> list[tuple]:
+    options = {k: getattr(args, k) for k in OPTION_KEYS}
+    out = []
+    for strategy in all_strategies(args.samplers, args.pruners):
+        budgets = args.budgets if strategy.per_budget else [max(args.budgets)]
+        for budget in budgets:
+            for seed in range(args.seeds):
+                if (strategy.key, seed, budget) not in done:
+                    out.append((str(args.table), strategy, seed, budget, options))
+    return out
+
+
+OPTION_KEYS = (
+    "startup",
+    "additive_startup",
+    "min_epochs",
+    "reduction_factor",
+    "percentile",
+    "n_startup_trials",
+    "n_warmup_epochs",
+)
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# -- analysis ------------------------------------------------------------------------------------
+
+
+def at_budget(runs: list[dict[str, Any]], key: str, budget: int) -> list[dict[str, Any]]:
+    """The runs of ``key`` scored at ``budget``, one per seed (prefix of a longer run, or the
+    run made for that budget)."""
+    chosen: dict[int, dict[str, Any]] = {}
+    for r in runs:
+        if r["strategy"] != key or r["budget"] < budget:
+            continue
+        if r["sampler"] == "nsga2" and r["budget"] != budget:
+            continue
+        chosen.setdefault(r["seed"], r)
+    return [chosen[s] for s in sorted(chosen)]
+
+
+def summarise(runs: list[dict[str, Any]], keys: list[str], budgets: list[int]) -> list[dict]:
+    rows = []
+    for budget in budgets:
+        control = [r["hv_share"][budget - 1] for r in at_budget(runs, CONTROL, budget)]
+        for key in keys:
+            chosen = at_budget(runs, key, budget)
+            if not chosen:
+                continue
+            hv = np.array([r["hv_share"][budget - 1] for r in chosen])
+            best = np.array([r["best"][budget - 1] for r in chosen], dtype=float)
+            epochs = np.array([sum(r["epochs"][:budget]) for r in chosen], dtype=float)
+            row = {
+                "budget": budget,
+                "strategy": key,
+                "seeds": len(chosen),
+                "hv_mean": float(hv.mean()),
+                "hv_se": float(hv.std(ddof=1) / math.sqrt(len(hv))) if len(hv) > 1 else math.nan,
+                "p_best": float(best.mean()),
+                "epochs_mean": float(epochs.mean()),
+                "p_value": math.nan,
+            }
+            if key != CONTROL and len(control) >= 2 and len(hv) >= 2:
+                row["p_value"] = float(
+                    stats.mannwhitneyu(hv, control, alternative="greater").pvalue
+                )
+            rows.append(row)
+    tested = [i for i, r in enumerate(rows) if not math.isnan(r["p_value"])]
+    adjusted = holm_adjust([rows[i]["p_value"] for i in tested]) if tested else []
+    for i, p in zip(tested, adjusted, strict=True):
+        rows[i]["p_holm"] = float(p)
+    for r in rows:
+        r.setdefault("p_holm", math.nan)
+        r["beats_random"] = bool(r["p_holm"] < ALPHA)
+    return rows
+
+
+def curves(runs: list[dict[str, Any]], key: str, budget: int, epoch_grid: np.ndarray) -> dict:
+    """Mean +- s.e. of HV share after each trial, and at each point of ``epoch_grid``."""
+    chosen = at_budget(runs, key, budget)
+    by_trial = np.array([r["hv_share"][:budget] for r in chosen])
+    by_epoch = []
+    for r in chosen:
+        spent = np.cumsum(r["epochs"][:budget])
+        shares = np.array(r["hv_share"][:budget])
+        index = np.searchsorted(spent, epoch_grid, side="right") - 1
+        by_epoch.append(np.where(index >= 0, shares[np.clip(index, 0, None)], 0.0))
+    by_epoch = np.array(by_epoch)
+
+    def mean_se(a: np.ndarray) -> tuple[list[float], list[float]]:
+        se = a.std(axis=0, ddof=1) / math.sqrt(len(a)) if len(a) > 1 else np.zeros(a.shape[1])
+        return a.mean(axis=0).tolist(), se.tolist()
+
+    return {"trials": mean_se(by_trial), "epochs": mean_se(by_epoch)}
+
+
+def figure(runs: list[dict[str, Any]], keys: list[str], budget: int, epochs_max: int, path: Path):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    grid = np.linspace(0, epochs_max, 101)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("HV share vs trials", "HV share vs training epochs"),
+    )
+    for key in keys:
+        if not at_budget(runs, key, budget):
+            continue
+        c = curves(runs, key, budget, grid)
+        for col, (xs, (mean, se)) in enumerate(
+            ((list(range(1, budget + 1)), c["trials"]), (grid.tolist(), c["epochs"])), start=1
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=mean,
+                    name=key,
+                    legendgroup=key,
+                    showlegend=col == 1,
+                    error_y={"type": "data", "array": se, "visible": True, "thickness": 0.5},
+                    mode="lines",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_yaxes(title_text="true HV share (mean +- s.e.)")
+    fig.update_layout(width=1200, height=500)
+    fig.write_html(path, include_plotlyjs="cdn")
+
+
+def body(table: Table, rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    lines = [
+        f"Table `{args.table}`: {len(table.architectures)} of {table.space_size} architectures, "
+        f"{len(table.seeds)} seeds, {table.epochs} epochs, objectives {table.objectives}; "
+        f"{args.seeds} replayed searches per strategy and budget (seeds 0..{args.seeds - 1}). "
+        f"Pruners: MO-ASHA min_epochs {args.min_epochs}, reduction_factor "
+        f"{args.reduction_factor}; Pareto percentile {args.percentile:g}, n_startup_trials "
+        f"{args.n_startup_trials}, n_warmup_epochs {args.n_warmup_epochs}; TPE and GP start-up "
+        f"trials {args.startup}; NSGA-II population max(4, budget // 5).",
+        "",
+        "HV share: true hypervolume of the reported front / the table's true front's (mean +- "
+        "s.e. over seeds). P(best): share of runs reporting the true most accurate "
+        "architecture. p: one-sided Mann-Whitney U against random search at the same budget "
+        "(HV share greater), Holm over every comparison in this table.",
+        "",
+    ]
+    for budget in sorted({r["budget"] for r in rows}):
+        lines += [
+            f"### Budget {budget} trials",
+            "",
+            "| strategy | seeds | HV share | P(best) | epochs | p | Holm p | beats random |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in sorted((r for r in rows if r["budget"] == budget), key=lambda r: -r["hv_mean"]):
+            p = "" if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}"
+            holm = "" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}"
+            lines.append(
+                f"| {r['strategy']} | {r['seeds']} | {100 * r['hv_mean']:.2f} +- "
+                f"{100 * r['hv_se']:.2f} % | {100 * r['p_best']:.0f} % | "
+                f"{r['epochs_mean']:.0f} | {p} | {holm} | "
+                f"{'yes' if r['beats_random'] else ('-' if r['strategy'] == CONTROL else 'no')} |"
+            )
+        lines.append("")
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--table", type=Path, required=True, help="a table file (nas table export)")
+    p.add_argument("--seeds", type=int, default=100, help="replays per strategy and budget")
+    p.add_argument("--budgets", type=int, nargs="+", default=list(DEFAULT_BUDGETS))
+    p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    p.add_argument("--pruners", nargs="+", default=list(PRUNERS), choices=PRUNERS)
+    p.add_argument("--startup", type=int, default=8, help="TPE / GP start-up trials (8)")
+    p.add_argument(
+        "--additive-startup", type=int, default=4, help="additive sampler's random trials (4)"
+    )
+    p.add_argument("--min-epochs", type=int, default=1, help="MO-ASHA's first rung (1)")
+    p.add_argument("--reduction-factor", type=int, default=2, help="MO-ASHA's eta (2)")
+    p.add_argument("--percentile", type=float, default=50.0)
+    p.add_argument("--n-startup-trials", type=int, default=4)
+    p.add_argument("--n-warmup-epochs", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes (1)")
+    p.add_argument("--render", action="store_true", help="only render the saved runs")
+    p.add_argument("--out", type=Path, required=True)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    load_start = load_average()
+    quiet_third_party_output()
+    table = load_table(args.table)
+    if max(args.budgets) > table.space_size:
+        raise SystemExit(
+            f"--budgets up to {max(args.budgets)} exceed the table's {table.space_size} "
+            "architectures; use budgets up to the space's size"
+        )
+    runs_path = args.out.with_suffix(".runs.jsonl")
+    runs = read_runs(runs_path)
+    done = {(r["strategy"], r["seed"], r["budget"]) for r in runs}
+    todo = [] if args.render else jobs(args, done)
+    start = time.perf_counter()
+    if todo:
+        print(f"{len(todo)} replayed searches to run ({len(done)} saved)")
+        runs_path.parent.mkdir(parents=True, exist_ok=True)
+        with runs_path.open("a") as sink:
+            if args.workers > 1:
+                ctx = multiprocessing.get_context("spawn")
+                with ctx.Pool(args.workers) as pool:
+                    for i, run in enumerate(pool.imap_unordered(run_one, todo, chunksize=4)):
+                        sink.write(json.dumps(run) + "\n")
+                        sink.flush()
+                        if (i + 1) % 100 == 0:
+                            print(f"  {i + 1} / {len(todo)}  {time.perf_counter() - start:.0f} s")
+            else:
+                for run in map(run_one, todo):
+                    sink.write(json.dumps(run) + "\n")
+                    sink.flush()
+        runs = read_runs(runs_path)
+    keys = [s.key for s in all_strategies(args.samplers, args.pruners)]
+    rows = summarise(runs, keys, sorted(args.budgets))
+    budget = max(args.budgets)
+    figure(runs, keys, budget, table.epochs * budget, args.out.with_suffix(".html"))
+    command = "python benchmarks/strategies.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
+    info = {**describe(), "load_average": [load_start, load_average()]}
+    write_results(
+        args.out,
+        title="Search strategies replayed on a tabular benchmark",
+        command=command,
+        info=info,
+        load_note="replays train nothing: the load changes only their wall clock",
+        body=body(table, rows, args),
+        raw={"rows": rows, "args": {k: str(v) for k, v in vars(args).items()}},
+    )
+    print("\n".join(body(table, rows, args)))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

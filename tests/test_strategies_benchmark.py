@@ -1,0 +1,91 @@
+"""benchmarks/strategies.py: its scores against a direct computation, its tests, its resume."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "nas"))
+from _tables import synthetic_table, synthetic_table_data
+
+from nas.replay import replay_search, reported_digests, reports_best, true_front_share
+from nas.stats import holm_adjust
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("strategies_bench", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def table_file(tmp_path):
+    path = tmp_path / "synthetic.json"
+    path.write_text(json.dumps(synthetic_table_data()))
+    return path
+
+
+def test_scorer_trajectory_matches_the_replay_scores(bench):
+    import optuna
+
+    table = synthetic_table()
+    result = replay_search(table, optuna.samplers.RandomSampler(seed=4), n_trials=7, seed=2)
+    shares, best = bench.Scorer(table).trajectory(result.study)
+    for n in range(1, 8):
+        reported = reported_digests(result.study, n)
+        assert shares[n - 1] == pytest.approx(true_front_share(table, reported))
+        assert best[n - 1] == reports_best(table, reported)
+
+
+def test_population_fits_the_budget(bench):
+    assert [bench.population(b) for b in (10, 20, 50, 100)] == [4, 4, 10, 20]
+
+
+def test_run_summarise_and_resume(bench, table_file, tmp_path):
+    out = tmp_path / "strategies.md"
+    args = ["--table", str(table_file), "--seeds", "6", "--budgets", "4", "8"]
+    args += ["--samplers", "random", "nsga2", "additive", "--pruners", "none", "moasha"]
+    args += ["--out", str(out)]
+    rows = bench.main(args)
+    runs = bench.read_runs(out.with_suffix(".runs.jsonl"))
+    # random / additive: one run per seed at the largest budget; NSGA-II one per budget
+    assert len(runs) == 6 * (2 + 2 + 2 * 2)
+    assert {(r["budget"], r["strategy"]) for r in rows} == {
+        (b, k)
+        for b in (4, 8)
+        for k in ("random", "random+moasha", "nsga2", "nsga2+moasha", "additive", "additive+moasha")
+    }
+    # the test against random search, recomputed
+    control = [r["hv_share"][7] for r in bench.at_budget(runs, "random", 8)]
+    tested = [r for r in rows if r["strategy"] != "random"]
+    for r in tested:
+        hv = [
+            x["hv_share"][r["budget"] - 1]
+            for x in bench.at_budget(runs, r["strategy"], r["budget"])
+        ]
+        assert r["hv_mean"] == pytest.approx(np.mean(hv))
+        if r["budget"] == 8:
+            assert r["p_value"] == pytest.approx(
+                stats.mannwhitneyu(hv, control, alternative="greater").pvalue
+            )
+    holm = holm_adjust([r["p_value"] for r in tested])
+    assert [r["p_holm"] for r in tested] == pytest.approx(holm)
+    text = out.read_text()
+    assert "### Budget 8 trials" in text and "| additive |" in text
+    assert out.with_suffix(".html").is_file()
+    # the same command again runs nothing new
+    bench.main(args)
+    assert len(bench.read_runs(out.with_suffix(".runs.jsonl"))) == len(runs)
+
+
+def test_a_budget_beyond_the_table_is_refused(bench, table_file, tmp_path):
+    with pytest.raises(SystemExit, match="exceed the table's 9 architectures"):
+        bench.main(["--table", str(table_file), "--budgets", "20", "--out", str(tmp_path / "x.md")])
