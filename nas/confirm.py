@@ -33,11 +33,16 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces.space import baselines, suggest_arch
 
 from . import trial_schema as schema
-from .config import PruningSection, SearchSection, StudyConfig
+from .config import StudyConfig
 from .pareto import front_trials, non_dominated_sort
 from .stats import RankCorrelation, holm_adjust, mean_interval, paired_comparison, rank_correlation
 from .storage import machine_lock, redact
-from .study import config_changes, open_study_storage, stored_as_this_release
+from .study import (
+    config_changes,
+    open_study_storage,
+    planned_runs_config,
+    stored_as_this_release,
+)
 
 #: Appended to a study's name to name its confirm study (in the same storage).
 CONFIRM_SUFFIX = "-confirm"
@@ -121,14 +126,7 @@ def confirm_config(cfg: StudyConfig, url: str, runs: int, name: str) -> StudyCon
         n_trials=runs,
         sampler="random",
     )
-    evaluation = dataclasses.replace(cfg.evaluation, seeding="common", baselines=False)
-    return dataclasses.replace(
-        cfg,
-        study=study,
-        pruning=PruningSection(pruner="none"),
-        evaluation=evaluation,
-        search=SearchSection(),
-    )
+    return planned_runs_config(cfg, study)
 
 
 def searched_config(study: optuna.Study, given: StudyConfig | None, url: str) -> StudyConfig:

@@ -17,7 +17,14 @@ from optuna.trial import FrozenTrial
 from search_spaces.space import baselines
 
 from . import trial_schema as schema
-from .config import EVALUATION_BEFORE_0_2, EvaluationSection, StudyConfig
+from .config import (
+    EVALUATION_BEFORE_0_2,
+    EvaluationSection,
+    PruningSection,
+    SearchSection,
+    StudyConfig,
+    StudySection,
+)
 from .pruning import (
     CurveAwareTPESampler,
     MOASHAPruner,
@@ -107,6 +114,20 @@ def reseed_sampler(study: optuna.Study, cfg: StudyConfig, worker: int = 0) -> No
     starts = schema.sampler_starts(study)
     study.set_user_attr(schema.SAMPLER_STARTS, starts + 1)
     study.sampler = make_sampler(cfg, worker + SEED_STRIDE * starts)
+
+
+def planned_runs_config(cfg: StudyConfig, study: StudySection) -> StudyConfig:
+    """``cfg`` as a study of planned runs (a confirm or a table study) runs it, with ``study``
+    as its study section: every trial queued up front and trained stand-alone for its full
+    epochs (no pruning, no baselines of its own, the repeat's seed: common seeding)."""
+    evaluation = dataclasses.replace(cfg.evaluation, seeding="common", baselines=False)
+    return dataclasses.replace(
+        cfg,
+        study=study,
+        pruning=PruningSection(pruner="none"),
+        evaluation=evaluation,
+        search=SearchSection(),
+    )
 
 
 def requeue_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 1) -> None:

@@ -35,13 +35,14 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces.space import SearchSpace, architecture_params
 
 from . import trial_schema as schema
-from .config import PruningSection, SearchSection, StudyConfig
+from .config import StudyConfig
 from .storage import machine_lock, redact
 from .study import (
     changed_fields,
     config_changes,
     load_or_create_study,
     open_study_storage,
+    planned_runs_config,
     stored_as_this_release,
 )
 
@@ -75,17 +76,8 @@ def planned_indices(space: SearchSpace, sample: int | None, seed: int) -> list[i
 
 
 def table_config(cfg: StudyConfig, runs: int) -> StudyConfig:
-    """``cfg`` as a table study runs it: one trial per planned run, full epochs (no pruning),
-    no baselines, each run seeded by its repeat, multi-trial training."""
-    study = dataclasses.replace(cfg.study, n_trials=runs, sampler="random")
-    evaluation = dataclasses.replace(cfg.evaluation, seeding="common", baselines=False)
-    return dataclasses.replace(
-        cfg,
-        study=study,
-        pruning=PruningSection(pruner="none"),
-        evaluation=evaluation,
-        search=SearchSection(),
-    )
+    """``cfg`` as a table study runs it: one trial per planned run (``planned_runs_config``)."""
+    return planned_runs_config(cfg, dataclasses.replace(cfg.study, n_trials=runs, sampler="random"))
 
 
 def prepare_table(
