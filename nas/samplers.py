@@ -121,6 +121,7 @@ class AdditiveThompsonSampler(BaseSampler):
         size = space.size()
         self._all = architecture_params(space) if size <= 50 * max_candidates else None
         self._features: dict[str, np.ndarray] = {}
+        self._prior_var = {scale: _prior_variances(space, scale) for scale in PRIOR_SCALES}
         self._costs: dict[str, np.ndarray] = {}
 
     # -- Optuna's sampler interface ----------------------------------------------------------
@@ -219,14 +220,10 @@ class AdditiveThompsonSampler(BaseSampler):
         centre, scale = y.mean(), y.std() or 1.0
         z = (y - centre) / scale
         fits = [
-            (
-                posterior(x, z, _prior_variances(self.space, prior), noise**2),
-                prior,
-                noise,
-            )
+            posterior(x, z, self._prior_var[prior], noise**2)
             for prior, noise in itertools.product(PRIOR_SCALES, NOISE_SCALES)
         ]
-        (mean, cov, _), _, _ = max(fits, key=lambda f: f[0][2])
+        mean, cov, _ = max(fits, key=lambda fit: fit[2])
         weights = self._rng.multivariate_normal(mean, cov, method="cholesky")
         drawn_seen = centre + scale * (x @ weights)
         drawn = centre + scale * (self._featurise(candidates) @ weights)
@@ -246,15 +243,33 @@ class AdditiveThompsonSampler(BaseSampler):
         seen_points = np.column_stack([drawn_seen, [self._cost(p) for p in seen]])
         cand_points = np.column_stack([drawn, [self._cost(p) for p in candidates]])
         both = np.vstack([seen_points, cand_points])
-        reference = [both[:, 0].min() - 1e-9, *(1.01 * both[:, 1:].max(axis=0) + 1e-9)]
+        reference = np.array([both[:, 0].min() - 1e-9, *(1.01 * both[:, 1:].max(axis=0) + 1e-9)])
         front = seen_points[non_dominated_sort(seen_points, directions)[0]]
-        base = hypervolume(front, reference, directions)
-        gains = np.array(
-            [
-                hypervolume(np.vstack([front, point]), reference, directions) - base
-                for point in cand_points
-            ]
-        )
+        if front.shape[1] == 2:
+            gains = hypervolume_gains_2d(front, cand_points, reference)
+        else:
+            base = hypervolume(front, reference, directions)
+            gains = np.array(
+                [
+                    hypervolume(np.vstack([front, point]), reference, directions) - base
+                    for point in cand_points
+                ]
+            )
         if gains.max() <= 0:
             return int(np.argmax(drawn))
         return int(np.argmax(gains + 1e-12 * (drawn - drawn.min())))
+
+
+def hypervolume_gains_2d(
+    front: np.ndarray, points: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """Hypervolume each of ``points`` (accuracy maximised, cost minimised) adds to ``front``,
+    all at once: the area the point dominates above the front's staircase."""
+    order = np.argsort(front[:, 1])
+    costs, accs = front[order, 1], np.maximum.accumulate(front[order, 0])
+    left = np.concatenate([[-np.inf], costs])  # step j covers [left_j, right_j) at level_j
+    right = np.concatenate([costs, [reference[1]]])
+    level = np.maximum(np.concatenate([[reference[0]], accs]), reference[0])
+    width = np.minimum(right, reference[1])[None, :] - np.maximum(left[None, :], points[:, 1:2])
+    height = points[:, 0:1] - level[None, :]
+    return (np.clip(width, 0, None) * np.clip(height, 0, None)).sum(axis=1)
