@@ -497,7 +497,8 @@ def rebuild_run(
         )
     with tempfile.TemporaryDirectory(prefix="nas-table-") as tmp:
         folder = Path(workdir) if workdir is not None else Path(tmp)
-        data = table.config.data
+        # The builder's cache folder is a path of its machine: this machine's default instead.
+        data = dataclasses.replace(table.config.data, cache_dir=None)
         if data_root is not None:
             data = dataclasses.replace(data, root=Path(data_root))
         cfg = dataclasses.replace(

@@ -38,11 +38,15 @@ def test_scorer_trajectory_matches_the_replay_scores(bench):
 
     table = synthetic_table()
     result = replay_search(table, optuna.samplers.RandomSampler(seed=4), n_trials=7, seed=2)
-    shares, best = bench.Scorer(table).trajectory(result.study)
+    shares, best, regret = bench.Scorer(table).trajectory(result.study)
+    means = {a.digest: a.mean_val_acc() for a in table.architectures}
     for n in range(1, 8):
         reported = reported_digests(result.study, n)
         assert shares[n - 1] == pytest.approx(true_front_share(table, reported))
         assert best[n - 1] == reports_best(table, reported)
+        if reported:
+            top = max(means[d] for d in reported)
+            assert regret[n - 1] == pytest.approx(max(means.values()) - top)
 
 
 def test_population_fits_the_budget(bench):
