@@ -260,6 +260,9 @@ def _add_table(commands: Commands) -> None:
     rebuild.add_argument("--arch", type=int, required=True, help="architecture index")
     rebuild.add_argument("--seed", type=int, default=0, help="seed repeat (0-based, default 0)")
     rebuild.add_argument("--data-root", help="where the table's data lies on this machine")
+    rebuild.add_argument(
+        "--threads", type=int, help="torch threads, where the table did not record the run's"
+    )
     rebuild.set_defaults(run=_table_rebuild)
 
 
@@ -457,7 +460,9 @@ def _table_rebuild(args: argparse.Namespace) -> int:
 
     table = load_table(args.table)
     stored = next((a for a in table.architectures if a.index == args.arch), None)
-    rebuilt = rebuild_run(table, args.arch, args.seed, data_root=args.data_root)
+    rebuilt = rebuild_run(
+        table, args.arch, args.seed, data_root=args.data_root, threads=args.threads
+    )
     run = (
         None if stored is None else next((r for r in stored.runs if r.replicate == args.seed), None)
     )

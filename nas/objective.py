@@ -241,6 +241,7 @@ class TrialRunner:
         schema.EPOCHS_RUN.set(trial, len(history))
         schema.TRAIN_SECONDS.set(trial, clock.wall_s)
         schema.CPU_SECONDS.set(trial, clock.cpu_s)
+        schema.TORCH_THREADS.set(trial, torch.get_num_threads())
         val_size = split_size(self.datamodule, "val")
         if history and val_size:
             schema.VAL_SIZE.set(trial, val_size)

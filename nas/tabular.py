@@ -170,6 +170,7 @@ class TableRun:
     test_acc: float
     train_seconds: float
     cpu_seconds: float
+    threads: int | None = None  #: torch threads it trained with (None: not recorded)
 
     @property
     def final_val_acc(self) -> float:
@@ -292,6 +293,7 @@ def _run_of(trial: FrozenTrial, seeds: Sequence[int]) -> dict[str, Any]:
         "test_acc": _rounded(schema.TEST_ACC.get(trial)),
         "train_seconds": round(float(schema.TRAIN_SECONDS.get(trial, math.nan)), 3),
         "cpu_seconds": round(float(schema.CPU_SECONDS.get(trial, math.nan)), 3),
+        "threads": schema.TORCH_THREADS.get(trial),
     }
 
 
@@ -365,7 +367,8 @@ def export_table(study: optuna.Study, path: str | Path) -> dict[str, Any]:
     ``val_size``; ``built`` (export time, torch and optuna versions, machine, runs); and
     ``architectures``, sorted by index, each ``{"index", "digest", "summary", "params" (trial
     parameters), "cost" (``nas.trial_schema`` costs), "runs": [{"replicate", "seed", "val_acc"
-    (one per epoch), "val_loss", "test_acc", "train_seconds", "cpu_seconds"}]}``. Accuracies and
+    (one per epoch), "val_loss", "test_acc", "train_seconds", "cpu_seconds", "threads" (torch
+    threads, or null where not recorded)}]}``. Accuracies and
     losses are rounded to :data:`DECIMALS` decimals. The file is replaced atomically."""
     data = table_data(study)
     path = Path(path)
@@ -422,6 +425,7 @@ def table_from_data(data: dict[str, Any], where: str = "table") -> Table:
                         test_acc=float(r["test_acc"]),
                         train_seconds=float(r["train_seconds"]),
                         cpu_seconds=float(r["cpu_seconds"]),
+                        threads=r.get("threads"),
                     )
                     for r in a["runs"]
                 ),
@@ -483,11 +487,14 @@ def rebuild_run(
     *,
     data_root: str | None = None,
     workdir: str | Path | None = None,
+    threads: int | None = None,
 ) -> TableRun:
     """Train architecture ``index`` with the table's seed ``replicate`` again through the engine
     (a one-run table study in ``workdir``, a temporary folder by default) and return the run;
-    on the CPU it reproduces the stored one exactly. ``data_root`` replaces the table's
-    ``data.root`` (the path of the machine that built it)."""
+    on the CPU it reproduces the stored one exactly, with the torch threads the stored run had
+    (the order of float sums, and so the result, depends on them). ``data_root`` replaces the
+    table's ``data.root`` (the path of the machine that built it); ``threads`` gives the torch
+    threads where the table did not record them."""
     arch = next((a for a in table.architectures if a.index == index), None)
     if arch is None:
         raise ValueError(f"table {table.name!r} has no architecture with index {index}")
@@ -524,7 +531,15 @@ def rebuild_run(
             arch.params,
             user_attrs={schema.REPLICATE.key: replicate, schema.TABLE_ARCH.key: index},
         )
-        run_worker(cfg, progress=False)
+        stored = next((r for r in arch.runs if r.replicate == replicate), None)
+        wanted = threads or (stored.threads if stored is not None else None)
+        before = torch.get_num_threads()
+        if wanted:
+            torch.set_num_threads(wanted)  # float sums differ between thread counts
+        try:
+            run_worker(cfg, progress=False)
+        finally:
+            torch.set_num_threads(before)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not done:
             reasons = [schema.FAIL_REASON.get(t) for t in study.get_trials(deepcopy=False)]

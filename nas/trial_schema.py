@@ -34,6 +34,7 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 ``test_acc``        confirm studies: accuracy on the held-out test split after training
 ``train_seconds``   wall-clock seconds of the trial's training (``trainer.fit``)
 ``cpu_seconds``     CPU seconds of this process (all its threads) during that training
+``torch_threads``   torch's intra-op threads during it (CPU results are exact per thread count)
 ``evaluated_by``    ``supernet`` where the values were measured with a supernet's shared weights
                     (BatchNorm re-estimated; no training of its own); absent: trained stand-alone
 ==================  ======================================================================
@@ -113,6 +114,7 @@ EVALUATED_BY: Attr[str] = Attr("evaluated_by", "supernet: measured with shared w
 TABLE_ARCH: Attr[int] = Attr("table_arch", "table studies: index of the architecture")
 TRAIN_SECONDS: Attr[float] = Attr("train_seconds", "wall-clock seconds of the training")
 CPU_SECONDS: Attr[float] = Attr("cpu_seconds", "CPU seconds of the training process")
+TORCH_THREADS: Attr[int] = Attr("torch_threads", "torch intra-op threads of the training")
 
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     ARCH,
@@ -141,6 +143,7 @@ TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     TABLE_ARCH,
     TRAIN_SECONDS,
     CPU_SECONDS,
+    TORCH_THREADS,
 )
 #: Attrs a duplicate copies from the completed trial whose results it reuses.
 REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (

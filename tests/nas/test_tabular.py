@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import optuna
 import pytest
+import torch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,6 +111,7 @@ def test_built_table_holds_every_architecture_with_every_seed(built):
             assert len(run.val_acc) == len(run.val_loss) == cfg.training.epochs
             assert all(0 <= v <= 1 for v in run.val_acc) and 0 <= run.test_acc <= 1
             assert run.train_seconds > 0 and run.cpu_seconds > 0
+            assert run.threads == torch.get_num_threads()
             # accuracies on 40 validation images are multiples of 1/40
             assert all(abs(v * 40 - round(v * 40)) < 1e-6 for v in run.val_acc)
         assert arch.cost["params"] > 0 and arch.cost["flops"] > 0
