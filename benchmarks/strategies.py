@@ -166,7 +166,9 @@ def run_one(job: tuple[str, Strategy, int, int, dict[str, Any]]) -> dict[str, An
     else:
         cfg = run_config(table, strategy, seed, budget, args)
         sampler = make_sampler(cfg)
-    result = replay_search(table, sampler, make_pruner(cfg), n_trials=budget, seed=seed)
+    result = replay_search(
+        table, sampler, make_pruner(cfg), n_trials=budget, seed=seed, baselines=args.baselines
+    )
     scorer = _SCORERS.setdefault(table_path, Scorer(table))
     shares, best, regret = scorer.trajectory(result.study)
     return {
@@ -213,6 +215,7 @@ def jobs(args: argparse.Namespace, done: set[tuple[str, int, int]]) -> list[tupl
 
 
 OPTION_KEYS = (
+    "baselines",
     "startup",
     "additive_startup",
     "min_epochs",
@@ -272,20 +275,45 @@ def summarise(runs: list[dict[str, Any]], keys: list[str], budgets: list[int]) -
                 "regret_mean": float(np.nanmean(regret)) if np.isfinite(regret).any() else math.nan,
                 "epochs_mean": float(epochs.mean()),
                 "p_value": math.nan,
+                "p_worse": math.nan,
             }
             if key != CONTROL and len(control) >= 2 and len(hv) >= 2:
-                row["p_value"] = float(
-                    stats.mannwhitneyu(hv, control, alternative="greater").pvalue
-                )
+                for column, alternative in (("p_value", "greater"), ("p_worse", "less")):
+                    row[column] = float(
+                        stats.mannwhitneyu(hv, control, alternative=alternative).pvalue
+                    )
             rows.append(row)
-    tested = [i for i, r in enumerate(rows) if not math.isnan(r["p_value"])]
-    adjusted = holm_adjust([rows[i]["p_value"] for i in tested]) if tested else []
-    for i, p in zip(tested, adjusted, strict=True):
-        rows[i]["p_holm"] = float(p)
+    for column, adjusted_column in (("p_value", "p_holm"), ("p_worse", "p_worse_holm")):
+        tested = [i for i, r in enumerate(rows) if not math.isnan(r[column])]
+        adjusted = holm_adjust([rows[i][column] for i in tested]) if tested else []
+        for r in rows:
+            r[adjusted_column] = math.nan
+        for i, p in zip(tested, adjusted, strict=True):
+            rows[i][adjusted_column] = float(p)
     for r in rows:
-        r.setdefault("p_holm", math.nan)
         r["beats_random"] = bool(r["p_holm"] < ALPHA)
+        r["verdict"] = (
+            "-"
+            if r["strategy"] == CONTROL
+            else "better"
+            if r["beats_random"]
+            else "worse"
+            if r["p_worse_holm"] < ALPHA
+            else "tie"
+        )
     return rows
+
+
+def cheapest_tie(rows: list[dict[str, Any]], budget: int) -> dict[str, Any] | None:
+    """The strategy the defaults take at ``budget``: the best one that beats random search (by
+    mean HV share), or where none does, the one that ties random (neither better nor worse)
+    with the fewest training epochs; random search itself where nothing ties."""
+    at = [r for r in rows if r["budget"] == budget]
+    winners = [r for r in at if r["verdict"] == "better"]
+    if winners:
+        return max(winners, key=lambda r: r["hv_mean"])
+    ties = [r for r in at if r["verdict"] in ("tie", "-")]
+    return min(ties, key=lambda r: r["epochs_mean"]) if ties else None
 
 
 def curves(runs: list[dict[str, Any]], key: str, budget: int, epoch_grid: np.ndarray) -> dict:
@@ -350,14 +378,22 @@ def body(table: Table, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
         f"Pruners: MO-ASHA min_epochs {args.min_epochs}, reduction_factor "
         f"{args.reduction_factor}; Pareto percentile {args.percentile:g}, n_startup_trials "
         f"{args.n_startup_trials}, n_warmup_epochs {args.n_warmup_epochs}; TPE and GP start-up "
-        f"trials {args.startup}; NSGA-II population max(4, budget // 5).",
+        f"trials {args.startup}; NSGA-II population max(4, budget // 5); "
+        + (
+            "every search starts with the space's baselines (none and each block everywhere, "
+            "never pruned, in the budget)."
+            if args.baselines
+            else "no baselines."
+        ),
         "",
         "HV share: true hypervolume of the reported front / the table's true front's (mean +- "
         "s.e. over seeds). P(best): share of runs reporting the true most accurate "
         "architecture. Regret: true accuracy of the table's best minus that of the best "
         "reported architecture (mean, points; runs that report nothing yet left out). p: "
         "one-sided Mann-Whitney U against random search at the same budget "
-        "(HV share greater), Holm over every comparison in this table.",
+        "(HV share greater), Holm over every comparison in this table; p worse: the same test "
+        "the other way (HV share less), Holm likewise. Verdict: better / worse where its Holm "
+        "p < 0.05, else tie.",
         "",
     ]
     for budget in sorted({r["budget"] for r in rows}):
@@ -365,18 +401,33 @@ def body(table: Table, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
             f"### Budget {budget} trials",
             "",
             "| strategy | seeds | HV share | P(best) | regret (points) | epochs | p | Holm p "
-            "| beats random |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| p worse | Holm p worse | verdict |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in sorted((r for r in rows if r["budget"] == budget), key=lambda r: -r["hv_mean"]):
-            p = "" if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}"
-            holm = "" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}"
+            ps = " | ".join(
+                "" if math.isnan(r[c]) else f"{r[c]:.3g}"
+                for c in ("p_value", "p_holm", "p_worse", "p_worse_holm")
+            )
             lines.append(
                 f"| {r['strategy']} | {r['seeds']} | {100 * r['hv_mean']:.2f} +- "
                 f"{100 * r['hv_se']:.2f} % | {100 * r['p_best']:.0f} % | "
-                f"{100 * r['regret_mean']:.2f} | {r['epochs_mean']:.0f} | {p} | {holm} | "
-                f"{'yes' if r['beats_random'] else ('-' if r['strategy'] == CONTROL else 'no')} |"
+                f"{100 * r['regret_mean']:.2f} | {r['epochs_mean']:.0f} | {ps} | {r['verdict']} |"
             )
+        choice = cheapest_tie(rows, budget)
+        if choice is not None:
+            lines += [
+                "",
+                f"Defaults at {budget} trials: **{choice['strategy']}** ("
+                + (
+                    "beats random search"
+                    if choice["verdict"] == "better"
+                    else "no strategy beats random search; the fewest epochs among those "
+                    "that tie it"
+                )
+                + f": {100 * choice['hv_mean']:.2f}% HV share with {choice['epochs_mean']:.0f} "
+                "epochs).",
+            ]
         lines.append("")
     return lines
 
@@ -388,6 +439,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budgets", type=int, nargs="+", default=list(DEFAULT_BUDGETS))
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     p.add_argument("--pruners", nargs="+", default=list(PRUNERS), choices=PRUNERS)
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="each search starts with the space's baselines, as a study with "
+        "evaluation.baselines does (never pruned, in the budget)",
+    )
     p.add_argument("--startup", type=int, default=8, help="TPE / GP start-up trials (8)")
     p.add_argument(
         "--additive-startup", type=int, default=4, help="additive sampler's random trials (4)"

@@ -49,7 +49,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_Sampler = Literal["nsga2", "tpe", "gp", "random"]
+_Sampler = Literal["nsga2", "tpe", "gp", "random", "additive"]
 _Pruner = Literal["pareto", "moasha", "median", "percentile", "asha", "none"]
 #: Cost names an objective may minimise (keys of ``search_spaces.cost.ModelCost.to_dict``).
 _Cost = Literal["flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes"]

@@ -27,6 +27,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from search_spaces.space import baselines as space_baselines
 from search_spaces.space import suggest_arch
 
 from . import trial_schema as schema
@@ -86,6 +87,8 @@ class ReplayObjective:
         schema.COST.set(trial, dict(arch.cost))
         self._set_constraints(trial, arch)
         pruner = trial.study.pruner if self.pruner is None else self.pruner
+        if schema.BASELINE.has(trial):  # references train their full epochs, as in the engine
+            pruner = optuna.pruners.NopPruner()
         curve = run.val_acc
         for epoch, value in enumerate(curve):
             record_epoch(trial, epoch, value)
@@ -166,8 +169,11 @@ def replay_search(
     n_trials: int,
     seed: int = 0,
     seeding: Seeding = "per_trial",
+    baselines: bool = False,
 ) -> ReplayResult:
-    """Replay one search of ``n_trials`` trials on the table (in memory, no training)."""
+    """Replay one search of ``n_trials`` trials on the table (in memory, no training). With
+    ``baselines`` the space's baselines (``none`` and each block everywhere) come first, never
+    pruned and counted in the budget, as a study with ``evaluation.baselines`` runs them."""
     if n_trials > table.space_size:
         raise ValueError(
             f"n_trials={n_trials} exceeds the table's {table.space_size} architectures: a "
@@ -180,6 +186,9 @@ def replay_search(
         pruner=pruner or optuna.pruners.NopPruner(),
     )
     objective = ReplayObjective(table, seed=seed, seeding=seeding)
+    if baselines:
+        for name, params in space_baselines(table.space).items():
+            study.enqueue_trial(params, user_attrs={schema.BASELINE.key: name})
     epochs, seconds = [], []
     for _ in range(n_trials):
         trial = study.ask()

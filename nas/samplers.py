@@ -31,7 +31,16 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces.space import SearchSpace, architecture_params, suggest_arch
+from search_spaces.build import build_model
+from search_spaces.cost import model_cost
+from search_spaces.space import (
+    SearchSpace,
+    architecture_params,
+    everywhere_params,
+    scope_params,
+    suggest_arch,
+)
+from search_spaces.spec import BlockChoice
 
 from .pareto import hypervolume, non_dominated_sort
 
@@ -90,13 +99,75 @@ def posterior(
     return mean, cov, float(log_ml) if sign > 0 else -math.inf
 
 
+class AdditiveCosts:
+    """Costs of every architecture of a space from one model per (scope, choice): the model
+    with no attention, and for each scope and choice the model with that choice at that scope
+    alone; an architecture costs the first plus each of its choices' differences. Exact for
+    ``params`` and ``flops`` (an attention block keeps its input's shape, so blocks add their
+    costs independently); ``activation_bytes`` and latencies are additive approximations.
+    1 + scopes x (choices - 1) models are measured, once, when first needed."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        names: Sequence[str],
+        input_shape: Sequence[int],
+        *,
+        num_classes: int,
+        latency_batch: int = 32,
+    ) -> None:
+        self.space = space
+        self.names = list(names)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.latency_batch = latency_batch
+        self._deltas: dict[tuple[str, str], np.ndarray] | None = None
+        self._base: np.ndarray | None = None
+
+    def _measure(self, params: dict[str, Any]) -> np.ndarray:
+        spec = suggest_arch(
+            optuna.trial.FixedTrial(params),
+            self.space,
+            in_channels=self.input_shape[0],
+            num_classes=self.num_classes,
+        )
+        latency = any(name.startswith("latency") for name in self.names)
+        cost = model_cost(
+            build_model(spec), self.input_shape, latency=latency, batch_size=self.latency_batch
+        ).to_dict()
+        return np.array([float(cost[name]) for name in self.names])
+
+    def _fit(self) -> None:
+        none = everywhere_params(self.space, BlockChoice())
+        self._base = self._measure(none)
+        self._deltas = {}
+        for scope in self.space.scopes():
+            for choice in self.space.choices():
+                if not choice.is_none:
+                    params = {**none, **scope_params(self.space, scope, choice)}
+                    self._deltas[scope, str(choice)] = self._measure(params) - self._base
+
+    def __call__(self, params: dict[str, Any]) -> list[float]:
+        if self._deltas is None:
+            self._fit()
+        spec = suggest_arch(optuna.trial.FixedTrial(params), self.space)
+        total = self._base.copy()
+        for scope, sites in self.space.scopes().items():
+            choice = spec.choice(sites[0])
+            if not choice.is_none:
+                total += self._deltas[scope, str(choice)]
+        return total.tolist()
+
+
 class AdditiveThompsonSampler(BaseSampler):
     """Thompson sampling over an additive model of a placement space (module docstring).
 
     Args:
         space: the search space the objective samples with ``suggest_arch``.
         cost_fn: the minimised objectives' values of an architecture, from its trial parameters
-            (known before training: parameters, FLOPs, a latency table).
+            (known before training: parameters, FLOPs, a latency table), e.g.
+            :class:`AdditiveCosts`; ``None`` until set (the engine sets it once its data is
+            loaded), and required before the first proposal.
         n_startup_trials: trials drawn at random before the model is used.
         max_candidates: at most this many candidates per trial (a random subset of larger
             spaces).
@@ -106,7 +177,7 @@ class AdditiveThompsonSampler(BaseSampler):
     def __init__(
         self,
         space: SearchSpace,
-        cost_fn: Callable[[dict[str, Any]], Sequence[float]],
+        cost_fn: Callable[[dict[str, Any]], Sequence[float]] | None,
         *,
         n_startup_trials: int = 4,
         max_candidates: int = 5000,
@@ -182,6 +253,12 @@ class AdditiveThompsonSampler(BaseSampler):
         return np.array([self._features[self._key(p)] for p in params_list])
 
     def _cost(self, params: dict[str, Any]) -> np.ndarray:
+        if self.cost_fn is None:
+            raise RuntimeError(
+                "AdditiveThompsonSampler needs cost_fn (the costs of an architecture from its "
+                "trial parameters), e.g. nas.samplers.AdditiveCosts(space, names, input_shape, "
+                "num_classes=...)"
+            )
         key = self._key(params)
         if key not in self._costs:
             self._costs[key] = np.asarray(self.cost_fn(params), dtype=float)

@@ -31,6 +31,7 @@ from .pruning import (
     ParetoPercentilePruner,
     PruningAwareNSGAIISampler,
 )
+from .samplers import AdditiveCosts, AdditiveThompsonSampler
 from .storage import machine_lock, open_storage, redact
 
 
@@ -46,13 +47,25 @@ def quiet_third_party_output() -> None:
 SEED_STRIDE = 7919
 
 
-def make_sampler(cfg: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+#: Random trials before the additive sampler's model proposes (what its benchmark measured).
+ADDITIVE_STARTUP = 4
+
+
+def make_sampler(
+    cfg: StudyConfig, worker: int = 0, costs: AdditiveCosts | None = None
+) -> optuna.samplers.BaseSampler:
     """The configured sampler, seeded with ``study.seed + worker`` (modulo 2**32).
 
     Concurrent workers must use different ``worker`` numbers: with one seed they would propose
-    the same architectures in the same order and train each one twice."""
+    the same architectures in the same order and train each one twice. ``costs``: the costs of
+    an architecture from its parameters, which the ``additive`` sampler needs before it
+    proposes (the worker gives them once its data is loaded)."""
     seed = (cfg.study.seed + worker) % 2**32
     name = cfg.study.sampler
+    if name == "additive":
+        return AdditiveThompsonSampler(
+            cfg.space, costs, n_startup_trials=ADDITIVE_STARTUP, seed=seed
+        )
     if name == "nsga2":
         return PruningAwareNSGAIISampler(population_size=cfg.study.population_size, seed=seed)
     if name == "tpe":
@@ -102,7 +115,9 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def reseed_sampler(study: optuna.Study, cfg: StudyConfig, worker: int = 0) -> None:
+def reseed_sampler(
+    study: optuna.Study, cfg: StudyConfig, worker: int = 0, costs: AdditiveCosts | None = None
+) -> None:
     """Give this process's sampler a seed no earlier process of the study had.
 
     A resumed or second ``nas search`` with the same seed would replay the first one's proposals
@@ -113,7 +128,7 @@ def reseed_sampler(study: optuna.Study, cfg: StudyConfig, worker: int = 0) -> No
     (``nas.storage.machine_lock``) so that local processes count apart."""
     starts = schema.sampler_starts(study)
     study.set_user_attr(schema.SAMPLER_STARTS, starts + 1)
-    study.sampler = make_sampler(cfg, worker + SEED_STRIDE * starts)
+    study.sampler = make_sampler(cfg, worker + SEED_STRIDE * starts, costs)
 
 
 def planned_runs_config(cfg: StudyConfig, study: StudySection) -> StudyConfig:

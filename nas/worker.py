@@ -32,6 +32,7 @@ from .checkpoints import delete_dominated_checkpoints
 from .config import StudyConfig
 from .objective import ArchitectureRunning, TrialOutcome, TrialRunner, check_runnable
 from .pruning import finish_pruned
+from .samplers import AdditiveCosts
 from .storage import heartbeat, heartbeat_interval, machine_lock
 from .study import (
     config_for_study,
@@ -165,7 +166,11 @@ def _clear_dead_trials(cfg: StudyConfig, study: optuna.Study) -> None:
 
 
 def _next_trial(
-    cfg: StudyConfig, study: optuna.Study, url: str, reseed: int | None
+    cfg: StudyConfig,
+    study: optuna.Study,
+    url: str,
+    reseed: int | None,
+    costs: AdditiveCosts | None = None,
 ) -> tuple[optuna.Trial | None, int]:
     """Under this machine's lock: clear dead workers' trials, then ask for a trial while the
     budget has room; before the first ask of this process (``reseed`` = its worker number) the
@@ -181,7 +186,7 @@ def _next_trial(
         if finished + running >= cfg.study.n_trials:
             return None, finished
         if reseed is not None:
-            reseed_sampler(study, cfg, reseed)
+            reseed_sampler(study, cfg, reseed, costs)
         trial = study.ask()
         if schema.planned_seeds(study) is not None and not schema.REPLICATE.has(trial):
             # Another machine took the last queued run between the count and the ask: a
@@ -234,11 +239,23 @@ def run_worker(
         datamodule=datamodule,
         artifact_store=artifact_store,
     )
+    costs = None
+    if cfg.study.sampler == "additive":  # the costs of any architecture, before training
+        dm = runner.datamodule
+        costs = AdditiveCosts(
+            cfg.space,
+            cfg.objectives.minimize,
+            dm.input_shape,
+            num_classes=dm.num_classes,
+            latency_batch=cfg.objectives.latency_batch,
+        )
     deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
     ran = 0
     bar = _trial_bar(cfg, study) if progress else None
     while time.monotonic() < deadline:
-        trial, finished = _next_trial(cfg, study, url, reseed=worker if ran == 0 else None)
+        trial, finished = _next_trial(
+            cfg, study, url, reseed=worker if ran == 0 else None, costs=costs
+        )
         if trial is None:
             interval = heartbeat_interval(study)
             if finished >= cfg.study.n_trials or not interval:

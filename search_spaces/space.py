@@ -290,11 +290,11 @@ def spec_to_params(spec: ArchSpec, space: SearchSpace) -> dict[str, Any]:
                 f"spec is not in the space: sites {scope_sites} of scope {scope!r} differ, but "
                 f"granularity {space.granularity!r} gives them one choice"
             )
-        params.update(_scope_params(space, scope, choice))
+        params.update(scope_params(space, scope, choice))
     return params
 
 
-def _scope_params(space: SearchSpace, scope: str, choice: BlockChoice) -> dict[str, Any]:
+def scope_params(space: SearchSpace, scope: str, choice: BlockChoice) -> dict[str, Any]:
     """The trial parameters of one scope under which ``suggest_arch`` picks ``choice``."""
     params: dict[str, Any] = {f"{scope}.block": choice.block}
     if choice.is_none:
@@ -315,7 +315,7 @@ def architecture_params(space: SearchSpace) -> list[dict[str, Any]]:
     for combo in itertools.product(space.choices(), repeat=len(scopes)):
         params: dict[str, Any] = {}
         for scope, choice in zip(scopes, combo, strict=True):
-            params.update(_scope_params(space, scope, choice))
+            params.update(scope_params(space, scope, choice))
         out.append(params)
     return out
 
@@ -342,7 +342,7 @@ def everywhere_params(space: SearchSpace, choice: BlockChoice) -> dict[str, Any]
     ``study.enqueue_trial``)."""
     params: dict[str, Any] = {}
     for scope in space.scopes():
-        params.update(_scope_params(space, scope, choice))
+        params.update(scope_params(space, scope, choice))
     return params
 
 

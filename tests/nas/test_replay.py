@@ -192,3 +192,15 @@ def test_reported_digests_are_the_measured_front(table):
         assert (d in reported) != dominated
     assert reported_digests(result.study, 1) == [schema.DIGEST.get(result.study.trials[0])]
     assert np.isfinite(true_front_share(table, reported))
+
+
+def test_baselines_come_first_and_are_never_pruned(table):
+    pruner = PruneBelow(threshold=2.0)  # would prune every trial at its second epoch
+    result = replay_search(
+        table, optuna.samplers.RandomSampler(seed=0), pruner, n_trials=6, baselines=True
+    )
+    trials = result.study.trials
+    names = [schema.BASELINE.get(t) for t in trials[:3]]
+    assert names == ["none", "se", "eca"]
+    assert all(t.state == TrialState.COMPLETE for t in trials[:3])
+    assert all(t.state == TrialState.PRUNED for t in trials[3:] if not schema.DUPLICATE_OF.has(t))

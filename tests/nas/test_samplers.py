@@ -10,6 +10,7 @@ from nas.pareto import hypervolume, non_dominated_sort
 from nas.replay import replay_search, reported_digests, true_front_share
 from nas.samplers import (
     PROPOSAL_KEY,
+    AdditiveCosts,
     AdditiveThompsonSampler,
     hypervolume_gains_2d,
     placement_features,
@@ -119,3 +120,48 @@ def test_it_beats_random_search_on_an_additive_problem():
     )
     random = shares(lambda s: optuna.samplers.RandomSampler(seed=s))
     assert stats.mannwhitneyu(additive, random, alternative="greater").pvalue < 0.01
+
+
+def test_additive_costs_are_exact_for_params_and_flops():
+    from search_spaces.build import build_model
+    from search_spaces.cost import model_cost
+    from search_spaces.space import SearchSpace
+
+    space = SearchSpace(
+        backbone="resnet8",
+        backbone_args={"width": 4},
+        blocks=("none", "se", "eca", "cbam", "simam"),
+        reductions=(2, 4),
+        eca_kernels=(3,),
+        granularity="per_stage",
+        positions=("standard", "post"),
+    )
+    costs = AdditiveCosts(space, ["params", "flops"], (1, 8, 8), num_classes=10)
+    params_list = architecture_params(space)
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(params_list), 12, replace=False):
+        params = params_list[i]
+        spec = suggest_arch(optuna.trial.FixedTrial(params), space, in_channels=1)
+        cost = model_cost(build_model(spec), (1, 8, 8)).to_dict()
+        assert costs(params) == [cost["params"], cost["flops"]]
+
+
+def test_nas_search_with_the_additive_sampler(tiny_config):
+    from nas.config import StudyConfig
+    from nas.worker import run_search
+
+    cfg = StudyConfig.from_dict(
+        tiny_config(
+            study={"sampler": "additive", "n_trials": 7},
+            objectives={"maximize": "val_acc", "minimize": ["params"]},
+        )
+    )
+    study = run_search(cfg, progress=False)
+    trials = study.trials
+    assert len(trials) == 7 and all(t.state.name == "COMPLETE" for t in trials)
+    proposed = [t for t in trials if PROPOSAL_KEY in t.system_attrs]
+    assert len(proposed) == 3  # after 4 random start-up trials
+    # what the sampler priced is what the trial measured
+    for t in proposed:
+        assert t.params == t.system_attrs[PROPOSAL_KEY]
+    assert len({t.user_attrs["digest"] for t in proposed}) == 3
