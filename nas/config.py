@@ -547,7 +547,12 @@ class PruningSection:
     """Early stopping. ``pareto`` and ``moasha`` work for any number of objectives; ``median``,
     ``percentile`` and ``asha`` are Optuna's own pruners (single-objective studies only)."""
 
-    pruner: _Pruner = _field("pareto", allowed=_one_of(PRUNERS), doc="Pruner.")
+    pruner: _Pruner = _field(
+        "none",
+        allowed=_one_of(PRUNERS),
+        doc="Pruner (default none: on the digits table no pruner kept random search's front "
+        "at 48 trials, benchmarks/results/strategies_digits_quickstart.md).",
+    )
     percentile: _Number = _field(
         50.0, allowed="a number in (0, 100)", doc="percentile pruner: the cut.", gt=0, lt=100
     )
