@@ -11,7 +11,8 @@ seed), so a replayed search meets the noise a real one does. A repeated architec
 first trial's outcome and costs nothing, as in the engine. The epochs and seconds a trial would
 have trained are stored with it (``epochs_run``, ``train_seconds``).
 
-:func:`replay_search` runs one search (an in-memory study, the worker's ask-and-tell loop);
+:func:`replay_search` runs one search (an in-memory study, the worker's ask-and-tell loop),
+:func:`replay_config` the search a study config describes;
 :func:`true_front_share` and :func:`reports_best` score what a search reports against the
 table's seed means, the truth a single run only estimates.
 """
@@ -19,9 +20,9 @@ table's seed means, the truth a single run only estimates.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -31,9 +32,11 @@ from search_spaces.space import baselines as space_baselines
 from search_spaces.space import suggest_arch
 
 from . import trial_schema as schema
+from .config import StudyConfig
 from .objective import TrialOutcome
 from .pareto import front_trials, hypervolume, non_dominated_sort
 from .pruning import record_epoch, should_prune
+from .study import make_pruner, make_sampler
 from .tabular import Table, TableArch, TableRun
 from .worker import tell_outcome
 
@@ -197,6 +200,46 @@ def replay_search(
         epochs.append(int(schema.EPOCHS_RUN.get(trial, 0)))
         seconds.append(float(schema.TRAIN_SECONDS.get(trial, 0.0)))
     return ReplayResult(study, epochs, seconds)
+
+
+def table_costs(table: Table) -> Callable[[dict[str, Any]], list[float]]:
+    """The minimised objectives of an architecture from its trial parameters, read from the
+    table (what the additive sampler prices candidates with; a real search measures them)."""
+    by_params = {repr(sorted(a.params.items())): a for a in table.architectures}
+
+    def costs(params: dict[str, Any]) -> list[float]:
+        found = by_params.get(repr(sorted(params.items())))
+        if found is None:
+            raise ValueError(f"parameters {params} are not an architecture of table {table.name!r}")
+        return table.objective_values(found, 0.0)[1:]
+
+    return costs
+
+
+def replay_config(
+    table: Table,
+    cfg: StudyConfig,
+    *,
+    seed: int = 0,
+    n_trials: int | None = None,
+    seeding: Seeding = "per_trial",
+) -> ReplayResult:
+    """Replay on the table the search ``nas search`` runs for ``cfg``: the sampler and pruner
+    it builds from the config (seeded with ``study.seed``), its baselines first where
+    ``evaluation.baselines`` is on, ``study.n_trials`` trials (or ``n_trials``). A config whose
+    runs the table does not hold (another space, data, recipe or objectives) is refused with
+    the settings that differ."""
+    table.check_matches(cfg)
+    costs = table_costs(table) if cfg.study.sampler == "additive" else None
+    return replay_search(
+        table,
+        make_sampler(cfg, costs=costs),
+        make_pruner(cfg),
+        n_trials=n_trials or cfg.study.n_trials,
+        seed=seed,
+        seeding=seeding,
+        baselines=cfg.evaluation.baselines,
+    )
 
 
 # -- scores ----------------------------------------------------------------------------------------

@@ -93,3 +93,25 @@ def test_run_summarise_and_resume(bench, table_file, tmp_path):
 def test_a_budget_beyond_the_table_is_refused(bench, table_file, tmp_path):
     with pytest.raises(SystemExit, match="exceed the table's 9 architectures"):
         bench.main(["--table", str(table_file), "--budgets", "20", "--out", str(tmp_path / "x.md")])
+
+
+def test_the_defaults_take_the_best_winner_or_else_the_cheapest_tie(bench):
+    def row(key, hv, epochs, verdict):
+        return {
+            "budget": 48,
+            "strategy": key,
+            "hv_mean": hv,
+            "epochs_mean": epochs,
+            "verdict": verdict,
+        }
+
+    rows = [
+        row("random", 0.95, 500, "-"),
+        row("a", 0.96, 600, "tie"),
+        row("b", 0.94, 200, "worse"),
+        row("c", 0.95, 300, "tie"),
+    ]
+    assert bench.cheapest_tie(rows, 48)["strategy"] == "c"
+    rows += [row("d", 0.97, 700, "better"), row("e", 0.98, 900, "better")]
+    assert bench.cheapest_tie(rows, 48)["strategy"] == "e"
+    assert bench.cheapest_tie(rows, 10) is None

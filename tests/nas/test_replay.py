@@ -204,3 +204,28 @@ def test_baselines_come_first_and_are_never_pruned(table):
     assert names == ["none", "se", "eca"]
     assert all(t.state == TrialState.COMPLETE for t in trials[:3])
     assert all(t.state == TrialState.PRUNED for t in trials[3:] if not schema.DUPLICATE_OF.has(t))
+
+
+def test_replay_config_runs_the_search_a_config_describes_and_refuses_another_space(table):
+    import dataclasses
+
+    from nas.config import PruningSection
+    from nas.replay import replay_config
+
+    cfg = table.config
+    cfg = dataclasses.replace(
+        cfg,
+        study=dataclasses.replace(cfg.study, sampler="nsga2", population_size=4, n_trials=8),
+        pruning=PruningSection(pruner="moasha", min_epochs=1, reduction_factor=2),
+        evaluation=dataclasses.replace(cfg.evaluation, baselines=True),
+    )
+    result = replay_config(table, cfg, seed=3)
+    trials = result.study.trials
+    assert len(trials) == 8 and schema.BASELINE.get(trials[0]) == "none"
+    assert isinstance(result.study.sampler, PruningAwareNSGAIISampler)
+    again = replay_config(table, cfg, seed=3)
+    assert [t.params for t in again.study.trials] == [t.params for t in trials]
+    d = cfg.to_dict()
+    other = type(cfg).from_dict({**d, "space": {**d["space"], "blocks": ["none", "se"]}})
+    with pytest.raises(ValueError, match=r"differ: space\.blocks"):
+        replay_config(table, other)
