@@ -139,12 +139,13 @@ def _check_resumable(study: optuna.Study, plan: dict[str, Any], cfg: StudyConfig
 
 
 def _enqueue_runs(study: optuna.Study, space: SearchSpace, indices: list[int], seeds: int) -> None:
-    """Queue every (repeat, architecture) run the study has no trial for yet, repeat by repeat
-    (so that a table stopped early holds whole seeds)."""
+    """Queue every (repeat, architecture) run the study has no live trial for yet (a failed
+    run whose re-queues are used up is queued again), repeat by repeat (so that a table stopped
+    early holds whole seeds)."""
     present = {
         (schema.REPLICATE.get(t), schema.TABLE_ARCH.get(t))
         for t in study.get_trials(deepcopy=False)
-        if schema.TABLE_ARCH.has(t)
+        if schema.TABLE_ARCH.has(t) and t.state != TrialState.FAIL
     }
     params = architecture_params(space)
     for replicate in range(seeds):

@@ -241,3 +241,17 @@ def test_noise_figures_match_a_direct_computation(built):
     assert noise["ratio"] == pytest.approx(noise["spread_of_means"] / noise["run_sd"])
     seconds = [r.train_seconds for a in table.architectures for r in a.runs]
     assert noise["projected_build_hours"] == pytest.approx(np.median(seconds) * 9 * 2 / 3600)
+
+
+def test_a_run_failed_for_good_is_queued_again_by_the_next_build(tmp_path):
+    cfg = table_config(tmp_path)
+    study, run_cfg = prepare_table(cfg, 1, sample=2)
+    trial = study.ask()  # the first queued run, then "killed twice": FAIL, no re-queue left
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert len(study.get_trials()) == 2
+    again, _ = prepare_table(cfg, 1, sample=2)
+    waiting = again.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(schema.TABLE_ARCH.get(t) for t in waiting) == planned_indices(cfg.space, 2, 0)
+    run_search(run_cfg, progress=False)
+    done = again.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(schema.TABLE_ARCH.get(t) for t in done) == planned_indices(cfg.space, 2, 0)
