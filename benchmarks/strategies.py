@@ -174,7 +174,6 @@ def run_one(job: tuple[str, Strategy, int, int, dict[str, Any]]) -> dict[str, An
         "best": best,
         "regret": [round(x, 6) if math.isfinite(x) else None for x in regret],
         "epochs": result.epochs,
-        "seconds": [round(x, 3) for x in result.seconds],
         "replay_seconds": round(time.perf_counter() - start, 3),
     }
 

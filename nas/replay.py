@@ -160,9 +160,6 @@ class ReplayResult:
     epochs: list[int]  #: training epochs each trial stood for (0: a duplicate)
     seconds: list[float]  #: training seconds each trial stood for
 
-    def epochs_until(self, n_trials: int) -> int:
-        return int(sum(self.epochs[:n_trials]))
-
 
 def replay_search(
     table: Table,

@@ -263,20 +263,17 @@ class Table:
     def check_matches(self, cfg: StudyConfig) -> None:
         """Refuse a study config whose runs the table does not hold: every setting that shapes a
         run (data, space, training, objectives) must be the table's; machine paths may differ."""
-        mine = comparable(self.config.to_dict())
-        theirs = comparable(cfg.to_dict())
-        changed = [f for f in changed_fields(mine, theirs) if f not in MACHINE_SETTINGS]
-        changed = [f for f in changed if not f.startswith(("pruning.", "evaluation.", "search."))]
+        changed = [
+            f
+            for f in changed_fields(self.config.to_dict(), cfg.to_dict())
+            if f not in MACHINE_SETTINGS
+            and not f.startswith(("pruning.", "evaluation.", "search."))
+        ]
         if changed:
             raise ValueError(
                 f"table {self.name!r} was built with other settings (differ: {', '.join(changed)});"
                 " replay it with the table's own config (Table.config), or build a table of yours"
             )
-
-
-def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A stored config with the settings a table does not depend on left out."""
-    return {k: v for k, v in config.items() if k != "study"}
 
 
 def _rounded(value: float) -> float:
@@ -348,7 +345,7 @@ def table_data(study: optuna.Study) -> dict[str, Any]:
         "num_classes": arch_dims.get("num_classes"),
         "val_size": sizes.get("val_size"),
         "built": {
-            "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
             "optuna": optuna.__version__,
             "machine": platform.machine(),
