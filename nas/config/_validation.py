@@ -5,7 +5,6 @@ field, and pydantic's errors turned into one line that names the field (``data.b
 from __future__ import annotations
 
 import functools
-import sys
 from dataclasses import fields
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
@@ -21,11 +20,6 @@ from pydantic import (
 from pydantic.dataclasses import is_pydantic_dataclass
 from pydantic.fields import FieldInfo
 from pydantic_core import ArgsKwargs, PydanticCustomError, PydanticUndefined
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 
 def _keep_int(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
@@ -35,12 +34,6 @@ from ._validation import (
     _one_of,
     _PositiveNumber,
 )
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
 
 _Sampler = Literal["nsga2", "tpe", "gp", "random", "additive"]
 _Pruner = Literal["pareto", "moasha", "median", "percentile", "asha", "none"]

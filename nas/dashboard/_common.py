@@ -7,7 +7,7 @@ import html
 import math
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from plotly.colors import qualitative
@@ -17,10 +17,6 @@ from search_spaces.spec import BlockChoice
 
 from ..confirm import ALPHA
 from ..pareto import TIE_STANDARD_ERRORS
-
-if TYPE_CHECKING:
-    pass
-
 
 #: Axis titles of the costs.
 COST_LABELS = {

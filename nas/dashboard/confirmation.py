@@ -4,7 +4,7 @@ search's single runs, as a figure and a sortable table."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import optuna
@@ -28,9 +28,6 @@ from ._common import (
     _hover_summary,
     _sortable_table,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def confirmation(study: optuna.Study) -> tuple[optuna.Study, pd.DataFrame] | None:

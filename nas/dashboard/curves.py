@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
@@ -18,9 +17,6 @@ from ..report import (
     objective_names,
 )
 from ._common import PRUNED_MARKS, TEMPLATE
-
-if TYPE_CHECKING:
-    pass
 
 
 def hypervolume_figure(study: optuna.Study, reference: Reference) -> go.Figure:

@@ -4,7 +4,7 @@ tied with it, baselines as stars."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import optuna
@@ -29,9 +29,6 @@ from ._common import (
     _hover_summary,
     _type_order,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 def front_costs(study: optuna.Study, frame: pd.DataFrame) -> list[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import optuna
 import plotly.graph_objects as go
 from optuna.importance import FanovaImportanceEvaluator, get_param_importances
@@ -13,9 +11,6 @@ from ..report import (
     objective_names,
 )
 from ._common import MIN_IMPORTANCE_TRIALS, TEMPLATE
-
-if TYPE_CHECKING:
-    pass
 
 
 def param_importances(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 import plotly.graph_objects as go
@@ -29,9 +29,6 @@ from .curves import hypervolume_figure, learning_curves_figure
 from .front import front_costs, front_figure
 from .importance import importances_figure
 from .placement import placement_figure
-
-if TYPE_CHECKING:
-    pass
 
 
 def build_figures(study: optuna.Study, reference: Reference | None = None) -> dict[str, go.Figure]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -20,9 +20,6 @@ from ..report import (
     objective_names,
 )
 from ._common import TEMPLATE, _format, _label, _type_order
-
-if TYPE_CHECKING:
-    pass
 
 
 def placement_grid(arch: Mapping[str, Any]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import json
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 import torch
@@ -20,10 +20,6 @@ from search_spaces.spec import ArchSpec
 
 from .. import trial_schema as schema
 from .formats import _TORCHSCRIPT_NOTES, ONNX_OPSET, VERIFY_ATOL, VERIFY_RTOL
-
-if TYPE_CHECKING:
-    pass
-
 
 INDEX_COSTS = ("params", "flops", "latency_ms_b1", "latency_ms_bN")
 INDEX_FIELDS = (

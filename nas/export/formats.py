@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .loading import load
-
-if TYPE_CHECKING:
-    pass
-
 
 #: ONNX opset of ``model.onnx``: supported by every onnxruntime release since 1.14.
 ONNX_OPSET = 17

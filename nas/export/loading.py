@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
@@ -12,9 +12,6 @@ from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec
 
 from ..checkpoints import load_checkpoint
-
-if TYPE_CHECKING:
-    pass
 
 
 def load(path: str | Path) -> nn.Module:
