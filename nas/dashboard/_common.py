@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 import attn_blocks
@@ -104,3 +106,17 @@ def _sortable_table(headers: list[str], rows: list[list[tuple[Any, str]]]) -> st
         for row in rows
     )
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def step_line(rows: pd.DataFrame, *, ids: str, color: str, name: str, hover: str) -> go.Scatter:
+    """A front through ``rows`` (columns ``x``, ``y``, sorted by ``x``) as a step line: each
+    front point's accuracy holds until the next, cheaper-to-dearer."""
+    return go.Scatter(
+        x=rows["x"],
+        y=rows["y"],
+        mode="lines",
+        line={"shape": "hv", "color": color, "width": 1.5},
+        name=name,
+        customdata=rows[ids],
+        hovertemplate=hover,
+    )

@@ -27,6 +27,7 @@ from ._common import (
     _format,
     _hover_summary,
     _sortable_table,
+    step_line,
 )
 
 
@@ -143,15 +144,12 @@ def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
     if cost:
         front = rows[on_front].sort_values(["x", "architecture"])
         fig.add_trace(
-            go.Scatter(
-                x=front["x"],
-                y=front["y"],
-                mode="lines",
-                line={"shape": "hv", "color": "#1F77B4", "width": 1.5},
+            step_line(
+                front,
+                ids="architecture",
+                color="#1F77B4",
                 name=CONFIRMED_FRONT,
-                customdata=front["architecture"],
-                hovertemplate=f"confirmed front: %{{customdata}}<br>{accuracy}=%{{y:.4f}}"
-                "<extra></extra>",
+                hover=f"confirmed front: %{{customdata}}<br>{accuracy}=%{{y:.4f}}<extra></extra>",
             )
         )
     significant = rows[rows["significant"].astype(bool)]

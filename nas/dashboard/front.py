@@ -28,6 +28,7 @@ from ._common import (
     Z95,
     _hover_summary,
     _type_order,
+    step_line,
 )
 
 
@@ -136,14 +137,12 @@ def front_figure(
     if band is not None:
         fig.add_trace(band)
     fig.add_trace(
-        go.Scatter(
-            x=front["x"],
-            y=front["y"],
-            mode="lines",
-            line={"shape": "hv", "color": "#222", "width": 1.5},
+        step_line(
+            front,
+            ids="trial",
+            color="#222",
             name=FRONT_LINE,
-            customdata=front["trial"],
-            hovertemplate=f"front: trial %{{customdata}}<br>{accuracy}=%{{y:.4f}}<extra></extra>",
+            hover=f"front: trial %{{customdata}}<br>{accuracy}=%{{y:.4f}}<extra></extra>",
         )
     )
     none = finished[(finished["baseline"] == "none") & (finished["state"] == "COMPLETE")]

@@ -165,9 +165,6 @@ class TensorDataModule(_SplitDataModule):
         seed: int = 0,
         config: DataConfig | None = None,
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.class_names = tuple(class_names)
         for split_name, split in (("train", train), ("val", val), ("test", test)):
             if split is None:
                 continue
@@ -176,8 +173,12 @@ class TensorDataModule(_SplitDataModule):
                     f"{split_name}: images must be (N, C, H, W) and labels (N,), got "
                     f"{tuple(split.images.shape)} and {tuple(split.labels.shape)}"
                 )
-            if len(split) == 0:
-                raise ValueError(f"{split_name} split is empty; give it at least one image")
+        super().__init__(
+            train, val, test, class_names, batch_size, eval_batch_size, device, seed, config
+        )
+        for split_name, split in (("train", train), ("val", val), ("test", test)):
+            if split is None:
+                continue
             if split.images.shape[1:] != train.images.shape[1:]:
                 raise ValueError(
                     f"{split_name} images have shape {tuple(split.images.shape[1:])}, train "
@@ -188,16 +189,7 @@ class TensorDataModule(_SplitDataModule):
                     f"{split_name} labels must lie in [0, {len(self.class_names)}) to match "
                     "class_names"
                 )
-        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise ValueError("batch_size and eval_batch_size must be >= 1")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
-        self.train_split, self.val_split, self.test_split = train, val, test
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
         self.augment = augment or BatchAugment()
-        self.seed = seed
         self.mean: Tensor | None = None
         self.std: Tensor | None = None
         if normalize:

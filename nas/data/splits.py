@@ -3,12 +3,16 @@ epoch order both data modules share."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
+
+from ..config import DataConfig
 
 
 def stratified_split(
@@ -137,7 +141,36 @@ class _EpochOrder:
 
 class _SplitDataModule(LightningDataModule):
     """What both data modules share: ``train_split``, ``val_split`` (None when training on the
-    full pool) and ``test_split``, and an ``input_shape``."""
+    full pool) and ``test_split``, and an ``input_shape``; the checks and settings both take."""
+
+    def __init__(
+        self,
+        train: Any,
+        val: Any | None,
+        test: Any,
+        class_names: Sequence[str],
+        batch_size: int,
+        eval_batch_size: int | None,
+        device: str | torch.device,
+        seed: int,
+        config: DataConfig | None,
+        /,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.class_names = tuple(class_names)
+        for split_name, split in (("train", train), ("val", val), ("test", test)):
+            if split is not None and len(split) == 0:
+                raise ValueError(f"{split_name} split is empty; give it at least one image")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError("batch_size and eval_batch_size must be >= 1")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
+        self.train_split, self.val_split, self.test_split = train, val, test
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.seed = seed
 
     @property
     def in_channels(self) -> int:

@@ -193,26 +193,14 @@ class StreamDataModule(_SplitDataModule):
         seed: int = 0,
         config: DataConfig | None = None,
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.class_names = tuple(class_names)
-        for split_name, split in (("train", train), ("val", val), ("test", test)):
-            if split is not None and len(split) == 0:
-                raise ValueError(f"{split_name} split is empty; give it at least one image")
-        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise ValueError("batch_size and eval_batch_size must be >= 1")
+        super().__init__(
+            train, val, test, class_names, batch_size, eval_batch_size, device, seed, config
+        )
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} must be >= 0")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
-        self.train_split, self.val_split, self.test_split = train, val, test
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
         self.augment = augment
         self.num_workers = num_workers
-        self.seed = seed
         self.mean: Tensor | None = None
         self.std: Tensor | None = None
         if normalize:
