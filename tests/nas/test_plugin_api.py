@@ -1,5 +1,6 @@
 """The plugin path: a user's own Optuna objective with our space, model, pruner and callback
-(the example of docs/plugin-api.md, on a smaller budget and with checks of what it did)."""
+(the example of docs/plugin-api.md, on a smaller budget and with checks of what it did;
+tests/test_docs.py runs the example itself)."""
 
 import optuna
 import pytest

@@ -1,5 +1,5 @@
 """The replay example of docs/ground-truth.md runs as written on the committed digits table and
-prints what it says it prints."""
+prints what it says it prints (tests/test_docs.py runs every snippet; this checks the output)."""
 
 import contextlib
 import io
