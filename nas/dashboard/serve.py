@@ -18,7 +18,7 @@ def serve_optuna_dashboard(
     """Serve optuna-dashboard on a study storage (a journal file or a database URL) until
     interrupted; our metric names and trial user attrs (summary, arch, cost) show there, and,
     given the study's ``artifact_store``, the trials' weights can be downloaded from it."""
-    from .storage import open_storage
+    from ..storage import open_storage
 
     try:
         from optuna_dashboard import run_server

@@ -250,7 +250,7 @@ def export_confirmed_front(
     ``<out_dir>/confirmed/trial_<N>/`` (N: the confirm study's trial), each architecture with the
     weights of its median repeat (:func:`nas.confirm.median_repeat`); returns the folders and a
     sentence saying what was exported, or None where the study has no confirmed front yet."""
-    from .confirm import confirm_frame, find_confirm_study, median_repeat
+    from ..confirm import confirm_frame, find_confirm_study, median_repeat
 
     confirm = find_confirm_study(study)
     if confirm is None:
