@@ -99,11 +99,9 @@ Commands (results go to ``benchmarks/results/noise.md`` and ``noise.json`` besid
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -116,9 +114,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import optuna
 import scipy.stats
 import torch
-from search_efficiency import SPACE, TRAINING, data_section
 
-from _machine import describe, load_average, write_results
+from benchmarks._harness import (
+    RESULTS,
+    Session,
+    add_output_arguments,
+    apply_preset,
+    command_line,
+    fmt,
+    load_average,
+    markdown_table,
+    provenance,
+    results_head,
+    utc_now,
+    write_markdown,
+    write_results,
+)
+from benchmarks.search_efficiency import SPACE, TRAINING, data_section
 from nas.config import DataConfig, TrainingConfig
 from nas.data import build_datamodule
 from nas.stats import binomial_se, mean_interval, paired_comparison, rank_correlation
@@ -127,8 +139,7 @@ from nas.training import ClassifierModule, build_trainer, evaluate
 from search_spaces.space import SearchSpace, spec_to_params, suggest_arch
 from search_spaces.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "noise.md"
+DEFAULT_OUT = RESULTS / "noise.md"
 MODES = ("common", "independent")
 #: Independent-mode seed of architecture ``a`` in the replicate with seed ``s``:
 #: ``INDEPENDENT_BASE + INDEPENDENT_STRIDE * s + a``.
@@ -484,7 +495,7 @@ def _sd(values: Sequence[float]) -> float:
 
 def _pt(value: float, digits: int = 2) -> str:
     """An accuracy (or difference) in percentage points."""
-    return f"{value * 100:.{digits}f}" if math.isfinite(value) else "n/a"
+    return fmt(value * 100, f".{digits}f", "n/a")
 
 
 def _p(value: float) -> str:
@@ -496,91 +507,100 @@ def _p(value: float) -> str:
 
 
 def _ratio(value: float) -> str:
-    return f"{value:.2f}" if math.isfinite(value) else "n/a"
+    return fmt(value, ".2f", "n/a")
 
 
 def _labels(raw: dict[str, Any]) -> dict[str, str]:
     return {a["key"]: a["label"] for a in raw["archs"]}
 
 
+def _spread_cells(s: dict[str, Any]) -> list[str]:
+    """Mean ± half-width, sd and binomial SE of one metric of a spread row."""
+    return [
+        f"{_pt(s['mean'])} ± {_pt(s['high'] - s['mean'])}",
+        _pt(s["sd"]),
+        f"{_pt(s['binomial_se'])} ({s['split_size']:,})",
+    ]
+
+
+def _paired_cells(d: dict[str, Any]) -> list[str]:
+    """Mean, sd, interval and p of one metric of a paired row (bold where significant)."""
+    mark = "**" if d["significant"] else ""
+    star = " †" if d["significant_bonferroni"] else ""
+    return [
+        f"{mark}{_pt(d['mean'])}{mark}",
+        _pt(d["sd"]),
+        f"[{_pt(d['low'])}, {_pt(d['high'])}]",
+        f"{mark}{_p(d['p_value'])}{mark}{star}",
+    ]
+
+
+def _crn_cells(c: dict[str, Any]) -> list[str]:
+    """Both sds, their ratio with its interval, and both correlations of one metric."""
+    return [
+        _pt(c["sd_independent"]),
+        _pt(c["sd_common"]),
+        f"{_ratio(c['ratio'])} ({_ratio(c['low'])} - {_ratio(c['high'])})",
+        f"{_ratio(c['corr_common'])} / {_ratio(c['corr_independent'])}",
+    ]
+
+
 def tables(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
     labels = _labels(raw)
     metrics = [m for m in ("val_acc", "test_acc") if m in result["spread"][0]]
     names = {"val_acc": "val", "test_acc": "test"}
+
+    def header(*columns: str) -> list[str]:
+        return [f"{names[m]} {column}" for m in metrics for column in columns]
+
+    def cells(row: dict[str, Any], of_metric: Any) -> list[str]:
+        return [cell for m in metrics for cell in of_metric(row[m])]
+
     lines = [
         "### Seed-to-seed spread (accuracy in %, over the replicates)",
         "",
-        "| mode | architecture | "
-        + " | ".join(
-            f"{names[m]} mean ± 95% CI | {names[m]} sd | {names[m]} binomial SE (n)"
-            for m in metrics
-        )
-        + " |",
-        "|---|---|" + "---:|---:|---:|" * len(metrics),
-    ]
-    for row in result["spread"]:
-        cells = []
-        for m in metrics:
-            s = row[m]
-            cells += [
-                f"{_pt(s['mean'])} ± {_pt(s['high'] - s['mean'])}",
-                _pt(s["sd"]),
-                f"{_pt(s['binomial_se'])} ({s['split_size']:,})",
-            ]
-        lines.append(f"| {row['mode']} | {labels[row['arch']]} | " + " | ".join(cells) + " |")
-    lines += [
+        *markdown_table(
+            ["mode", "architecture", *header("mean ± 95% CI", "sd", "binomial SE (n)")],
+            "ll" + "rrr" * len(metrics),
+            (
+                [row["mode"], labels[row["arch"]], *cells(row, _spread_cells)]
+                for row in result["spread"]
+            ),
+            compact=True,
+        ),
         "",
         f"### Paired difference to `none` (points; paired by replicate, n = "
         f"{result['paired'][0][metrics[0]]['n']})",
         "",
-        "| mode | architecture | "
-        + " | ".join(
-            f"{names[m]} mean | {names[m]} sd | {names[m]} 95% CI | {names[m]} p" for m in metrics
-        )
-        + " |",
-        "|---|---|" + "---:|---:|---:|---:|" * len(metrics),
-    ]
-    for row in result["paired"]:
-        cells = []
-        for m in metrics:
-            d = row[m]
-            mark = "**" if d["significant"] else ""
-            star = " †" if d["significant_bonferroni"] else ""
-            cells += [
-                f"{mark}{_pt(d['mean'])}{mark}",
-                _pt(d["sd"]),
-                f"[{_pt(d['low'])}, {_pt(d['high'])}]",
-                f"{mark}{_p(d['p_value'])}{mark}{star}",
-            ]
-        lines.append(f"| {row['mode']} | {labels[row['arch']]} | " + " | ".join(cells) + " |")
-    lines += [
+        *markdown_table(
+            ["mode", "architecture", *header("mean", "sd", "95% CI", "p")],
+            "ll" + "rrrr" * len(metrics),
+            (
+                [row["mode"], labels[row["arch"]], *cells(row, _paired_cells)]
+                for row in result["paired"]
+            ),
+            compact=True,
+        ),
         "",
         f"Bold: p < {ALPHA:g}; †: also p < {ALPHA:g} / {len(result['crn'])} (Bonferroni over the "
         "blocks).",
         "",
         "### What common random numbers buy: sd(paired difference) independent / common",
         "",
-        "| architecture | "
-        + " | ".join(
-            f"{names[m]} sd indep. | {names[m]} sd common | {names[m]} ratio (95% F interval) | "
-            f"{names[m]} r(arch, none) common / indep."
-            for m in metrics
-        )
-        + " |",
-        "|---|" + "---:|---:|---:|---:|" * len(metrics),
-    ]
-    for row in result["crn"]:
-        cells = []
-        for m in metrics:
-            c = row[m]
-            cells += [
-                _pt(c["sd_independent"]),
-                _pt(c["sd_common"]),
-                f"{_ratio(c['ratio'])} ({_ratio(c['low'])} - {_ratio(c['high'])})",
-                f"{_ratio(c['corr_common'])} / {_ratio(c['corr_independent'])}",
-            ]
-        lines.append(f"| {labels[row['arch']]} | " + " | ".join(cells) + " |")
-    lines += [
+        *markdown_table(
+            [
+                "architecture",
+                *header(
+                    "sd indep.",
+                    "sd common",
+                    "ratio (95% F interval)",
+                    "r(arch, none) common / indep.",
+                ),
+            ],
+            "l" + "rrrr" * len(metrics),
+            ([labels[row["arch"]], *cells(row, _crn_cells)] for row in result["crn"]),
+            compact=True,
+        ),
         "",
         "r(arch, none): Pearson correlation of the architecture's and `none`'s accuracies over "
         "the replicates; var(difference) = var(arch) + var(none) - 2 r sd(arch) sd(none), so "
@@ -603,19 +623,27 @@ def tables(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
             "",
             f"### Rank stability: {rank['n']} architectures, two evaluations (val accuracy, %)",
             "",
-            "| architecture | A (seed "
-            f"{raw['args']['rank_seed_a']}) | rank A | B (seed {raw['args']['rank_seed_b']}) | "
-            "rank B |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        order = sorted(range(rank["n"]), key=lambda i: rank["rank_a"][i])
-        for i in order:
-            key = rank["keys"][i]
-            lines.append(
-                f"| `{summaries[key]}` | {_pt(rank['a'][i])} | {rank['rank_a'][i]} | "
-                f"{_pt(rank['b'][i])} | {rank['rank_b'][i]} |"
-            )
-        lines += [
+            *markdown_table(
+                [
+                    "architecture",
+                    f"A (seed {raw['args']['rank_seed_a']})",
+                    "rank A",
+                    f"B (seed {raw['args']['rank_seed_b']})",
+                    "rank B",
+                ],
+                "lrrrr",
+                (
+                    [
+                        f"`{summaries[rank['keys'][i]]}`",
+                        _pt(rank["a"][i]),
+                        rank["rank_a"][i],
+                        _pt(rank["b"][i]),
+                        rank["rank_b"][i],
+                    ]
+                    for i in sorted(range(rank["n"]), key=lambda i: rank["rank_a"][i])
+                ),
+                compact=True,
+            ),
             "",
             f"Kendall tau-b {rank['kendall_tau']:.3f} (95% bootstrap interval "
             f"{rank['tau_low']:.3f} to {rank['tau_high']:.3f}); Spearman rho "
@@ -823,10 +851,6 @@ def body(raw: dict[str, Any], result: dict[str, Any], note: str = "") -> list[st
     ]
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -848,18 +872,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rank-seed-a", type=int, default=1000)
     parser.add_argument("--rank-seed-b", type=int, default=2000)
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument("--out", help=f"results .md (json beside it; default {DEFAULT_OUT}); '-'")
-    parser.add_argument(
-        "--render",
-        metavar="JSON",
-        help="run nothing: rewrite the tables from a results .json of this script (default "
-        "--out: the .md beside it)",
-    )
+    add_output_arguments(parser, DEFAULT_OUT, "json", render="the tables")
     args = parser.parse_args(argv)
-    preset = PRESETS["quick" if args.quick else "full"]
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    apply_preset(args, PRESETS["quick" if args.quick else "full"])
     if args.render is None:
         try:
             seed_plan(args.seeds, len(ARCHS), [args.rank_seed_a, args.rank_seed_b])
@@ -874,15 +889,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every measurement, print the tables, write the results unless ``--out -``; returns
     the analysis (:func:`analyse`)."""
     args = parse_args(argv)
-    shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    command = f".venv/bin/python benchmarks/noise.py {shown}".rstrip()
+    command = command_line(__file__, argv)
     if args.render:
         return render(args, command)
     args.out = args.out or str(DEFAULT_OUT)
     quiet_third_party_output()
     torch.set_num_threads(args.threads)
-    load_start = load_average()
-    started = time.perf_counter()
+    session = Session()
 
     dm = build_datamodule(DataConfig(**data_section(args)), seed=args.seeds[0])
     dm.prepare_data()
@@ -895,10 +908,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rank_keys = [f"r{i:02d}" for i in range(len(rank_specs))]
     plan = seed_plan(args.seeds, len(ARCHS), [args.rank_seed_a, args.rank_seed_b])
 
-    def log(text: str) -> None:
-        elapsed = (time.perf_counter() - started) / 60
-        print(f"[{elapsed:5.1f} min] {text}", file=sys.stderr, flush=True)
-
     runs: list[dict[str, Any]] = []
     for r, replicate_seed in enumerate(args.seeds):
         for mode in MODES:
@@ -908,7 +917,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 run["replicate_seed"] = replicate_seed
                 run.update(train_once(specs[arch.key], seed, dm, cfg, ("val", "test")))
                 runs.append(run)
-                log(
+                session.log(
                     f"spread {mode:11s} r{r} {arch.key:5s} seed {seed:6d}  val "
                     f"{run['val_acc']:.4f}  test {run['test_acc']:.4f}  fit {run['fit_s']:.1f} s"
                 )
@@ -917,13 +926,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run = {"part": "rank", "evaluation": evaluation, "arch": key}
             run.update(train_once(spec, seed, dm, cfg, ("val",)))
             runs.append(run)
-            log(f"rank {evaluation} {key} seed {seed}  val {run['val_acc']:.4f}")
+            session.log(f"rank {evaluation} {key} seed {seed}  val {run['val_acc']:.4f}")
     run = {"part": "repeat", "mode": "common", "arch": ARCHS[0].key, "replicate": 0}
     run["replicate_seed"] = args.seeds[0]
     run.update(train_once(specs[ARCHS[0].key], plan["common"][0, 0], dm, cfg, ("val", "test")))
     runs.append(run)
-    log(f"repeat none seed {run['seed']}  val {run['val_acc']:.4f}")
-    total = time.perf_counter() - started
+    session.log(f"repeat none seed {run['seed']}  val {run['val_acc']:.4f}")
+    total = session.seconds()
 
     raw = {
         "total_s": total,
@@ -961,22 +970,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"# evaluation noise, {args.data}, {args.epochs} epochs, seeds {args.seeds}, total "
         f"{total / 60:.1f} min; command: {command}"
     )
-    print("\n".join(tables(raw, result)))
-    print()
-    print("\n".join(interpretation(raw, result)))
+    print_report(raw, result)
     if args.out != "-":
-        info = {**describe(), "load_average": (load_start, load_average())}
-        out = Path(args.out)
-        write_results(
-            out,
+        written = write_results(
+            Path(args.out),
             title=TITLE,
             command=command,
-            info=info,
+            info=session.machine(),
             load_note=LOAD_NOTE,
             body=body(raw, result),
             raw=raw,
         )
-        print(f"wrote {out}, {out.with_suffix('.json')}")
+        print("wrote " + ", ".join(map(str, written)))
     return result
 
 
@@ -987,31 +992,26 @@ LOAD_NOTE = (
 )
 
 
+def print_report(raw: dict[str, Any], result: dict[str, Any]) -> None:
+    """The tables and their reading, on stdout."""
+    print("\n".join(tables(raw, result)))
+    print()
+    print("\n".join(interpretation(raw, result)))
+
+
 def render(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Rewrite the .md from a results .json (no training); the .json is left as it is."""
     source = Path(args.render)
     raw = json.loads(source.read_text())
     result = analyse(raw)
-    print("\n".join(tables(raw, result)))
-    print()
-    print("\n".join(interpretation(raw, result)))
+    print_report(raw, result)
     out = args.out or str(source.with_suffix(".md"))
     if out != "-":
-        info = raw["machine"]
-        head = [
-            f"# {TITLE}",
-            "",
-            f"Command: `{raw['command']}`  ",
-            f"Date: {raw['date']}  ",
-            f"Machine: {info['platform']}, {info['cpu']}, {info['cores']} cores (torch threads "
-            f"{info['torch_threads']}); Python {info['python']}, torch {info['torch']}, "
-            f"lightning {info['lightning']}, optuna {info['optuna']}  ",
-            f"1-minute load average at start / end: {info['load_average'][0]} / "
-            f"{info['load_average'][1]} ({LOAD_NOTE})",
-            "",
-        ]
-        note = f"Tables rendered again from the JSON on {_now()}: `{command}`"
-        Path(out).write_text("\n".join(head + body(raw, result, note)) + "\n")
+        head = results_head(
+            TITLE, provenance(raw["command"], raw["date"], raw["machine"], LOAD_NOTE)
+        )
+        note = f"Tables rendered again from the JSON on {utc_now()}: `{command}`"
+        write_markdown(Path(out), [*head, *body(raw, result, note)])
         print(f"wrote {out}")
     return result
 

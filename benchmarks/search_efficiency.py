@@ -106,16 +106,14 @@ Commands (results go to ``benchmarks/results/search_efficiency.md``, ``.json`` a
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import math
 import os
-import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -128,12 +126,34 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from _machine import describe, load_average
+from benchmarks._harness import (
+    ALPHA,
+    CONFIDENCE,
+    RESULTS,
+    Session,
+    add_output_arguments,
+    apply_preset,
+    cifar10_data,
+    command_line,
+    compare_over_seeds,
+    comparison_cells,
+    describe,
+    fmt,
+    load_average,
+    machine_line,
+    markdown_table,
+    results_head,
+    results_record,
+    undefined_t_note,
+    utc_now,
+    write_json,
+    write_markdown,
+)
 from nas.config import StudyConfig, asha_rungs
 from nas.data import build_datamodule
 from nas.pareto import front_trials, hypervolume
 from nas.report import Reference, hypervolume_history
-from nas.stats import binomial_se, holm_adjust, paired_comparison
+from nas.stats import binomial_se
 from nas.study import quiet_third_party_output
 from nas.worker import run_search
 from search_spaces.build import build_model
@@ -141,9 +161,8 @@ from search_spaces.cost import count_flops
 from search_spaces.space import SearchSpace
 from search_spaces.spec import ArchSpec, BlockChoice
 
-ROOT = Path(__file__).resolve().parents[1]
-CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "search_efficiency.md"
+DEFAULT_OUT = RESULTS / "search_efficiency.md"
+TITLE = "Search efficiency: hypervolume per epoch and per second, with and without pruning"
 
 #: The fixed per-stage space: 10 choices per stage, 1,000 architectures on a 3-stage ResNet-8.
 SPACE: dict[str, Any] = {
@@ -172,9 +191,6 @@ TARGET_HV = 0.95
 BASELINE = "nsga2"
 #: The strategy every other one must beat for the benchmark to measure anything.
 CONTROL = "random"
-#: Level of the tests over seeds (two-sided paired t-tests, Holm-adjusted p-values).
-ALPHA = 0.05
-CONFIDENCE = 0.95
 
 
 class Strategy(NamedTuple):
@@ -207,32 +223,11 @@ PRESETS = {
 # --- configuration -----------------------------------------------------------------------------
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("ATTN_NAS_DATA", ROOT.parent / "shared" / "data"))
-
-
-def cifar_archive() -> Path | None:
-    """The CIFAR-10 archive, or None when the shared data folder does not hold it."""
-    path = data_dir() / CIFAR_ARCHIVE
-    return path if path.is_file() else None
-
-
 def data_section(args: argparse.Namespace) -> dict[str, Any]:
     if args.data == "digits":
         section = {"name": "digits", "batch_size": 64, "augment": "flip_crop"}
     else:
-        archive = cifar_archive()
-        if archive is None:
-            raise SystemExit(
-                f"--data cifar10 needs {data_dir() / CIFAR_ARCHIVE} (set ATTN_NAS_DATA to the "
-                "folder holding it), or run with --data digits"
-            )
-        section = {
-            "name": "imagefolder",
-            "root": str(archive),
-            "batch_size": 128,
-            "augment": "flip_crop",
-        }
+        section = cifar10_data()
     section.update(per_class=args.per_class, val_per_class=args.val_per_class)
     if getattr(args, "val_fraction", None) is not None:  # absent from older results' args
         section["val_fraction"] = args.val_fraction
@@ -513,36 +508,6 @@ def paired_by_seed(
     return [float(mine[s]) for s in seeds], [float(theirs[s]) for s in seeds]
 
 
-def compare_over_seeds(
-    pairs: dict[str, tuple[Sequence[float], Sequence[float]]],
-    confidence: float = CONFIDENCE,
-    alpha: float = ALPHA,
-) -> dict[str, dict[str, Any]]:
-    """For each name, ``a - b`` over the seeds: mean, its Student-t interval, the two-sided paired
-    t-test's p-value and that p-value Holm-adjusted over every name with a test (two seeds or
-    more); ``differs`` is ``p_adj < alpha``, or None where one seed allows no test (then only the
-    one difference is given) or no seed was paired."""
-    rows: dict[str, dict[str, Any]] = {}
-    tested = {}
-    for name, (a, b) in pairs.items():
-        n = len(a)
-        row: dict[str, Any] = {"n": n, "mean": None, "sd": None, "low": None, "high": None}
-        row.update(confidence=confidence, t=None, p_value=None, p_adj=None, differs=None)
-        row["family"] = None
-        if n == 1:
-            row["mean"] = float(a[0]) - float(b[0])
-        elif n >= 2:
-            comparison = paired_comparison(a, b, confidence)
-            row.update(comparison.to_dict())
-            row["t"] = None if math.isnan(comparison.t) else comparison.t
-            tested[name] = comparison.p_value
-        rows[name] = row
-    adjusted = holm_adjust(list(tested.values())) if tested else []
-    for name, p_adj in zip(tested, adjusted, strict=True):
-        rows[name].update(p_adj=p_adj, differs=bool(p_adj < alpha), family=len(tested))
-    return rows
-
-
 def seed_tests(runs: list[dict[str, Any]], strategies: Sequence[str]) -> dict[str, dict]:
     """Per strategy: ``vs_random``, its final HV minus random search's, paired by seed, tested
     with Holm over the strategies compared (None for random itself, or where random did not
@@ -600,10 +565,24 @@ COLOURS = {
     "nsga2-moasha": "#2ca02c",
     "tpe-pareto": "#9467bd",
 }
-AXES = {
-    "epochs": ("epochs_spent", "training epochs spent"),
-    "wallclock": ("elapsed_s", "wall clock since the first trial started (s)"),
-    "trials": ("finished", "trials finished (complete + pruned)"),
+#: The figures beside the report, by x axis: the runs' history column, the axis title and the
+#: figure's title.
+FIGURES = {
+    "epochs": (
+        "epochs_spent",
+        "training epochs spent",
+        "Hypervolume against training epochs spent",
+    ),
+    "wallclock": (
+        "elapsed_s",
+        "wall clock since the first trial started (s)",
+        "Hypervolume against wall clock",
+    ),
+    "trials": (
+        "finished",
+        "trials finished (complete + pruned)",
+        "Hypervolume against trials finished",
+    ),
 }
 
 
@@ -614,43 +593,29 @@ def mean_curve(curves: list[tuple[list[float], list[float]]]) -> tuple[list[floa
     return grid, [float(np.mean([value_at(xs, ys, x) for xs, ys in curves])) for x in grid]
 
 
-def figure(runs: list[dict[str, Any]], strategies: Sequence[str], axis: str, title: str):
+def figure(runs: list[dict[str, Any]], strategies: Sequence[str], axis: str) -> Any:
+    """HV against ``axis`` (a key of :data:`FIGURES`): a thin step line per run, a thick one for
+    each strategy's mean over seeds."""
     import plotly.graph_objects as go
 
-    column, x_title = AXES[axis]
+    column, x_title, title = FIGURES[axis]
     fig = go.Figure()
+
+    def steps(key: str, xs: list[float], ys: list[float], width: int, **style: Any) -> None:
+        line = {"shape": "hv", "width": width, "color": COLOURS.get(key)}
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=line, legendgroup=key, **style))
+
     for key in strategies:
-        mine = [r for r in runs if r["strategy"] == key]
         curves = []
-        for r in mine:
-            xs = [0.0, *r["history"][column]]
-            ys = [0.0, *r["history"]["hv"]]
+        for r in (r for r in runs if r["strategy"] == key):
+            xs, ys = [0.0, *r["history"][column]], [0.0, *r["history"]["hv"]]
             curves.append((xs, ys))
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=ys,
-                    mode="lines",
-                    line={"shape": "hv", "width": 1, "color": COLOURS.get(key)},
-                    opacity=0.35,
-                    name=f"{key} seed {r['seed']}",
-                    legendgroup=key,
-                    showlegend=False,
-                    hovertemplate=f"{key} seed {r['seed']}<br>%{{x}}: HV %{{y:.4f}}<extra></extra>",
-                )
-            )
+            name = f"{key} seed {r['seed']}"
+            hover = f"{name}<br>%{{x}}: HV %{{y:.4f}}<extra></extra>"
+            steps(key, xs, ys, 1, opacity=0.35, name=name, showlegend=False, hovertemplate=hover)
         if curves:
-            gx, gy = mean_curve(curves)
-            fig.add_trace(
-                go.Scatter(
-                    x=gx,
-                    y=gy,
-                    mode="lines",
-                    line={"shape": "hv", "width": 3, "color": COLOURS.get(key)},
-                    name=f"{STRATEGIES[key].label} (mean of {len(curves)} seeds)",
-                    legendgroup=key,
-                )
-            )
+            label = f"{STRATEGIES[key].label} (mean of {len(curves)} seeds)"
+            steps(key, *mean_curve(curves), 3, name=label)
     fig.update_layout(
         title=title,
         xaxis_title=x_title,
@@ -665,7 +630,7 @@ def figure(runs: list[dict[str, Any]], strategies: Sequence[str], axis: str, tit
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.1%}"
+    return fmt(value, ".1%")
 
 
 def _yes(flag: bool | None) -> str:
@@ -673,75 +638,70 @@ def _yes(flag: bool | None) -> str:
 
 
 def tables(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "| strategy | complete / pruned / dup. (per seed) | epochs (per seed) | epochs saved "
-        "| HV (mean ± sd) | HV kept | HV kept, min seed | HV kept, 1.1 max ref "
-        "| HV kept at equal epochs | front recovered | wall s | CPU s "
-        "| saved >= 40% | HV >= 95% |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| --- | --- |",
+    header = ["strategy", "complete / pruned / dup. (per seed)", "epochs (per seed)"]
+    header += ["epochs saved", "HV (mean ± sd)", "HV kept", "HV kept, min seed"]
+    header += ["HV kept, 1.1 max ref", "HV kept at equal epochs", "front recovered", "wall s"]
+    header += ["CPU s", "saved >= 40%", "HV >= 95%"]
+    rows = [
+        [
+            s["label"],
+            f"{s['complete']:.1f} / {s['pruned']:.1f} / {s['duplicates']:.1f}",
+            f"{s['epochs']:.1f}",
+            _pct(s["epochs_saved"]),
+            f"{s['hv']:.4f} ± {s['hv_sd']:.4f}",
+            *map(_pct, (s["hv_kept"], s["hv_kept_min"], s["hv_alt_kept"])),
+            *map(_pct, (s["hv_kept_equal_epochs"], s["front_recovered"])),
+            f"{s['wall_s']:.0f}",
+            f"{s['cpu_s']:.0f}",
+            _yes(s["saved_met"]),
+            _yes(s["hv_met"]),
+        ]
+        for s in summary
     ]
-    for s in summary:
-        lines.append(
-            f"| {s['label']} | {s['complete']:.1f} / {s['pruned']:.1f} / {s['duplicates']:.1f} "
-            f"| {s['epochs']:.1f} | {_pct(s['epochs_saved'])} | {s['hv']:.4f} ± {s['hv_sd']:.4f} "
-            f"| {_pct(s['hv_kept'])} | {_pct(s['hv_kept_min'])} | {_pct(s['hv_alt_kept'])} "
-            f"| {_pct(s['hv_kept_equal_epochs'])} | {_pct(s['front_recovered'])} "
-            f"| {s['wall_s']:.0f} | {s['cpu_s']:.0f} | {_yes(s['saved_met'])} "
-            f"| {_yes(s['hv_met'])} |"
-        )
-    per_seed = [
+    per_run_header = ["strategy", "seed", "complete", "pruned (epochs run)", "dup."]
+    per_run_header += ["NSGA-II gen.", "epochs", "HV", "HV kept", "front recovered"]
+    per_run_header += ["front size", "wall s", "CPU s", "load before / after"]
+    per_run = [
+        [
+            r["strategy"],
+            r["seed"],
+            r["complete"],
+            f"{r['pruned']} ({','.join(str(e) for e in sorted(r['pruned_epochs_run'])) or '-'})",
+            r["duplicates"],
+            "-" if r["max_generation"] is None else r["max_generation"],
+            r["epochs_spent"],
+            f"{r['hv']:.4f}",
+            _pct(r["hv_kept"]),
+            _pct(r["front_recovered"]),
+            len(distinct(r["front"])),
+            f"{r['wall_s']:.0f}",
+            f"{r['cpu_s']:.0f}",
+            f"{r['load_before']} / {r['load_after']}",
+        ]
+        for r in runs
+    ]
+    return [
+        *markdown_table(header, "llrrlrrrrrrrll", rows),
         "",
         "Per run:",
         "",
-        "| strategy | seed | complete | pruned (epochs run) | dup. | NSGA-II gen. | epochs "
-        "| HV | HV kept | front recovered | front size | wall s | CPU s | load before / after |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| --- |",
+        *markdown_table(per_run_header, "lrrlrrrrrrrrrl", per_run),
+        *comparison_tables(summary),
     ]
-    for r in runs:
-        epochs_run = ",".join(str(e) for e in sorted(r["pruned_epochs_run"])) or "-"
-        generation = "-" if r["max_generation"] is None else r["max_generation"]
-        per_seed.append(
-            f"| {r['strategy']} | {r['seed']} | {r['complete']} | {r['pruned']} ({epochs_run}) "
-            f"| {r['duplicates']} | {generation} | {r['epochs_spent']} | {r['hv']:.4f} "
-            f"| {_pct(r['hv_kept'])} | {_pct(r['front_recovered'])} | {len(distinct(r['front']))} "
-            f"| {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['load_before']} / {r['load_after']} |"
-        )
-    return lines + per_seed + comparison_tables(summary)
 
 
-NO_TEST = "n/a (one seed: no test possible)"
-
-
-def _num(value: float | None, digits: int = 4, sign: bool = True) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def _test_cells(test: dict[str, Any], shift: float = 0.0, pct: bool = False) -> list[str]:
-    """Cells: seeds, mean, interval, t, p, p_adj, verdict of one :func:`compare_over_seeds` row
-    (``shift`` added to the mean and the interval; ``pct``: shown as percentages)."""
-
-    def show(value: float | None) -> str:
-        if value is None:
-            return "-"
-        return _pct(value + shift) if pct else _num(value + shift)
-
-    interval = "-" if test["low"] is None else f"[{show(test['low'])}, {show(test['high'])}]"
-    if test["n"] < 2:
-        verdict_cell = NO_TEST if test["n"] == 1 else "n/a (no seed paired)"
-    else:
-        verdict_cell = "yes" if test["differs"] else "no"
+def _test_header(measure: str, against: str) -> list[str]:
+    """The header of a table of tests over seeds: ``measure`` of each strategy against
+    ``against``."""
     return [
-        str(test["n"]),
-        show(test["mean"]),
-        interval,
-        "-" if test["t"] is None else f"{test['t']:.2f}",
-        "-" if test["p_value"] is None else f"{test['p_value']:.3f}",
-        "-" if test["p_adj"] is None else f"{test['p_adj']:.3f}",
-        verdict_cell,
+        "strategy",
+        "seeds",
+        f"{measure} (mean)",
+        "95% t interval",
+        "t",
+        "p",
+        "p_adj (Holm)",
+        f"differs from {against} (p_adj < {ALPHA:g})",
     ]
 
 
@@ -764,13 +724,13 @@ def comparison_tables(summary: list[dict[str, Any]]) -> list[str]:
             f"Holm-adjusted over the {family or len(against)} comparisons with random search "
             f"(p_adj). A strategy differs from random where p_adj < {ALPHA:g}.",
             "",
-            "| strategy | seeds | HV - random (mean) | 95% t interval | t | p | p_adj (Holm) "
-            f"| differs from random (p_adj < {ALPHA:g}) |",
-            "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+            *markdown_table(
+                _test_header("HV - random", "random"),
+                "lrrlrrrl",
+                ([s["label"], *comparison_cells(s["vs_random"])] for s in against),
+            ),
+            *undefined_t_note(s["vs_random"] for s in against),
         ]
-        for s in against:
-            lines.append("| " + " | ".join([s["label"], *_test_cells(s["vs_random"])]) + " |")
-        lines += _undefined_note(s["vs_random"] for s in against)
     kept = [s for s in summary if s.get("hv_kept_test")]
     if kept:
         family = max((s["hv_kept_test"]["family"] or 0) for s in kept)
@@ -781,26 +741,17 @@ def comparison_tables(summary: list[dict[str, Any]]) -> list[str]:
             f"of HV kept = 100%, p-value Holm-adjusted over the {family or len(kept)} strategies "
             "other than NSGA-II.",
             "",
-            "| strategy | seeds | HV kept (mean) | 95% t interval | t | p | p_adj (Holm) "
-            f"| differs from NSGA-II (p_adj < {ALPHA:g}) |",
-            "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+            *markdown_table(
+                _test_header("HV kept", "NSGA-II"),
+                "lrrlrrrl",
+                (
+                    [s["label"], *comparison_cells(s["hv_kept_test"], shift=1.0, spec=".1%")]
+                    for s in kept
+                ),
+            ),
+            *undefined_t_note(s["hv_kept_test"] for s in kept),
         ]
-        for s in kept:
-            cells = _test_cells(s["hv_kept_test"], shift=1.0, pct=True)
-            lines.append("| " + " | ".join([s["label"], *cells]) + " |")
-        lines += _undefined_note(s["hv_kept_test"] for s in kept)
     return lines
-
-
-def _undefined_note(tests: Iterable[dict[str, Any]]) -> list[str]:
-    """A note under a table where some test had no spread (t undefined)."""
-    if not any(t["n"] >= 2 and t["t"] is None for t in tests):
-        return []
-    return [
-        "",
-        "t `-` with two seeds or more: the difference is the same on every seed, so the t-test "
-        "is undefined; p is taken as 1 for a zero difference (identical results), 0 otherwise.",
-    ]
 
 
 def moasha_rungs(args: argparse.Namespace) -> list[int]:
@@ -941,37 +892,27 @@ def write_results(
     total_s: float,
     date: str | None = None,
     note: str = "",
-    write_json: bool = True,
+    with_json: bool = True,
 ) -> list[Path]:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    date = date or _now()
-    strategies = list(dict.fromkeys(r["strategy"] for r in runs))
-    figures = {}
-    for axis, title in (
-        ("epochs", "Hypervolume against training epochs spent"),
-        ("wallclock", "Hypervolume against wall clock"),
-        ("trials", "Hypervolume against trials finished"),
-    ):
-        path = out.with_name(f"{out.stem}_hv_{axis}.html")
-        figure(runs, strategies, axis, title).write_html(path, include_plotlyjs="cdn")
-        figures[axis] = path
+    """The report ``out`` (Markdown), its figures beside it and, ``with_json``, the results
+    JSON; returns the paths written."""
+    date = date or utc_now()
+    figures = {axis: out.with_name(f"{out.stem}_hv_{axis}.html") for axis in FIGURES}
     ref = problem["reference"]
     bounds = problem["flops_bounds"]
     variant = "reduced (`--quick`)" if args.quick else "as given by the command"
-    lines = [
-        "# Search efficiency: hypervolume per epoch and per second, with and without pruning",
-        "",
-        f"Command: `{command}`  ",
-        f"Variant: {variant}; total run time {total_s / 60:.1f} min  ",
-        f"Date: {date}  ",
-        *([f"{note}  "] if note else []),
-        f"Machine: {info['platform']}, {info['cpu']}, {info['cores']} cores (torch threads "
-        f"{info['torch_threads']}), GPU: {info['gpu'] or 'none'}; Python {info['python']}, "
-        f"torch {info['torch']}, lightning {info['lightning']}, optuna {info['optuna']}  ",
+    facts = [
+        f"Command: `{command}`",
+        f"Variant: {variant}; total run time {total_s / 60:.1f} min",
+        f"Date: {date}",
+        *([note] if note else []),
+        machine_line(info, gpu=True),
         "Load average (1 min) before / after each run is in the per-run table: a load above the "
         "torch threads means other processes shared the CPU, which slows wall clock (not "
         "epochs, and CPU seconds less).",
-        "",
+    ]
+    lines = [
+        *results_head(TITLE, facts),
         "The full variant (`.venv/bin/python benchmarks/search_efficiency.py`: 5,000 / 2,000 "
         "images, 3 seeds x 24 trials) needs about 3.5 hours on 2 idle CPU cores (an estimate "
         "from ~8 s per epoch measured there with 2 threads; not run here).",
@@ -1015,21 +956,18 @@ def write_results(
         "Figures (one thin line per seed, thick line = mean over seeds up to where the shortest "
         "run ends): " + ", ".join(f"[HV vs {axis}]({path.name})" for axis, path in figures.items()),
     ]
-    out.write_text("\n".join(lines) + "\n")
-    raw = {
-        "command": command,
-        "date": date,
-        "machine": info,
-        "total_s": total_s,
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "render")},
-        "problem": problem,
-        "summary": summary,
-        "runs": runs,
-    }
-    if not write_json:
+    write_markdown(out, lines)
+    strategies = list(dict.fromkeys(r["strategy"] for r in runs))
+    for axis, path in figures.items():
+        figure(runs, strategies, axis).write_html(path, include_plotlyjs="cdn")
+    if not with_json:
         return [out, *figures.values()]
     json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(raw, indent=1, default=_json_default) + "\n")
+    args_shown = {k: v for k, v in vars(args).items() if k not in ("out", "render")}
+    raw = {"total_s": total_s, "args": args_shown, "problem": problem}
+    write_json(
+        json_path, results_record(command, date, info, {**raw, "summary": summary, "runs": runs})
+    )
     return [out, json_path, *figures.values()]
 
 
@@ -1052,18 +990,6 @@ def noise_lines(noise: dict[str, Any] | None) -> list[str]:
         f"about {hv_se:.4f}{share}, so HV differences below that are within the noise of a "
         "single evaluation.",
     ]
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return str(value)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -1097,20 +1023,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-warmup-epochs", type=int, default=1)
     parser.add_argument("--min-epochs", type=int, default=1)
     parser.add_argument("--reduction-factor", type=int, default=3)
-    parser.add_argument(
-        "--out", help=f"results .md (json, html beside it; default {DEFAULT_OUT}); '-': print"
-    )
-    parser.add_argument(
-        "--render",
-        metavar="JSON",
-        help="run nothing: rewrite the tables and figures from a results .json of this script "
-        "(default --out: the .md beside it)",
-    )
+    add_output_arguments(parser, DEFAULT_OUT, "json, html", render="the tables and figures")
     args = parser.parse_args(argv)
-    preset = PRESETS["quick" if args.quick else "full"]
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    apply_preset(args, PRESETS["quick" if args.quick else "full"])
     if BASELINE not in args.strategies:
         parser.error(f"--strategies must include {BASELINE!r}: every ratio refers to it")
     args.strategies = [k for k in STRATEGIES if k in args.strategies]
@@ -1128,14 +1043,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run every strategy for every seed; print the table; write the results unless ``--out -``.
     Returns the per-strategy summary rows."""
     args = parse_args(argv)
-    shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    command = f".venv/bin/python benchmarks/search_efficiency.py {shown}".rstrip()
+    command = command_line(__file__, argv)
     if args.render:
         return render(args, command)
     args.out = args.out or str(DEFAULT_OUT)
     quiet_third_party_output()
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
+    session = Session()
 
     # The problem: data loaded once here (decoding the JPEGs on a first run), space bounds.
     probe = study_config(args, STRATEGIES[BASELINE], args.seeds[0], tempfile.gettempdir())
@@ -1172,31 +1086,38 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 run.update(load_before=load_before, load_after=load_average())
                 run.update(measure_run(study, reference, alternative))
             runs.append(run)
-            print(
-                f"[{(time.perf_counter() - started) / 60:5.1f} min] seed {seed} {key:13s} "
-                f"HV {run['hv']:.4f}  epochs {run['epochs_spent']:4d}  complete "
-                f"{run['complete']:2d}  pruned {run['pruned']:2d}  wall {wall:6.1f} s",
-                file=sys.stderr,
-                flush=True,
+            session.log(
+                f"seed {seed} {key:13s} HV {run['hv']:.4f}  epochs {run['epochs_spent']:4d}  "
+                f"complete {run['complete']:2d}  pruned {run['pruned']:2d}  wall {wall:6.1f} s"
             )
     add_comparisons(runs)
     summary = summarise(runs, args.strategies)
     problem["val_noise"] = val_noise(problem, runs)
-    total = time.perf_counter() - started
+    total = session.seconds()
 
     print(
         f"# search efficiency, {args.data}, {args.trials} trials x {args.epochs} epochs, seeds "
         f"{args.seeds}, total {total / 60:.1f} min; command: {command}"
     )
-    print("\n".join(tables(summary, runs)))
-    print()
-    print(verdict(summary, runs, args, problem["val_noise"]))
+    print_report(summary, runs, args, problem["val_noise"])
     if args.out != "-":
         paths = write_results(
             Path(args.out), command, describe(), args, problem, summary, runs, total
         )
         print("wrote " + ", ".join(str(p) for p in paths))
     return summary
+
+
+def print_report(
+    summary: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    args: argparse.Namespace,
+    noise: dict[str, Any] | None,
+) -> None:
+    """The tables and the verdict, on stdout."""
+    print("\n".join(tables(summary, runs)))
+    print()
+    print(verdict(summary, runs, args, noise))
 
 
 def render(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
@@ -1210,12 +1131,10 @@ def render(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
     add_comparisons(runs)
     summary = summarise(runs, saved.strategies)
     problem = {**raw["problem"], "val_noise": val_noise(raw["problem"], runs)}
-    print("\n".join(tables(summary, runs)))
-    print()
-    print(verdict(summary, runs, saved, problem["val_noise"]))
+    print_report(summary, runs, saved, problem["val_noise"])
     out = args.out or str(source.with_suffix(".md"))
     if out != "-":
-        note = f"Tables and figures rendered again from the JSON on {_now()}: `{command}`"
+        note = f"Tables and figures rendered again from the JSON on {utc_now()}: `{command}`"
         # The raw data is never overwritten: a JSON is written only beside another .md.
         in_place = Path(out).with_suffix(".json").resolve() == source.resolve()
         paths = write_results(
@@ -1229,7 +1148,7 @@ def render(args: argparse.Namespace, command: str) -> list[dict[str, Any]]:
             raw["total_s"],
             date=raw["date"],
             note=note,
-            write_json=not in_place,
+            with_json=not in_place,
         )
         print("wrote " + ", ".join(str(p) for p in paths))
     return summary

@@ -5,16 +5,20 @@ import importlib.util
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the scripts' own import path
+from benchmarks._harness import CIFAR_ARCHIVE, cifar_archive, data_dir
 from search_spaces.build import build_model
 from search_spaces.cost import count_flops
 from search_spaces.space import SearchSpace
 from search_spaces.spec import ArchSpec
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "search_efficiency.py"
+ROOT = Path(__file__).resolve().parents[1]
+PATH = ROOT / "benchmarks" / "search_efficiency.py"
 TINY = ["--data", "digits", "--trials", "4", "--epochs", "2", "--per-class", "10"]
 TINY += ["--val-per-class", "5", "--width", "4", "--threads", "1", "--n-startup-trials", "1"]
 TINY += ["--reduction-factor", "2"]  # MO-ASHA's one rung (1 epoch) needs 1 x 2 <= 2 epochs
@@ -155,9 +159,9 @@ def test_cifar_without_the_archive_says_where_to_put_it(bench, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_benchmark_runs_on_cifar10(bench):
-    if bench.cifar_archive() is None:
+    if cifar_archive() is None:
         pytest.skip(
-            f"CIFAR-10 archive {bench.data_dir() / bench.CIFAR_ARCHIVE} not found: set "
+            f"CIFAR-10 archive {data_dir() / CIFAR_ARCHIVE} not found: set "
             "ATTN_NAS_DATA to the folder holding cifar10-jpeg.tar.gz (see ../shared/data/README.md)"
         )
     args = ["--data", "cifar10", "--trials", "2", "--epochs", "1", "--seeds", "0"]
