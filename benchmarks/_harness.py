@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from nas.stats import holm_adjust, paired_comparison
+from nas.study import quiet_third_party_output
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -203,6 +204,13 @@ class Session:
         return {**describe(), "load_average": [self.load_start, load_average()], **overrides}
 
 
+def start_session(threads: int) -> Session:
+    """Quiet the third-party logs, give torch ``threads`` intra-op threads and start the run."""
+    quiet_third_party_output()
+    torch.set_num_threads(threads)
+    return Session()
+
+
 # --- the command line --------------------------------------------------------------------------
 
 
@@ -238,6 +246,17 @@ def add_output_arguments(
             help=f"run nothing: rewrite {render} from a results .json of this script (default "
             "--out: the .md beside it)",
         )
+
+
+def results_path(args: argparse.Namespace, default: Path) -> Path | None:
+    """Where a script with :func:`add_output_arguments` writes: ``--out``, else the .md beside
+    ``--render``'s JSON (where it has ``--render``), else ``default``; None for ``--out -``."""
+    if args.out == "-":
+        return None
+    if args.out:
+        return Path(args.out)
+    render = getattr(args, "render", None)
+    return Path(render).with_suffix(".md") if render else default
 
 
 # --- Markdown ----------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ from benchmarks._harness import (
     others_cores,
     quickstart_study,
     quiet_samples,
+    results_path,
     write_results,
 )
 from nas.config import StudyConfig
@@ -597,17 +598,12 @@ def trial_table(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[str]
     ]
     header = ["phase", "kind", "ms/trial (all)", "% of trial (all)", "ms/trial (steady)"]
     header.append("% of trial (steady)")
-    cells = [
-        [
-            f"**{r['phase']}**" if r["kind"] == "total" else r["phase"],
-            r["kind"],
-            f"{r['ms_all']:.1f}",
-            f"{r['share_all']:.2%}",
-            f"{r['ms_steady']:.1f}",
-            f"{r['share_steady']:.2%}",
-        ]
-        for r in rows
-    ]
+    cells = []
+    for r in rows:
+        phase = f"**{r['phase']}**" if r["kind"] == "total" else r["phase"]
+        every = [f"{r['ms_all']:.1f}", f"{r['share_all']:.2%}"]
+        steady = [f"{r['ms_steady']:.1f}", f"{r['share_steady']:.2%}"]
+        cells.append([phase, r["kind"], *every, *steady])
     return lines + markdown_table(header, "llrrrr", cells)
 
 
@@ -650,17 +646,10 @@ def loop_table(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[str]:
     ]
     header = ["median", "Lightning ms", "plain PyTorch ms", "Lightning / plain"]
     header += ["extra ms per batch", "samples (quiet/all)"]
-    cells = [
-        [
-            r["what"],
-            f"{r['lightning_ms']:.1f}",
-            f"{r['plain_ms']:.1f}",
-            f"{r['ratio']:.2f}x",
-            fmt(r["extra_ms_per_batch"], ".2f", ""),
-            r["n"],
-        ]
-        for r in rows
-    ]
+    cells = []
+    for r in rows:
+        times = [f"{r['lightning_ms']:.1f}", f"{r['plain_ms']:.1f}", f"{r['ratio']:.2f}x"]
+        cells.append([r["what"], *times, fmt(r["extra_ms_per_batch"], ".2f", ""), r["n"]])
     return lines + markdown_table(header, "lrrrrr", cells)
 
 
@@ -773,7 +762,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"{info['load_average'][0]} -> {info['load_average'][1]}"
     )
     print("\n".join(sections))
-    if args.out != "-":
+    out = results_path(args, DEFAULT_OUT)
+    if out is not None:
         raw = {
             "args": vars(args),
             "trials": trial_results,
@@ -782,7 +772,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "loop_rows": loop_rows,
         }
         written = write_results(
-            Path(args.out),
+            out,
             title="Per-trial overhead of a search",
             command=command,
             info=info,

@@ -98,7 +98,6 @@ from search_spaces.space import SearchSpace, suggest_arch
 from search_spaces.spec import ArchSpec
 
 DEFAULT_OUT = RESULTS / "supernet.md"
-LOAD_NOTE = "above the torch threads means other processes shared the CPU"
 #: The per-stage space: 5 choices per stage, 125 architectures on a 3-stage ResNet-8.
 SPACE: dict[str, Any] = {
     "blocks": ["none", "se", "eca", "cbam", "simam"],
@@ -244,14 +243,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="a results JSON of the same problem: its stand-alone runs are taken, not retrained",
     )
-    parser.add_argument(
-        "--trial-timing",
-        action="store_true",
-        help="only time supernet trials on studies/cifar10_resnet20.toml's space (generated "
+    timing = parser.add_argument_group(
+        "trial timing",
+        "only time supernet trials on studies/cifar10_resnet20.toml's space (generated "
         "CIFAR-sized tensors) against one stand-alone training epoch",
     )
-    parser.add_argument("--val-images", type=int, default=5000, help="with --trial-timing")
-    parser.add_argument("--trials", type=int, default=8, help="with --trial-timing")
+    timing.add_argument("--trial-timing", action="store_true", help="run this instead")
+    timing.add_argument("--val-images", type=int, default=5000, help="validation images")
+    timing.add_argument("--trials", type=int, default=8, help="supernet trials timed")
     args = parser.parse_args(argv)
     apply_preset(args, PRESETS[args.preset])
     if args.seed_a == args.seed_b:
@@ -274,17 +273,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw = run_phases(args, cfg, dm, Path(runs_dir))
     raw["total_s"] = session.seconds()
     result = analyse(raw, args)
-    write_results(
-        args.out,
-        title="Supernet: ranking quality and compute against multi-trial search",
-        command=command,
-        info=session.machine(),
-        load_note=LOAD_NOTE,
-        body=report(raw, result),
-        raw={"args": vars(args), "raw": raw, "result": result},
-    )
+    title = "Supernet: ranking quality and compute against multi-trial search"
+    raw_record = {"args": vars(args), "raw": raw, "result": result}
+    write(args, command, session, title, report(raw, result), raw_record)
     print("\n".join(report(raw, result)))
     return result
+
+
+def write(
+    args: argparse.Namespace,
+    command: str,
+    session: Session,
+    title: str,
+    body: list[str],
+    raw: dict[str, Any],
+) -> None:
+    """The results of either mode (``--out`` and its JSON twin)."""
+    write_results(
+        args.out,
+        title=title,
+        command=command,
+        info=session.machine(),
+        load_note="above the torch threads means other processes shared the CPU",
+        body=body,
+        raw=raw,
+    )
 
 
 def run_phases(
@@ -527,15 +540,7 @@ def trial_timing(args: argparse.Namespace, command: str) -> dict[str, Any]:
             compact=True,
         ),
     ]
-    write_results(
-        args.out,
-        title="Supernet trial time on ResNet-20",
-        command=command,
-        info=session.machine(),
-        load_note=LOAD_NOTE,
-        body=lines,
-        raw={"result": result},
-    )
+    write(args, command, session, "Supernet trial time on ResNet-20", lines, {"result": result})
     print("\n".join(lines))
     return result
 
