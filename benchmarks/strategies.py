@@ -375,9 +375,9 @@ def body(table: Table, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
         "better where Holm p < 0.05, worse where p worse < 0.05, else tie.",
         "",
     ]
+    header = ["strategy", "seeds", "HV share", "P(best)", "regret (points)", "epochs", "p"]
+    header += ["Holm p", "p worse", "verdict"]
     for budget in sorted({r["budget"] for r in rows}):
-        header = ["strategy", "seeds", "HV share", "P(best)", "regret (points)", "epochs", "p"]
-        header += ["Holm p", "p worse", "verdict"]
         cells = [
             [
                 r["strategy"],

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the scripts' own import path
 from benchmarks import _harness as harness
@@ -185,6 +186,25 @@ def test_output_arguments_leave_out_unset_only_where_a_render_can_decide_it():
     harness.add_output_arguments(rendering, Path("/r/x.md"), "json", render="the tables")
     args = rendering.parse_args(["--render", "x.json"])
     assert args.out is None and args.render == "x.json"
+
+
+def test_results_go_to_out_else_beside_the_rendered_json_else_the_default():
+    default = Path("/r/x.md")
+    ns = argparse.Namespace
+    assert harness.results_path(ns(out=None, render=None), default) == default
+    assert harness.results_path(ns(out="a.md", render="b.json"), default) == Path("a.md")
+    assert harness.results_path(ns(out=None, render="d/b.json"), default) == Path("d/b.md")
+    assert harness.results_path(ns(out="-", render=None), default) is None
+    assert harness.results_path(ns(out=str(default)), default) == default  # a script without it
+
+
+def test_start_session_sets_torch_s_threads():
+    before = torch.get_num_threads()
+    try:
+        session = harness.start_session(2)
+        assert torch.get_num_threads() == 2 and isinstance(session, harness.Session)
+    finally:
+        torch.set_num_threads(before)
 
 
 # --- data --------------------------------------------------------------------------------------
