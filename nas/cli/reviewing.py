@@ -37,10 +37,10 @@ def _add_confirm(commands: Commands) -> None:
 
 
 def _confirm(args: argparse.Namespace) -> int:
+    from .. import trial_schema as schema
     from ..config import StudyConfig
     from ..confirm import confirm_frame, prepare_confirm
     from ..worker import run_search
-    from .. import trial_schema as schema
 
     study, section = _load_study(args)
     given = StudyConfig.load(args.study) if args.study.endswith(".toml") else None

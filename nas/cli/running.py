@@ -91,9 +91,9 @@ def _status(args: argparse.Namespace) -> int:
 def _print_summary(study, all_trials: bool = False) -> None:
     """Trials and front, accuracy with its binomial standard error (``± s.e.``); baselines
     and the trials tied with the front are named in ``note``; then the gain over ``none``."""
+    from .. import trial_schema as schema
     from ..confirm import confirm_frame, find_confirm_study, verdict
     from ..report import front_frame, gain_line, objective_names, trials_frame
-    from .. import trial_schema as schema
 
     trials = trials_frame(study)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
