@@ -42,21 +42,6 @@ class SeededBatchSampler(_EpochOrder, Sampler[IndexBatch]):
     Lightning would wrap it in its ``DistributedSamplerWrapper``, which is not tested here.
     """
 
-    def __init__(
-        self,
-        num_samples: int,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        seed: int = 0,
-        drop_single: bool = False,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        super().__init__(
-            num_samples, batch_size, shuffle=shuffle, seed=seed, drop_single=drop_single
-        )
-        self.device = torch.device(device)
-
     def __len__(self) -> int:
         return math.ceil(self._kept() / self.batch_size)
 

@@ -101,7 +101,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class _EpochOrder:
     """The visiting order of one epoch, shared by both samplers: ``randperm`` (or ``arange``)
     from a generator seeded with ``(seed, epoch)``, cut by ``drop_single``; ``set_epoch`` picks
-    the epoch and each pass advances it."""
+    the epoch and each pass advances it. ``device``: where a sampler puts the indices it yields
+    (the split's device; the streaming sampler yields CPU indices)."""
 
     def __init__(
         self,
@@ -111,7 +112,9 @@ class _EpochOrder:
         shuffle: bool,
         seed: int = 0,
         drop_single: bool = False,
+        device: torch.device | str = "cpu",
     ) -> None:
+        self.device = torch.device(device)
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.shuffle = shuffle
