@@ -94,6 +94,7 @@ def _print_summary(study, all_trials: bool = False) -> None:
     from .. import trial_schema as schema
     from ..confirm import confirm_frame, find_confirm_study, verdict
     from ..report import front_frame, gain_line, objective_names, trials_frame
+    from ..rungs import rung_warning
 
     trials = trials_frame(study)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
@@ -136,9 +137,9 @@ def _print_summary(study, all_trials: bool = False) -> None:
         if len(front):
             front = front.rename(columns={"val_acc_se": "± s.e."})
             print(front.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))
-    line = gain_line(study)
-    if line:
-        print(f"\n{line}")
+    for line in (gain_line(study), rung_warning(study)):
+        if line:
+            print(f"\n{line}")
     if schema.confirm_plan(study) is not None:
         print(f"\n{verdict(confirm_frame(study))}")
         return

@@ -101,7 +101,7 @@ def front_table_html(study: optuna.Study) -> str:
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1500px; color: #222;
        padding: 0 1rem; }
-h1 { margin-bottom: 0.2rem; } .facts { color: #444; line-height: 1.6; }
+h1 { margin-bottom: 0.2rem; } .facts { color: #444; line-height: 1.6; } .warning { color: #a35200; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 1rem; }
 .grid > div { min-width: 0; }
 table.sortable { border-collapse: collapse; font-size: 0.9rem; margin: 1rem 0; }
@@ -184,6 +184,8 @@ def write_dashboard(
     objectives = ", ".join(f"{n} ({d})" for n, d in facts["objectives"].items())
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(facts["trials"].items()))
     tied = facts.get("tied_with_front") or []
+    warning = (facts["pruning"] or {}).get("warning")
+    pruning_line = f'<br><b class="warning">{html.escape(warning)}</b>' if warning else ""
     tied_line = (
         f"<br>trials statistically tied with the front (within {TIE_STANDARD_ERRORS:g} s.e. of "
         f"the difference from a front member of no greater cost): {', '.join(map(str, tied))}"
@@ -220,7 +222,7 @@ trials: {sum(facts["trials"].values())} ({html.escape(counts)}); {facts["epochs_
 training epochs spent; {facts["front_size"]} architectures on the front<br>
 hypervolume {facts["hypervolume"]:.6g} (normalised {facts["hypervolume_norm"]:.4f}) against the
 reference point {html.escape(reference.describe())}<br>
-{html.escape(baseline_sentence(study, facts["baselines"]))}{tied_line}
+{html.escape(baseline_sentence(study, facts["baselines"]))}{tied_line}{pruning_line}
 </div>
 <div class="grid">{"".join(fronts)}</div>
 <h2>Pareto front</h2>
