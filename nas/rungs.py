@@ -28,7 +28,6 @@ from optuna.trial import TrialState
 
 from . import trial_schema as schema
 from .config import StudyConfig, asha_rungs
-from .study import stored_as_this_release
 
 #: Fewer completed trials than this: no verdict on a rung (its interval would span everything).
 MIN_TRIALS = 8
@@ -113,10 +112,11 @@ def rung_rankings(study: optuna.Study, epochs: Iterable[int]) -> list[EpochRanki
 
 def decision_epochs(cfg: StudyConfig) -> list[int]:
     """Epochs trained at which the configured pruner decides for the first time at each rung:
-    ASHA's rungs for ``asha`` and ``moasha``; for ``pareto``, ``median`` and ``percentile``,
-    which compare at every epoch after their warm-up, the first epoch they may stop a trial."""
+    ASHA's rungs for ``asha``, ``moasha`` and ``noise``; for ``pareto``, ``median`` and
+    ``percentile``, which compare at every epoch after their warm-up, the first epoch they may
+    stop a trial."""
     p, epochs = cfg.pruning, cfg.training.epochs
-    if p.pruner in ("asha", "moasha"):
+    if p.pruner in ("asha", "moasha", "noise"):
         return asha_rungs(p.min_epochs, p.reduction_factor, epochs)
     if p.pruner in ("pareto", "median", "percentile"):
         return [p.n_warmup_epochs + 1] if p.n_warmup_epochs + 1 < epochs else []
@@ -127,12 +127,12 @@ def _last_first_rung(cfg: StudyConfig) -> int:
     """The latest epoch a first rung can sit at and still decide: ASHA needs room for one
     promotion (``r * eta <= R``), the warm-up pruners one epoch after it."""
     p, epochs = cfg.pruning, cfg.training.epochs
-    return epochs // p.reduction_factor if p.pruner in ("asha", "moasha") else epochs - 1
+    return epochs // p.reduction_factor if p.pruner in ("asha", "moasha", "noise") else epochs - 1
 
 
 def _setting(cfg: StudyConfig, epoch: int) -> str:
     """The config line that moves the first rung to ``epoch``."""
-    if cfg.pruning.pruner in ("asha", "moasha"):
+    if cfg.pruning.pruner in ("asha", "moasha", "noise"):
         return f"pruning.min_epochs = {epoch}"
     return f"pruning.n_warmup_epochs = {epoch - 1}"
 
@@ -140,6 +140,8 @@ def _setting(cfg: StudyConfig, epoch: int) -> str:
 def pruning_diagnosis(study: optuna.Study) -> dict[str, Any] | None:
     """The rankings at the stored config's pruning rungs, and the warning where the first is no
     better than chance; None for a study without a stored config or without pruning."""
+    from .study import stored_as_this_release  # nas.study builds the pruners, which use this
+
     stored = schema.stored_config(study)
     if stored is None:
         return None

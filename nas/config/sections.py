@@ -36,7 +36,7 @@ from ._validation import (
 )
 
 _Sampler = Literal["nsga2", "tpe", "gp", "random", "additive"]
-_Pruner = Literal["pareto", "moasha", "median", "percentile", "asha", "none"]
+_Pruner = Literal["pareto", "moasha", "noise", "median", "percentile", "asha", "none"]
 #: Cost names an objective may minimise (keys of ``search_spaces.cost.ModelCost.to_dict``).
 _Cost = Literal["flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes"]
 _Metric = Literal["val_acc"]
@@ -376,7 +376,9 @@ class TrainingConfig:
 @_one_line_errors
 @dataclass(frozen=True, config=_CONFIG)
 class PruningSection:
-    """Early stopping. ``pareto`` and ``moasha`` work for any number of objectives; ``median``,
+    """Early stopping. ``pareto``, ``moasha`` and ``noise`` (ASHA's rungs, stopping only beyond
+    the measurement's noise at rungs that rank, ``nas.noise_pruner``) work for any number of
+    objectives; ``median``,
     ``percentile`` and ``asha`` are Optuna's own pruners (single-objective studies only)."""
 
     pruner: _Pruner = _field(
@@ -395,10 +397,10 @@ class PruningSection:
         1, allowed="an int >= 0", doc="Epochs of a trial before it can be pruned.", ge=0
     )
     min_epochs: _Int = _field(
-        1, allowed="an int >= 1", doc="asha, moasha: epochs of the first rung.", ge=1
+        1, allowed="an int >= 1", doc="asha, moasha, noise: epochs of the first rung.", ge=1
     )
     reduction_factor: _Int = _field(
-        3, allowed="an int >= 2", doc="asha, moasha: factor between rungs.", ge=2
+        3, allowed="an int >= 2", doc="asha, moasha, noise: factor between rungs.", ge=2
     )
 
 

@@ -127,7 +127,7 @@ class StudyConfig:
                 f"{list(self.space.blocks)}; list blocks of the space, or omit it for all of them"
             )
         p = self.pruning
-        if p.pruner == "moasha" and not asha_rungs(
+        if p.pruner in ("moasha", "noise") and not asha_rungs(
             p.min_epochs, p.reduction_factor, self.training.epochs
         ):
             raise ValueError(
