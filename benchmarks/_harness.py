@@ -33,6 +33,7 @@ import torch
 
 from nas.stats import holm_adjust, paired_comparison
 from nas.study import quiet_third_party_output
+from nas.tabular import Table, load_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -246,6 +247,26 @@ def add_output_arguments(
             help=f"run nothing: rewrite {render} from a results .json of this script (default "
             "--out: the .md beside it)",
         )
+
+
+def table_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark read off a table shares: ``--table``, ``--n-boot`` (the
+    bootstrap resamples of its intervals) and ``--out``; described by ``doc``'s first line."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--table", type=Path, required=True, help="a table file")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--out", type=Path, required=True, help="results file (.md and .json)")
+    return parser
+
+
+def start_table_benchmark(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, script: str
+) -> tuple[argparse.Namespace, str, Session, Table]:
+    """Parse ``argv``, cite the command, start a one-thread session and load ``--table``."""
+    args = parser.parse_args(argv)
+    command = command_line(script, argv)
+    session = start_session(threads=1)
+    return args, command, session, load_table(args.table)
 
 
 def results_path(args: argparse.Namespace, default: Path) -> Path | None:

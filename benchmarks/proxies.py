@@ -29,13 +29,19 @@ import optuna
 import torch
 from scipy import stats
 
-from benchmarks._harness import command_line, fmt, markdown_table, start_session, write_results
+from benchmarks import _harness as harness
 from nas.data import build_datamodule
 from nas.stats import rank_correlation
-from nas.tabular import Table, load_table
+from nas.tabular import Table
 from search_spaces.build import build_model
 from search_spaces.proxies import naswot, synflow
 from search_spaces.space import suggest_arch
+
+#: What the results file says of itself.
+FACTS = {
+    "title": "Rankings without training on a tabular benchmark",
+    "load_note": "the load changes only the seconds per architecture",
+}
 
 
 def proxy_scores(table: Table, images: torch.Tensor, init_seeds: int) -> dict[str, list[float]]:
@@ -117,7 +123,7 @@ def render(table: Table, rows: list[dict[str, Any]], seconds: float, args: argpa
         f"architectures ({args.n_boot} resamples). Between inits: Spearman rho of a proxy's "
         "scores under two initialisations (how much of its ranking is the draw).",
         "",
-        *markdown_table(
+        *harness.markdown_table(
             ["ranking", "Spearman rho", "Kendall tau", "between inits"],
             "lrrr",
             [
@@ -125,7 +131,7 @@ def render(table: Table, rows: list[dict[str, Any]], seconds: float, args: argpa
                     r["ranking"],
                     interval(r, "spearman_rho", "rho_low", "rho_high"),
                     interval(r, "kendall_tau", "tau_low", "tau_high"),
-                    fmt(r["init_agreement"], "+.3f"),
+                    harness.fmt(r["init_agreement"], "+.3f"),
                 ]
                 for r in rows
             ],
@@ -134,16 +140,12 @@ def render(table: Table, rows: list[dict[str, Any]], seconds: float, args: argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--table", type=Path, required=True, help="a table file")
+    parser = harness.table_parser(__doc__)
     parser.add_argument("--init-seeds", type=int, default=3, help="initialisations per proxy")
     parser.add_argument("--batch", type=int, default=64, help="images NASWOT scores on")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--out", type=Path, required=True, help="results file (.md and .json)")
-    args = parser.parse_args(argv)
-    command = command_line("benchmarks/proxies.py", argv)
-    session = start_session(threads=1)
-    table = load_table(args.table)
+    args, command, session, table = harness.start_table_benchmark(
+        parser, argv, "benchmarks/proxies.py"
+    )
     datamodule = build_datamodule(table.config.data, seed=0)
     datamodule.setup("fit")
     images, _ = next(iter(datamodule.train_dataloader()))
@@ -151,14 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = rankings(table, scores, args.n_boot)
     body = render(table, rows, float(np.mean(scores["seconds"])), args)
     print("\n".join(body))
-    write_results(
-        args.out,
-        title="Rankings without training on a tabular benchmark",
-        command=command,
-        info=session.machine(),
-        load_note="the load changes only the seconds per architecture",
-        body=body,
-        raw={"rankings": rows, "scores": scores},
+    raw = {"rankings": rows, "scores": scores}
+    harness.write_results(
+        args.out, command=command, info=session.machine(), body=body, raw=raw, **FACTS
     )
     return 0
 

@@ -39,20 +39,18 @@ import numpy as np
 import optuna
 from scipy import stats
 
-from benchmarks._harness import (
-    ALPHA,
-    CONFIDENCE,
-    command_line,
-    fmt,
-    markdown_table,
-    start_session,
-    write_results,
-)
+from benchmarks import _harness as harness
 from benchmarks.strategies import Scorer
 from nas.config import PruningSection
 from nas.replay import replay_config, true_front
 from nas.study import quiet_third_party_output
 from nas.tabular import Table, load_table
+
+#: What the results file says of itself.
+FACTS = {
+    "title": "Early stopping on a tabular benchmark",
+    "load_note": "replays train nothing: the load changes only their wall clock",
+}
 
 
 class Setting(NamedTuple):
@@ -116,7 +114,9 @@ def epoch_ranking(table: Table, n_boot: int, seed: int = 0) -> list[dict[str, An
             )
 
         boot = np.array([mean_rho(i) for i in resamples])
-        low, high = np.nanquantile(boot, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+        low, high = np.nanquantile(
+            boot, [(1 - harness.CONFIDENCE) / 2, (1 + harness.CONFIDENCE) / 2]
+        )
         rows.append(
             {
                 "epochs": epoch,
@@ -214,7 +214,7 @@ def render(table: Table, ranking: list[dict], rows: list[dict], args: argparse.N
         f"interval over architectures ({args.n_boot} resamples). The last row is the ceiling: "
         "one full run against the other seeds.",
         "",
-        *markdown_table(
+        *harness.markdown_table(
             ["epochs", "Spearman rho", "95% interval"],
             "rrr",
             [
@@ -230,9 +230,10 @@ def render(table: Table, ranking: list[dict], rows: list[dict], args: argparse.N
         "hypervolume of the reported front / the true front's (mean +- s.e.). Saved: epochs "
         "against no pruning. False prunes: sampled trials on the true front that were stopped / "
         "all sampled trials on the true front (pooled over replays). p worse: one-sided "
-        f"Mann-Whitney U, HV share less than without pruning; loses front where < {ALPHA:g}.",
+        "Mann-Whitney U, HV share less than without pruning; loses front where < "
+        f"{harness.ALPHA:g}.",
         "",
-        *markdown_table(
+        *harness.markdown_table(
             ["setting", "seeds", "HV share", "epochs", "saved", "false prunes", "p worse", ""],
             "lrrrrrrl",
             [
@@ -242,10 +243,10 @@ def render(table: Table, ranking: list[dict], rows: list[dict], args: argparse.N
                     f"{100 * r['hv_share']:.2f} +- {100 * r['hv_se']:.2f} %",
                     f"{r['epochs']:.0f}",
                     f"{100 * r['saved']:.0f} %",
-                    fmt(None if r["false_prune"] is None else 100 * r["false_prune"], ".1f")
+                    harness.fmt(None if r["false_prune"] is None else 100 * r["false_prune"], ".1f")
                     + ("" if r["false_prune"] is None else " %"),
-                    fmt(r["p_worse"], ".3g"),
-                    "loses front" if (r["p_worse"] or 1.0) < ALPHA else "",
+                    harness.fmt(r["p_worse"], ".3g"),
+                    "loses front" if (r["p_worse"] or 1.0) < harness.ALPHA else "",
                 ]
                 for r in rows
             ],
@@ -255,18 +256,14 @@ def render(table: Table, ranking: list[dict], rows: list[dict], args: argparse.N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--table", type=Path, required=True, help="a table file")
+    parser = harness.table_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=100, help="replays per pruner setting")
     parser.add_argument("--budget", type=int, default=48, help="trials per replay")
     parser.add_argument("--baselines", action="store_true", help="the baselines come first")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--workers", type=int, default=1, help="processes")
-    parser.add_argument("--out", type=Path, required=True, help="results file (.md and .json)")
-    args = parser.parse_args(argv)
-    command = command_line("benchmarks/pruning.py", argv)
-    session = start_session(threads=1)
-    table = load_table(args.table)
+    args, command, session, table = harness.start_table_benchmark(
+        parser, argv, "benchmarks/pruning.py"
+    )
     ranking = epoch_ranking(table, args.n_boot)
     grid = settings(table.epochs)
     jobs = [
@@ -282,14 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(runs, grid)
     body = render(table, ranking, rows, args)
     print("\n".join(body))
-    write_results(
-        args.out,
-        title="Early stopping on a tabular benchmark",
-        command=command,
-        info=session.machine(),
-        load_note="replays train nothing: the load changes only their wall clock",
-        body=body,
-        raw={"ranking": ranking, "settings": rows, "runs": runs},
+    raw = {"ranking": ranking, "settings": rows, "runs": runs}
+    harness.write_results(
+        args.out, command=command, info=session.machine(), body=body, raw=raw, **FACTS
     )
     return 0
 

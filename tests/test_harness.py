@@ -263,3 +263,26 @@ def test_comparison_cells_show_a_row_and_say_why_it_has_no_test():
     assert harness.undefined_t_note([kept]) == []
     same = harness.compare_over_seeds({"x": ([0.2, 0.2], [0.2, 0.2])})["x"]
     assert "t-test is undefined" in harness.undefined_t_note([kept, same])[1]
+
+
+def test_table_benchmarks_share_their_arguments_and_start(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "nas"))
+    from _tables import synthetic_table_data
+
+    from benchmarks import _harness as harness
+
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps(synthetic_table_data()))
+    parser = harness.table_parser("What it measures.\n\nMore.")
+    parser.add_argument("--seeds", type=int, default=3)
+    argv = ["--table", str(table), "--out", str(tmp_path / "r.md"), "--seeds", "5"]
+    args, command, session, loaded = harness.start_table_benchmark(parser, argv, "benchmarks/x.py")
+    assert (args.seeds, args.n_boot, args.out) == (5, 1000, tmp_path / "r.md")
+    assert parser.description == "What it measures."
+    assert command.endswith("benchmarks/x.py " + " ".join(argv))
+    assert loaded.name == "synthetic" and session.seconds() >= 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "r.md"])  # --table is required
