@@ -61,6 +61,7 @@ def gap_standard_error(value: float, cut: float, jitter: float, n_val: int | Non
 
 
 def _curve(trial: FrozenTrial) -> list[float]:
+    """A trial's intermediate values in step order."""
     return [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
 
 
@@ -134,10 +135,7 @@ class NoiseAwarePruner(_CostAwarePruner):
             return False
         values = self._sign() * np.array([value, *peers])
         cut = self._sign() * float(np.quantile(values, 1.0 - 1.0 / self.reduction_factor))
-        curves = [
-            [t.intermediate_values[s] for s in sorted(t.intermediate_values)] for t in completed
-        ]
-        jitter = curve_jitter(curves, start=step)
+        jitter = curve_jitter([_curve(t) for t in completed], start=step)
         gap = self._sign() * (cut - value)
         return gap > self.z * gap_standard_error(value, cut, jitter, self._n_val(completed))
 
