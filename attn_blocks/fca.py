@@ -95,8 +95,9 @@ class MultiSpectralAttention(nn.Module):
     frequency selection on a 7x7 grid).
 
     Choices: the DCT filters are built in ``forward`` for the actual H x W (the official code
-    builds them for a fixed reference size and average-pools other inputs to it, which below 7
-    collapses every frequency to DC). Frequencies are scaled as ``u * H // 7`` (the official
+    builds them for a fixed reference size per stage, taken from the channel count, and
+    adaptive-average-pools other inputs to that size; only a reference size below 7 would
+    collapse every frequency to DC there). Frequencies are scaled as ``u * H // 7`` (the official
     code uses ``u * (H // 7)``; equal when H is a multiple of 7); for sides below 7 and the
     handling of duplicates see :func:`scaled_frequencies`. Channel groups: see
     :func:`spectral_groups` (official code requires C % 16 == 0; C < 16 uses C groups of one

@@ -26,8 +26,8 @@ class StyleRecalibration(nn.Module):
     ``std = sqrt(unbiased variance + 1e-5)``. The unbiased variance divides by ``H*W - 1``,
     which is undefined for a 1x1 map; there we divide by 1 instead, so the variance is 0 and
     ``std = sqrt(1e-5)`` (no NaN). The (C, 2) weight ``cfc`` is zero-initialised as in the
-    authors' code, so the gate starts at 0.5 everywhere. (The authors' code takes ``std()``
-    without the epsilon; the epsilon keeps the gradient finite for constant channels.)
+    authors' code, so the gate starts at 0.5 everywhere. The authors' code adds the same 1e-5
+    under the square root; it keeps the gradient finite for constant channels.
 
     Args:
         channels: number of input channels C.

@@ -19,7 +19,6 @@ the same hidden width. Ratios are medians of the per-round ratios.
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 import time
@@ -34,10 +33,9 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import attn_blocks
-from _machine import cpu_model
+from benchmarks._harness import command_line, cpu_model, markdown_row, markdown_rule
 from search_spaces.cost import count_flops, count_params
 
-SCRIPT = "benchmarks/blocks.py"
 DEFAULT_BATCH = 32
 DEFAULT_SHAPES = ((64, 56, 56), (256, 14, 14), (512, 7, 7))
 QUICK_BATCH = 4
@@ -263,7 +261,7 @@ def header(argv: Sequence[str], args: argparse.Namespace) -> list[str]:
     return [
         f"# Attention blocks on CPU: torch {torch.__version__}, {torch.get_num_threads()} "
         f"threads, {cpu_model()}{timm_note}",
-        f"Command: `{shlex.join(['python', SCRIPT, *argv])}`",
+        f"Command: `{command_line(__file__, argv, python='python')}`",
         "",
         f"Batch {args.batch}, default block parameters, seed {SEED}. Params and MFLOPs are what "
         "the block adds (one inference forward of the whole batch; a multiply-add is 2 FLOPs). "
@@ -281,11 +279,10 @@ def _format_shape(shape: Shape) -> str:
     return "x".join(str(s) for s in shape)
 
 
-TABLE_HEAD = (
-    "| block | family | shape | extra params | extra MFLOPs | fwd+bwd ms | x none "
-    "| % conv3x3 | timm ms | ours/timm | n |\n"
-    "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
-)
+#: The table's columns; rows follow as the blocks are measured.
+COLUMNS = ["block", "family", "shape", "extra params", "extra MFLOPs", "fwd+bwd ms", "x none"]
+COLUMNS += ["% conv3x3", "timm ms", "ours/timm", "n"]
+TABLE_HEAD = [markdown_row(COLUMNS), markdown_rule("lllrrrrrrrr", compact=True)]
 
 
 def table_row(r: Row) -> str:
@@ -294,11 +291,9 @@ def table_row(r: Row) -> str:
         vs_timm = "-"
     else:
         vs_timm = f"{r.vs_timm:.2f}" + (" (!)" if r.vs_timm > TIMM_TARGET else "")
-    return (
-        f"| {r.block} | {r.family} | {_format_shape(r.shape)} | {r.params:,} "
-        f"| {r.mflops:,.1f} | {r.ms:.2f} | {r.vs_none:.2f} | {r.vs_conv_percent:.1f} "
-        f"| {timm_ms} | {vs_timm} | {r.rounds} |"
-    )
+    sizes = [_format_shape(r.shape), f"{r.params:,}", f"{r.mflops:,.1f}"]
+    times = [f"{r.ms:.2f}", f"{r.vs_none:.2f}", f"{r.vs_conv_percent:.1f}", timm_ms, vs_timm]
+    return markdown_row([r.block, r.family, *sizes, *times, r.rounds])
 
 
 def summary(rows: Sequence[Row]) -> list[str]:
@@ -377,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print("\n".join([*header(argv, args), TABLE_HEAD]), flush=True)
+    print("\n".join([*header(argv, args), *TABLE_HEAD]), flush=True)
     rows = []
     for shape in args.shapes:
         conv_ms = conv_extra_ms(args.batch, shape, args)

@@ -28,8 +28,6 @@ otherwise (``-``: print only).
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import sys
 import tempfile
 import time
@@ -45,20 +43,24 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import encode_jpeg
 
-from _machine import describe, load_average, write_results
+from benchmarks._harness import (
+    CIFAR_ARCHIVE,
+    RESULTS,
+    Session,
+    add_output_arguments,
+    cifar_archive,
+    command_line,
+    data_dir,
+    markdown_table,
+    results_path,
+    write_results,
+)
 from nas.data import DataConfig, build_datamodule
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = "benchmarks/data.py"
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "data.md"
-CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
+DEFAULT_OUT = RESULTS / "data.md"
 CLASSES = 4
-
-
-def _data_dir() -> Path:
-    return Path(os.environ.get("ATTN_NAS_DATA", ROOT.parent / "shared" / "data"))
 
 
 def write_generated_folder(root: Path, count: int) -> None:
@@ -165,17 +167,15 @@ def table(result: dict[str, Any]) -> list[str]:
         f"{result['batch_size']}; {result['backbone']} training step alone (1 thread, batches "
         f"already in memory): **{step:.1f} images/s**.",
         "",
-        "| loader | build s | first batch s | loader images/s | vs memory | step fed by it, "
-        "images/s | share of the step alone |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    header = ["loader", "build s", "first batch s", "loader images/s", "vs memory"]
+    header += ["step fed by it, images/s", "share of the step alone"]
+    cells = []
     for row in result["rows"]:
-        lines.append(
-            f"| {row['loader']} | {row['build_s']:.2f} | {row['first_batch_s']:.3f} | "
-            f"{row['per_s']:.0f} | {row['per_s'] / base['per_s']:.3f}x | "
-            f"{row['fed_step_per_s']:.1f} | {row['fed_step_per_s'] / step:.0%} |"
-        )
-    return lines
+        loader = [f"{row['build_s']:.2f}", f"{row['first_batch_s']:.3f}", f"{row['per_s']:.0f}"]
+        fed = [f"{row['fed_step_per_s']:.1f}", f"{row['fed_step_per_s'] / step:.0%}"]
+        cells.append([row["loader"], *loader, f"{row['per_s'] / base['per_s']:.3f}x", *fed])
+    return lines + markdown_table(header, "lrrrrrr", cells)
 
 
 def reading(result: dict[str, Any]) -> str:
@@ -202,27 +202,24 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--cache-dir", type=Path, help="extracted archive and decoded tensors (default: temporary)"
     )
-    parser.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="results .md (and .json beside it); - for none"
-    )
+    add_output_arguments(parser, DEFAULT_OUT, "json")
     parser.add_argument("--quick", action="store_true", help="smoke run: a few batches and steps")
     args = parser.parse_args(argv)
     if args.quick:
         args.per_class, args.images, args.batches, args.cifar_steps, args.steps = 20, 64, 3, 2, 1
-    shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    command = f".venv/bin/python {SCRIPT} {shown}".rstrip()
+    command = command_line(__file__, argv)
 
     # The generated folder has no test/ and holds out a fifth of train/ as test, as it says.
     warnings.filterwarnings("ignore", "imagefolder: .* has no test/ folder", UserWarning)
-    load_start = load_average()
+    session = Session()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     results = []
     try:
         with tempfile.TemporaryDirectory(prefix="nas-data-bench-") as tmp:
             cache = args.cache_dir or Path(tmp) / "cache"
-            archive = _data_dir() / CIFAR_ARCHIVE
-            if archive.is_file():
+            archive = cifar_archive()
+            if archive is not None:
                 cifar = DataConfig(
                     name="imagefolder",
                     root=archive,
@@ -233,7 +230,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 )
                 results.append(measure("cifar10", cifar, "resnet8", args.batches, args.cifar_steps))
             else:
-                print(f"# skipped cifar10: {archive} not found (set ATTN_NAS_DATA)")
+                print(
+                    f"# skipped cifar10: {data_dir() / CIFAR_ARCHIVE} not found (set ATTN_NAS_DATA)"
+                )
             folder = Path(tmp) / "generated"
             write_generated_folder(folder, args.images)
             generated = DataConfig(
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 augment="flip_crop",
             )
             results.append(measure("generated", generated, "resnet18", args.batches, args.steps))
-        info = {**describe(), "load_average": [load_start, load_average()], "torch_threads": 1}
+        info = session.machine(torch_threads=1)
     finally:
         torch.set_num_threads(threads)
 
@@ -269,9 +268,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ]
     print(f"# {command}")
     print("\n".join(body))
-    if args.out != "-":
-        out = Path(args.out)
-        write_results(
+    out = results_path(args, DEFAULT_OUT)
+    if out is not None:
+        written = write_results(
             out,
             title="Streaming image folders against in-memory tensors",
             command=command,
@@ -280,7 +279,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             body=body,
             raw={"args": vars(args) | {"cache_dir": str(args.cache_dir)}, "results": results},
         )
-        print(f"# written: {out} and {out.with_suffix('.json')}")
+        print("# written: " + " and ".join(map(str, written)))
     return results
 
 

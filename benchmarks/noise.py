@@ -94,16 +94,16 @@ Commands (results go to ``benchmarks/results/noise.md`` and ``noise.json`` besid
     # smoke run on scikit-learn's bundled digits (no CIFAR needed), seconds
     .venv/bin/python benchmarks/noise.py --data digits --seeds 0 1 --epochs 2 --width 4 \\
         --per-class 10 --val-per-class 5 --rank-archs 4 --threads 1 --out -
+
+The tables and their plain-language reading are in ``benchmarks/_noise_report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -115,27 +115,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna
 import scipy.stats
-import torch
-from search_efficiency import SPACE, TRAINING, data_section
 
-from _machine import describe, load_average, write_results
+from benchmarks._harness import (
+    ALPHA,
+    CONFIDENCE,
+    RESULTS,
+    add_output_arguments,
+    apply_preset,
+    command_line,
+    load_average,
+    provenance,
+    results_head,
+    results_path,
+    start_session,
+    utc_now,
+    write_markdown,
+    write_results,
+)
+from benchmarks._noise_report import interpretation, tables
+from benchmarks.search_efficiency import SPACE, TRAINING, data_section
 from nas.config import DataConfig, TrainingConfig
 from nas.data import build_datamodule
 from nas.stats import binomial_se, mean_interval, paired_comparison, rank_correlation
-from nas.study import quiet_third_party_output
 from nas.training import ClassifierModule, build_trainer, evaluate
 from search_spaces.space import SearchSpace, spec_to_params, suggest_arch
 from search_spaces.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "noise.md"
+DEFAULT_OUT = RESULTS / "noise.md"
+TITLE = "Evaluation noise: seed-to-seed spread, common random numbers and rank stability"
+LOAD_NOTE = (
+    "above the torch threads means other processes shared the CPU; that slows wall clock, "
+    "never the accuracies, which are deterministic in the seeds"
+)
 MODES = ("common", "independent")
 #: Independent-mode seed of architecture ``a`` in the replicate with seed ``s``:
 #: ``INDEPENDENT_BASE + INDEPENDENT_STRIDE * s + a``.
 INDEPENDENT_BASE = 100_000
 INDEPENDENT_STRIDE = 1_000
-CONFIDENCE = 0.95
-ALPHA = 0.05
 #: Normal quantile of a two-sided 95% test, for the resolvable difference.
 Z95 = 1.959963984540054
 
@@ -479,311 +495,12 @@ def _sd(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
 
 
-# --- rendering ---------------------------------------------------------------------------------
-
-
-def _pt(value: float, digits: int = 2) -> str:
-    """An accuracy (or difference) in percentage points."""
-    return f"{value * 100:.{digits}f}" if math.isfinite(value) else "n/a"
-
-
-def _p(value: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    if value == 0:
-        return "0"
-    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
-
-
-def _ratio(value: float) -> str:
-    return f"{value:.2f}" if math.isfinite(value) else "n/a"
-
-
-def _labels(raw: dict[str, Any]) -> dict[str, str]:
-    return {a["key"]: a["label"] for a in raw["archs"]}
-
-
-def tables(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
-    labels = _labels(raw)
-    metrics = [m for m in ("val_acc", "test_acc") if m in result["spread"][0]]
-    names = {"val_acc": "val", "test_acc": "test"}
-    lines = [
-        "### Seed-to-seed spread (accuracy in %, over the replicates)",
-        "",
-        "| mode | architecture | "
-        + " | ".join(
-            f"{names[m]} mean ± 95% CI | {names[m]} sd | {names[m]} binomial SE (n)"
-            for m in metrics
-        )
-        + " |",
-        "|---|---|" + "---:|---:|---:|" * len(metrics),
-    ]
-    for row in result["spread"]:
-        cells = []
-        for m in metrics:
-            s = row[m]
-            cells += [
-                f"{_pt(s['mean'])} ± {_pt(s['high'] - s['mean'])}",
-                _pt(s["sd"]),
-                f"{_pt(s['binomial_se'])} ({s['split_size']:,})",
-            ]
-        lines.append(f"| {row['mode']} | {labels[row['arch']]} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"### Paired difference to `none` (points; paired by replicate, n = "
-        f"{result['paired'][0][metrics[0]]['n']})",
-        "",
-        "| mode | architecture | "
-        + " | ".join(
-            f"{names[m]} mean | {names[m]} sd | {names[m]} 95% CI | {names[m]} p" for m in metrics
-        )
-        + " |",
-        "|---|---|" + "---:|---:|---:|---:|" * len(metrics),
-    ]
-    for row in result["paired"]:
-        cells = []
-        for m in metrics:
-            d = row[m]
-            mark = "**" if d["significant"] else ""
-            star = " †" if d["significant_bonferroni"] else ""
-            cells += [
-                f"{mark}{_pt(d['mean'])}{mark}",
-                _pt(d["sd"]),
-                f"[{_pt(d['low'])}, {_pt(d['high'])}]",
-                f"{mark}{_p(d['p_value'])}{mark}{star}",
-            ]
-        lines.append(f"| {row['mode']} | {labels[row['arch']]} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"Bold: p < {ALPHA:g}; †: also p < {ALPHA:g} / {len(result['crn'])} (Bonferroni over the "
-        "blocks).",
-        "",
-        "### What common random numbers buy: sd(paired difference) independent / common",
-        "",
-        "| architecture | "
-        + " | ".join(
-            f"{names[m]} sd indep. | {names[m]} sd common | {names[m]} ratio (95% F interval) | "
-            f"{names[m]} r(arch, none) common / indep."
-            for m in metrics
-        )
-        + " |",
-        "|---|" + "---:|---:|---:|---:|" * len(metrics),
-    ]
-    for row in result["crn"]:
-        cells = []
-        for m in metrics:
-            c = row[m]
-            cells += [
-                _pt(c["sd_independent"]),
-                _pt(c["sd_common"]),
-                f"{_ratio(c['ratio'])} ({_ratio(c['low'])} - {_ratio(c['high'])})",
-                f"{_ratio(c['corr_common'])} / {_ratio(c['corr_independent'])}",
-            ]
-        lines.append(f"| {labels[row['arch']]} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "r(arch, none): Pearson correlation of the architecture's and `none`'s accuracies over "
-        "the replicates; var(difference) = var(arch) + var(none) - 2 r sd(arch) sd(none), so "
-        f"common seeds shrink a comparison's noise only where r is positive (with n = "
-        f"{result['crn'][0][metrics[0]]['n']}, r's own 95% interval spans about ±0.8).",
-        "",
-        "Resolvable difference of one evaluation per architecture (1.96 x pooled sd of the "
-        "paired differences, points): "
-        + "; ".join(
-            f"{mode}: "
-            + ", ".join(f"{names[m]} {_pt(result['resolvable'][mode][m])}" for m in metrics)
-            for mode in MODES
-        )
-        + ".",
-    ]
-    rank = result["rank"]
-    if rank is not None:
-        summaries = {a["key"]: a["label"] for a in raw["rank_archs"]}
-        lines += [
-            "",
-            f"### Rank stability: {rank['n']} architectures, two evaluations (val accuracy, %)",
-            "",
-            "| architecture | A (seed "
-            f"{raw['args']['rank_seed_a']}) | rank A | B (seed {raw['args']['rank_seed_b']}) | "
-            "rank B |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        order = sorted(range(rank["n"]), key=lambda i: rank["rank_a"][i])
-        for i in order:
-            key = rank["keys"][i]
-            lines.append(
-                f"| `{summaries[key]}` | {_pt(rank['a'][i])} | {rank['rank_a'][i]} | "
-                f"{_pt(rank['b'][i])} | {rank['rank_b'][i]} |"
-            )
-        lines += [
-            "",
-            f"Kendall tau-b {rank['kendall_tau']:.3f} (95% bootstrap interval "
-            f"{rank['tau_low']:.3f} to {rank['tau_high']:.3f}); Spearman rho "
-            f"{rank['spearman_rho']:.3f} ({rank['rho_low']:.3f} to {rank['rho_high']:.3f}); "
-            f"{rank['n_boot']} resamples of the architectures. A's best "
-            f"(`{summaries[rank['best_a']]}`) is ranked {rank['best_a_rank_in_b']} in B; B's "
-            f"best is ranked {rank['best_b_rank_in_a']} in A; mean |rank A - rank B| "
-            f"{rank['mean_abs_rank_change']:.2f}. One evaluation's sd from these runs, "
-            f"sd(A - B) / sqrt(2): {_pt(rank['single_sd'])} points; sd of the architectures' "
-            f"mean (A + B) / 2: {_pt(rank['between_sd'])} points.",
-        ]
-    repeat = result["repeat"]
-    if repeat is not None:
-        shown = ", ".join(
-            f"{names[m]} {_pt(repeat[f'{m}_first'], 2)} / {_pt(repeat[f'{m}_again'], 2)}"
-            for m in metrics
-        )
-        lines += [
-            "",
-            f"Reproducibility: `{repeat['arch']}` at seed {repeat['seed']} trained twice: "
-            f"{shown} -> {'identical' if repeat['identical'] else 'DIFFERENT'}.",
-        ]
-    return lines
-
-
-def interpretation(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
-    """Plain-language reading of the numbers (nothing in it is fixed in advance)."""
-    labels = _labels(raw)
-    n_seeds = len(raw["args"]["seeds"])
-    lines = []
-    spread = {(r["mode"], r["arch"]): r for r in result["spread"]}
-    sds = [r["val_acc"]["sd"] for r in result["spread"]]
-    ses = [r["val_acc"]["binomial_se"] for r in result["spread"]]
-    pooled = math.sqrt(sum(v**2 for v in sds) / len(sds))
-    mean_se = sum(ses) / len(ses)
-    indep = [spread["independent", a["key"]]["val_acc"] for a in raw["archs"]]
-    half = sum(i["high"] - i["mean"] for i in indep) / len(indep)
-    ratio = pooled / mean_se if mean_se > 0 else math.nan
-    lines.append(
-        f"* **One evaluation** of an architecture moves from seed to seed by an sd of "
-        f"{_pt(pooled, 1)} points of val accuracy (root mean variance over all architectures "
-        f"and modes, {n_seeds} seeds each; single sds {_pt(min(sds), 1)} to {_pt(max(sds), 1)}). "
-        f"A finite split of {indep[0]['split_size']:,} validation images alone would give a "
-        f"binomial SE of ~{_pt(mean_se, 1)} points; the measured sd is {ratio:.1f}x that."
-        + f" The 95% interval of a mean over the {n_seeds} seeds is about ±{_pt(half, 1)} points "
-        "(independent mode, mean half-width)."
-    )
-    if "test_acc" in result["spread"][0]:
-        test_sds = [r["test_acc"]["sd"] for r in result["spread"]]
-        test_pooled = math.sqrt(sum(v**2 for v in test_sds) / len(test_sds))
-        test_se = sum(r["test_acc"]["binomial_se"] for r in result["spread"]) / len(test_sds)
-        gaps = [r["test_acc"]["mean"] - r["val_acc"]["mean"] for r in result["spread"]]
-        lines.append(
-            f"  On the {result['spread'][0]['test_acc']['split_size']:,} test images (binomial "
-            f"SE ~{_pt(test_se, 1)}) the seed-to-seed sd is {_pt(test_pooled, 1)} points "
-            f"({test_pooled / test_se:.1f}x): the trained model's accuracy itself moves by at "
-            f"least ~{_pt(math.sqrt(max(test_pooled**2 - test_se**2, 0.0)), 1)} points "
-            "(sqrt(sd^2 - SE^2), a lower bound: one fixed split's errors are partly shared by "
-            "all seeds), "
-            + (
-                "so most of the noise is training noise, which a larger validation split would "
-                "not remove."
-                if test_pooled / test_se > 1.5
-                else "so the finite evaluation split accounts for much of the noise."
-            )
-            + " Test minus val accuracy is "
-            f"{_pt(min(gaps), 1)} to {_pt(max(gaps), 1)} points over the rows: an offset of the "
-            "fixed validation split that every architecture shares, so it cancels in "
-            "comparisons."
-        )
-    for mode in MODES:
-        rows = [p for p in result["paired"] if p["mode"] == mode]
-        found = [
-            f"{labels[p['arch']]} ({_pt(p['val_acc']['mean'], 1)} points, p = "
-            f"{_p(p['val_acc']['p_value'])})"
-            for p in rows
-            if p["val_acc"]["significant"]
-        ]
-        noise = [
-            f"{labels[p['arch']]} ({_pt(p['val_acc']['mean'], 1)}, p = "
-            f"{_p(p['val_acc']['p_value'])})"
-            for p in rows
-            if not p["val_acc"]["significant"]
-        ]
-        lines.append(
-            f"* **Differences to `none`, {mode} seeds (val)**: significant (p < {ALPHA:g}): "
-            f"{', '.join(found) or 'no architecture'}; within noise: "
-            f"{', '.join(noise) or 'no architecture'}."
-        )
-        if "test_acc" in rows[0]:
-            found_test = [
-                f"{labels[p['arch']]} ({_pt(p['test_acc']['mean'], 1)}, p = "
-                f"{_p(p['test_acc']['p_value'])})"
-                for p in rows
-                if p["test_acc"]["significant"]
-            ]
-            lines.append(
-                f"  On the test split ({mode}): significant: "
-                f"{', '.join(found_test) or 'no architecture'}."
-            )
-    ratios = [c["val_acc"] for c in result["crn"]]
-    resolved = [
-        labels[c["arch"]] for c in result["crn"] if c["val_acc"]["low"] > 1
-    ]  # interval above 1
-    lines.append(
-        "* **Common random numbers** change the sd of a paired val difference by a factor of "
-        + ", ".join(
-            f"{_ratio(r['ratio'])} ({labels[c['arch']]}, 95% {_ratio(r['low'])} - "
-            f"{_ratio(r['high'])})"
-            for c, r in zip(result["crn"], ratios, strict=True)
-        )
-        + f" (independent / common, {n_seeds} seeds each). "
-        + (
-            f"The interval lies above 1 for {', '.join(resolved)}: there CRN measurably reduce "
-            "the noise of a comparison."
-            if resolved
-            else "No interval lies wholly above 1: with this many seeds the gain of common "
-            "random numbers is not resolved."
-        )
-        + " The correlation of an architecture's val accuracy with `none`'s over the common "
-        "replicates is r = "
-        + ", ".join(
-            f"{_ratio(r['corr_common'])} ({labels[c['arch']]})"
-            for c, r in zip(result["crn"], ratios, strict=True)
-        )
-        + (
-            ": sharing the backbone initialisation, the batch order and the augmentation draws "
-            "does not make different architectures' results move together here, and without "
-            "that correlation common seeds cannot cancel noise."
-            if all(not r["corr_common"] > 0.5 for r in ratios)
-            else "."
-        )
-    )
-    res = result["resolvable"]
-    lines.append(
-        "* **Resolvable difference**: two architectures evaluated once each must differ by "
-        f"more than ~{_pt(res['independent']['val_acc'], 1)} points of val accuracy with "
-        f"independent seeds, or ~{_pt(res['common']['val_acc'], 1)} points with common random "
-        "numbers, before the difference stands out of the noise at 95%; averaging k seeds "
-        "divides these by sqrt(k)."
-    )
-    rank = result["rank"]
-    if rank is not None:
-        excludes = rank["tau_low"] > 0
-        verdict = (
-            "The tau interval excludes 0: one evaluation orders the architectures better than "
-            "chance"
-            if excludes
-            else "The tau interval includes 0: one evaluation does not order these architectures "
-            "reliably better than chance"
-        )
-        noise = f"the single-evaluation sd seen here is {_pt(rank['single_sd'], 1)} points"
-        if rank["between_sd"] > 0:
-            noise += (
-                f", {rank['single_sd'] / rank['between_sd']:.2f}x the spread of the "
-                f"architectures' means ({_pt(rank['between_sd'], 1)} points)"
-            )
-        lines.append(
-            f"* **Ranking {rank['n']} architectures from one evaluation**: Kendall tau "
-            f"{rank['kendall_tau']:.2f} ({rank['tau_low']:.2f} to {rank['tau_high']:.2f}), "
-            f"Spearman rho {rank['spearman_rho']:.2f} ({rank['rho_low']:.2f} to "
-            f"{rank['rho_high']:.2f}). {verdict}; {noise}; A's best is ranked "
-            f"{rank['best_a_rank_in_b']} of {rank['n']} in B."
-        )
-    return lines
+# --- the results file --------------------------------------------------------------------------
 
 
 def body(raw: dict[str, Any], result: dict[str, Any], note: str = "") -> list[str]:
+    """The results file below its head: ``note`` (where given), the problem, the definitions,
+    the tables and their reading."""
     args, problem = raw["args"], raw["problem"]
     archs = ", ".join(f"{a['label']} (`{a['summary']}`)" for a in raw["archs"])
     return [
@@ -823,10 +540,6 @@ def body(raw: dict[str, Any], result: dict[str, Any], note: str = "") -> list[st
     ]
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -848,18 +561,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rank-seed-a", type=int, default=1000)
     parser.add_argument("--rank-seed-b", type=int, default=2000)
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument("--out", help=f"results .md (json beside it; default {DEFAULT_OUT}); '-'")
-    parser.add_argument(
-        "--render",
-        metavar="JSON",
-        help="run nothing: rewrite the tables from a results .json of this script (default "
-        "--out: the .md beside it)",
-    )
+    add_output_arguments(parser, DEFAULT_OUT, "json", render="the tables")
     args = parser.parse_args(argv)
-    preset = PRESETS["quick" if args.quick else "full"]
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    apply_preset(args, PRESETS["quick" if args.quick else "full"])
     if args.render is None:
         try:
             seed_plan(args.seeds, len(ARCHS), [args.rank_seed_a, args.rank_seed_b])
@@ -871,18 +575,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run every measurement, print the tables, write the results unless ``--out -``; returns
-    the analysis (:func:`analyse`)."""
+    """Run the benchmark (or with ``--render``, rewrite a results file); returns the analysis
+    (:func:`analyse`)."""
     args = parse_args(argv)
-    shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    command = f".venv/bin/python benchmarks/noise.py {shown}".rstrip()
-    if args.render:
-        return render(args, command)
-    args.out = args.out or str(DEFAULT_OUT)
-    quiet_third_party_output()
-    torch.set_num_threads(args.threads)
-    load_start = load_average()
-    started = time.perf_counter()
+    command = command_line(__file__, argv)
+    return render(args, command) if args.render else run(args, command)
+
+
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Run every measurement, print the tables, write the results unless ``--out -``."""
+    session = start_session(args.threads)
 
     dm = build_datamodule(DataConfig(**data_section(args)), seed=args.seeds[0])
     dm.prepare_data()
@@ -895,10 +597,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rank_keys = [f"r{i:02d}" for i in range(len(rank_specs))]
     plan = seed_plan(args.seeds, len(ARCHS), [args.rank_seed_a, args.rank_seed_b])
 
-    def log(text: str) -> None:
-        elapsed = (time.perf_counter() - started) / 60
-        print(f"[{elapsed:5.1f} min] {text}", file=sys.stderr, flush=True)
-
     runs: list[dict[str, Any]] = []
     for r, replicate_seed in enumerate(args.seeds):
         for mode in MODES:
@@ -908,7 +606,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 run["replicate_seed"] = replicate_seed
                 run.update(train_once(specs[arch.key], seed, dm, cfg, ("val", "test")))
                 runs.append(run)
-                log(
+                session.log(
                     f"spread {mode:11s} r{r} {arch.key:5s} seed {seed:6d}  val "
                     f"{run['val_acc']:.4f}  test {run['test_acc']:.4f}  fit {run['fit_s']:.1f} s"
                 )
@@ -917,13 +615,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run = {"part": "rank", "evaluation": evaluation, "arch": key}
             run.update(train_once(spec, seed, dm, cfg, ("val",)))
             runs.append(run)
-            log(f"rank {evaluation} {key} seed {seed}  val {run['val_acc']:.4f}")
+            session.log(f"rank {evaluation} {key} seed {seed}  val {run['val_acc']:.4f}")
     run = {"part": "repeat", "mode": "common", "arch": ARCHS[0].key, "replicate": 0}
     run["replicate_seed"] = args.seeds[0]
     run.update(train_once(specs[ARCHS[0].key], plan["common"][0, 0], dm, cfg, ("val", "test")))
     runs.append(run)
-    log(f"repeat none seed {run['seed']}  val {run['val_acc']:.4f}")
-    total = time.perf_counter() - started
+    session.log(f"repeat none seed {run['seed']}  val {run['val_acc']:.4f}")
+    total = session.seconds()
 
     raw = {
         "total_s": total,
@@ -961,30 +659,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"# evaluation noise, {args.data}, {args.epochs} epochs, seeds {args.seeds}, total "
         f"{total / 60:.1f} min; command: {command}"
     )
-    print("\n".join(tables(raw, result)))
-    print()
-    print("\n".join(interpretation(raw, result)))
-    if args.out != "-":
-        info = {**describe(), "load_average": (load_start, load_average())}
-        out = Path(args.out)
-        write_results(
+    print_report(raw, result)
+    out = results_path(args, DEFAULT_OUT)
+    if out is not None:
+        written = write_results(
             out,
             title=TITLE,
             command=command,
-            info=info,
+            info=session.machine(),
             load_note=LOAD_NOTE,
             body=body(raw, result),
             raw=raw,
         )
-        print(f"wrote {out}, {out.with_suffix('.json')}")
+        print("wrote " + ", ".join(map(str, written)))
     return result
 
 
-TITLE = "Evaluation noise: seed-to-seed spread, common random numbers and rank stability"
-LOAD_NOTE = (
-    "above the torch threads means other processes shared the CPU; that slows wall clock, "
-    "never the accuracies, which are deterministic in the seeds"
-)
+def print_report(raw: dict[str, Any], result: dict[str, Any]) -> None:
+    """The tables and their reading, on stdout."""
+    print("\n".join(tables(raw, result)))
+    print()
+    print("\n".join(interpretation(raw, result)))
 
 
 def render(args: argparse.Namespace, command: str) -> dict[str, Any]:
@@ -992,26 +687,14 @@ def render(args: argparse.Namespace, command: str) -> dict[str, Any]:
     source = Path(args.render)
     raw = json.loads(source.read_text())
     result = analyse(raw)
-    print("\n".join(tables(raw, result)))
-    print()
-    print("\n".join(interpretation(raw, result)))
-    out = args.out or str(source.with_suffix(".md"))
-    if out != "-":
-        info = raw["machine"]
-        head = [
-            f"# {TITLE}",
-            "",
-            f"Command: `{raw['command']}`  ",
-            f"Date: {raw['date']}  ",
-            f"Machine: {info['platform']}, {info['cpu']}, {info['cores']} cores (torch threads "
-            f"{info['torch_threads']}); Python {info['python']}, torch {info['torch']}, "
-            f"lightning {info['lightning']}, optuna {info['optuna']}  ",
-            f"1-minute load average at start / end: {info['load_average'][0]} / "
-            f"{info['load_average'][1]} ({LOAD_NOTE})",
-            "",
-        ]
-        note = f"Tables rendered again from the JSON on {_now()}: `{command}`"
-        Path(out).write_text("\n".join(head + body(raw, result, note)) + "\n")
+    print_report(raw, result)
+    out = results_path(args, DEFAULT_OUT)
+    if out is not None:
+        head = results_head(
+            TITLE, provenance(raw["command"], raw["date"], raw["machine"], LOAD_NOTE)
+        )
+        note = f"Tables rendered again from the JSON on {utc_now()}: `{command}`"
+        write_markdown(out, [*head, *body(raw, result, note)])
         print(f"wrote {out}")
     return result
 

@@ -43,7 +43,6 @@ import contextlib
 import functools
 import math
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -53,8 +52,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 # Run as a script (``python benchmarks/overhead.py``) from a checkout that is not pip-installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,7 +65,23 @@ from optuna.trial import TrialState
 import nas.objective
 import nas.pruning
 import nas.worker
-from _machine import describe, load_average, write_results
+from benchmarks._harness import (
+    QUIET_CORES,
+    RESULTS,
+    Session,
+    Snapshot,
+    add_output_arguments,
+    cifar10_data,
+    command_line,
+    cpu_snapshot,
+    fmt,
+    markdown_table,
+    others_cores,
+    quickstart_study,
+    quiet_samples,
+    results_path,
+    write_results,
+)
 from nas.config import StudyConfig
 from nas.data import TensorDataModule, build_datamodule
 from nas.study import quiet_third_party_output
@@ -84,19 +97,9 @@ from search_spaces.build import build_model
 from search_spaces.space import suggest_arch
 from search_spaces.spec import ArchSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = "benchmarks/overhead.py"
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "overhead.md"
+DEFAULT_OUT = RESULTS / "overhead.md"
 #: Overhead above this share of a trial misses the target.
 TARGET = 0.05
-CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
-#: A measurement during which other processes took this many cores or more is "contended": on a
-#: 2-core machine torch's threads then wait on each other and an epoch can take 10-30x longer, so
-#: contended samples are left out of the steady-state numbers (and counted in the tables).
-QUIET_CORES = 0.25
-#: Fewer quiet samples than this: use all of them and say the result is contended.
-MIN_QUIET = 3
-
 # Phase names. Training is what a trial is for; every other phase is overhead.
 TRAIN, VAL = "train epochs", "validation epochs"
 TRAINING = (TRAIN, VAL)
@@ -124,34 +127,6 @@ OVERHEAD = {
 
 # --- timing ----------------------------------------------------------------------------------
 
-Snapshot = tuple[float, float | None, float]
-
-
-def snapshot() -> Snapshot:
-    """(wall s, busy CPU s of the whole machine or None, CPU s of this process)."""
-    busy: float | None = None
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-        # user nice system idle iowait irq softirq steal (guest time is already in user)
-        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    return time.perf_counter(), busy, time.process_time()
-
-
-def others_cores(start: Snapshot, end: Snapshot) -> float | None:
-    """Cores that other processes (and the hypervisor, as steal) took between two snapshots:
-    the machine's busy CPU time minus this process's, per wall second. None where unknown."""
-    wall = end[0] - start[0]
-    if start[1] is None or end[1] is None or wall <= 0:
-        return None
-    return max(0.0, (end[1] - start[1] - (end[2] - start[2])) / wall)
-
-
-def is_quiet(others: float | None) -> bool:
-    return others is None or others < QUIET_CORES
-
 
 class PhaseClock:
     """Exclusive wall-clock time per (trial, phase).
@@ -169,7 +144,7 @@ class PhaseClock:
         self.last = time.perf_counter()
         self.totals: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         #: A snapshot where each trial's bucket starts (and one at ``finish``).
-        self.marks: list[Snapshot] = [snapshot()]
+        self.marks: list[Snapshot] = [cpu_snapshot()]
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -194,12 +169,12 @@ class PhaseClock:
         self._tick()
         if self.asked:
             self.bucket += 1
-            self.marks.append(snapshot())
+            self.marks.append(cpu_snapshot())
         self.asked = True
 
     def finish(self) -> None:
         self._tick()
-        self.marks.append(snapshot())
+        self.marks.append(cpu_snapshot())
 
     def others(self) -> list[float | None]:
         """Cores other processes took during each trial's bucket."""
@@ -243,14 +218,14 @@ class EpochTimer(lightning.Callback):
         self._start: Snapshot | None = None
 
     def start(self, name: str) -> None:
-        self._start = snapshot()
+        self._start = cpu_snapshot()
         if self.clock is not None:
             self.clock.push(name)
 
     def stop(self, name: str, into: list[float]) -> None:
         if self._start is None:
             return
-        end = snapshot()
+        end = cpu_snapshot()
         into.append(end[0] - self._start[0])
         others = self.train_others if into is self.train_s else self.val_others
         others.append(others_cores(self._start, end))
@@ -346,41 +321,16 @@ def instrumented(clock: PhaseClock) -> Iterator[dict[str, Any]]:
 # --- configuration -----------------------------------------------------------------------------
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("ATTN_NAS_DATA", ROOT.parent / "shared" / "data"))
-
-
 def make_config(args: argparse.Namespace, runs_dir: str) -> StudyConfig:
     """The quickstart study with the random sampler and no pruning (every trial trains the full
     budget), ``args.trials`` trials of ``args.epochs`` epochs, and the chosen data."""
-    data = tomllib.loads((ROOT / "studies" / "quickstart.toml").read_text())
-    data["study"].update(
-        {
-            "name": "overhead-bench",
-            "runs_dir": runs_dir,
-            "n_trials": args.trials,
-            # run_worker starts no new trial past this: a busy machine cannot run for hours.
-            "timeout_s": args.budget_s,
-        }
-    )
-    data["study"]["sampler"] = "random"
-    data["pruning"] = {"pruner": "none"}
-    data["training"]["epochs"] = args.epochs
-    data["evaluation"] = {"baselines": False}  # sampled trials only, as in the committed runs
+    data = quickstart_study("overhead-bench", runs_dir, args.trials, args.epochs)
+    # run_worker starts no new trial past this: a busy machine cannot run for hours.
+    data["study"]["timeout_s"] = args.budget_s
     if args.backbone:
         data["backbone"] = {"name": args.backbone}
     if args.data == "cifar10":
-        archive = _data_dir() / CIFAR_ARCHIVE
-        if not archive.is_file():
-            raise SystemExit(
-                f"--data cifar10 needs {archive} (set ATTN_NAS_DATA to the folder holding it)"
-            )
-        data["data"] = {
-            "name": "imagefolder",
-            "root": str(archive),
-            "batch_size": 128,
-            "augment": "flip_crop",
-        }
+        data["data"] = cifar10_data()
     if args.per_class:
         data["data"]["per_class"] = args.per_class
         data["data"]["val_per_class"] = max(1, args.per_class // 5)
@@ -439,10 +389,7 @@ def steady_trials(result: dict[str, Any]) -> tuple[list[int], bool]:
     trained = [i for i, p in enumerate(result["per_trial_s"]) if p.get(TRAIN, 0) > 0]
     candidates = [i for i in trained if i > 0] or trained
     others = result["others_cores"]
-    quiet = [i for i in candidates if is_quiet(others[i] if i < len(others) else None)]
-    if quiet and len(quiet) >= min(MIN_QUIET, len(candidates)):
-        return quiet, False
-    return candidates, True
+    return quiet_samples(candidates, [others[i] if i < len(others) else None for i in candidates])
 
 
 def summarise_trials(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -586,9 +533,9 @@ def compare_loops(args: argparse.Namespace) -> dict[str, Any]:
     while repeats < args.repeats and (repeats == 0 or time.perf_counter() < deadline):
         order = ("lightning", "plain") if repeats % 2 == 0 else ("plain", "lightning")
         for side in order:
-            begin = snapshot()
+            begin = cpu_snapshot()
             timer = runners[side](spec, cfg.training, dm, epochs, cfg.study.seed)
-            end = snapshot()
+            end = cpu_snapshot()
             got = samples[side]
             got["run"].append(end[0] - begin[0])
             got["run_others"].append(others_cores(begin, end))
@@ -606,15 +553,6 @@ def compare_loops(args: argparse.Namespace) -> dict[str, Any]:
         "val_batches": len(dm.val_dataloader()),
         "samples_s": samples,
     }
-
-
-def quiet_samples(values: list[float], others: list[float | None]) -> tuple[list[float], bool]:
-    """The samples taken while the machine was quiet, and False; or, when fewer than
-    ``MIN_QUIET`` (or not all, for a handful) were, every sample and True (contended)."""
-    quiet = [v for v, o in zip(values, others, strict=True) if is_quiet(o)]
-    if quiet and len(quiet) >= min(MIN_QUIET, len(values)):
-        return quiet, False
-    return values, True
 
 
 def summarise_loops(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -657,17 +595,16 @@ def trial_table(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[str]
         f"{result['duplicates'] or 'none'}. Once per worker, not per trial: {startup}. "
         f"{steady_note(result)}",
         "",
-        "| phase | kind | ms/trial (all) | % of trial (all) | ms/trial (steady) "
-        "| % of trial (steady) |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
+    header = ["phase", "kind", "ms/trial (all)", "% of trial (all)", "ms/trial (steady)"]
+    header.append("% of trial (steady)")
+    cells = []
     for r in rows:
-        bold = "**" if r["kind"] == "total" else ""
-        lines.append(
-            f"| {bold}{r['phase']}{bold} | {r['kind']} | {r['ms_all']:.1f} | "
-            f"{r['share_all']:.2%} | {r['ms_steady']:.1f} | {r['share_steady']:.2%} |"
-        )
-    return lines
+        phase = f"**{r['phase']}**" if r["kind"] == "total" else r["phase"]
+        every = [f"{r['ms_all']:.1f}", f"{r['share_all']:.2%}"]
+        steady = [f"{r['ms_steady']:.1f}", f"{r['share_steady']:.2%}"]
+        cells.append([phase, r["kind"], *every, *steady])
+    return lines + markdown_table(header, "llrrrr", cells)
 
 
 def steady_note(result: dict[str, Any]) -> str:
@@ -706,17 +643,14 @@ def loop_table(rows: list[dict[str, Any]], result: dict[str, Any]) -> list[str]:
             else "."
         ),
         "",
-        "| median | Lightning ms | plain PyTorch ms | Lightning / plain | extra ms per batch "
-        "| samples (quiet/all) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    header = ["median", "Lightning ms", "plain PyTorch ms", "Lightning / plain"]
+    header += ["extra ms per batch", "samples (quiet/all)"]
+    cells = []
     for r in rows:
-        extra = "" if r["extra_ms_per_batch"] is None else f"{r['extra_ms_per_batch']:.2f}"
-        lines.append(
-            f"| {r['what']} | {r['lightning_ms']:.1f} | {r['plain_ms']:.1f} | "
-            f"{r['ratio']:.2f}x | {extra} | {r['n']} |"
-        )
-    return lines
+        times = [f"{r['lightning_ms']:.1f}", f"{r['plain_ms']:.1f}", f"{r['ratio']:.2f}x"]
+        cells.append([r["what"], *times, fmt(r["extra_ms_per_batch"], ".2f", ""), r["n"]])
+    return lines + markdown_table(header, "lrrrrr", cells)
 
 
 def reading(
@@ -782,9 +716,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         default=180.0,
         help="no new trial (per storage) or repeat (part 2) starts after this many seconds",
     )
-    parser.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="results .md (and .json beside it); - for none"
-    )
+    add_output_arguments(parser, DEFAULT_OUT, "json")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 trials x 1 epoch on 20 digits/class"
     )
@@ -796,17 +728,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         args.per_class = 200
     if args.compare_epochs <= args.warmup_epochs:
         parser.error("--compare-epochs must exceed --warmup-epochs")
-    shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    command = f".venv/bin/python {SCRIPT} {shown}".rstrip()
+    command = command_line(__file__, argv)
 
     quiet_third_party_output()
-    load_start = load_average()
+    session = Session()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
         trial_results = [measure_trials(args, storage) for storage in args.storage]
         loops = compare_loops(args)
-        info = {**describe(), "load_average": [load_start, load_average()]}
+        info = session.machine(torch_threads=args.threads)
     finally:
         torch.set_num_threads(threads)
 
@@ -821,8 +752,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     sections += ["## Reading", ""]
     for rows, result in zip(trial_rows, trial_results, strict=True):
         sections += [reading(rows, result, loop_rows), ""]
-    sections += ["## Phases", "", "| phase | what it times |", "| --- | --- |"]
-    sections += [f"| {name} | {what} |" for name, what in OVERHEAD.items()]
+    sections += ["## Phases", ""]
+    sections += markdown_table(["phase", "what it times"], "ll", OVERHEAD.items())
 
     print(f"# {command}")
     print(
@@ -831,8 +762,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"{info['load_average'][0]} -> {info['load_average'][1]}"
     )
     print("\n".join(sections))
-    if args.out != "-":
-        out = Path(args.out)
+    out = results_path(args, DEFAULT_OUT)
+    if out is not None:
         raw = {
             "args": vars(args),
             "trials": trial_results,
@@ -840,17 +771,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "loops": loops,
             "loop_rows": loop_rows,
         }
-        write_results(
+        written = write_results(
             out,
             title="Per-trial overhead of a search",
             command=command,
-            info={**info, "torch_threads": args.threads},
+            info=info,
             load_note="this machine is shared; each table says how many of its samples ran while "
             "other processes used the CPU, and leaves those out",
             body=sections,
             raw=raw,
         )
-        print(f"# written: {out} and {out.with_suffix('.json')}")
+        print("# written: " + " and ".join(map(str, written)))
     rows = [r for rows in trial_rows for r in rows]
     return rows + [{"phase": "loops", **r} for r in loop_rows]
 

@@ -34,7 +34,6 @@ import dataclasses
 import json
 import math
 import multiprocessing
-import shlex
 import sys
 import time
 import warnings
@@ -42,30 +41,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+# Run as a script (``python benchmarks/strategies.py``) from a checkout that is not pip-installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import optuna
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks._machine import describe, load_average, write_results  # noqa: E402
-from nas.config import PruningSection, StudyConfig  # noqa: E402
-from nas.pareto import hypervolume, non_dominated_sort  # noqa: E402
-from nas.replay import (  # noqa: E402
-    best_digest,
-    replay_config,
-    table_reference,
-    true_front,
+from benchmarks._harness import (
+    ALPHA,
+    Session,
+    command_line,
+    fmt,
+    holm_by_key,
+    markdown_table,
+    write_results,
 )
-from nas.stats import holm_adjust  # noqa: E402
-from nas.study import quiet_third_party_output  # noqa: E402
-from nas.tabular import Table, load_table  # noqa: E402
+from nas.config import PruningSection, StudyConfig
+from nas.pareto import hypervolume, non_dominated_sort
+from nas.replay import best_digest, replay_config, table_reference, true_front
+from nas.study import quiet_third_party_output
+from nas.tabular import Table, load_table
 
 DEFAULT_BUDGETS = (10, 20, 50, 100)
 CONTROL = "random"
-ALPHA = 0.05
 SAMPLERS = ("random", "nsga2", "tpe", "gp", "additive")
 PRUNERS = ("none", "moasha", "pareto")
 
@@ -262,12 +261,11 @@ def summarise(runs: list[dict[str, Any]], keys: list[str], budgets: list[int]) -
                         stats.mannwhitneyu(hv, control, alternative=alternative).pvalue
                     )
             rows.append(row)
-    tested = [i for i, r in enumerate(rows) if not math.isnan(r["p_value"])]
-    adjusted = holm_adjust([rows[i]["p_value"] for i in tested]) if tested else []
-    for r in rows:
-        r["p_holm"] = math.nan
-    for i, p in zip(tested, adjusted, strict=True):
-        rows[i]["p_holm"] = float(p)
+    holm = holm_by_key(
+        {i: r["p_value"] for i, r in enumerate(rows) if not math.isnan(r["p_value"])}
+    )
+    for i, r in enumerate(rows):
+        r["p_holm"] = float(holm.get(i, math.nan))
     for r in rows:
         r["beats_random"] = bool(r["p_holm"] < ALPHA)
         # "Worse" is not adjusted on purpose: a default must not be even nominally worse than
@@ -377,23 +375,24 @@ def body(table: Table, rows: list[dict[str, Any]], args: argparse.Namespace) -> 
         "better where Holm p < 0.05, worse where p worse < 0.05, else tie.",
         "",
     ]
+    header = ["strategy", "seeds", "HV share", "P(best)", "regret (points)", "epochs", "p"]
+    header += ["Holm p", "p worse", "verdict"]
     for budget in sorted({r["budget"] for r in rows}):
-        lines += [
-            f"### Budget {budget} trials",
-            "",
-            "| strategy | seeds | HV share | P(best) | regret (points) | epochs | p | Holm p "
-            "| p worse | verdict |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        cells = [
+            [
+                r["strategy"],
+                r["seeds"],
+                f"{100 * r['hv_mean']:.2f} +- {100 * r['hv_se']:.2f} %",
+                f"{100 * r['p_best']:.0f} %",
+                f"{100 * r['regret_mean']:.2f}",
+                f"{r['epochs_mean']:.0f}",
+                *(fmt(r[c], ".3g", "") for c in ("p_value", "p_holm", "p_worse")),
+                r["verdict"],
+            ]
+            for r in sorted((r for r in rows if r["budget"] == budget), key=lambda r: -r["hv_mean"])
         ]
-        for r in sorted((r for r in rows if r["budget"] == budget), key=lambda r: -r["hv_mean"]):
-            ps = " | ".join(
-                "" if math.isnan(r[c]) else f"{r[c]:.3g}" for c in ("p_value", "p_holm", "p_worse")
-            )
-            lines.append(
-                f"| {r['strategy']} | {r['seeds']} | {100 * r['hv_mean']:.2f} +- "
-                f"{100 * r['hv_se']:.2f} % | {100 * r['p_best']:.0f} % | "
-                f"{100 * r['regret_mean']:.2f} | {r['epochs_mean']:.0f} | {ps} | {r['verdict']} |"
-            )
+        lines += [f"### Budget {budget} trials", ""]
+        lines += markdown_table(header, "lrrrrrrrrl", cells, compact=True)
         choice = cheapest_tie(rows, budget)
         if choice is not None:
             lines += [
@@ -439,7 +438,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
-    load_start = load_average()
+    session = Session()
     quiet_third_party_output()
     table = load_table(args.table)
     if max(args.budgets) > table.space_size:
@@ -473,15 +472,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = summarise(runs, keys, sorted(args.budgets))
     budget = max(args.budgets)
     figure(runs, keys, budget, table.epochs * budget, args.out.with_suffix(".html"))
-    command = "python benchmarks/strategies.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
-    info = {**describe(), "load_average": [load_start, load_average()]}
     write_results(
         args.out,
         title="Search strategies replayed on a tabular benchmark",
-        command=command,
-        info=info,
+        command=command_line(__file__, argv, python="python"),
+        info=session.machine(),
         load_note="replays train nothing: the load changes only their wall clock",
         body=body(table, rows, args),
         raw={"rows": rows, "args": {k: str(v) for k, v in vars(args).items()}},

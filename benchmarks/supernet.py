@@ -63,35 +63,41 @@ import argparse
 import itertools
 import json
 import math
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+# Run as a script (``python benchmarks/supernet.py``) from a checkout that is not pip-installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 import optuna
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks._harness import (
+    RESULTS,
+    ROOT,
+    Session,
+    apply_preset,
+    command_line,
+    markdown_table,
+    write_results,
+)
+from benchmarks.noise import train_once
+from benchmarks.search_efficiency import TRAINING, data_section
+from nas.config import StudyConfig
+from nas.objective import load_data, split_size
+from nas.pareto import hypervolume, non_dominated_sort
+from nas.stats import mean_interval, rank_correlation
+from nas.supernet import calibration_batches, estimate, train_supernet
+from search_spaces.build import build_model
+from search_spaces.cost import count_params
+from search_spaces.space import SearchSpace, suggest_arch
+from search_spaces.spec import ArchSpec
 
-from benchmarks._machine import describe, load_average, write_results  # noqa: E402
-from benchmarks.noise import train_once  # noqa: E402
-from benchmarks.search_efficiency import TRAINING, data_section  # noqa: E402
-from nas.config import StudyConfig  # noqa: E402
-from nas.objective import load_data, split_size  # noqa: E402
-from nas.pareto import hypervolume, non_dominated_sort  # noqa: E402
-from nas.stats import mean_interval, rank_correlation  # noqa: E402
-from nas.supernet import calibration_batches, estimate, train_supernet  # noqa: E402
-from search_spaces.build import build_model  # noqa: E402
-from search_spaces.cost import count_params  # noqa: E402
-from search_spaces.space import SearchSpace, suggest_arch  # noqa: E402
-from search_spaces.spec import ArchSpec  # noqa: E402
-
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "supernet.md"
+DEFAULT_OUT = RESULTS / "supernet.md"
 #: The per-stage space: 5 choices per stage, 125 architectures on a 3-stage ResNet-8.
 SPACE: dict[str, Any] = {
     "blocks": ["none", "se", "eca", "cbam", "simam"],
@@ -237,18 +243,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="a results JSON of the same problem: its stand-alone runs are taken, not retrained",
     )
-    parser.add_argument(
-        "--trial-timing",
-        action="store_true",
-        help="only time supernet trials on studies/cifar10_resnet20.toml's space (generated "
+    timing = parser.add_argument_group(
+        "trial timing",
+        "only time supernet trials on studies/cifar10_resnet20.toml's space (generated "
         "CIFAR-sized tensors) against one stand-alone training epoch",
     )
-    parser.add_argument("--val-images", type=int, default=5000, help="with --trial-timing")
-    parser.add_argument("--trials", type=int, default=8, help="with --trial-timing")
+    timing.add_argument("--trial-timing", action="store_true", help="run this instead")
+    timing.add_argument("--val-images", type=int, default=5000, help="validation images")
+    timing.add_argument("--trials", type=int, default=8, help="supernet trials timed")
     args = parser.parse_args(argv)
-    for name, value in PRESETS[args.preset].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    apply_preset(args, PRESETS[args.preset])
     if args.seed_a == args.seed_b:
         parser.error("--seed-a and --seed-b must differ")
     return args
@@ -256,34 +260,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    command = "python benchmarks/supernet.py " + " ".join(
-        shlex.quote(a) for a in (argv or sys.argv[1:])
-    )
+    command = command_line(__file__, argv, python="python")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.trial_timing:
         return trial_timing(args, command)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    load_start = load_average()
-    started = time.perf_counter()
+    session = Session()
     with tempfile.TemporaryDirectory(prefix="nas-supernet-bench-") as runs_dir:
         cfg = study_config(args, runs_dir)
         dm = load_data(cfg)
         raw = run_phases(args, cfg, dm, Path(runs_dir))
-    raw["total_s"] = time.perf_counter() - started
+    raw["total_s"] = session.seconds()
     result = analyse(raw, args)
-    info = {**describe(), "load_average": (load_start, load_average())}
-    write_results(
-        args.out,
-        title="Supernet: ranking quality and compute against multi-trial search",
-        command=command,
-        info=info,
-        load_note="above the torch threads means other processes shared the CPU",
-        body=report(raw, result),
-        raw={"args": _plain(vars(args)), "raw": raw, "result": result},
-    )
+    title = "Supernet: ranking quality and compute against multi-trial search"
+    raw_record = {"args": vars(args), "raw": raw, "result": result}
+    write(args, command, session, title, report(raw, result), raw_record)
     print("\n".join(report(raw, result)))
     return result
+
+
+def write(
+    args: argparse.Namespace,
+    command: str,
+    session: Session,
+    title: str,
+    body: list[str],
+    raw: dict[str, Any],
+) -> None:
+    """The results of either mode (``--out`` and its JSON twin)."""
+    write_results(
+        args.out,
+        title=title,
+        command=command,
+        info=session.machine(),
+        load_note="above the torch threads means other processes shared the CPU",
+        body=body,
+        raw=raw,
+    )
 
 
 def run_phases(
@@ -461,7 +475,7 @@ def trial_timing(args: argparse.Namespace, command: str) -> dict[str, Any]:
         images = torch.randint(0, 256, (n, 3, 32, 32), generator=generator, dtype=torch.uint8)
         return Split(images, torch.randint(0, 10, (n,), generator=generator))
 
-    load_start = load_average()
+    session = Session()
     n = args.val_images
     dm = TensorDataModule(split(n), split(n), split(128), class_names=[str(i) for i in range(10)])
     dm.setup("fit")
@@ -506,24 +520,27 @@ def trial_timing(args: argparse.Namespace, command: str) -> dict[str, Any]:
         f"{cfg.search.calibration_batches} batches of {dm.batch_size}, {n:,} validation images; "
         f"{args.trials} random architectures; generated 32x32 images (timing only).",
         "",
-        "| what | seconds | x one training epoch on the same images |",
-        "|---|---:|---:|",
-        f"| one stand-alone training epoch ({n:,} images, baseline) | {epoch_s:.2f} | 1.00 |",
-        f"| supernet trial, mean (costs {np.mean(cost_s):.2f} s + estimate "
-        f"{np.mean(estimate_s):.2f} s) | {np.mean(trial_s):.2f} | "
-        f"{np.mean(trial_s) / epoch_s:.2f} |",
-        f"| supernet trial, slowest | {max(trial_s):.2f} | {max(trial_s) / epoch_s:.2f} |",
+        *markdown_table(
+            ["what", "seconds", "x one training epoch on the same images"],
+            "lrr",
+            [
+                [
+                    f"one stand-alone training epoch ({n:,} images, baseline)",
+                    f"{epoch_s:.2f}",
+                    "1.00",
+                ],
+                [
+                    f"supernet trial, mean (costs {np.mean(cost_s):.2f} s + estimate "
+                    f"{np.mean(estimate_s):.2f} s)",
+                    f"{np.mean(trial_s):.2f}",
+                    f"{np.mean(trial_s) / epoch_s:.2f}",
+                ],
+                ["supernet trial, slowest", f"{max(trial_s):.2f}", f"{max(trial_s) / epoch_s:.2f}"],
+            ],
+            compact=True,
+        ),
     ]
-    info = {**describe(), "load_average": (load_start, load_average())}
-    write_results(
-        args.out,
-        title="Supernet trial time on ResNet-20",
-        command=command,
-        info=info,
-        load_note="above the torch threads means other processes shared the CPU",
-        body=lines,
-        raw={"result": result},
-    )
+    write(args, command, session, "Supernet trial time on ResNet-20", lines, {"result": result})
     print("\n".join(lines))
     return result
 
@@ -594,11 +611,6 @@ def analyse(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _plain(args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments as JSON data (paths as strings)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in args.items()}
-
-
 def _corr(x: list[float], y: list[float], n_boot: int) -> dict[str, Any]:
     try:
         return rank_correlation(x, y, n_boot=n_boot).to_dict()
@@ -615,12 +627,40 @@ def _ci(corr: dict[str, Any], key: str, low: str, high: str) -> str:
     return f"{corr[key]:+.2f} [{corr[low]:+.2f}, {corr[high]:+.2f}]"
 
 
+def _ranking_row(label: str, architectures: int, corr: dict[str, Any]) -> list[object]:
+    """One row of the ranking table: Kendall tau and Spearman rho with their intervals."""
+    tau = _ci(corr, "kendall_tau", "tau_low", "tau_high")
+    return [label, architectures, tau, _ci(corr, "spearman_rho", "rho_low", "rho_high")]
+
+
 def report(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
     p, r, n, t = raw["problem"], result["ranking"], result["noise"], result["targets"]
     unit = raw["compute"]["unit"]
     phases = raw["phase_s"]
+    confirm = len(raw["confirm_set"])
     confirm_s = sum(raw["fit_s_a"][d] + raw["fit_s_b"][d] for d in raw["confirm_set"])
-    lines = [
+    sn = result["supernet_then_confirm"]
+    fronts = [
+        [
+            f"supernet, then confirm top {confirm}",
+            f"{p['supernet_epochs']} supernet epochs + {2 * confirm}",
+            f"{sn['compute']:,}",
+            f"{100 * sn['hv_norm']:.1f}% (one supernet)",
+        ]
+    ]
+    for name, f in result["multi_trial"].items():
+        capped = (
+            " (the whole space: nothing left to train)" if f["trainings"] == p["space_size"] else ""
+        )
+        fronts.append(
+            [
+                f"multi-trial, {name} compute{capped}",
+                f["trainings"],
+                f"{f['compute']:,}",
+                f"{100 * f['hv_mean']:.1f}% [{100 * f['hv_low']:.1f}, {100 * f['hv_high']:.1f}]",
+            ]
+        )
+    return [
         "## Problem",
         "",
         f"* space: {p['space_size']} architectures (per stage: none, SE r=8, ECA k=3, CBAM r=8, "
@@ -634,32 +674,59 @@ def report(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
         "",
         "## Phases (seconds on this machine; stand-alone: the runs' training and evaluation)",
         "",
-        "| phase | seconds | training image-epochs |",
-        "|---|---:|---:|",
-        f"| stand-alone table, seed A ({p['space_size']} trainings) | "
-        f"{phases['stand_alone_seed_a']:,.0f} | {p['space_size'] * unit:,} |",
-        f"| supernet training | {phases['supernet_training']:,.0f} | "
-        f"{p['supernet_epochs'] * p['train_images']:,} |",
-        f"| supernet estimates ({p['space_size']} sub-networks) | "
-        f"{phases['supernet_estimates']:,.0f} | 0 |",
-        f"| seed B ({len(raw['seed_b'])} trainings) | {phases['stand_alone_seed_b']:,.0f} | "
-        f"{len(raw['seed_b']) * unit:,} |",
-        f"| of which: confirming the supernet's top {len(raw['confirm_set'])} (A + B) | "
-        f"{confirm_s:,.0f} | {2 * len(raw['confirm_set']) * unit:,} |",
+        *markdown_table(
+            ["phase", "seconds", "training image-epochs"],
+            "lrr",
+            [
+                [
+                    f"stand-alone table, seed A ({p['space_size']} trainings)",
+                    f"{phases['stand_alone_seed_a']:,.0f}",
+                    f"{p['space_size'] * unit:,}",
+                ],
+                [
+                    "supernet training",
+                    f"{phases['supernet_training']:,.0f}",
+                    f"{p['supernet_epochs'] * p['train_images']:,}",
+                ],
+                [
+                    f"supernet estimates ({p['space_size']} sub-networks)",
+                    f"{phases['supernet_estimates']:,.0f}",
+                    0,
+                ],
+                [
+                    f"seed B ({len(raw['seed_b'])} trainings)",
+                    f"{phases['stand_alone_seed_b']:,.0f}",
+                    f"{len(raw['seed_b']) * unit:,}",
+                ],
+                [
+                    f"of which: confirming the supernet's top {confirm} (A + B)",
+                    f"{confirm_s:,.0f}",
+                    f"{2 * confirm * unit:,}",
+                ],
+            ],
+            compact=True,
+        ),
         "",
         "## Ranking: supernet estimate against stand-alone training",
         "",
-        "| comparison | architectures | Kendall tau [95% CI] | Spearman rho [95% CI] |",
-        "|---|---:|---:|---:|",
-        f"| supernet vs mean of seeds A, B | {r['architectures']} | "
-        f"{_ci(r['supernet_vs_mean'], 'kendall_tau', 'tau_low', 'tau_high')} | "
-        f"{_ci(r['supernet_vs_mean'], 'spearman_rho', 'rho_low', 'rho_high')} |",
-        f"| seed A vs seed B (stand-alone against itself) | {r['architectures']} | "
-        f"{_ci(r['seed_a_vs_seed_b'], 'kendall_tau', 'tau_low', 'tau_high')} | "
-        f"{_ci(r['seed_a_vs_seed_b'], 'spearman_rho', 'rho_low', 'rho_high')} |",
-        f"| supernet vs seed A, whole space | {p['space_size']} | "
-        f"{_ci(r['supernet_vs_seed_a_all'], 'kendall_tau', 'tau_low', 'tau_high')} | "
-        f"{_ci(r['supernet_vs_seed_a_all'], 'spearman_rho', 'rho_low', 'rho_high')} |",
+        *markdown_table(
+            ["comparison", "architectures", "Kendall tau [95% CI]", "Spearman rho [95% CI]"],
+            "lrrr",
+            [
+                _ranking_row(
+                    "supernet vs mean of seeds A, B", r["architectures"], r["supernet_vs_mean"]
+                ),
+                _ranking_row(
+                    "seed A vs seed B (stand-alone against itself)",
+                    r["architectures"],
+                    r["seed_a_vs_seed_b"],
+                ),
+                _ranking_row(
+                    "supernet vs seed A, whole space", p["space_size"], r["supernet_vs_seed_a_all"]
+                ),
+            ],
+            compact=True,
+        ),
         "",
         f"Noise: one stand-alone run's seed-to-seed sd {100 * n['run_sd']:.2f} points (a 2-seed "
         f"mean: {100 * n['mean_sd']:.2f}); spread of the 2-seed means over the judged "
@@ -674,21 +741,12 @@ def report(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
         "the same way). Multi-trial: NSGA-II over the seed-A table, "
         f"{len(next(iter(raw['multi_fronts'].values())))} sampler seeds, mean [95% CI].",
         "",
-        "| search | trainings | image-epochs | confirmed HV (share of the table's front) |",
-        "|---|---:|---:|---:|",
-        f"| supernet, then confirm top {len(raw['confirm_set'])} | {p['supernet_epochs']} supernet"
-        f" epochs + {2 * len(raw['confirm_set'])} | {result['supernet_then_confirm']['compute']:,}"
-        f" | {100 * result['supernet_then_confirm']['hv_norm']:.1f}% (one supernet) |",
-    ]
-    for name, f in result["multi_trial"].items():
-        capped = (
-            " (the whole space: nothing left to train)" if f["trainings"] == p["space_size"] else ""
-        )
-        lines.append(
-            f"| multi-trial, {name} compute{capped} | {f['trainings']} | {f['compute']:,} | "
-            f"{100 * f['hv_mean']:.1f}% [{100 * f['hv_low']:.1f}, {100 * f['hv_high']:.1f}] |"
-        )
-    lines += [
+        *markdown_table(
+            ["search", "trainings", "image-epochs", "confirmed HV (share of the table's front)"],
+            "lrrr",
+            fronts,
+            compact=True,
+        ),
         "",
         "## Targets",
         "",
@@ -699,7 +757,6 @@ def report(raw: dict[str, Any], result: dict[str, Any]) -> list[str]:
         f"* Kendall tau >= {TARGET_TAU}: tau {t['tau']:+.2f}: "
         f"**{'met' if t['met_tau'] else 'missed'}**",
     ]
-    return lines
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,19 +28,18 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# Run as a script (``python benchmarks/table_pilot.py``) from a checkout that is not pip-installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._machine import describe, load_average, write_results  # noqa: E402
-from nas.config import StudyConfig  # noqa: E402
-from nas.study import quiet_third_party_output  # noqa: E402
-from nas.tabular import export_table, load_table, prepare_table, table_noise  # noqa: E402
-from nas.worker import run_search  # noqa: E402
+from benchmarks._harness import RESULTS, ROOT, Session, command_line, markdown_table, write_results
+from nas.config import StudyConfig
+from nas.study import quiet_third_party_output
+from nas.tabular import export_table, load_table, prepare_table, table_noise
+from nas.worker import run_search
 
 CONFIG = ROOT / "studies" / "table_cifar10.toml"
 PILOT_DIR = ROOT / "benchmarks" / "tables" / "pilot"
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "table_pilot.md"
+DEFAULT_OUT = RESULTS / "table_pilot.md"
 CANDIDATES: dict[str, dict[str, int]] = {
     "A": {"per_class": 150, "val_per_class": 250, "epochs": 5},
     "B": {"per_class": 100, "val_per_class": 200, "epochs": 8},
@@ -74,7 +72,7 @@ def build(name: str, sample: int, seeds: int) -> None:
     export_table(study, table_path(name))
 
 
-def report(args: argparse.Namespace, command: str) -> dict[str, Any]:
+def report(args: argparse.Namespace, command: str, session: Session) -> dict[str, Any]:
     rows, raw = [], {}
     for name, c in CANDIDATES.items():
         path = table_path(name)
@@ -86,23 +84,28 @@ def report(args: argparse.Namespace, command: str) -> dict[str, Any]:
         resolves = noise["ratio"] >= MIN_RATIO
         fits = noise["projected_build_hours"] <= MAX_HOURS
         rows.append(
-            f"| {name} | {c['per_class'] * 10:,} / {c['val_per_class'] * 10:,} | {c['epochs']} | "
-            f"{noise['architectures']} x {len(table.seeds)} | {100 * noise['run_sd']:.2f} | "
-            f"{100 * noise['spread_of_means']:.2f} | {noise['ratio']:.2f} "
-            f"({'yes' if resolves else 'no'}) | {noise['median_run_seconds']:.1f} | "
-            f"{noise['projected_build_hours']:.2f} ({'yes' if fits else 'no'}) |"
+            [
+                name,
+                f"{c['per_class'] * 10:,} / {c['val_per_class'] * 10:,}",
+                c["epochs"],
+                f"{noise['architectures']} x {len(table.seeds)}",
+                f"{100 * noise['run_sd']:.2f}",
+                f"{100 * noise['spread_of_means']:.2f}",
+                f"{noise['ratio']:.2f} ({'yes' if resolves else 'no'})",
+                f"{noise['median_run_seconds']:.1f}",
+                f"{noise['projected_build_hours']:.2f} ({'yes' if fits else 'no'})",
+            ]
         )
+    header = ["candidate", "train / val images", "epochs", "archs x seeds"]
+    header += ["one run's seed sd (points)", "spread of seed means (points)", "ratio (>= 2?)"]
+    header += ["median run s", "projected build h (<= 4?)"]
     body = [
         f"Criterion: spread of the architectures' seed means >= {MIN_RATIO:g} x one run's seed "
         f"sd, and the whole table ({candidate_config('A').space.size()} architectures x the "
         f"seeds) within {MAX_HOURS:g} h of this machine. Run seconds are wall-clock seconds of "
         "one training run in the process that trained it (the threads given below).",
         "",
-        "| candidate | train / val images | epochs | archs x seeds | one run's seed sd "
-        "(points) | spread of seed means (points) | ratio (>= 2?) | median run s | projected "
-        "build h (<= 4?) |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
-        *rows,
+        *markdown_table(header, "llrlrrrrr", rows, compact=True),
         "",
         "Built with `python benchmarks/table_pilot.py --candidate A --threads 1` and `... "
         "--candidate B --threads 1`, run at the same time; this table with `python "
@@ -110,12 +113,11 @@ def report(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "",
         decision(raw),
     ]
-    info = {**describe(), "load_average": [args.load_start, load_average()]}
     write_results(
         args.out,
         title="Pilot of the CIFAR-10 placement table",
         command=command,
-        info=info,
+        info=session.machine(),
         load_note="the candidates ran as concurrent single-thread processes",
         body=body,
         raw={"candidates": raw},
@@ -158,18 +160,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    args.load_start = load_average()
+    session = Session()
     torch.set_num_threads(args.threads)
     quiet_third_party_output()
-    command = "python benchmarks/table_pilot.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = command_line(__file__, argv, python="python")
     if args.candidate:
         start = time.perf_counter()
         build(args.candidate, args.sample, args.seeds)
         print(f"candidate {args.candidate}: {time.perf_counter() - start:.0f} s")
     if args.report:
-        report(args, command)
+        report(args, command, session)
 
 
 if __name__ == "__main__":

@@ -20,25 +20,13 @@ from pathlib import Path
 
 import torch
 
-from _machine import cpu_model
+# Run as a script (``python benchmarks/workers.py``) from a checkout that is not pip-installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._harness import command_line, cpu_model, markdown_table, quickstart_study
 from nas.config import StudyConfig
 from nas.study import quiet_third_party_output
 from nas.worker import run_search
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _config(runs_dir: str, trials: int, epochs: int) -> StudyConfig:
-    import tomllib
-
-    data = tomllib.loads((ROOT / "studies" / "quickstart.toml").read_text())
-    data["study"].update(
-        {"name": "workers-bench", "runs_dir": runs_dir, "n_trials": trials, "sampler": "random"}
-    )
-    data["training"]["epochs"] = epochs
-    data["pruning"] = {"pruner": "none"}
-    data["evaluation"] = {"baselines": False}  # sampled trials only, as in the committed runs
-    return StudyConfig.from_dict(data)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -47,13 +35,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
-    shown = " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line(__file__, argv, python="python")
     quiet_third_party_output()
     cores = os.cpu_count() or 1
     rows = []
     for n in args.workers:
         with tempfile.TemporaryDirectory() as runs:
-            cfg = _config(runs, args.trials, args.epochs)
+            cfg = StudyConfig.from_dict(
+                quickstart_study("workers-bench", runs, args.trials, args.epochs)
+            )
             if n == 1:
                 torch.set_num_threads(cores)
             start = time.perf_counter()
@@ -74,17 +64,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"# trials per hour, {args.trials} trials x {args.epochs} epochs, quickstart space "
         f"(digits, resnet8), no pruning"
     )
-    print(
-        f"# torch {torch.__version__}, {cores} cores ({cpu_model()}), "
-        f"command: python benchmarks/workers.py {shown}".rstrip()
-    )
-    print("| workers | threads/worker | trials | wall s | trials/hour | speed-up |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(
-            f"| {r['workers']} | {r['threads']} | {r['trials']} | {r['seconds']:.1f} | "
-            f"{r['per_hour']:.0f} | {r['per_hour'] / base:.2f}x |"
-        )
+    print(f"# torch {torch.__version__}, {cores} cores ({cpu_model()}), command: {command}")
+    header = ["workers", "threads/worker", "trials", "wall s", "trials/hour", "speed-up"]
+    cells = [
+        [
+            r["workers"],
+            r["threads"],
+            r["trials"],
+            f"{r['seconds']:.1f}",
+            f"{r['per_hour']:.0f}",
+            f"{r['per_hour'] / base:.2f}x",
+        ]
+        for r in rows
+    ]
+    print("\n".join(markdown_table(header, "llllll", cells)))
     return rows
 
 

@@ -88,6 +88,8 @@ class ReplayObjective:
         run = _run_for(arch, self.replicate(trial.number))
         schema.SEED.set(trial, run.seed)
         schema.COST.set(trial, dict(arch.cost))
+        if table.val_size:  # as the engine records it: what each accuracy was measured on
+            schema.VAL_SIZE.set(trial, table.val_size)
         self._set_constraints(trial, arch)
         pruner = trial.study.pruner if self.pruner is None else self.pruner
         if schema.BASELINE.has(trial):  # references train their full epochs, as in the engine

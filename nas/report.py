@@ -32,6 +32,7 @@ from . import trial_schema as schema
 from .config import COSTS
 from .confirm import confirm_frame, find_confirm_study, verdict
 from .pareto import TIE_STANDARD_ERRORS, front_trials, hypervolume, is_candidate, tied_with_front
+from .rungs import pruning_diagnosis
 
 #: Objectives bounded by [0, 1]: their worst and ideal values are known without looking at data.
 BOUNDED_METRICS = {"val_acc": (0.0, 1.0)}
@@ -386,4 +387,5 @@ def summary(
         "hypervolume_norm": float(last["hypervolume_norm"]) if last is not None else 0.0,
         "baselines": baseline_gains(study),
         "tied_with_front": [t.number for t in tied_with_front(study)],
+        "pruning": pruning_diagnosis(study),
     }

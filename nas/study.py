@@ -25,6 +25,7 @@ from .config import (
     StudyConfig,
     StudySection,
 )
+from .noise_pruner import NoiseAwarePruner
 from .pruning import (
     CurveAwareTPESampler,
     MOASHAPruner,
@@ -92,6 +93,13 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
             cost_names=costs,
             n_startup_trials=p.n_startup_trials,
             n_warmup_steps=p.n_warmup_epochs,
+        )
+    if p.pruner == "noise":
+        return NoiseAwarePruner(
+            min_epochs=p.min_epochs,
+            reduction_factor=p.reduction_factor,
+            max_epochs=cfg.training.epochs,
+            cost_names=costs,
         )
     if p.pruner == "moasha":
         return MOASHAPruner(

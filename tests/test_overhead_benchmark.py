@@ -53,11 +53,3 @@ def test_phase_clock_counts_nested_time_once():
     assert set(clock.totals[0]) == {"outer", "inner", "left open"}
     assert set(clock.totals[1]) == {"outer", "inner"}
     assert clock.stack == []
-
-
-def test_quiet_samples_leave_out_contended_ones():
-    bench = _load()
-    values, contended = bench.quiet_samples([1.0, 9.0, 1.1, 1.2], [0.0, 1.5, 0.1, None])
-    assert values == [1.0, 1.1, 1.2] and not contended
-    values, contended = bench.quiet_samples([5.0, 9.0], [1.0, 1.5])
-    assert values == [5.0, 9.0] and contended

@@ -5,16 +5,22 @@ import importlib.util
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the scripts' own import path
+from benchmarks import _search_efficiency_measures as measures
+from benchmarks import _search_efficiency_report as report
+from benchmarks._harness import CIFAR_ARCHIVE, cifar_archive, data_dir
 from search_spaces.build import build_model
 from search_spaces.cost import count_flops
 from search_spaces.space import SearchSpace
 from search_spaces.spec import ArchSpec
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "search_efficiency.py"
+ROOT = Path(__file__).resolve().parents[1]
+PATH = ROOT / "benchmarks" / "search_efficiency.py"
 TINY = ["--data", "digits", "--trials", "4", "--epochs", "2", "--per-class", "10"]
 TINY += ["--val-per-class", "5", "--width", "4", "--threads", "1", "--n-startup-trials", "1"]
 TINY += ["--reduction-factor", "2"]  # MO-ASHA's one rung (1 epoch) needs 1 x 2 <= 2 epochs
@@ -30,17 +36,17 @@ def bench():
 
 def test_front_recovered_counts_weakly_dominated_and_equal_points(bench):
     base = [[0.9, 10.0], [0.8, 5.0]]  # (val_acc up, flops down)
-    assert bench.front_recovered(base, base) == 1.0  # equal points count
-    assert bench.front_recovered(base, [[0.95, 4.0]]) == 1.0  # one point dominating both
-    assert bench.front_recovered(base, [[0.9, 9.0]]) == 0.5  # covers (0.9, 10) only
-    assert bench.front_recovered(base, [[0.85, 6.0]]) == 0.0  # better in one, worse in other
-    assert bench.front_recovered(base, []) == 0.0
-    assert math.isnan(bench.front_recovered([], [[0.9, 1.0]]))
+    assert measures.front_recovered(base, base) == 1.0  # equal points count
+    assert measures.front_recovered(base, [[0.95, 4.0]]) == 1.0  # one point dominating both
+    assert measures.front_recovered(base, [[0.9, 9.0]]) == 0.5  # covers (0.9, 10) only
+    assert measures.front_recovered(base, [[0.85, 6.0]]) == 0.0  # better in one, worse in other
+    assert measures.front_recovered(base, []) == 0.0
+    assert math.isnan(measures.front_recovered([], [[0.9, 1.0]]))
 
 
 def test_value_at_is_a_step_function(bench):
     xs, ys = [0, 5, 10], [0.0, 0.2, 0.3]
-    assert [bench.value_at(xs, ys, x) for x in (-1, 0, 4, 5, 9, 10, 99)] == [
+    assert [measures.value_at(xs, ys, x) for x in (-1, 0, 4, 5, 9, 10, 99)] == [
         0.0,
         0.0,
         0.0,
@@ -61,7 +67,7 @@ def test_flops_bounds_match_brute_force(bench):
         granularity="per_stage",
     )
     bounds = bench.flops_bounds(space, (1, 8, 8), 10)
-    choices = bench.scope_choices(space)
+    choices = measures.scope_choices(space)
     scopes = space.scopes()
     every = []
     for combo in itertools.product(choices, repeat=len(scopes)):
@@ -155,9 +161,9 @@ def test_cifar_without_the_archive_says_where_to_put_it(bench, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_benchmark_runs_on_cifar10(bench):
-    if bench.cifar_archive() is None:
+    if cifar_archive() is None:
         pytest.skip(
-            f"CIFAR-10 archive {bench.data_dir() / bench.CIFAR_ARCHIVE} not found: set "
+            f"CIFAR-10 archive {data_dir() / CIFAR_ARCHIVE} not found: set "
             "ATTN_NAS_DATA to the folder holding cifar10-jpeg.tar.gz (see ../shared/data/README.md)"
         )
     args = ["--data", "cifar10", "--trials", "2", "--epochs", "1", "--seeds", "0"]
@@ -235,6 +241,7 @@ def fake_raw(bench, seeds, hvs=HVS):
             "flops_bounds": bounds,
             "reference": reference,
             "alternative_reference": {"worst": [0.0, 1100.0], "ideal": [1.0, 0.0]},
+            "space": bench.SPACE,
         },
         "summary": [],
         "runs": runs,
@@ -256,7 +263,7 @@ def test_comparison_with_random_is_a_paired_t_test_with_holm(bench):
     runs = [fake_run(k, s, HVS[k][s]) for s in (0, 1, 2) for k in bench.STRATEGIES]
     runs.reverse()  # pairing is by seed, not by position
     bench.add_comparisons(runs)
-    tests = bench.seed_tests(runs, list(bench.STRATEGIES))
+    tests = measures.seed_tests(runs, list(bench.STRATEGIES))
     assert tests["random"]["vs_random"] is None
     others = [k for k in bench.STRATEGIES if k != "random"]
     expected_p = []
@@ -296,10 +303,10 @@ def test_comparison_with_random_is_a_paired_t_test_with_holm(bench):
 def test_comparison_with_one_seed_gives_no_test(bench):
     runs = [fake_run(k, 0, HVS[k][0]) for k in bench.STRATEGIES]
     bench.add_comparisons(runs)
-    got = bench.seed_tests(runs, list(bench.STRATEGIES))["tpe-pareto"]["vs_random"]
+    got = measures.seed_tests(runs, list(bench.STRATEGIES))["tpe-pareto"]["vs_random"]
     assert got["n"] == 1 and got["mean"] == pytest.approx(0.36 - 0.30)
     assert got["p_value"] is None and got["p_adj"] is None and got["differs"] is None
-    lines = bench.comparison_tables(bench.summarise(runs, list(bench.STRATEGIES)))
+    lines = report.comparison_tables(bench.summarise(runs, list(bench.STRATEGIES)))
     row = next(line for line in lines if line.startswith("| MO-TPE + Pareto pruner |"))
     assert row.endswith("| n/a (one seed: no test possible) |")
 

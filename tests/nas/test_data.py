@@ -29,6 +29,7 @@ from nas.data import (
     augment_policy,
     build_datamodule,
     pad_and_crop,
+    sources,
     stratified_split,
 )
 
@@ -444,7 +445,7 @@ def test_imagefolder_decodes_labels_and_caches(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(data, "decode_images", no_decoding)
+    monkeypatch.setattr(sources, "decode_images", no_decoding)
     again = build_datamodule(_folder_cfg(tmp_path / "pets", tmp_path / "cache"))
     assert torch.equal(again.train_split.images, dm.train_split.images)
 
@@ -467,7 +468,7 @@ def test_imagefolder_sizes_and_memory_limit(tmp_path, monkeypatch):
     resized = build_datamodule(_folder_cfg(root, tmp_path / "cache", image_size=(4, 4)))
     assert resized.input_shape == (3, 4, 4)
     # Above the limit, loader="memory" refuses and names the fix (the default "auto" streams).
-    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 1000)
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 1000)
     cfg = _folder_cfg(root, tmp_path / "other-cache", image_size=(5, 5), loader="memory")
     with pytest.raises(ValueError, match=r'in-memory limit.*data\.loader = "stream"'):
         build_datamodule(cfg)

@@ -231,7 +231,7 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
 def test_failed_verification_writes_nothing(tiny_config, tmp_path, monkeypatch):
     study = _search(tiny_config, n_trials=2)
     trial = study.best_trials[0]
-    save_torchscript = export._export_torchscript
+    save_torchscript = export.trials._export_torchscript
 
     def perturbed(model, shape, path):
         broken = copy.deepcopy(model)
@@ -239,7 +239,7 @@ def test_failed_verification_writes_nothing(tiny_config, tmp_path, monkeypatch):
             next(broken.parameters()).add_(1.0)
         return save_torchscript(broken, shape, path)
 
-    monkeypatch.setattr(export, "_export_torchscript", perturbed)
+    monkeypatch.setattr(export.trials, "_export_torchscript", perturbed)
     out = tmp_path / "out"
     with pytest.raises(
         RuntimeError, match=f"trial {trial.number} failed verification: TorchScript"

@@ -242,7 +242,7 @@ def test_report_dashboard_export_checkpoints_and_optuna_agree_on_the_front(
     assert _table_trials(front_table_html(study)) == optunas
     if n_objectives == 2:  # the dashboard's accuracy-cost line is the front itself
         assert set(front_2d(study, frame, "val_acc", "flops", "maximize")["trial"]) == optunas
-    assert {t.number for t in export._choose(study, None, pareto=True)} == optunas
+    assert {t.number for t in export.trials._choose(study, None, pareto=True)} == optunas
 
     delete_dominated_checkpoints(study)
     completed = study.get_trials(states=(TrialState.COMPLETE,))

@@ -1,5 +1,6 @@
 """The plugin path: a user's own Optuna objective with our space, model, pruner and callback
-(the README's "Plugin API" example, on a smaller budget)."""
+(the example of docs/plugin-api.md, on a smaller budget and with checks of what it did;
+tests/test_docs.py runs the example itself)."""
 
 import optuna
 import pytest
@@ -72,7 +73,8 @@ def test_optuna_median_pruner_through_our_callback_in_a_single_objective_study()
 
 
 def test_readme_supernet_plugin():
-    """The README's supernet example: train it in a user's Trainer, search it in a user's study."""
+    """The supernet example of docs/supernet.md: train it in a user's Trainer, search it in a
+    user's study."""
     import itertools
 
     import lightning as L

@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
-from nas import data
 from nas import trial_schema as schema
 from nas.cli import main
 from nas.config import StudyConfig
@@ -27,6 +26,8 @@ from nas.data import (
     UnreadableImageError,
     build_datamodule,
     channel_stats,
+    sources,
+    streaming,
 )
 from nas.storage import open_storage
 from nas.training import ClassifierModule, TrainingConfig, build_trainer
@@ -65,8 +66,8 @@ def test_auto_streams_above_the_in_memory_limit_and_memory_refuses(tmp_path, mon
     )
 
     # 48 images of 3 x 10 x 12 bytes = 17,280 bytes, estimated from the first file.
-    assert data.estimated_bytes(data._imagefolder_files(cfg), None) == 48 * 3 * 10 * 12
-    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 17_279)
+    assert sources.estimated_bytes(sources._imagefolder_files(cfg), None) == 48 * 3 * 10 * 12
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 17_279)
     assert isinstance(build_datamodule(cfg), StreamDataModule)
     with pytest.raises(ValueError, match=r'in-memory limit.*data\.loader = "stream"'):
         build_datamodule(_cfg(cfg.root, tmp_path / "other-cache", loader="memory"))
@@ -190,7 +191,7 @@ def test_evaluation_resizes_then_centre_crops_and_normalises_with_sampled_stats(
     tmp_path, monkeypatch
 ):
     written = _write_folder(tmp_path / "pets", size=(20, 30))
-    monkeypatch.setattr(data, "STATS_IMAGES", 10)
+    monkeypatch.setattr(streaming, "STATS_IMAGES", 10)
     dm = build_datamodule(
         _cfg(tmp_path / "pets", tmp_path / "c", loader="stream", image_size=(8, 12))
     )
@@ -203,7 +204,9 @@ def test_evaluation_resizes_then_centre_crops_and_normalises_with_sampled_stats(
         return TF.center_crop(resized, [8, 12])
 
     train = dm.train_split
-    rows = np.sort(np.random.default_rng(data.STATS_SEED).choice(len(train), 10, replace=False))
+    rows = np.sort(
+        np.random.default_rng(streaming.STATS_SEED).choice(len(train), 10, replace=False)
+    )
     expected_mean, expected_std = channel_stats(
         torch.stack([eval_view(train.path(r)) for r in rows])
     )
@@ -246,7 +249,7 @@ def test_a_corrupt_image_fails_its_batch_naming_the_file(tmp_path, num_workers):
 
 def test_a_folder_above_the_in_memory_limit_trains_an_epoch_streaming(tmp_path, monkeypatch):
     _write_folder(tmp_path / "pets", size=(20, 20))
-    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 10_000)  # the 48 images take 57,600 bytes
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 10_000)  # the 48 images take 57,600 bytes
     cfg = _cfg(
         tmp_path / "pets",
         tmp_path / "c",
@@ -308,7 +311,7 @@ def test_a_study_on_a_folder_above_the_limit_trains_prunes_reports_and_exports(
     tiny_config, tmp_path, monkeypatch, capsys
 ):
     _write_folder(tmp_path / "pets", size=(16, 16), per_class=10)
-    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 10_000)  # 60 images of 768 bytes: stream
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 10_000)  # 60 images of 768 bytes: stream
     study = tiny_config(
         study={"n_trials": 6, "population_size": 2},
         data={
@@ -347,8 +350,8 @@ def test_a_corrupt_image_fails_the_trials_that_read_it_naming_the_file(
     _write_folder(tmp_path / "pets", size=(16, 16), per_class=6)
     bad = tmp_path / "pets" / "train" / "bee" / "zz-broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
-    monkeypatch.setattr(data, "MAX_IN_MEMORY_BYTES", 1_000)  # stream: read during the epochs
-    monkeypatch.setattr(data, "STATS_IMAGES", 4)  # the statistics sample misses the bad file
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 1_000)  # stream: read during the epochs
+    monkeypatch.setattr(streaming, "STATS_IMAGES", 4)  # the statistics sample misses the bad file
     study = tiny_config(
         study={"n_trials": 2},
         data={

@@ -1,56 +1,42 @@
-"""Study configuration: one TOML file describes a whole search.
-
-Sections: ``[study]`` (name, storage, sampler, seed, budget), ``[data]``, ``[backbone]``,
-``[space]``, ``[training]``, ``[pruning]``, ``[objectives]``, ``[evaluation]`` (seeding and
-baselines), ``[search]`` (multi-trial or a weight-sharing supernet). Each section is a pydantic
-dataclass (types, bounds, unknown keys, cross-field checks); :class:`SearchSpace` checks the
-meaning of ``[space]``. Every error is one line naming the field (``data.batch_size``, or
-``DataConfig.batch_size`` when a class is built directly) and the values it allows, so a typo never
-silently falls back to a default. :func:`json_schema` describes the TOML file for editors.
-
-Only pydantic and the search space are imported here (no Lightning): loading a config stays light.
-"""
+"""The sections of a study file, one pydantic dataclass each: ``[study]``, ``[data]``,
+``[training]``, ``[pruning]``, ``[objectives]``, ``[evaluation]``, ``[search]``, ``[backbone]``,
+``[space]``, with their allowed values, bounds and cross-field checks."""
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
-    InstanceOf,
-    Strict,
     StrictBool,
-    StrictFloat,
     StrictStr,
-    TypeAdapter,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     field_validator,
     model_validator,
 )
-from pydantic.dataclasses import dataclass, is_pydantic_dataclass
-from pydantic.fields import FieldInfo
-from pydantic_core import ArgsKwargs, PydanticCustomError, PydanticUndefined
+from pydantic.dataclasses import dataclass
 
 from search_spaces.space import GRANULARITIES, SearchSpace
 from search_spaces.spec import POSITIONS
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from ._validation import (
+    _CONFIG,
+    _distinct,
+    _field,
+    _Int,
+    _invalid,
+    _Number,
+    _one_line_errors,
+    _one_of,
+    _PositiveNumber,
+)
 
 _Sampler = Literal["nsga2", "tpe", "gp", "random", "additive"]
-_Pruner = Literal["pareto", "moasha", "median", "percentile", "asha", "none"]
+_Pruner = Literal["pareto", "moasha", "noise", "median", "percentile", "asha", "none"]
 #: Cost names an objective may minimise (keys of ``search_spaces.cost.ModelCost.to_dict``).
 _Cost = Literal["flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes"]
 _Metric = Literal["val_acc"]
@@ -79,24 +65,6 @@ STRATEGIES: tuple[str, ...] = get_args(_Strategy)
 PATH_SAMPLINGS: tuple[str, ...] = get_args(_PathSampling)
 
 
-def _keep_int(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-    """Validate a number as a float but keep an int an int (a stored 1 must read back as 1)."""
-    number = handler(value)
-    return value if isinstance(value, int) else number
-
-
-# Scalars are strict (a bool is never a number, "5" never an int, 2.0 never an int); sequences
-# take lists (TOML and JSON arrays) as well as tuples.
-_Int = Annotated[int, Strict()]
-_Number = Annotated[StrictFloat, WrapValidator(_keep_int)]
-_PositiveNumber = Annotated[StrictFloat, Field(gt=0), WrapValidator(_keep_int)]
-_T = TypeVar("_T")
-
-
-class ConfigError(ValueError):
-    """A study configuration is invalid; the message names the field and the fix."""
-
-
 def default_cache_dir() -> Path:
     """``~/.cache/attention-nas``: extracted archives, decoded tensors, torchvision downloads."""
     return Path.home() / ".cache" / "attention-nas"
@@ -117,142 +85,6 @@ def asha_rungs(
 
 
 # -- validation machinery ----------------------------------------------------------------------
-
-_CONFIG = ConfigDict(extra="forbid")
-_CROSS_FIELD = "cross_field"
-_UNKNOWN_KEY = ("unexpected_keyword_argument", "extra_forbidden")
-
-
-def _field(default: Any = PydanticUndefined, *, allowed: str, doc: str = "", **kwargs: Any) -> Any:
-    """A field with its meaning (``doc``: the schema's description) and the values it allows
-    (``allowed``: the end of "<field> must be ..." in errors, and the schema's ``allowed``)."""
-    return Field(default, description=doc or None, json_schema_extra={"allowed": allowed}, **kwargs)
-
-
-def _one_of(values: tuple[str, ...]) -> str:
-    return f"one of {list(values)}"
-
-
-def _distinct(values: tuple[_T, ...]) -> tuple[_T, ...]:
-    if len(set(values)) != len(values):
-        raise ValueError("a value is listed twice")
-    return values
-
-
-def _invalid(field: str, problem: str) -> PydanticCustomError:
-    """A cross-field error on ``field``; it reads ``<section>.<field> <problem>``."""
-    return PydanticCustomError(
-        _CROSS_FIELD, "{field} {problem}", {"field": field, "problem": problem}
-    )
-
-
-def _allowed_of(info: Any) -> Any:
-    """The ``allowed`` phrase of a FieldInfo made by :func:`_field` (None for anything else)."""
-    extra = info.json_schema_extra if isinstance(info, FieldInfo) else None
-    return extra.get("allowed") if isinstance(extra, dict) else None
-
-
-def _unwrap(tp: Any) -> tuple[Any, str | None]:
-    """(``tp`` without ``Annotated``, the allowed values its metadata names, if any)."""
-    if get_origin(tp) is not Annotated:
-        return tp, None
-    base, *metadata = get_args(tp)
-    return base, next((a for a in map(_allowed_of, metadata) if a), None)
-
-
-def _locate(owner: Any, loc: tuple[int | str, ...]) -> tuple[list[str], str | None, bool, Any]:
-    """Follow a pydantic error location through dataclass fields, table keys and list items.
-
-    Returns the path (fields and table keys; list indices and union members are left out), the
-    allowed values of the innermost described part, whether the error is about a table key, and
-    the type reached (for unknown keys: the dataclass whose fields are allowed).
-    """
-    path: list[str] = []
-    allowed = None
-    tp = owner
-    for i, part in enumerate(loc):
-        tp, own = _unwrap(tp)
-        allowed = own or allowed
-        if is_pydantic_dataclass(tp) and part in tp.__pydantic_fields__:
-            info = tp.__pydantic_fields__[part]
-            path.append(str(part))
-            tp, allowed = info.annotation, _allowed_of(info)
-        elif get_origin(tp) is dict and isinstance(part, str):
-            key_type, value_type = get_args(tp)
-            if loc[i + 1 : i + 2] == ("[key]",):
-                return path, _unwrap(key_type)[1] or allowed, True, tp
-            path.append(part)
-            tp = value_type
-        elif get_origin(tp) is tuple and isinstance(part, int):
-            tp = get_args(tp)[0]
-        else:
-            break
-    tp, own = _unwrap(tp)
-    return path, own or allowed, False, tp
-
-
-def _message(exc: ValidationError, owner: type, prefix: str) -> str:
-    """One line from a ValidationError of ``owner``: unknown keys with the allowed ones first,
-    else the first error as ``<prefix>.<field path> must be <allowed values>, got <value>``."""
-    errors = exc.errors()
-    lead = f"{prefix}: " if prefix else ""
-    unknown = [e for e in errors if e["type"] in _UNKNOWN_KEY]
-    if unknown:
-        parent = unknown[0]["loc"][:-1]
-        keys = [".".join(map(str, e["loc"])) for e in unknown if e["loc"][:-1] == parent]
-        tp = _locate(owner, parent)[3]
-        noun = "section" if tp is _StudyFile else "key"
-        allowed = sorted(f.name for f in fields(tp) if f.init)
-        return f"{lead}unknown {noun}(s) {keys}; allowed: {allowed}"
-    error = errors[0]
-    path, allowed, key, _ = _locate(owner, error["loc"])
-    where = ".".join([prefix, *path] if prefix else path)
-    ctx = error.get("ctx", {})
-    if error["type"] == _CROSS_FIELD:
-        return f"{'.'.join(filter(None, [where, ctx['field']]))} {ctx['problem']}"
-    if error["type"] == "value_error" and not path:
-        return f"{lead}{ctx['error']}"
-    if error["type"] == "missing":
-        return f"{where} is required; it must be {allowed}"
-    if allowed:
-        return f"{where}{' keys' if key else ''} must be {allowed}, got {error['input']!r}"
-    return f"{where or prefix}: {error['msg']} (got {error['input']!r})"
-
-
-def _validate(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str) -> None:
-    """Validate ``args``/``kwargs`` into ``instance`` (what a pydantic dataclass ``__init__``
-    does), with errors as one-line ConfigErrors whose field paths start with ``prefix``."""
-    cls = type(instance)
-    try:
-        cls.__pydantic_validator__.validate_python(ArgsKwargs(args, kwargs), self_instance=instance)
-    except ValidationError as exc:
-        raise ConfigError(_message(exc, cls, prefix)) from None
-
-
-_C = TypeVar("_C", bound=type)
-
-
-def _one_line_errors(cls: _C) -> _C:
-    """Make ``cls(...)`` raise a one-line ConfigError naming ``Class.field`` (pydantic's own
-    ValidationError spans several lines and does not name the class with the field)."""
-    init = cls.__init__
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        _validate(self, args, kwargs, cls.__name__)
-
-    cls.__init__ = __init__  # type: ignore[misc]
-    return cls
-
-
-def _build(cls: type[_T], kwargs: dict[str, Any], prefix: str) -> _T:
-    """``cls(**kwargs)`` with error paths under ``prefix`` instead of the class name."""
-    instance = cls.__new__(cls)
-    _validate(instance, (), kwargs, prefix)
-    return instance
-
-
-# -- sections -----------------------------------------------------------------------------------
 
 
 @_one_line_errors
@@ -544,7 +376,9 @@ class TrainingConfig:
 @_one_line_errors
 @dataclass(frozen=True, config=_CONFIG)
 class PruningSection:
-    """Early stopping. ``pareto`` and ``moasha`` work for any number of objectives; ``median``,
+    """Early stopping. ``pareto``, ``moasha`` and ``noise`` (ASHA's rungs, stopping only beyond
+    the measurement's noise at rungs that rank, ``nas.noise_pruner``) work for any number of
+    objectives; ``median``,
     ``percentile`` and ``asha`` are Optuna's own pruners (single-objective studies only)."""
 
     pruner: _Pruner = _field(
@@ -563,10 +397,10 @@ class PruningSection:
         1, allowed="an int >= 0", doc="Epochs of a trial before it can be pruned.", ge=0
     )
     min_epochs: _Int = _field(
-        1, allowed="an int >= 1", doc="asha, moasha: epochs of the first rung.", ge=1
+        1, allowed="an int >= 1", doc="asha, moasha, noise: epochs of the first rung.", ge=1
     )
     reduction_factor: _Int = _field(
-        3, allowed="an int >= 2", doc="asha, moasha: factor between rungs.", ge=2
+        3, allowed="an int >= 2", doc="asha, moasha, noise: factor between rungs.", ge=2
     )
 
 
@@ -778,162 +612,3 @@ class SpaceSection:
         doc="Extra searched block parameters, e.g. {encoding = {codewords = [8, 16, 32]}}.",
         default_factory=dict,
     )
-
-
-@dataclass(frozen=True, config=ConfigDict(extra="forbid", title="attention-nas study config"))
-class _StudyFile:
-    """A study config as written in TOML: one table per section (``[training]`` with at least
-    ``epochs``; every other setting has a default)."""
-
-    study: StudySection = _field(allowed="a table", default_factory=StudySection)
-    data: DataConfig = _field(allowed="a table", default_factory=DataConfig)
-    backbone: BackboneSection = _field(allowed="a table", default_factory=BackboneSection)
-    space: SpaceSection = _field(allowed="a table", default_factory=SpaceSection)
-    training: TrainingConfig = _field(allowed="a table with at least epochs")
-    pruning: PruningSection = _field(allowed="a table", default_factory=PruningSection)
-    objectives: ObjectivesSection = _field(allowed="a table", default_factory=ObjectivesSection)
-    evaluation: EvaluationSection = _field(allowed="a table", default_factory=EvaluationSection)
-    search: SearchSection = _field(allowed="a table", default_factory=SearchSection)
-
-    def search_space(self) -> SearchSpace:
-        """``[space]`` with ``backbone.name/args`` as ``space.backbone/backbone_args``."""
-        values = {f.name: getattr(self.space, f.name) for f in fields(self.space)}
-        paths = {"backbone": "space.backbone", "backbone_args": "space.backbone_args"}
-        for key, target in (("name", "backbone"), ("args", "backbone_args")):
-            given = getattr(self.backbone, key)
-            if given is not None:
-                if values[target] is not None:
-                    raise ConfigError(f"set backbone.{key} or space.{target}, not both")
-                values[target] = given
-                paths[target] = f"backbone.{key}"
-        try:
-            return SearchSpace(**{k: v for k, v in values.items() if v is not None})
-        except (ValueError, TypeError, ImportError) as exc:
-            message = str(exc)
-            # Backbone errors come from the backbone registry, which knows no config paths.
-            if message.startswith(("unknown backbone", "unknown timm model", "timm")):
-                message = f"{paths['backbone']}: {message}"
-            elif message.startswith("backbone "):
-                message = f"{paths['backbone_args']}: {message}"
-            raise ConfigError(message) from None
-
-
-_FILE = TypeAdapter(_StudyFile)
-
-
-@_one_line_errors
-@dataclass(frozen=True, config=_CONFIG)
-class StudyConfig:
-    """A whole study, its sections validated; ``space`` joins ``[backbone]`` and ``[space]``."""
-
-    study: StudySection = _field(allowed="a StudySection")
-    data: DataConfig = _field(allowed="a DataConfig")
-    space: InstanceOf[SearchSpace] = _field(allowed="a SearchSpace")
-    training: TrainingConfig = _field(allowed="a TrainingConfig")
-    pruning: PruningSection = _field(allowed="a PruningSection")
-    objectives: ObjectivesSection = _field(allowed="an ObjectivesSection")
-    evaluation: EvaluationSection = _field(
-        allowed="an EvaluationSection", default_factory=EvaluationSection
-    )
-    search: SearchSection = _field(allowed="a SearchSection", default_factory=SearchSection)
-    #: ``backbone.pretrained``: how the backbone's weights start (not part of the architecture).
-    pretrained: StrictBool | StrictStr = _field(False, allowed="true, false or a weights file")
-
-    @model_validator(mode="after")
-    def _sections_agree(self) -> StudyConfig:
-        n_objectives = len(self.objectives.names)
-        if n_objectives > 1 and self.pruning.pruner in ("median", "percentile", "asha"):
-            raise ValueError(
-                f"pruning.pruner={self.pruning.pruner!r} is one of Optuna's single-objective "
-                f"pruners, but the study has {n_objectives} objectives; use 'pareto' or 'moasha' "
-                "(or drop objectives.minimize)"
-            )
-        if self.search.strategy == "supernet" and set(self.space.blocks) <= {"none"}:
-            raise ValueError(
-                "search.strategy='supernet' needs at least one attention block in space.blocks "
-                "(a supernet of 'none' alone has nothing to share); add blocks, or use "
-                "strategy 'multi_trial'"
-            )
-        chosen = self.evaluation.baseline_blocks
-        outside = [b for b in chosen or () if b not in self.space.blocks]
-        if outside:
-            raise ValueError(
-                f"evaluation.baseline_blocks {outside} are not in space.blocks "
-                f"{list(self.space.blocks)}; list blocks of the space, or omit it for all of them"
-            )
-        p = self.pruning
-        if p.pruner == "moasha" and not asha_rungs(
-            p.min_epochs, p.reduction_factor, self.training.epochs
-        ):
-            raise ValueError(
-                f"pruning.min_epochs x pruning.reduction_factor ({p.min_epochs} x "
-                f"{p.reduction_factor}) must be <= training.epochs ({self.training.epochs}): a "
-                "trial promoted from the first rung needs reduction_factor times its epochs; "
-                "lower pruning.min_epochs or pruning.reduction_factor, or raise training.epochs"
-            )
-        return self
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> StudyConfig:
-        """From TOML tables or a stored :meth:`to_dict`; errors name ``section.field``."""
-        try:
-            file = _FILE.validate_python(data)
-        except ValidationError as exc:
-            raise ConfigError(_message(exc, _StudyFile, "")) from None
-        sections = {
-            "study": file.study,
-            "data": file.data,
-            "space": file.search_space(),
-            "training": file.training,
-            "pruning": file.pruning,
-            "objectives": file.objectives,
-            "evaluation": file.evaluation,
-            "search": file.search,
-            "pretrained": file.backbone.pretrained,
-        }
-        return _build(cls, sections, "")
-
-    @classmethod
-    def load(cls, path: str | Path) -> StudyConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"study config {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"{path} is not a text file (not UTF-8); a study config is TOML text, e.g. "
-                "studies/quickstart.toml"
-            ) from None
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (stored with the study so any worker can rebuild the config)."""
-        data = {
-            "study": asdict(self.study),
-            "data": asdict(self.data),
-            "space": self.space.to_dict(),
-            "training": asdict(self.training),
-            "pruning": asdict(self.pruning),
-            "objectives": {
-                "maximize": self.objectives.maximize,
-                "minimize": list(self.objectives.minimize),
-                "constraints": dict(self.objectives.constraints),
-                "latency_batch": self.objectives.latency_batch,
-            },
-            "backbone": {"pretrained": self.pretrained},
-            "evaluation": asdict(self.evaluation),
-            "search": asdict(self.search),
-        }
-        # Paths become strings and tuples lists, exactly as they come back from the storage.
-        return json.loads(json.dumps(data, default=str))
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of a study TOML file, for editors (``nas schema``)."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **_FILE.json_schema()}

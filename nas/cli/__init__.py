@@ -1,0 +1,69 @@
+"""The ``nas`` command: search, worker, status, confirm, report, dashboard, export, train, blocks,
+schema, doctor, table.
+
+A thin layer: each sub-command parses its arguments and calls the engine (``nas.worker``,
+``nas.study``, ``nas.confirm``, ``nas.report``, ``nas.export``, ``nas.retrain``); errors the
+user can fix are printed as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .reviewing import _add_confirm, _add_dashboard, _add_export, _add_report
+from .running import (
+    _add_blocks,
+    _add_doctor,
+    _add_schema,
+    _add_search,
+    _add_status,
+    _add_train,
+    _add_worker,
+)
+from .tables import _add_table
+
+# The docstring above is `nas --help`'s description. Modules: running (search, worker, status,
+# train, blocks, schema, doctor), reviewing (confirm, report, dashboard, export), tables.
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nas`` argument parser: one sub-command per job, each bound to its function."""
+    parser = argparse.ArgumentParser(prog="nas", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_search,
+        _add_worker,
+        _add_status,
+        _add_confirm,
+        _add_report,
+        _add_dashboard,
+        _add_export,
+        _add_train,
+        _add_blocks,
+        _add_schema,
+        _add_doctor,
+        _add_table,
+    ):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..study import quiet_third_party_output
+    from ..worker import WorkerStopped
+
+    quiet_third_party_output()
+    try:
+        return args.run(args)
+    except (KeyboardInterrupt, WorkerStopped) as exc:
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        print(
+            f"\n{why}: completed trials are stored; re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
+        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,235 @@
+"""Sub-commands that review what a study found: confirm, report, dashboard, export."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from ._common import (
+    Commands,
+    _load_study,
+    _reference_argument,
+    _reference_overrides,
+    _study_arguments,
+)
+from .running import _print_summary
+
+
+def _add_confirm(commands: Commands) -> None:
+    confirm = commands.add_parser(
+        "confirm",
+        help="retrain the best front architectures and the baselines with fresh seeds: "
+        "intervals, paired tests against none, the confirmed front",
+    )
+    _study_arguments(confirm)
+    confirm.add_argument(
+        "--top", type=int, default=3, help="most accurate front architectures to repeat (3)"
+    )
+    confirm.add_argument("--seeds", type=int, default=5, help="seeds per architecture (5)")
+    confirm.add_argument(
+        "--name", help="the confirm study's name (default <study>-confirm, in the same storage)"
+    )
+    confirm.add_argument("--workers", type=int, default=1, help="local worker processes (1)")
+    confirm.add_argument("--no-progress", action="store_true", help="no progress bars")
+    confirm.set_defaults(run=_confirm)
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from .. import trial_schema as schema
+    from ..config import StudyConfig
+    from ..confirm import confirm_frame, prepare_confirm
+    from ..worker import run_search
+
+    study, section = _load_study(args)
+    given = StudyConfig.load(args.study) if args.study.endswith(".toml") else None
+    url = args.storage or section.storage_url()
+    confirm, cfg = prepare_confirm(
+        study, url, top=args.top, seeds=args.seeds, given=given, name=args.name
+    )
+    plan = schema.confirm_plan(confirm)
+    print(
+        f"confirm study {confirm.study_name!r}: {len(plan['architectures'])} architectures x "
+        f"{len(plan['seeds'])} seeds = {cfg.study.n_trials} trainings of "
+        f"{cfg.training.epochs} epochs ({', '.join(plan['architectures'])})"
+    )
+    confirm = run_search(cfg, storage=url, workers=args.workers, progress=not args.no_progress)
+    frame = confirm_frame(confirm, study)
+    out = Path(section.runs_dir) / section.name / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "confirm.csv", index=False)
+    _print_confirmation(frame)
+    print(f"wrote {out / 'confirm.csv'}")
+    return 0
+
+
+def _print_confirmation(frame: pd.DataFrame) -> None:
+    """The confirm table, accuracies in percent with their 95% intervals (beside the search's
+    single run of each), and the verdict."""
+    from ..confirm import verdict
+
+    def pct(row: pd.Series, mean_column: str, prefix: str) -> str:
+        mean, low, high = row[mean_column], row[f"{prefix}_low"], row[f"{prefix}_high"]
+        if pd.isna(mean):
+            return "-"
+        if pd.isna(low):
+            return f"{100 * mean:.2f}"
+        return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+    estimated = "search_estimate" in frame and (frame["search_estimate"] == "supernet").any()
+    search_column = "supernet val_acc %" if estimated else "search val_acc %"
+    rows = [
+        {
+            "architecture": row["architecture"],
+            "seeds": row["seeds"],
+            search_column: "-"
+            if pd.isna(row["search_val_acc"])
+            else f"{100 * row['search_val_acc']:.2f}",
+            "val_acc % [95% CI]": pct(row, "val_acc_mean", "val_acc"),
+            "test_acc % [95% CI]": pct(row, "test_acc_mean", "test_acc"),
+            "gain vs none (points)": pct(row, "gain_vs_none", "gain_vs_none"),
+            "p (Holm)": "-" if pd.isna(row["p_holm"]) else f"{row['p_holm']:.3g}",
+            "vs none": row["vs_none"] or "-",
+            "confirmed front": "yes" if row["on_confirmed_front"] else "",
+            "summary": row["summary"],
+        }
+        for _, row in frame.iterrows()
+    ]
+    with pd.option_context("display.max_colwidth", 70, "display.width", 250):
+        print(pd.DataFrame(rows).to_string(index=False))
+    print(verdict(frame))
+
+
+def _add_report(commands: Commands) -> None:
+    report = commands.add_parser(
+        "report",
+        help="trials table, Pareto front and hypervolume as CSV/JSON files",
+    )
+    _study_arguments(report)
+    report.add_argument(
+        "--out", type=Path, help="output folder (default: <runs_dir>/<study>/report/)"
+    )
+    _reference_argument(report)
+    report.add_argument(
+        "--html", action="store_true", help="also write the HTML dashboard (dashboard.html)"
+    )
+    report.set_defaults(run=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from ..report import Reference, write_report
+
+    overrides = _reference_overrides(args.reference)
+    study, section = _load_study(args)
+    out = args.out or Path(section.runs_dir) / section.name / "report"
+    paths = write_report(study, out, overrides)
+    if args.html:
+        from ..dashboard import write_dashboard
+        from ..report import reference_point
+
+        paths["dashboard"] = write_dashboard(
+            study, out / "dashboard.html", reference_point(study, overrides)
+        )
+    facts = json.loads(paths["summary"].read_text())
+    reference = Reference(**{k: tuple(v) for k, v in facts["reference"].items()})
+    _print_summary(study)
+    print(
+        f"\nhypervolume {facts['hypervolume']:.6g} (normalised {facts['hypervolume_norm']:.4f}) "
+        f"against the reference point {reference.describe()}; "
+        f"{facts['epochs_spent']} training epochs spent"
+    )
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_dashboard(commands: Commands) -> None:
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="optuna-dashboard on the study's storage, or (--html) one offline HTML file",
+    )
+    _study_arguments(dashboard)
+    dashboard.add_argument(
+        "--html", type=Path, metavar="PATH", help="write the self-contained dashboard to PATH"
+    )
+    _reference_argument(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="optuna-dashboard host")
+    dashboard.add_argument("--port", type=int, default=8080, help="optuna-dashboard port")
+    dashboard.set_defaults(run=_dashboard)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from ..dashboard import serve_optuna_dashboard, write_dashboard
+    from ..report import reference_point
+
+    overrides = _reference_overrides(args.reference)
+    study, section = _load_study(args)
+    if args.html:
+        reference = reference_point(study, overrides)
+        path = write_dashboard(study, args.html, reference)
+        print(f"wrote {path} (self-contained: opens offline in any browser)")
+        return 0
+    print(f"optuna-dashboard at http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    from ..artifacts import open_artifact_store
+
+    store = open_artifact_store(section.artifacts_url(), section.artifacts_endpoint)
+    serve_optuna_dashboard(
+        args.storage or section.storage_url(), host=args.host, port=args.port, artifact_store=store
+    )
+    return 0
+
+
+def _add_export(commands: Commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write arch.json, weights, ONNX, TorchScript and a model card per architecture",
+    )
+    _study_arguments(export)
+    chosen = export.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--trial", type=int, action="append", help="a trial number; repeatable")
+    chosen.add_argument(
+        "--pareto",
+        action="store_true",
+        help="every architecture on the front: the confirmed front where `nas confirm` ran",
+    )
+    export.add_argument(
+        "--arch-only",
+        action="store_true",
+        help="write only arch.json and config.json (any trial, also pruned or dominated ones), "
+        "for `nas train`",
+    )
+    export.add_argument(
+        "--search-front",
+        action="store_true",
+        help="with --pareto: the search's front even where `nas confirm` gave a confirmed one",
+    )
+    export.add_argument(
+        "--out", type=Path, help="output folder (default: <runs_dir>/<study>/export/)"
+    )
+    export.set_defaults(run=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..export import export_arch, export_confirmed_front, export_trials
+
+    study, section = _load_study(args)
+    out = args.out or Path(section.runs_dir) / section.name / "export"
+    if args.arch_only:
+        if args.pareto:
+            raise ValueError("--arch-only takes --trial N (one or more), not --pareto")
+        folders = [export_arch(study, number, out) for number in args.trial]
+    elif (
+        args.pareto and not args.search_front and (confirmed := export_confirmed_front(study, out))
+    ):
+        folders, what = confirmed
+        print(f"exported {what}; --search-front exports the search's own front instead")
+    else:
+        folders = export_trials(study, out, trials=args.trial, pareto=args.pareto)
+        if args.pareto:
+            print(f"exported the search's Pareto front of {study.study_name!r} (single runs)")
+    for folder in folders:
+        print(f"wrote {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
+    return 0

@@ -1,0 +1,254 @@
+"""The confirmed front (``nas confirm``): means over seeds with their intervals next to the
+search's single runs, as a figure and a sortable table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+
+from .. import trial_schema as schema
+from ..confirm import ALPHA, confirm_frame, find_confirm_study
+from ..report import (
+    objective_names,
+)
+from ._common import (
+    CONFIRMED_FRONT,
+    CONFIRMED_MEANS,
+    COST_LABELS,
+    NO_ATTENTION_COLOUR,
+    SEARCH_RUNS,
+    SIGNIFICANT,
+    TEMPLATE,
+    _format,
+    _hover_summary,
+    _sortable_table,
+    step_line,
+)
+
+
+def confirmation(study: optuna.Study) -> tuple[optuna.Study, pd.DataFrame] | None:
+    """The study's confirm study (``nas confirm``, :func:`nas.confirm.find_confirm_study`) and
+    its :func:`~nas.confirm.confirm_frame`, or None where it has none."""
+    confirm = find_confirm_study(study)
+    if confirm is None:
+        return None
+    return confirm, confirm_frame(confirm, study)
+
+
+def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
+    """Mean validation accuracy over the confirm study's seeds with its 95% Student-t interval
+    against the first cost (the architectures by name in a single-objective study), the
+    confirmed front as a step line, rings on the architectures whose gain over ``none`` is
+    significant, the baseline ``none`` dotted, and the search's single run of each architecture
+    as a faint diamond: the gap to the mean is the winner's curse of picking by one run."""
+    names = objective_names(confirm)
+    accuracy = names[0]
+    cost = names[1] if len(names) > 1 else None
+    seeds = len((schema.confirm_plan(confirm) or {}).get("seeds", []))
+    fig = go.Figure()
+    rows = frame.copy()
+    if not rows.empty:
+        rows["y"] = pd.to_numeric(rows["val_acc_mean"], errors="coerce")
+        rows["x"] = pd.to_numeric(rows[cost], errors="coerce") if cost else rows["architecture"]
+        rows = rows[rows["y"].notna() & rows["x"].notna()]
+    x_label = COST_LABELS.get(cost, cost) if cost else "architecture"
+    title = (
+        f"Confirmed front: {accuracy} over {seeds} seeds against {x_label}<br><sup>mean and 95% "
+        "Student-t interval over seeds; blue: on the confirmed front; rings: gain over none "
+        f"significant (Holm p < {ALPHA:g})</sup><br><sup>faint diamonds: the search's single "
+        "run of the same architecture (its gap to the mean is the winner's curse)</sup>"
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_label,
+        yaxis_title=accuracy,
+        template=TEMPLATE,
+        height=500,
+        margin={"t": 110},
+    )
+    if rows.empty:
+        fig.add_annotation(text="no complete repeats yet", showarrow=False)
+        return fig
+    mean = rows["y"].to_numpy(dtype=float)
+    low = pd.to_numeric(rows["val_acc_low"], errors="coerce").to_numpy(dtype=float)
+    high = pd.to_numeric(rows["val_acc_high"], errors="coerce").to_numpy(dtype=float)
+    on_front = rows["on_confirmed_front"].astype(bool).to_numpy()
+    x_format = ":.3f" if cost and cost.startswith("latency") else (":,.0f" if cost else "")
+    customdata = np.column_stack(
+        [
+            rows["architecture"],
+            rows["summary"].map(_hover_summary),
+            rows["seeds"],
+            [_interval(m, lo, hi) for m, lo, hi in zip(mean, low, high, strict=True)],
+            [
+                ""
+                if not math.isfinite(g)
+                else f"<br>gain over none {_interval(g, lo, hi, True)} points, Holm p = {p:.3g}"
+                for g, lo, hi, p in zip(
+                    rows["gain_vs_none"],
+                    rows["gain_vs_none_low"],
+                    rows["gain_vs_none_high"],
+                    rows["p_holm"],
+                    strict=True,
+                )
+            ],
+        ]
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=rows["x"],
+            y=rows["y"],
+            mode="markers",
+            name=CONFIRMED_MEANS,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": _nullable(high - mean),
+                "arrayminus": _nullable(mean - low),
+                "thickness": 1.5,
+                "width": 6,
+                "color": "#444",
+            },
+            marker={
+                "size": 11,
+                "color": ["#1F77B4" if f else NO_ATTENTION_COLOUR for f in on_front],
+                "line": {"width": 1, "color": "#222"},
+            },
+            customdata=customdata,
+            hovertemplate="%{customdata[0]} (%{customdata[2]} seeds)<br>%{customdata[1]}<br>"
+            f"{accuracy} (%) %{{customdata[3]}}%{{customdata[4]}}<br>"
+            f"{cost or 'architecture'}=%{{x{x_format}}}<extra></extra>",
+        )
+    )
+    search = pd.to_numeric(rows["search_val_acc"], errors="coerce")
+    if search.notna().any():
+        shown = rows[search.notna()]
+        fig.add_trace(
+            go.Scatter(
+                x=shown["x"],
+                y=search[search.notna()],
+                mode="markers",
+                name=SEARCH_RUNS,
+                opacity=0.5,
+                marker={"symbol": "diamond-open", "size": 10, "color": "#444"},
+                customdata=shown["architecture"],
+                hovertemplate=f"%{{customdata}}: the search's single run<br>{accuracy}="
+                "%{y:.4f}<extra></extra>",
+            )
+        )
+    if cost:
+        front = rows[on_front].sort_values(["x", "architecture"])
+        fig.add_trace(
+            step_line(
+                front,
+                ids="architecture",
+                color="#1F77B4",
+                name=CONFIRMED_FRONT,
+                hover=f"confirmed front: %{{customdata}}<br>{accuracy}=%{{y:.4f}}<extra></extra>",
+            )
+        )
+    significant = rows[rows["significant"].astype(bool)]
+    if not significant.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=significant["x"],
+                y=significant["y"],
+                mode="markers",
+                name=SIGNIFICANT,
+                marker={
+                    "symbol": "circle-open",
+                    "size": 22,
+                    "color": "#2CA02C",
+                    "line": {"width": 2.5},
+                },
+                customdata=significant["architecture"],
+                hovertemplate="%{customdata}: significant gain over none<extra></extra>",
+            )
+        )
+    none = rows[rows["architecture"] == "baseline none"]
+    if not none.empty:
+        fig.add_hline(
+            y=float(none["y"].iloc[0]),
+            line={"dash": "dot", "color": "#555", "width": 1.5},
+            annotation_text="baseline none (mean)",
+            annotation_position="bottom right",
+        )
+    return fig
+
+
+def _nullable(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
+    """``61.20 [55.03, 64.97]``: a fraction's mean and 95% interval in percent (points, with a
+    sign, for ``signed`` differences); the mean alone where there is no interval, ``""`` where
+    there is no mean."""
+    if not _finite(mean):
+        return ""
+    spec = "+.2f" if signed else ".2f"
+    text = f"{100 * mean:{spec}}"
+    if _finite(low) and _finite(high):
+        text += f" [{100 * low:{spec}}, {100 * high:{spec}}]"
+    return text
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and math.isfinite(value)
+
+
+def confirm_table_html(confirm: optuna.Study, frame: pd.DataFrame) -> str:
+    """The confirm study's verdicts (:func:`~nas.confirm.confirm_frame`) as a sortable table:
+    accuracies and the gain over ``none`` as ``mean [low, high]`` in percent (95% intervals over
+    seeds), the costs, the search's single-run accuracy, the Holm-adjusted p-value, whether the
+    gain is significant and whether the architecture is on the confirmed front. Each cell's
+    ``data-value`` is the raw number (the mean for an interval)."""
+    costs = objective_names(confirm)[1:]
+    headers = [
+        "architecture",
+        "summary",
+        "seeds",
+        "val_acc % [95% CI]",
+        "test_acc % [95% CI]",
+        *costs,
+        "search val_acc % (one run)",
+        "gain vs none, points [95% CI]",
+        "p (Holm)",
+        "significant",
+        "on confirmed front",
+    ]
+    rows = []
+    for _, r in frame.iterrows():
+        compared = _finite(r["gain_vs_none"])
+        rows.append(
+            [
+                (r["architecture"], r["architecture"]),
+                (r["summary"], r["summary"]),
+                (r["seeds"], _format(r["seeds"])),
+                (
+                    r["val_acc_mean"],
+                    _interval(r["val_acc_mean"], r["val_acc_low"], r["val_acc_high"]),
+                ),
+                (
+                    r["test_acc_mean"],
+                    _interval(r["test_acc_mean"], r["test_acc_low"], r["test_acc_high"]),
+                ),
+                *((r[c], _format(r[c])) for c in costs),
+                (r["search_val_acc"], _interval(r["search_val_acc"], math.nan, math.nan)),
+                (
+                    r["gain_vs_none"],
+                    _interval(
+                        r["gain_vs_none"], r["gain_vs_none_low"], r["gain_vs_none_high"], True
+                    ),
+                ),
+                (r["p_holm"], f"{r['p_holm']:.3g}" if compared else ""),
+                (bool(r["significant"]), ("yes" if r["significant"] else "no") if compared else ""),
+                (bool(r["on_confirmed_front"]), "yes" if r["on_confirmed_front"] else "no"),
+            ]
+        )
+    return _sortable_table(headers, rows)

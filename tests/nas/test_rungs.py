@@ -1,0 +1,176 @@
+"""Self-diagnosis of pruning: how well a rung's accuracies rank the final ones (nas.rungs)."""
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import optuna
+import pytest
+
+from nas import trial_schema as schema
+from nas.cli import main
+from nas.config import StudyConfig
+from nas.rungs import (
+    MIN_TRIALS,
+    decision_epochs,
+    epoch_rankings,
+    pruning_diagnosis,
+    rung_warning,
+    spearman_interval,
+)
+from nas.study import load_or_create_study
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(values)).astype(np.float64)  # no ties in these tests
+
+
+def test_spearman_interval_is_fisher_z_with_the_bonett_wright_variance():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=25)
+    y = x + rng.normal(size=25)
+    rho, low, high = spearman_interval(list(x), list(y))
+    expected_rho = float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])  # Pearson of the ranks
+    half = NormalDist().inv_cdf(0.975) * math.sqrt((1 + expected_rho**2 / 2) / (25 - 3))
+    assert rho == pytest.approx(expected_rho, abs=1e-12)
+    assert low == pytest.approx(math.tanh(math.atanh(expected_rho) - half), abs=1e-12)
+    assert high == pytest.approx(math.tanh(math.atanh(expected_rho) + half), abs=1e-12)
+
+
+def test_spearman_interval_covers_the_true_rho_about_95_percent_of_the_time():
+    # Bivariate normal with correlation r: the population Spearman rho is 6/pi * asin(r / 2).
+    r, n, runs = 0.5, 30, 600
+    true_rho = 6 / math.pi * math.asin(r / 2)
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(runs):
+        x = rng.normal(size=n)
+        y = r * x + math.sqrt(1 - r**2) * rng.normal(size=n)
+        _, low, high = spearman_interval(list(x), list(y))
+        covered += low <= true_rho <= high
+    assert abs(covered / runs - 0.95) < 3 * math.sqrt(0.95 * 0.05 / runs)
+
+
+def test_spearman_interval_edges():
+    assert all(math.isnan(v) for v in spearman_interval([1, 2], [1, 2]))  # too few pairs
+    assert all(math.isnan(v) for v in spearman_interval([1, 1, 1, 1], [1, 2, 3, 4]))  # constant
+    rho, low, high = spearman_interval([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
+    assert rho == pytest.approx(1.0) and 0 < low < high <= 1.0
+    with pytest.raises(ValueError, match="paired"):
+        spearman_interval([1, 2, 3], [1, 2])
+
+
+def test_epoch_rankings_read_the_step_before_the_epoch_count():
+    finals = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    curves = [{0: -f, 1: f} for f in finals]  # step 0 reversed, step 1 in order
+    first, second = epoch_rankings(curves, finals, [1, 2])
+    assert (first.epochs, first.n, first.spearman_rho) == (1, 6, -1.0)
+    assert (second.epochs, second.spearman_rho) == (2, 1.0) and second.better_than_chance
+    assert not first.better_than_chance
+    (missing,) = epoch_rankings(curves, finals, [3])
+    assert missing.n == 0 and math.isnan(missing.spearman_rho)
+
+
+@pytest.mark.parametrize(
+    ("pruning", "expected"),
+    [
+        ({"pruner": "moasha", "min_epochs": 1, "reduction_factor": 2}, [1, 2, 4]),
+        ({"pruner": "asha", "min_epochs": 3, "reduction_factor": 2}, [3]),
+        ({"pruner": "pareto", "n_warmup_epochs": 2}, [3]),
+        ({"pruner": "median", "n_warmup_epochs": 7}, []),  # warm-up covers the whole run
+        ({"pruner": "none"}, []),
+    ],
+)
+def test_decision_epochs_of_each_pruner(tiny_config, pruning, expected):
+    single = {"minimize": []} if pruning["pruner"] in ("asha", "median") else {}
+    config = tiny_config(training={"epochs": 8}, pruning=pruning, objectives=single)
+    cfg = StudyConfig.from_dict(config)
+    assert decision_epochs(cfg) == expected
+
+
+def _study(
+    tiny_config, early_noise: float, n: int = 24, noisy_until: int = 2, **pruning
+) -> optuna.Study:
+    """A stored tiny study of ``n`` complete trials with 8-epoch curves: the value at step s is
+    the final accuracy plus noise of ``early_noise`` shrinking to zero at step ``noisy_until``."""
+    settings = {"pruner": "moasha", "min_epochs": 1, "reduction_factor": 2, **pruning}
+    cfg = StudyConfig.from_dict(tiny_config(training={"epochs": 8}, pruning=settings))
+    study = load_or_create_study(cfg)
+    rng = np.random.default_rng(1)
+    for number in range(n):
+        final = 0.5 + 0.4 * number / n
+        curve = {
+            step: final + early_noise * max(0.0, 1 - step / noisy_until) * rng.normal()
+            for step in range(8)
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[final, 1000.0 + number],
+                intermediate_values=curve,
+                user_attrs={schema.ARCH.key: {"backbone": "resnet8", "sites": {}}},
+            )
+        )
+    return study
+
+
+def test_status_warns_when_the_first_rung_ranks_like_chance(tiny_config, capsys):
+    study = _study(tiny_config, early_noise=5.0)
+    diagnosis = pruning_diagnosis(study)
+    first = diagnosis["rungs"][0]
+    assert first["epochs"] == 1 and first["n"] == 24 and first["low"] <= 0 < first["high"]
+    runs_dir = StudyConfig.from_dict(tiny_config()).study.runs_dir
+    assert main(["status", "tiny", "--runs-dir", runs_dir]) == 0
+    out = capsys.readouterr().out
+    assert "pruning at epoch 1 ranks trials at Spearman" in out
+    assert "it is close to random here; consider pruning.min_epochs = " in out
+    suggested = int(out.split("consider pruning.min_epochs = ")[1].split()[0])
+    assert 1 < suggested <= 8 // 2  # a first rung that still promotes once (eta = 2)
+    assert diagnosis["warning"] in out
+
+
+def test_status_is_silent_when_the_first_rung_ranks_well(tiny_config, capsys):
+    study = _study(tiny_config, early_noise=0.01)
+    assert pruning_diagnosis(study)["rungs"][0]["better_than_chance"]
+    assert rung_warning(study) is None
+    runs_dir = StudyConfig.from_dict(tiny_config()).study.runs_dir
+    assert main(["status", "tiny", "--runs-dir", runs_dir]) == 0
+    assert "close to random" not in capsys.readouterr().out
+
+
+def test_advice_is_no_pruning_where_no_early_enough_epoch_ranks_well(tiny_config):
+    # Noise that lasts until step 5, past the last epoch a first rung can sit at (8 // 2).
+    study = _study(tiny_config, early_noise=5.0, noisy_until=5)
+    warning = rung_warning(study)
+    assert 'consider pruning.pruner = "none"' in warning and "min_epochs" not in warning
+
+
+def test_no_verdict_below_the_minimum_of_completed_trials(tiny_config):
+    study = _study(tiny_config, early_noise=5.0, n=MIN_TRIALS - 1)
+    assert pruning_diagnosis(study)["rungs"][0]["n"] == MIN_TRIALS - 1
+    assert rung_warning(study) is None
+
+
+def test_warm_up_pruners_are_advised_in_their_own_setting(tiny_config):
+    study = _study(tiny_config, early_noise=5.0, pruner="pareto", n_warmup_epochs=0)
+    warning = rung_warning(study)
+    assert (
+        warning.startswith("pruning at epoch 1 ranks") and "pruning.n_warmup_epochs = " in warning
+    )
+
+
+def test_studies_without_pruning_or_a_stored_config_get_no_diagnosis(tiny_config):
+    assert pruning_diagnosis(_study(tiny_config, early_noise=5.0, pruner="none")) is None
+    plain = optuna.create_study(directions=["maximize", "minimize"])
+    assert pruning_diagnosis(plain) is None and rung_warning(plain) is None
+
+
+def test_report_and_dashboard_carry_the_warning(tiny_config, tmp_path):
+    from nas.dashboard import write_dashboard
+    from nas.report import write_report
+
+    study = _study(tiny_config, early_noise=5.0)
+    paths = write_report(study, tmp_path / "report")
+    summary = paths["summary"].read_text()
+    assert '"pruning"' in summary and "close to random here" in summary
+    page = write_dashboard(study, tmp_path / "dashboard.html").read_text()
+    assert "pruning at epoch 1 ranks trials" in page
