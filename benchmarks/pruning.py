@@ -40,11 +40,12 @@ import optuna
 from scipy import stats
 
 from benchmarks import _harness as harness
-from benchmarks.strategies import Scorer
+from benchmarks.strategies import cached_scorer, cached_table
+from nas import trial_schema as schema
 from nas.config import PruningSection
-from nas.replay import replay_config, true_front
+from nas.replay import replay_config
 from nas.study import quiet_third_party_output
-from nas.tabular import Table, load_table
+from nas.tabular import Table
 
 #: What the results file says of itself.
 FACTS = {
@@ -136,7 +137,7 @@ def run_one(job: tuple[str, Setting, int, int, bool]) -> dict[str, Any]:
     table_path, setting, seed, budget, baselines = job
     quiet_third_party_output()
     warnings.filterwarnings("ignore")
-    table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(table_path))
+    table = cached_table(table_path)
     cfg = table.config
     cfg = dataclasses.replace(
         cfg,
@@ -144,29 +145,22 @@ def run_one(job: tuple[str, Setting, int, int, bool]) -> dict[str, Any]:
         pruning=setting.section(),
         evaluation=dataclasses.replace(cfg.evaluation, baselines=baselines),
     )
-    study = replay_config(table, cfg, seed=seed, n_trials=budget).study
-    scorer = _SCORERS.setdefault(table_path, Scorer(table))
-    front = _FRONTS.setdefault(table_path, set(true_front(table)))
+    result = replay_config(table, cfg, seed=seed, n_trials=budget)
+    scorer = cached_scorer(table_path)
     sampled = [
         t
-        for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("digest") in front and "baseline" not in t.user_attrs
+        for t in result.study.get_trials(deepcopy=False)
+        if schema.DIGEST.get(t) in scorer.front and not schema.BASELINE.has(t)
     ]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in sampled)
-    epochs = sum(int(t.user_attrs.get("epochs_run", 0)) for t in study.get_trials(deepcopy=False))
     return {
         "setting": setting.key,
         "seed": seed,
-        "hv_share": scorer.trajectory(study)[0][-1],
-        "epochs": epochs,
+        "hv_share": scorer.trajectory(result.study)[0][-1],
+        "epochs": sum(result.epochs),
         "front_sampled": len(sampled),
         "front_pruned": pruned,
     }
-
-
-_TABLES: dict[str, Table] = {}
-_SCORERS: dict[str, Scorer] = {}
-_FRONTS: dict[str, set[str]] = {}
 
 
 def summarise(runs: Sequence[dict[str, Any]], grid: Sequence[Setting]) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import multiprocessing
@@ -124,7 +125,8 @@ class Scorer:
         self.truth = {
             a.digest: table.objective_values(a, a.mean_val_acc()) for a in table.architectures
         }
-        self.best_hv = self._hv(true_front(table))
+        self.front = set(true_front(table))
+        self.best_hv = self._hv(self.front)
         self.best = best_digest(table)
 
     def _hv(self, digests: Sequence[str]) -> float:
@@ -156,13 +158,12 @@ def run_one(job: tuple[str, Strategy, int, int, dict[str, Any]]) -> dict[str, An
     table_path, strategy, seed, budget, options = job
     quiet_third_party_output()
     warnings.filterwarnings("ignore")
-    table = _TABLES.get(table_path) or _TABLES.setdefault(table_path, load_table(table_path))
+    table = cached_table(table_path)
     args = argparse.Namespace(**options)
     start = time.perf_counter()
     cfg = run_config(table, strategy, seed, budget, args)
     result = replay_config(table, cfg, seed=seed, n_trials=budget)
-    scorer = _SCORERS.setdefault(table_path, Scorer(table))
-    shares, best, regret = scorer.trajectory(result.study)
+    shares, best, regret = cached_scorer(table_path).trajectory(result.study)
     return {
         "strategy": strategy.key,
         "sampler": strategy.sampler,
@@ -177,8 +178,16 @@ def run_one(job: tuple[str, Strategy, int, int, dict[str, Any]]) -> dict[str, An
     }
 
 
-_TABLES: dict[str, Table] = {}
-_SCORERS: dict[str, Scorer] = {}
+@functools.cache
+def cached_table(path: str) -> Table:
+    """The table at ``path``, loaded once per worker process."""
+    return load_table(path)
+
+
+@functools.cache
+def cached_scorer(path: str) -> Scorer:
+    """The :class:`Scorer` of the table at ``path``, built once per worker process."""
+    return Scorer(cached_table(path))
 
 
 def jobs(args: argparse.Namespace, done: set[tuple[str, int, int]]) -> list[tuple]:

@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from . import trial_schema as schema
+from .config import asha_rungs
 from .pareto import TIE_STANDARD_ERRORS
 from .pruning import _CostAwarePruner, trial_costs
 from .rungs import MIN_TRIALS, epoch_rankings
@@ -106,15 +107,10 @@ class NoiseAwarePruner(_CostAwarePruner):
         self.n_val, self.z, self.n_min_trials = n_val, z, n_min_trials
 
     def is_rung(self, epochs: int) -> bool:
-        """Whether a trial that has trained ``epochs`` epochs stands at a rung."""
-        rung = self.min_epochs
-        while self.max_epochs is None or rung * self.reduction_factor <= self.max_epochs:
-            if rung == epochs:
-                return True
-            if rung > epochs:
-                return False
-            rung *= self.reduction_factor
-        return False
+        """Whether a trial that has trained ``epochs`` epochs stands at a rung (unbounded: every
+        rung up to ``epochs`` is one that still promotes)."""
+        bound = self.max_epochs or epochs * self.reduction_factor
+        return epochs in asha_rungs(self.min_epochs, self.reduction_factor, bound)
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
