@@ -16,6 +16,7 @@ for Spearman's rho, ``(1 + rho^2 / 2) / (n - 3)``: instant, so status can afford
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -111,29 +112,36 @@ def rung_rankings(study: optuna.Study, epochs: Iterable[int]) -> list[EpochRanki
 
 
 def decision_epochs(cfg: StudyConfig) -> list[int]:
-    """Epochs trained at which the configured pruner decides for the first time at each rung:
-    ASHA's rungs for ``asha``, ``moasha`` and ``noise``; for ``pareto``, ``median`` and
-    ``percentile``, which compare at every epoch after their warm-up, the first epoch they may
-    stop a trial."""
+    """Epochs trained at which the configured pruner decides for the first time at each rung,
+    before the last epoch: ASHA's rungs for ``moasha`` and ``noise``; for Optuna's ``asha``,
+    whose ``min_resource`` counts 0-based steps, one epoch later (``min_epochs * eta ** k + 1``,
+    unbounded as in Optuna); for ``pareto``, ``median`` and ``percentile``, which compare at
+    every epoch after their warm-up, the first epoch they may stop a trial."""
     p, epochs = cfg.pruning, cfg.training.epochs
-    if p.pruner in ("asha", "moasha", "noise"):
+    if p.pruner in ("moasha", "noise"):
         return asha_rungs(p.min_epochs, p.reduction_factor, epochs)
+    if p.pruner == "asha":
+        steps = (p.min_epochs * p.reduction_factor**k for k in range(epochs))
+        return list(itertools.takewhile(lambda epoch: epoch < epochs, (s + 1 for s in steps)))
     if p.pruner in ("pareto", "median", "percentile"):
         return [p.n_warmup_epochs + 1] if p.n_warmup_epochs + 1 < epochs else []
     return []
 
 
 def _last_first_rung(cfg: StudyConfig) -> int:
-    """The latest epoch a first rung can sit at and still decide: ASHA needs room for one
-    promotion (``r * eta <= R``), the warm-up pruners one epoch after it."""
+    """The latest epoch a first rung can sit at and still decide: our ASHA rungs need room for
+    one promotion (``r * eta <= R``), Optuna's unbounded ``asha`` and the warm-up pruners one
+    epoch after it."""
     p, epochs = cfg.pruning, cfg.training.epochs
-    return epochs // p.reduction_factor if p.pruner in ("asha", "moasha", "noise") else epochs - 1
+    return epochs // p.reduction_factor if p.pruner in ("moasha", "noise") else epochs - 1
 
 
 def _setting(cfg: StudyConfig, epoch: int) -> str:
     """The config line that moves the first rung to ``epoch``."""
-    if cfg.pruning.pruner in ("asha", "moasha", "noise"):
+    if cfg.pruning.pruner in ("moasha", "noise"):
         return f"pruning.min_epochs = {epoch}"
+    if cfg.pruning.pruner == "asha":
+        return f"pruning.min_epochs = {epoch - 1}"  # Optuna's steps: decides one epoch later
     return f"pruning.n_warmup_epochs = {epoch - 1}"
 
 

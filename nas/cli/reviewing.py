@@ -126,16 +126,13 @@ def _report(args: argparse.Namespace) -> int:
     study, section = _load_study(args)
     out = args.out or Path(section.runs_dir) / section.name / "report"
     paths = write_report(study, out, overrides)
-    if args.html:
-        from ..dashboard import write_dashboard
-        from ..report import reference_point
-
-        paths["dashboard"] = write_dashboard(
-            study, out / "dashboard.html", reference_point(study, overrides)
-        )
     facts = json.loads(paths["summary"].read_text())
     reference = Reference(**{k: tuple(v) for k, v in facts["reference"].items()})
-    _print_summary(study)
+    if args.html:
+        from ..dashboard import write_dashboard
+
+        paths["dashboard"] = write_dashboard(study, out / "dashboard.html", reference, facts)
+    _print_summary(study, facts=facts)
     print(
         f"\nhypervolume {facts['hypervolume']:.6g} (normalised {facts['hypervolume_norm']:.4f}) "
         f"against the reference point {reference.describe()}; "

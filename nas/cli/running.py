@@ -88,9 +88,10 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(study, all_trials: bool = False) -> None:
+def _print_summary(study, all_trials: bool = False, facts: dict | None = None) -> None:
     """Trials and front, accuracy with its binomial standard error (``± s.e.``); baselines
-    and the trials tied with the front are named in ``note``; then the gain over ``none``."""
+    and the trials tied with the front are named in ``note``; then the gain over ``none`` and
+    the pruning warning (from ``facts``, the report's summary, where the caller has it)."""
     from .. import trial_schema as schema
     from ..confirm import confirm_frame, find_confirm_study, verdict
     from ..report import front_frame, gain_line, objective_names, trials_frame
@@ -137,7 +138,8 @@ def _print_summary(study, all_trials: bool = False) -> None:
         if len(front):
             front = front.rename(columns={"val_acc_se": "± s.e."})
             print(front.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))
-    for line in (gain_line(study), rung_warning(study)):
+    warning = (facts["pruning"] or {}).get("warning") if facts else rung_warning(study)
+    for line in (gain_line(study), warning):
         if line:
             print(f"\n{line}")
     if schema.confirm_plan(study) is not None:

@@ -397,7 +397,11 @@ class PruningSection:
         1, allowed="an int >= 0", doc="Epochs of a trial before it can be pruned.", ge=0
     )
     min_epochs: _Int = _field(
-        1, allowed="an int >= 1", doc="asha, moasha, noise: epochs of the first rung.", ge=1
+        1,
+        allowed="an int >= 1",
+        doc="moasha, noise: epochs of the first rung; asha: Optuna's min_resource (0-based "
+        "steps), so its first rung decides after min_epochs + 1 epochs.",
+        ge=1,
     )
     reduction_factor: _Int = _field(
         3, allowed="an int >= 2", doc="asha, moasha, noise: factor between rungs.", ge=2

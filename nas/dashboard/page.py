@@ -163,15 +163,19 @@ def _gain_text(label: str, other: Mapping[str, Any], gain: Mapping[str, Any], k:
 
 
 def write_dashboard(
-    study: optuna.Study, path: str | Path, reference: Reference | None = None
+    study: optuna.Study,
+    path: str | Path,
+    reference: Reference | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the dashboard as one self-contained HTML file (plotly.js inlined once, no network
     access when opened): study name, objectives and directions, trial counts, reference point,
     final hypervolume, the gains over the baselines and the trials tied with the front, the
     figures of :func:`build_figures`, the sortable front table (after the front figures) and,
-    where the study has a confirm study, the confirmed front (its table, figure and verdict)."""
+    where the study has a confirm study, the confirmed front (its table, figure and verdict).
+    ``facts``: :func:`nas.report.summary` where the caller has it already (``nas report``)."""
     reference = reference or reference_point(study)
-    facts = summary(study, reference)
+    facts = facts if facts is not None else summary(study, reference)
     figures = build_figures(study, reference)
     confirmed = confirmation(study) if "confirm" in figures else None
     config = {"displaylogo": False, "responsive": True}

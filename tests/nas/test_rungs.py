@@ -18,7 +18,7 @@ from nas.rungs import (
     rung_warning,
     spearman_interval,
 )
-from nas.study import load_or_create_study
+from nas.study import load_or_create_study, make_pruner
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -75,7 +75,9 @@ def test_epoch_rankings_read_the_step_before_the_epoch_count():
     ("pruning", "expected"),
     [
         ({"pruner": "moasha", "min_epochs": 1, "reduction_factor": 2}, [1, 2, 4]),
-        ({"pruner": "asha", "min_epochs": 3, "reduction_factor": 2}, [3]),
+        # Optuna's SuccessiveHalvingPruner decides at step min_resource * eta**k, 0-based
+        ({"pruner": "asha", "min_epochs": 3, "reduction_factor": 2}, [4, 7]),
+        ({"pruner": "asha", "min_epochs": 1, "reduction_factor": 3}, [2, 4]),
         ({"pruner": "pareto", "n_warmup_epochs": 2}, [3]),
         ({"pruner": "median", "n_warmup_epochs": 7}, []),  # warm-up covers the whole run
         ({"pruner": "none"}, []),
@@ -86,6 +88,37 @@ def test_decision_epochs_of_each_pruner(tiny_config, pruning, expected):
     config = tiny_config(training={"epochs": 8}, pruning=pruning, objectives=single)
     cfg = StudyConfig.from_dict(config)
     assert decision_epochs(cfg) == expected
+
+
+@pytest.mark.parametrize(
+    "pruning",
+    [
+        {"pruner": "asha", "min_epochs": 3, "reduction_factor": 2},
+        {"pruner": "asha", "min_epochs": 1, "reduction_factor": 3},
+        {"pruner": "median", "n_warmup_epochs": 2, "n_startup_trials": 1},
+    ],
+)
+def test_decision_epochs_are_where_the_built_pruner_first_stops_a_trial(tiny_config, pruning):
+    """The first rung's epoch is where the real pruner (Optuna's, built by make_pruner) first
+    stops a trial that is worst at every step."""
+    cfg = StudyConfig.from_dict(
+        tiny_config(training={"epochs": 8}, pruning=pruning, objectives={"minimize": []})
+    )
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(cfg))
+    for value in (0.9, 0.8):
+        trial = study.ask()
+        for step in range(8):
+            trial.report(value, step)
+            trial.should_prune()  # stores the rungs' values (and the best are never stopped)
+        study.tell(trial, value)
+    worst = study.ask()
+    stopped_after = None
+    for step in range(8):
+        worst.report(0.1, step)
+        if worst.should_prune():
+            stopped_after = step + 1  # epochs trained
+            break
+    assert stopped_after == decision_epochs(cfg)[0]
 
 
 def _study(
