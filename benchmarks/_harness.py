@@ -436,6 +436,14 @@ def write_markdown(path: Path, lines: Sequence[str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (one per finished run: what makes a benchmark resumable);
+    none where it does not exist yet."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """``data`` as indented JSON (its folder made where missing)."""
     path.parent.mkdir(parents=True, exist_ok=True)

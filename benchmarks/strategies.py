@@ -56,6 +56,7 @@ from benchmarks._harness import (
     fmt,
     holm_by_key,
     markdown_table,
+    read_jsonl,
     write_results,
 )
 from nas.config import PruningSection, StudyConfig
@@ -211,12 +212,6 @@ OPTION_KEYS = (
     "n_startup_trials",
     "n_warmup_epochs",
 )
-
-
-def read_runs(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # -- analysis ------------------------------------------------------------------------------------
@@ -456,7 +451,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "architectures; use budgets up to the space's size"
         )
     runs_path = args.out.with_suffix(".runs.jsonl")
-    runs = read_runs(runs_path)
+    runs = read_jsonl(runs_path)
     done = {(r["strategy"], r["seed"], r["budget"]) for r in runs}
     todo = [] if args.render else jobs(args, done)
     start = time.perf_counter()
@@ -476,7 +471,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 for run in map(run_one, todo):
                     sink.write(json.dumps(run) + "\n")
                     sink.flush()
-        runs = read_runs(runs_path)
+        runs = read_jsonl(runs_path)
     keys = [s.key for s in all_strategies(args.samplers, args.pruners)]
     rows = summarise(runs, keys, sorted(args.budgets))
     budget = max(args.budgets)

@@ -256,16 +256,18 @@ def train_supernet(
     progress: bool = True,
     folder: Path | None = None,
     callbacks: Sequence[Callback] = (),
+    module: SupernetModule | None = None,
 ) -> SupernetModule:
     """Train (or resume) the supernet of ``cfg``'s space; returns the trained module.
 
     A checkpoint is written (atomically) at the end of every epoch to ``folder/last.ckpt`` (default
     :func:`supernet_folder`); a checkpoint found there is resumed after its identity is checked,
     so a killed run goes on from its last epoch and ends with the same weights. ``callbacks``
-    join the Trainer's (a logger, a timer)."""
+    join the Trainer's (a logger, a timer). ``module``: train this one instead of a fresh
+    supernet, e.g. a copy of a trained one whose sampler fixes a site (few-shot splitting)."""
     dm = datamodule
     folder = folder or supernet_folder(cfg)
-    module = SupernetModule(
+    module = module or SupernetModule(
         cfg, dm.in_channels, dm.num_classes, max_bytes=memory_limit_bytes(cfg, device)
     )
     last = folder / CHECKPOINT_NAME
