@@ -60,7 +60,7 @@ def test_fixed_scope_paths_take_the_split_choice_and_sample_the_rest(bench):
         path = fixed(step)
         assert all(path.sites[s] == choice for s in scope_sites)
         assert all(path.sites[s] == sampler(step).sites[s] for s in other_sites)
-    other_scope = list(space.scopes().values())[0][0]
+    other_scope = next(iter(space.scopes().values()))[0]
     assert len({fixed(s).sites[other_scope].block for s in range(12)}) > 1
 
 
