@@ -55,11 +55,11 @@ FACTS = {
 
 
 class Setting(NamedTuple):
-    """One pruner setting: ``none``, ``moasha`` or ``noise`` (first rung, eta), or ``pareto``
-    (warm-up)."""
+    """One pruner setting: ``none``, ``moasha`` or ``noise`` (first rung, ``"auto"`` included,
+    and eta), or ``pareto`` (warm-up)."""
 
     pruner: str
-    min_epochs: int = 1
+    min_epochs: int | str = 1
     reduction_factor: int = 2
     n_warmup_epochs: int = 0
 
@@ -82,12 +82,13 @@ class Setting(NamedTuple):
 
 def settings(epochs: int) -> list[Setting]:
     """No pruning; MO-ASHA and the noise-aware pruner with every first rung that leaves a
-    promotion (eta 2 and 3); the Pareto percentile pruner from the first epoch, and warmed up a
-    quarter and a half of the run."""
+    promotion and with the automatic one (eta 2 and 3); the Pareto percentile pruner from the
+    first epoch, and warmed up a quarter and a half of the run."""
     grid = [Setting("none")]
     for pruner in ("moasha", "noise"):
         for eta in (2, 3):
             grid += [Setting(pruner, r, eta) for r in range(1, epochs // eta + 1)]
+            grid.append(Setting(pruner, "auto", eta))
     warm_ups = sorted({0, epochs // 4, epochs // 2})
     return grid + [Setting("pareto", n_warmup_epochs=w) for w in warm_ups]
 

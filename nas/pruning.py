@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from . import trial_schema as schema
 from .config import asha_rungs
 from .pareto import as_direction, crowding_distance, non_dominated_sort
+from .rungs import AutoRungPruner
 
 T = TypeVar("T")
 
@@ -450,7 +451,9 @@ def should_prune(trial: Trial, pruner: BasePruner | None = None) -> bool:
     pruner = study.pruner if pruner is None else pruner
     if len(study.directions) == 1 and pruner is study.pruner:
         return trial.should_prune()
-    if len(study.directions) > 1 and not isinstance(pruner, (_CostAwarePruner, NopPruner)):
+    if len(study.directions) > 1 and not isinstance(
+        pruner, (_CostAwarePruner, NopPruner, AutoRungPruner)
+    ):
         raise ValueError(
             f"{type(pruner).__name__} cannot prune a multi-objective study; pass "
             "pruner=ParetoPercentilePruner(...) or MOASHAPruner(...) (or NopPruner()) to "

@@ -8,7 +8,9 @@ so these are the survivors: a rung that pruned hard is judged on a narrowed rang
 rho), with a 95% interval. :func:`rung_warning` turns the first rung of a study's pruner into
 one plain sentence where that interval does not exclude zero, with the earliest epoch that does
 rank better than chance as the suggested first rung; ``nas status``, ``nas report`` and the
-dashboard print it.
+dashboard print it. :class:`AutoRungPruner` (``pruning.min_epochs = "auto"``) acts on the same
+evidence: it prunes nothing until the study's completed trials show such an epoch, then puts the
+first rung there.
 
 The interval is Fisher's z with the variance Bonett & Wright (2000, Psychometrika 65:23-28) give
 for Spearman's rho, ``(1 + rho^2 / 2) / (n - 3)``: instant, so status can afford it.
@@ -16,9 +18,10 @@ for Spearman's rho, ``(1 + rho^2 / 2) / (n - 3)``: instant, so status can afford
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,6 +114,63 @@ def rung_rankings(study: optuna.Study, epochs: Iterable[int]) -> list[EpochRanki
     )
 
 
+def auto_first_rung(study: optuna.Study, candidates: Iterable[int]) -> EpochRanking | None:
+    """The earliest of ``candidates`` (epochs trained) whose accuracy ranks the completed trials'
+    final ones better than chance, once :data:`MIN_TRIALS` completed trials hold it; None
+    before, or where none does yet."""
+    rankings = rung_rankings(study, candidates)
+    return next((r for r in rankings if r.n >= MIN_TRIALS and r.better_than_chance), None)
+
+
+class AutoRungPruner(optuna.pruners.BasePruner):
+    """``pruning.min_epochs = "auto"``: let the study's own trials choose the first rung.
+
+    Until :func:`auto_first_rung` finds an epoch among ``candidates`` that ranks the completed
+    trials better than chance, no trial is pruned (the trials that run to the end are the
+    evidence). From then on every decision is ``build(epoch)``'s, a pruner whose first rung is
+    that epoch. The epoch is chosen once and stored on the study (user attr
+    ``auto_first_rung``, with its Spearman interval), so later evidence does not move the rungs
+    under trials already compared there, and every worker and resumed run uses the same ones.
+    The chosen pruner starts its rungs empty: the trials that completed before the choice did
+    not record values there.
+    """
+
+    def __init__(
+        self, build: Callable[[int], optuna.pruners.BasePruner], candidates: Iterable[int]
+    ) -> None:
+        self.candidates = list(candidates)
+        if not self.candidates:
+            raise ValueError("AutoRungPruner needs at least one candidate epoch for its rung")
+        self._build = build
+        self._pruners: dict[int, optuna.pruners.BasePruner] = {}
+
+    def first_rung(self, study: optuna.Study) -> int | None:
+        """The chosen first rung's epoch (choosing it now where the evidence allows)."""
+        stored = schema.auto_first_rung(study)
+        if stored is not None:
+            return int(stored["epochs"])
+        chosen = auto_first_rung(study, self.candidates)
+        if chosen is None:
+            return None
+        study.set_user_attr(schema.AUTO_FIRST_RUNG, chosen.to_dict())
+        return chosen.epochs
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        epoch = self.first_rung(study)
+        if epoch is None:
+            return False
+        if epoch not in self._pruners:
+            self._pruners[epoch] = self._build(epoch)
+        return self._pruners[epoch].prune(study, trial)
+
+
+def with_first_rung(cfg: StudyConfig, epoch: int) -> StudyConfig:
+    """``cfg`` with its pruner's first rung at ``epoch`` epochs trained (Optuna's ``asha``
+    counts 0-based steps, so its ``min_epochs`` is one less)."""
+    min_epochs = epoch - 1 if cfg.pruning.pruner == "asha" else epoch
+    return dataclasses.replace(cfg, pruning=dataclasses.replace(cfg.pruning, min_epochs=min_epochs))
+
+
 def decision_epochs(cfg: StudyConfig) -> list[int]:
     """Epochs trained at which the configured pruner decides for the first time at each rung,
     before the last epoch: ASHA's rungs for ``moasha`` and ``noise``; for Optuna's ``asha``,
@@ -154,6 +214,23 @@ def pruning_diagnosis(study: optuna.Study) -> dict[str, Any] | None:
     if stored is None:
         return None
     cfg = StudyConfig.from_dict(stored_as_this_release(stored))
+    note = None
+    if cfg.pruning.min_epochs == "auto" and cfg.pruning.pruner != "none":
+        chosen = schema.auto_first_rung(study)
+        if chosen is None:
+            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            note = (
+                'pruning.min_epochs = "auto": no trial is pruned until the completed trials show '
+                f"an epoch that ranks them better than chance (from {MIN_TRIALS} completed "
+                f"trials on; {done} so far)"
+            )
+            return {"pruner": cfg.pruning.pruner, "rungs": [], "warning": None, "note": note}
+        cfg = with_first_rung(cfg, int(chosen["epochs"]))
+        note = (
+            f'pruning.min_epochs = "auto" put the first rung at epoch {chosen["epochs"]}: '
+            f"Spearman {chosen['spearman_rho']:+.2f} [{chosen['low']:+.2f}, "
+            f"{chosen['high']:+.2f}] over the {chosen['n']} trials completed then"
+        )
     rungs = decision_epochs(cfg)
     if not rungs:
         return None
@@ -162,7 +239,16 @@ def pruning_diagnosis(study: optuna.Study) -> dict[str, Any] | None:
         "pruner": cfg.pruning.pruner,
         "rungs": [r.to_dict() for r in rankings],
         "warning": _warning(study, cfg, rankings[0]),
+        "note": note,
     }
+
+
+def pruning_lines(diagnosis: Mapping[str, Any] | None) -> list[str]:
+    """What ``nas status`` and ``nas report`` print of a :func:`pruning_diagnosis`: the
+    automatic rung's state and the warning, where there are any."""
+    if diagnosis is None:
+        return []
+    return [line for line in (diagnosis.get("note"), diagnosis["warning"]) if line]
 
 
 def _warning(study: optuna.Study, cfg: StudyConfig, first: EpochRanking) -> str | None:

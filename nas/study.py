@@ -24,6 +24,7 @@ from .config import (
     SearchSection,
     StudyConfig,
     StudySection,
+    first_rung_candidates,
 )
 from .noise_pruner import NoiseAwarePruner
 from .pruning import (
@@ -84,8 +85,15 @@ def make_sampler(
 
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     """The configured pruner. ``pruning.n_warmup_epochs`` is Optuna's ``n_warmup_steps`` (steps
-    are 0-based epochs); ``pruning.min_epochs`` counts epochs trained before the first rung."""
+    are 0-based epochs); ``pruning.min_epochs`` counts epochs trained before the first rung
+    (Optuna's ``asha``: its ``min_resource``, 0-based steps); ``"auto"`` lets the study's own
+    trials choose it (:class:`nas.rungs.AutoRungPruner`)."""
     p = cfg.pruning
+    if p.min_epochs == "auto" and p.pruner != "none":
+        from .rungs import AutoRungPruner, with_first_rung  # nas.rungs reads stored configs here
+
+        candidates = first_rung_candidates(p.pruner, p.reduction_factor, cfg.training.epochs)
+        return AutoRungPruner(lambda epoch: make_pruner(with_first_rung(cfg, epoch)), candidates)
     costs = tuple(cfg.objectives.minimize)
     if p.pruner == "pareto":
         return ParetoPercentilePruner(

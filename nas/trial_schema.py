@@ -46,7 +46,10 @@ study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...]}``; on a 
 (``nas table build``) ``table``: ``{"seeds": [...], "architectures": N, "space_size": M,
 "sample": n or null}``; on a supernet study
 ``supernet``: ``{"artifact", "identity", "epochs", "steps", "train_images", "image_epochs",
-"seconds", "sampling"}`` once its supernet is trained (``nas.supernet.SupernetRecord``).
+"seconds", "sampling"}`` once its supernet is trained (``nas.supernet.SupernetRecord``); on a
+study with ``pruning.min_epochs = "auto"``, ``auto_first_rung``: ``{"epochs", "n",
+"spearman_rho", "low", "high", "better_than_chance"}``, the first rung's epoch once the
+study's completed trials chose it, with the evidence (``nas.rungs.AutoRungPruner``).
 System attrs: Optuna's own (``constraints`` via ``FrozenTrial.constraints``, ``fixed_params``
 of enqueued trials) and the MO-ASHA rung values ``moasha:completed_rung_<k>``
 (:func:`moasha_rung_key`).
@@ -175,6 +178,9 @@ TABLE = "table"
 #: Study user attr of a supernet study once its supernet is trained (``supernet_record``).
 SUPERNET = "supernet"
 
+#: Study user attr of a study with ``pruning.min_epochs = "auto"`` once its first rung is chosen.
+AUTO_FIRST_RUNG = "auto_first_rung"
+
 _MOASHA_RUNG_PREFIX = "moasha:completed_rung_"
 
 
@@ -251,6 +257,11 @@ def planned_seeds(study: optuna.Study) -> list[int] | None:
     ``replicate`` r trains with the r-th), or None for a searched study."""
     plan = confirm_plan(study) or table_plan(study)
     return None if plan is None else [int(s) for s in plan["seeds"]]
+
+
+def auto_first_rung(study: optuna.Study) -> dict[str, Any] | None:
+    """The first rung ``pruning.min_epochs = "auto"`` chose, with its evidence; None until then."""
+    return study.user_attrs.get(AUTO_FIRST_RUNG)
 
 
 def supernet_record(study: optuna.Study) -> dict[str, Any] | None:

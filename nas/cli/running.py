@@ -91,11 +91,11 @@ def _status(args: argparse.Namespace) -> int:
 def _print_summary(study, all_trials: bool = False, facts: dict | None = None) -> None:
     """Trials and front, accuracy with its binomial standard error (``± s.e.``); baselines
     and the trials tied with the front are named in ``note``; then the gain over ``none`` and
-    the pruning warning (from ``facts``, the report's summary, where the caller has it)."""
+    the pruning diagnosis (from ``facts``, the report's summary, where the caller has it)."""
     from .. import trial_schema as schema
     from ..confirm import confirm_frame, find_confirm_study, verdict
     from ..report import front_frame, gain_line, objective_names, trials_frame
-    from ..rungs import rung_warning
+    from ..rungs import pruning_diagnosis, pruning_lines
 
     trials = trials_frame(study)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
@@ -138,8 +138,8 @@ def _print_summary(study, all_trials: bool = False, facts: dict | None = None) -
         if len(front):
             front = front.rename(columns={"val_acc_se": "± s.e."})
             print(front.to_string(index=False, float_format=lambda v: f"{v:,.4g}"))
-    warning = (facts["pruning"] or {}).get("warning") if facts else rung_warning(study)
-    for line in (gain_line(study), warning):
+    diagnosis = facts["pruning"] if facts else pruning_diagnosis(study)
+    for line in (gain_line(study), *pruning_lines(diagnosis)):
         if line:
             print(f"\n{line}")
     if schema.confirm_plan(study) is not None:

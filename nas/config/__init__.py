@@ -41,6 +41,7 @@ from .sections import (
     TrainingConfig,
     asha_rungs,
     default_cache_dir,
+    first_rung_candidates,
 )
 from .study import StudyConfig, json_schema
 
@@ -72,5 +73,6 @@ __all__ = [
     "TrainingConfig",
     "asha_rungs",
     "default_cache_dir",
+    "first_rung_candidates",
     "json_schema",
 ]

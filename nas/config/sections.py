@@ -13,6 +13,7 @@ from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
     StrictStr,
     field_validator,
@@ -49,6 +50,7 @@ _Loader = Literal["auto", "memory", "stream"]
 _Seeding = Literal["common", "per_trial"]
 _Strategy = Literal["multi_trial", "supernet"]
 _PathSampling = Literal["uniform", "fair"]
+_FirstRung = Annotated[int, Strict(), Field(ge=1)] | Literal["auto"]
 
 SAMPLERS: tuple[str, ...] = get_args(_Sampler)
 PRUNERS: tuple[str, ...] = get_args(_Pruner)
@@ -82,6 +84,17 @@ def asha_rungs(
         rungs.append(epochs)
         epochs *= reduction_factor
     return rungs
+
+
+def first_rung_candidates(pruner: str, reduction_factor: int, max_epochs: int) -> list[int]:
+    """Epochs trained at which ``pruning.min_epochs = "auto"`` may put the first rung: room for
+    one promotion after it for ``moasha`` and ``noise`` (``r * eta <= R``); for Optuna's ``asha``
+    (``min_resource = epoch - 1 >= 1``) any epoch from 2 before the last; none for other pruners."""
+    if pruner in ("moasha", "noise"):
+        return list(range(1, max_epochs // reduction_factor + 1))
+    if pruner == "asha":
+        return list(range(2, max_epochs))
+    return []
 
 
 # -- validation machinery ----------------------------------------------------------------------
@@ -396,12 +409,13 @@ class PruningSection:
     n_warmup_epochs: _Int = _field(
         1, allowed="an int >= 0", doc="Epochs of a trial before it can be pruned.", ge=0
     )
-    min_epochs: _Int = _field(
+    min_epochs: _FirstRung = _field(
         1,
-        allowed="an int >= 1",
+        allowed='an int >= 1, or "auto"',
         doc="moasha, noise: epochs of the first rung; asha: Optuna's min_resource (0-based "
-        "steps), so its first rung decides after min_epochs + 1 epochs.",
-        ge=1,
+        'steps), so its first rung decides after min_epochs + 1 epochs. "auto": no pruning '
+        "until the study's completed trials show an epoch that ranks them better than chance, "
+        "then the first rung there (nas.rungs.AutoRungPruner).",
     )
     reduction_factor: _Int = _field(
         3, allowed="an int >= 2", doc="asha, moasha, noise: factor between rungs.", ge=2

@@ -35,6 +35,7 @@ from .sections import (
     StudySection,
     TrainingConfig,
     asha_rungs,
+    first_rung_candidates,
 )
 
 if sys.version_info >= (3, 11):
@@ -127,7 +128,20 @@ class StudyConfig:
                 f"{list(self.space.blocks)}; list blocks of the space, or omit it for all of them"
             )
         p = self.pruning
-        if p.pruner in ("moasha", "noise") and not asha_rungs(
+        if p.min_epochs == "auto":
+            if p.pruner in ("pareto", "median", "percentile"):
+                raise ValueError(
+                    f'pruning.min_epochs = "auto" moves the first rung of moasha, noise and asha; '
+                    f"pruner {p.pruner!r} starts after pruning.n_warmup_epochs: set that, or "
+                    "choose one of those pruners"
+                )
+            if not first_rung_candidates(p.pruner, p.reduction_factor, self.training.epochs):
+                raise ValueError(
+                    f'pruning.min_epochs = "auto" finds no epoch for a first rung in '
+                    f"training.epochs = {self.training.epochs} (with reduction_factor "
+                    f"{p.reduction_factor}); raise training.epochs or lower reduction_factor"
+                )
+        elif p.pruner in ("moasha", "noise") and not asha_rungs(
             p.min_epochs, p.reduction_factor, self.training.epochs
         ):
             raise ValueError(

@@ -188,8 +188,12 @@ def write_dashboard(
     objectives = ", ".join(f"{n} ({d})" for n, d in facts["objectives"].items())
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(facts["trials"].items()))
     tied = facts.get("tied_with_front") or []
-    warning = (facts["pruning"] or {}).get("warning")
-    pruning_line = f'<br><b class="warning">{html.escape(warning)}</b>' if warning else ""
+    pruning = facts["pruning"] or {}
+    pruning_line = (f"<br>{html.escape(pruning['note'])}" if pruning.get("note") else "") + (
+        f'<br><b class="warning">{html.escape(pruning["warning"])}</b>'
+        if pruning.get("warning")
+        else ""
+    )
     tied_line = (
         f"<br>trials statistically tied with the front (within {TIE_STANDARD_ERRORS:g} s.e. of "
         f"the difference from a front member of no greater cost): {', '.join(map(str, tied))}"

@@ -10,13 +10,17 @@ import pytest
 from nas import trial_schema as schema
 from nas.cli import main
 from nas.config import StudyConfig
+from nas.pruning import record_epoch, should_prune
 from nas.rungs import (
     MIN_TRIALS,
+    AutoRungPruner,
     decision_epochs,
     epoch_rankings,
     pruning_diagnosis,
+    pruning_lines,
     rung_warning,
     spearman_interval,
+    with_first_rung,
 )
 from nas.study import load_or_create_study, make_pruner
 
@@ -207,3 +211,84 @@ def test_report_and_dashboard_carry_the_warning(tiny_config, tmp_path):
     assert '"pruning"' in summary and "close to random here" in summary
     page = write_dashboard(study, tmp_path / "dashboard.html").read_text()
     assert "pruning at epoch 1 ranks trials" in page
+
+
+def _ask_and_report(study: optuna.Study, curve: list[float]) -> int | None:
+    """Run one trial through the study's pruner; the epochs it trained where it was pruned."""
+    trial = study.ask()
+    schema.COST.set(trial, {"flops": 1000.0})
+    for step, value in enumerate(curve):
+        record_epoch(trial, step, value)
+        if should_prune(trial):
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return step + 1
+    study.tell(trial, [curve[-1], 1000.0])
+    return None
+
+
+def test_auto_first_rung_waits_for_evidence_then_takes_the_earliest_ranking_epoch(tiny_config):
+    """Noisy until step 2: epochs 1-2 rank like chance, epoch 3 (step 2) on ranks exactly."""
+    study = _study(tiny_config, early_noise=5.0, n=0, min_epochs="auto")
+    pruner = make_pruner(StudyConfig.from_dict(schema.stored_config(study)))
+    assert isinstance(pruner, AutoRungPruner) and pruner.candidates == [1, 2, 3, 4]
+    study.pruner = pruner
+    rng = np.random.default_rng(5)
+
+    def curve(final: float) -> list[float]:
+        noise = 5.0 * rng.normal(size=2)
+        return [final + noise[0], final + noise[1]] + [final] * 6
+
+    finals = np.linspace(0.5, 0.9, 24)
+    rng.shuffle(finals)
+    stopped = [_ask_and_report(study, curve(f)) for f in finals[: MIN_TRIALS - 1]]
+    assert stopped == [None] * (MIN_TRIALS - 1)  # too few completed trials: nothing pruned
+    assert pruner.first_rung(study) is None and schema.auto_first_rung(study) is None
+    diagnosis = pruning_diagnosis(study)
+    assert diagnosis["rungs"] == [] and "no trial is pruned until" in diagnosis["note"]
+    stopped = [_ask_and_report(study, curve(f)) for f in finals[MIN_TRIALS - 1 :]]
+    chosen = schema.auto_first_rung(study)
+    assert chosen["epochs"] == 3 and chosen["n"] >= MIN_TRIALS and chosen["low"] > 0
+    # from the choice on, trials are pruned at the rungs of MO-ASHA with min_epochs = 3
+    assert {s for s in stopped if s is not None} <= {3, 6} and any(stopped)
+    diagnosis = pruning_diagnosis(study)
+    assert [r["epochs"] for r in diagnosis["rungs"]] == [3]
+    assert 'pruning.min_epochs = "auto" put the first rung at epoch 3' in diagnosis["note"]
+    assert pruning_lines(diagnosis)[0] == diagnosis["note"]
+
+
+def test_auto_first_rung_is_chosen_once(tiny_config):
+    study = _study(tiny_config, early_noise=0.01, min_epochs="auto")
+    pruner = make_pruner(StudyConfig.from_dict(schema.stored_config(study)))
+    assert pruner.first_rung(study) == 1  # ranks from the first epoch
+    study.set_user_attr(schema.AUTO_FIRST_RUNG, {**schema.auto_first_rung(study), "epochs": 2})
+    assert pruner.first_rung(study) == 2  # the stored choice, not a fresh one
+
+
+@pytest.mark.parametrize(
+    ("pruning", "message"),
+    [
+        ({"pruner": "median", "min_epochs": "auto"}, "starts after pruning.n_warmup_epochs"),
+        ({"pruner": "moasha", "min_epochs": "auto", "reduction_factor": 9}, "finds no epoch"),
+        ({"pruner": "moasha", "min_epochs": "early"}, 'an int >= 1, or "auto"'),
+    ],
+)
+def test_auto_first_rung_config_errors_name_the_field(tiny_config, pruning, message):
+    single = {"minimize": []} if pruning["pruner"] == "median" else {}
+    config = tiny_config(training={"epochs": 8}, pruning=pruning, objectives=single)
+    with pytest.raises(ValueError, match=message):
+        StudyConfig.from_dict(config)
+
+
+def test_asha_auto_builds_optunas_pruner_one_step_earlier(tiny_config):
+    cfg = StudyConfig.from_dict(
+        tiny_config(
+            training={"epochs": 8},
+            pruning={"pruner": "asha", "min_epochs": "auto", "reduction_factor": 2},
+            objectives={"minimize": []},
+        )
+    )
+    pruner = make_pruner(cfg)
+    assert pruner.candidates == [2, 3, 4, 5, 6, 7]
+    built = pruner._build(4)
+    assert isinstance(built, optuna.pruners.SuccessiveHalvingPruner)
+    assert decision_epochs(with_first_rung(cfg, 4))[0] == 4
