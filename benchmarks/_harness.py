@@ -19,12 +19,13 @@ import argparse
 import datetime
 import json
 import math
+import multiprocessing
 import os
 import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -434,6 +435,18 @@ def write_markdown(path: Path, lines: Sequence[str]) -> None:
     """``lines`` as a file (its folder made where missing), with a final newline."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+
+
+def run_jobs(
+    function: Callable[[Any], dict[str, Any]], jobs: Sequence[Any], workers: int, chunksize: int = 1
+) -> Iterator[dict[str, Any]]:
+    """``function`` of each job as it finishes: in this process, or in ``workers`` spawned ones
+    (``function`` must then be importable: a module-level function of the script)."""
+    if workers <= 1:
+        yield from map(function, jobs)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(function, jobs, chunksize=chunksize)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

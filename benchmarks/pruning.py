@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
+import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -261,16 +261,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     ranking = epoch_ranking(table, args.n_boot)
     grid = settings(table.epochs)
+    runs_path = args.out.with_suffix(".runs.jsonl")
+    wanted = {(s.key, seed) for s in grid for seed in range(args.seeds)}
+    runs = [r for r in harness.read_jsonl(runs_path) if (r["setting"], r["seed"]) in wanted]
+    done = {(r["setting"], r["seed"]) for r in runs}
     jobs = [
         (str(args.table), s, seed, args.budget, args.baselines)
         for s in grid
         for seed in range(args.seeds)
+        if (s.key, seed) not in done
     ]
-    if args.workers > 1:
-        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-            runs = pool.map(run_one, jobs, chunksize=8)
-    else:
-        runs = [run_one(job) for job in jobs]
+    session.log(f"{len(jobs)} replays to run ({len(done)} saved in {runs_path})")
+    runs_path.parent.mkdir(parents=True, exist_ok=True)
+    with runs_path.open("a") as sink:
+        for run in harness.run_jobs(run_one, jobs, args.workers, chunksize=8):
+            sink.write(json.dumps(run) + "\n")
+            runs.append(run)
     rows = summarise(runs, grid)
     body = render(table, ranking, rows, args)
     print("\n".join(body))

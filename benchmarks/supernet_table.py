@@ -35,11 +35,9 @@ import dataclasses
 import functools
 import json
 import math
-import multiprocessing
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -344,15 +342,6 @@ def render(
     ]
 
 
-def _run_all(todo: list[tuple], workers: int) -> Iterator[dict[str, Any]]:
-    """:func:`run_one` of each job, in this process or in ``workers`` spawned ones."""
-    if workers <= 1:
-        yield from map(run_one, todo)
-        return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(run_one, todo)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = harness.table_parser(__doc__)
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS))
@@ -392,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         session.log(f"{len(todo)} supernets to train ({len(done)} saved)")
         runs_path.parent.mkdir(parents=True, exist_ok=True)
         with runs_path.open("a") as sink:
-            for run in _run_all(todo, args.workers):
+            for run in harness.run_jobs(run_one, todo, args.workers):
                 sink.write(json.dumps(run) + "\n")
                 sink.flush()
                 runs.append(run)
