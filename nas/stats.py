@@ -335,14 +335,12 @@ def block_fit(values: np.ndarray | Sequence[Sequence[float]]) -> BlockFit:
 
 def equal_variances_p(groups: Sequence[Sequence[float]]) -> float:
     """Bartlett's test (``scipy.stats.bartlett``) that the groups share one variance: its
-    p-value, 1.0 where fewer than two groups have two values or no group varies, 0.0 where
-    some but not all groups are constant (their variances are plainly unequal)."""
+    p-value. Groups of fewer than two values, and constant ones (log 0: discrete accuracies
+    repeat exactly by chance), are left out; 1.0 where fewer than two groups remain."""
     kept = [np.asarray(g, dtype=np.float64) for g in groups if len(g) >= 2]
-    spread = [float(np.var(g)) > 1e-24 for g in kept]
-    if len(kept) < 2 or not any(spread):
+    kept = [g for g in kept if float(np.var(g)) > 1e-24]
+    if len(kept) < 2:
         return 1.0
-    if not all(spread):
-        return 0.0
     return float(scipy.stats.bartlett(*kept).pvalue)
 
 

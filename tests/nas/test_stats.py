@@ -555,7 +555,10 @@ def test_clearly_unequal_variances_fall_back_to_per_row_holm():
 def test_equal_variances_p_edge_cases():
     assert equal_variances_p([[1.0, 2.0]]) == 1.0  # one group: nothing to compare
     assert equal_variances_p([[1.0, 1.0], [2.0, 2.0]]) == 1.0  # nothing varies
-    assert equal_variances_p([[1.0, 1.0], [2.0, 3.0]]) == 0.0  # one constant, one not
+    assert equal_variances_p([[1.0, 1.0], [2.0, 3.0]]) == 1.0  # a constant group is left out
+    with_constant = [[1.0, 2.0, 4.0], [5.0, 5.0, 5.0], [0.0, 0.5, 0.2]]
+    expected = scipy.stats.bartlett(with_constant[0], with_constant[2]).pvalue
+    assert equal_variances_p(with_constant) == pytest.approx(expected)
     groups = [[1.0, 2.0, 4.0], [0.0, 0.5, 0.2], [3.0, 3.3, 2.0]]
     assert equal_variances_p(groups) == pytest.approx(scipy.stats.bartlett(*groups).pvalue)
 
