@@ -538,3 +538,40 @@ def test_bad_seed_options_are_one_line_errors_that_change_nothing(searched, caps
     assert main([*common, "--seeds", "3"]) == 2
     assert "was started with --top 1 --seeds 2; resume it" in capsys.readouterr().err
     assert _studies(url) == started and schema.confirm_plan(find_confirm_study(study)) == plan
+
+
+def test_the_comparison_is_stored_with_the_plan(searched):
+    study, cfg, _ = searched
+    url = cfg.study.storage_url()
+    confirm, _ = prepare_confirm(study, url, top=1, seeds=2)
+    assert schema.confirm_plan(confirm)["comparison"] == "dunnett"
+    confirm, _ = prepare_confirm(study, url, top=1, seeds=2, comparison="holm")  # re-judged
+    assert schema.confirm_plan(confirm)["comparison"] == "holm"
+    prepare_confirm(study, url, top=1, seeds="auto", max_seeds=6, name="tiny-auto")
+    before = _studies(url)
+    with pytest.raises(ValueError, match="decides its rounds with --comparison dunnett"):
+        prepare_confirm(
+            study, url, top=1, seeds="auto", max_seeds=6, comparison="holm", name="tiny-auto"
+        )
+    with pytest.raises(ValueError, match="started with --top 1 --seeds 3 --max-seeds 6"):
+        prepare_confirm(study, url, top=1, seeds=3, max_seeds=10, name="tiny-auto")
+    assert _studies(url) == before
+
+
+def test_a_finished_confirmation_is_extended_by_max_seeds(searched):
+    study, cfg, _ = searched
+    url = cfg.study.storage_url()
+    confirm, confirm_cfg = prepare_confirm(study, url, top=1, seeds=2)
+    keys = schema.confirm_plan(confirm)["architectures"]
+    effects = {k: {"baseline none": 0.0, "baseline se": 0.0}.get(k, -0.2) for k in keys}
+    log = []
+    confirm, why = run_confirm(confirm, confirm_cfg, url, _fake_run(effects, log))
+    assert why == "" and len(log) == 2 * len(keys)
+    confirm, confirm_cfg = prepare_confirm(study, url, top=1, seeds="auto", max_seeds=6)
+    plan = schema.confirm_plan(confirm)
+    assert plan["looks"] == [2, 4, 6] and plan["seeds"][:2] == confirm_seeds(cfg.study.seed, 2)
+    confirm, why = run_confirm(confirm, confirm_cfg, url, _fake_run(effects, log))
+    done = _complete(confirm)
+    assert done["baseline none"] == done["baseline se"] == list(range(6))
+    assert len(log) == len(set(log)) == 2 * len(keys) + 2 * 4
+    assert why == "the budget of 6 seeds is spent"
