@@ -262,19 +262,48 @@ def prepare_confirm(
             "search further (nas search) first"
         )
     name = name or confirm_study_name(study.study_name)
-    probe = open_study_storage(confirm_config(cfg, url, 1, name), url)
-    try:
-        existing = optuna.load_study(study_name=name, storage=probe)
-    except KeyError:
-        existing = None
-    stored = schema.confirm_plan(existing) if existing is not None else None
+    planned = plan_architectures(study, cfg, top)
+    storage = open_study_storage(confirm_config(cfg, url, 1, name), url)
+    with machine_lock(url, name):
+        try:
+            confirm = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            confirm = None
+        stored = schema.confirm_plan(confirm) if confirm is not None else None
+        plan = _plan(study, cfg, planned, top, (seeds, max_seeds, comparison), stored)
+        if confirm is not None:
+            _check_resumable(confirm, plan)
+        else:
+            confirm = optuna.create_study(
+                study_name=name, storage=storage, directions=cfg.objectives.directions
+            )
+            confirm.set_metric_names(cfg.objectives.names)
+        if schema.confirm_plan(confirm) != plan:
+            confirm.set_user_attr(schema.CONFIRM, plan)
+        _enqueue_runs(confirm, planned, plan["looks"][0])
+        confirm_cfg = confirm_config(cfg, url, len(_scheduled(confirm)), name)
+        confirm.set_user_attr(schema.STUDY_CONFIG, confirm_cfg.to_dict())
+    return confirm, confirm_cfg
+
+
+def _plan(
+    study: optuna.Study,
+    cfg: StudyConfig,
+    planned: list[Planned],
+    top: int,
+    options: tuple[int | str, int | None, str | None],
+    stored: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The plan a confirm study stores (``confirm``): what it repeats, the seeds of every
+    planned repeat, its looks and its comparison. ``--seeds auto`` starts on the looks of the
+    ``stored`` plan where one exists, else on 3 seeds (fewer where the budget is smaller)."""
+    seeds, max_seeds, comparison = options
     if seeds == "auto":
         first = _looks(stored)[0] if stored else min(AUTO_FIRST, max_seeds)
     else:
         first = seeds
     looks = looks_schedule(first, max(first, max_seeds or first))
-    planned = plan_architectures(study, cfg, top)
-    plan = {
+    return {
         "of": study.study_name,
         "top": top,
         "seeds": confirm_seeds(cfg.study.seed, looks[-1]),
@@ -282,22 +311,6 @@ def prepare_confirm(
         "looks": looks,
         "comparison": comparison or (stored or {}).get("comparison", COMPARISONS[0]),
     }
-    with machine_lock(url, name):
-        if existing is not None:
-            _check_resumable(existing, plan)
-            confirm = existing
-        else:
-            confirm = optuna.create_study(
-                study_name=name, storage=probe, directions=cfg.objectives.directions
-            )
-            confirm.set_metric_names(cfg.objectives.names)
-        if schema.confirm_plan(confirm) != plan:
-            confirm.set_user_attr(schema.CONFIRM, plan)
-        _enqueue_runs(confirm, planned, looks[0])
-        runs = len(_scheduled(confirm))
-        confirm_cfg = confirm_config(cfg, url, runs, name)
-        confirm.set_user_attr(schema.STUDY_CONFIG, confirm_cfg.to_dict())
-    return confirm, confirm_cfg
 
 
 def _looks(plan: dict[str, Any]) -> list[int]:
