@@ -15,16 +15,34 @@
   sequentially rejective multiple test procedure", Scand. J. Statist. 1979).
 * :func:`rank_correlation`: Kendall's tau-b and Spearman's rho of two paired scores (say a
   proxy and the final accuracy), each with a percentile-bootstrap interval.
+
+Several architectures retrained on the same seeds form a randomized block design (seeds are the
+blocks):
+
+* :func:`block_fit`: the additive model architecture + seed by least squares, its one residual
+  variance (df (K-1)(S-1) for a complete table) and the pooled spread of a mean over seeds
+  (Satterthwaite's df).
+* :func:`many_to_one`: every architecture against the reference, by Dunnett's test on the
+  pooled variance (:func:`dunnett_pvalues`, :func:`dunnett_critical`: the multivariate t, as
+  ``scipy.stats.dunnett``), or per row by Holm-adjusted paired t-tests, the fallback where
+  Bartlett's test (:func:`equal_variances_p`) finds the rows' variances clearly unequal.
+* :func:`logit_interval`, :func:`mean_intervals`: intervals of mean accuracies that stay in
+  [0, 1] (Student-t on the logit scale, delta method).
+* :func:`t_test_power`, :func:`detectable_effect`, :func:`seeds_for_power`: power by the
+  noncentral t, for a design of :func:`dunnett_design` or :func:`bonferroni_design`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from numbers import Integral
 
 import numpy as np
+import scipy.optimize
+import scipy.special
 import scipy.stats
 
 
@@ -244,3 +262,378 @@ def rank_correlation(
         n_boot=n_boot,
         confidence=confidence,
     )
+
+
+# -- repeats of several architectures on shared seeds: a randomized block design ---------------
+
+
+@dataclass(frozen=True)
+class BlockFit:
+    """The additive model ``y[i, j] = arch_i + seed_j + e[i, j]`` (two-way ANOVA without
+    interaction; the seeds are the blocks of a paired design) fitted by least squares to an
+    architectures x seeds table, row 0 the reference (``none``).
+
+    ``residual_var`` (SSE / ``residual_df``, ``residual_df`` = N - K - B + 1, which is
+    (K-1)(S-1) for a complete table) is the variance of one run around the model: a paired
+    difference of two rows has variance 2 ``residual_var`` per seed. ``gains[i-1]`` estimates
+    ``arch_i - arch_0``; its covariance is ``residual_var * gain_cov``. ``total_var`` is the
+    pooled within-row variance (the seed effect included: a mean over seeds carries it), with
+    Satterthwaite's degrees of freedom ``total_df`` (Satterthwaite, Biometrics Bull. 1946)."""
+
+    gains: np.ndarray
+    gain_cov: np.ndarray
+    residual_var: float
+    residual_df: int
+    residuals: list[np.ndarray]
+    total_var: float
+    total_df: float
+    counts: np.ndarray
+
+
+def block_fit(values: np.ndarray | Sequence[Sequence[float]]) -> BlockFit:
+    """Fit :class:`BlockFit` to ``values[i, j]`` (architecture i, seed j; NaN where that run is
+    missing). Seeds without the reference's run are left out; every row needs a run and the
+    fit at least one residual degree of freedom."""
+    table = np.asarray(values, dtype=np.float64)
+    if table.ndim != 2 or table.shape[0] < 2:
+        raise ValueError(f"values must be a 2-D table of >= 2 rows, got shape {table.shape}.")
+    table = table[:, ~np.isnan(table[0])]
+    present = ~np.isnan(table)
+    if not present.any(axis=1).all():
+        raise ValueError("every architecture (row) needs a run on a seed the reference ran.")
+    k, b = table.shape
+    rows, cols = np.nonzero(present)
+    y = table[present]
+    x = np.zeros((len(y), k + b - 1))
+    x[np.arange(len(y)), rows] = 1.0
+    x[cols > 0, k + cols[cols > 0] - 1] = 1.0
+    residual_df = len(y) - k - b + 1
+    if residual_df < 1:
+        raise ValueError(f"no residual degree of freedom: {len(y)} runs, {k} rows, {b} seeds.")
+    inverse = np.linalg.inv(x.T @ x)
+    beta = inverse @ x.T @ y
+    residuals = y - x @ beta
+    contrast = np.hstack([-np.ones((k - 1, 1)), np.eye(k - 1), np.zeros((k - 1, b - 1))])
+    counts = present.sum(axis=1)
+    row_means = np.nansum(table, axis=1) / counts
+    sse = float(residuals @ residuals)
+    ss_within = float(((y - row_means[rows]) ** 2).sum())
+    ss_seeds = max(ss_within - sse, 0.0)
+    parts = [(ss_seeds, b - 1), (sse, residual_df)]
+    denominator = sum(ss**2 / df for ss, df in parts if df > 0)
+    return BlockFit(
+        gains=beta[1:k] - beta[0],
+        gain_cov=contrast @ inverse @ contrast.T,
+        residual_var=sse / residual_df,
+        residual_df=residual_df,
+        residuals=[residuals[rows == i] for i in range(k)],
+        total_var=ss_within / (len(y) - k),
+        total_df=ss_within**2 / denominator if denominator > 0 else float(len(y) - k),
+        counts=counts,
+    )
+
+
+def equal_variances_p(groups: Sequence[Sequence[float]]) -> float:
+    """Bartlett's test (``scipy.stats.bartlett``) that the groups share one variance: its
+    p-value. Groups of fewer than two values, and constant ones (log 0: discrete accuracies
+    repeat exactly by chance), are left out; 1.0 where fewer than two groups remain."""
+    kept = [np.asarray(g, dtype=np.float64) for g in groups if len(g) >= 2]
+    kept = [g for g in kept if float(np.var(g)) > 1e-24]
+    if len(kept) < 2:
+        return 1.0
+    return float(scipy.stats.bartlett(*kept).pvalue)
+
+
+def correlation(cov: np.ndarray) -> np.ndarray:
+    """The correlation matrix of a covariance matrix."""
+    sd = np.sqrt(np.diag(cov))
+    return np.asarray(cov) / np.outer(sd, sd)
+
+
+def _max_abs_t_cdf(c: float, df: float, corr: np.ndarray) -> float:
+    """P(max_i |T_i| < c) for T multivariate t (``scipy.stats.multivariate_t``, Genz's
+    quasi-Monte Carlo integration with a fixed seed, so the result is repeatable)."""
+    m = len(corr)
+    if m == 1:
+        return float(1.0 - 2.0 * scipy.stats.t.sf(c, df))
+    dist = scipy.stats.multivariate_t(shape=corr, df=df)
+    bound = np.full(m, c)
+    return float(dist.cdf(bound, lower_limit=-bound, random_state=np.random.default_rng(0)))
+
+
+def dunnett_pvalues(t: Sequence[float], df: float, corr: np.ndarray) -> np.ndarray:
+    """Dunnett's single-step two-sided adjusted p-values (Dunnett, JASA 1955): for each
+    statistic, P(max_j |T_j| >= |t_i|) with T multivariate t with ``df`` degrees of freedom and
+    the comparisons' correlation ``corr`` (0.5 off the diagonal for a complete table). As
+    ``scipy.stats.dunnett`` computes it, for any correlation."""
+    stats = np.abs(np.asarray(t, dtype=np.float64))
+    corr = np.atleast_2d(np.asarray(corr, dtype=np.float64))
+    return np.array([1.0 - _max_abs_t_cdf(s, df, corr) if s < np.inf else 0.0 for s in stats])
+
+
+@functools.lru_cache(maxsize=1024)
+def _dunnett_critical(df: float, corr: tuple[tuple[float, ...], ...], alpha: float) -> float:
+    matrix = np.array(corr)
+    m = len(matrix)
+    low = float(scipy.stats.t.ppf(1.0 - alpha / 2.0, df))
+    high = float(scipy.stats.t.ppf(1.0 - alpha / (2.0 * m), df))  # Bonferroni bounds it
+    if m == 1:
+        return low
+    return float(
+        scipy.optimize.brentq(
+            lambda c: _max_abs_t_cdf(c, df, matrix) - (1.0 - alpha),
+            low * 0.999,
+            high * 1.001,
+            xtol=1e-6,
+        )
+    )
+
+
+def dunnett_critical(df: float, corr: np.ndarray, alpha: float) -> float:
+    """The two-sided critical value c of Dunnett's test: P(max_i |T_i| < c) = 1 - alpha
+    (simultaneous intervals gain +- c se); Student-t's quantile for one comparison."""
+    matrix = np.atleast_2d(np.round(np.asarray(corr, dtype=np.float64), 12))
+    return _dunnett_critical(float(df), tuple(map(tuple, matrix.tolist())), float(alpha))
+
+
+def equicorrelated(m: int, rho: float = 0.5) -> np.ndarray:
+    """The m x m correlation matrix with ``rho`` off the diagonal: the correlation of the m
+    gains over a common reference in a complete table (rho = 1/2)."""
+    return np.full((m, m), rho) + (1.0 - rho) * np.eye(m)
+
+
+def t_test_power(effect: float, sd: float, n: int, df: float, critical: float) -> float:
+    """Power of a two-sided t-test rejecting where |t| > ``critical``, for a true mean
+    difference ``effect`` measured over ``n`` pairs whose differences have SD ``sd``: the
+    noncentral t with ``df`` degrees of freedom and noncentrality effect / (sd / sqrt(n))."""
+    ncp = abs(effect) * math.sqrt(n) / sd
+    # P(T > c) + P(T < -c), the lower tail as P(T' > c) at -ncp (scipy's nct.cdf far in the
+    # lower tail returns NaN where nct.sf does not)
+    upper = scipy.stats.nct.sf(critical, df, ncp)
+    return float(upper + scipy.stats.nct.sf(critical, df, -ncp))
+
+
+def detectable_effect(sd: float, n: int, df: float, critical: float, power: float = 0.8) -> float:
+    """The smallest true difference the test of :func:`t_test_power` detects with ``power``."""
+    high = sd / math.sqrt(n) * (critical + 3.0)
+    while t_test_power(high, sd, n, df, critical) < power:  # few degrees of freedom: heavy tails
+        high *= 2.0
+    return float(
+        scipy.optimize.brentq(lambda e: t_test_power(e, sd, n, df, critical) - power, 0.0, high)
+    )
+
+
+def seeds_for_power(
+    effect: float,
+    sd: float,
+    design: Callable[[int], tuple[float, float]],
+    power: float = 0.8,
+    limit: int = 100_000,
+) -> int | None:
+    """The fewest seeds n >= 2 at which the test detects ``effect`` with ``power``, where
+    ``design(n)`` gives its (degrees of freedom, critical value) at n seeds; None beyond
+    ``limit``. Starts from the normal approximation n = ((c + z_power) sd / effect)^2 and steps
+    to the exact boundary (power grows with n)."""
+    if effect == 0.0 or sd <= 0.0:
+        return None if effect == 0.0 else 2
+    effect = abs(effect)
+    guess = ((design(limit)[1] + scipy.stats.norm.ppf(power)) * sd / effect) ** 2
+    if guess > limit:
+        return None
+
+    def enough(k: int) -> bool:
+        return t_test_power(effect, sd, k, *design(k)) >= power
+
+    low, high = 1, max(2, math.ceil(guess))
+    if enough(high):
+        while high > 2 and enough(high - 1):
+            high -= 1
+        return high
+    while not enough(high):  # the guess used the smallest critical value: double, then bisect
+        low, high = high, 2 * high
+        if low >= limit:
+            return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high if high <= limit else None
+
+
+def logit_interval(
+    mean: float, se: float, df: float, confidence: float = 0.95
+) -> tuple[float, float]:
+    """A Student-t interval of a mean accuracy that stays in [0, 1]: mean +- t se on the logit
+    scale (delta method: se / (p (1 - p))), mapped back, so it is asymmetric near the bounds.
+    At a mean of exactly 0 or 1 the linear interval is cut at the bound; with ``se`` 0 it is
+    the mean."""
+    confidence = _check_confidence(confidence)
+    if not (math.isfinite(mean) and 0.0 <= mean <= 1.0):
+        raise ValueError(f"mean must be an accuracy in [0, 1], got {mean!r}.")
+    if se == 0.0:
+        return mean, mean
+    half = float(scipy.stats.t.ppf((1.0 + confidence) / 2.0, df)) * se
+    if mean in (0.0, 1.0):
+        return max(0.0, mean - half), min(1.0, mean + half)
+    centre = math.log(mean / (1.0 - mean))
+    spread = half / (mean * (1.0 - mean))
+    return float(scipy.special.expit(centre - spread)), float(scipy.special.expit(centre + spread))
+
+
+def dunnett_design(m: int, alpha: float) -> Callable[[int], tuple[float, float]]:
+    """(degrees of freedom, critical value) at n seeds of Dunnett's test of ``m`` rows against
+    a reference in a complete table of m + 1 rows: m (n - 1) and :func:`dunnett_critical` at
+    correlation 1/2. For :func:`seeds_for_power`."""
+    return lambda n: (m * (n - 1), dunnett_critical(m * (n - 1), equicorrelated(m), alpha))
+
+
+def bonferroni_design(m: int, alpha: float) -> Callable[[int], tuple[float, float]]:
+    """(degrees of freedom, critical value) at n seeds of a paired t-test of one of ``m``
+    comparisons at ``alpha / m`` (where Holm's procedure starts): n - 1 and t(1 - alpha/(2m))."""
+    return lambda n: (n - 1, float(scipy.stats.t.ppf(1.0 - alpha / (2.0 * m), n - 1)))
+
+
+@dataclass(frozen=True)
+class ManyToOne:
+    """Rows of an architectures x seeds table against row 0 (the reference), paired by seed.
+
+    ``rows`` are the compared rows (two or more seeds shared with the reference); ``gain``,
+    ``low``, ``high`` (an interval at ``confidence``: simultaneous for Dunnett), ``p_value``
+    (unadjusted), ``p_adjusted``, ``sd_diff`` (the SD of one paired difference) and ``n``
+    (seeds shared with the reference) are aligned with them. ``model`` is ``pooled`` (one
+    residual variance, :func:`block_fit`, tested by Dunnett) or ``per-row`` (each row's own
+    paired differences, Holm-adjusted paired t-tests); ``note`` says why a pooled request fell
+    back to per-row; ``variance_p`` is Bartlett's p-value on the pooled residuals."""
+
+    model: str
+    method: str
+    note: str
+    variance_p: float
+    residual_sd: float
+    residual_df: float
+    rows: list[int]
+    gain: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    p_value: np.ndarray
+    p_adjusted: np.ndarray
+    sd_diff: np.ndarray
+    n: np.ndarray
+    confidence: float
+
+
+def many_to_one(
+    table: np.ndarray, method: str = "dunnett", alpha: float = 0.05, unequal: float = 0.01
+) -> ManyToOne:
+    """Compare every row of ``table`` (NaN: no run) with row 0. ``method="dunnett"`` pools one
+    residual variance over the table (:func:`block_fit`) and tests by Dunnett's procedure,
+    unless Bartlett's test on the residuals rejects equal variances at ``unequal`` (then, as for
+    ``method="holm"``, per-row paired t-tests, Holm-adjusted). Intervals at 1 - ``alpha``."""
+    table = np.asarray(table, dtype=np.float64)
+    shared = [np.flatnonzero(~np.isnan(table[0]) & ~np.isnan(row)) for row in table]
+    rows = [i for i in range(1, len(table)) if len(shared[i]) >= 2]
+    if method not in ("dunnett", "holm"):
+        raise ValueError(f"method must be 'dunnett' or 'holm', got {method!r}.")
+    note, variance_p, fit = "", math.nan, None
+    if method == "dunnett" and rows:
+        try:
+            fit = block_fit(table[[0, *rows]])
+        except ValueError as exc:
+            note = f"no pooled variance ({exc})"
+        else:
+            variance_p = equal_variances_p([r for r in fit.residuals if len(r) >= 2])
+            if variance_p < unequal:
+                note = (
+                    f"the architectures' residual variances are clearly unequal (Bartlett "
+                    f"p = {variance_p:.2g} < {unequal:g})"
+                )
+                fit = None
+    if fit is not None:
+        return _dunnett(fit, rows, alpha, variance_p)
+    return _holm(table, rows, shared, alpha, note, variance_p)
+
+
+def _dunnett(fit: BlockFit, rows: list[int], alpha: float, variance_p: float) -> ManyToOne:
+    """Dunnett's test and simultaneous intervals of the gains of a :class:`BlockFit`."""
+    se = np.sqrt(fit.residual_var * np.diag(fit.gain_cov))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(fit.gains == 0.0, 0.0, fit.gains / se)
+    corr = correlation(fit.gain_cov)
+    critical = dunnett_critical(fit.residual_df, corr, alpha)
+    sd = math.sqrt(fit.residual_var)
+    return ManyToOne(
+        model="pooled",
+        method="dunnett",
+        note="",
+        variance_p=variance_p,
+        residual_sd=sd,
+        residual_df=fit.residual_df,
+        rows=rows,
+        gain=fit.gains,
+        low=fit.gains - critical * se,
+        high=fit.gains + critical * se,
+        p_value=2.0 * scipy.stats.t.sf(np.abs(t), fit.residual_df),
+        p_adjusted=dunnett_pvalues(t, fit.residual_df, corr),
+        sd_diff=np.full(len(rows), math.sqrt(2.0) * sd),
+        n=fit.counts[1:],
+        confidence=1.0 - alpha,
+    )
+
+
+def _holm(
+    table: np.ndarray,
+    rows: list[int],
+    shared: list[np.ndarray],
+    alpha: float,
+    note: str,
+    variance_p: float,
+) -> ManyToOne:
+    """Per-row paired t-tests (:func:`paired_comparison`), Holm-adjusted."""
+    tests = [paired_comparison(table[i, shared[i]], table[0, shared[i]], 1.0 - alpha) for i in rows]
+    pick = lambda field: np.array([getattr(c.difference, field) for c in tests])  # noqa: E731
+    p_value = np.array([c.p_value for c in tests])
+    return ManyToOne(
+        model="per-row",
+        method="holm",
+        note=note,
+        variance_p=variance_p,
+        residual_sd=math.nan,
+        residual_df=math.nan,
+        rows=rows,
+        gain=pick("mean"),
+        low=pick("low"),
+        high=pick("high"),
+        p_value=p_value,
+        p_adjusted=np.array(holm_adjust(p_value)),
+        sd_diff=pick("sd"),
+        n=np.array([len(shared[i]) for i in rows]),
+        confidence=1.0 - alpha,
+    )
+
+
+def mean_intervals(
+    table: np.ndarray, pooled: bool, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals of each row's mean accuracy that stay in [0, 1] (:func:`logit_interval`):
+    with ``pooled``, from :func:`block_fit`'s pooled within-row variance (the seed effect
+    included) and its Satterthwaite degrees of freedom, else from each row's own SD and n - 1
+    (NaN for a row with fewer than two runs)."""
+    table = np.asarray(table, dtype=np.float64)
+    counts = (~np.isnan(table)).sum(axis=1)
+    means = np.array([np.nanmean(r) if c else math.nan for r, c in zip(table, counts, strict=True)])
+    low, high = np.full(len(table), math.nan), np.full(len(table), math.nan)
+    fit, present = None, np.flatnonzero(counts)
+    if pooled and len(present) >= 2 and present[0] == 0:
+        try:
+            fit = block_fit(table[present])
+        except ValueError:  # too few runs to pool
+            fit = None
+    for i, (mean, n) in enumerate(zip(means, counts, strict=True)):
+        if fit is not None and n >= 1:
+            se, df = math.sqrt(fit.total_var / n), fit.total_df
+        elif n >= 2:
+            values = table[i][~np.isnan(table[i])]
+            se, df = float(values.std(ddof=1)) / math.sqrt(n), n - 1
+        else:
+            continue
+        low[i], high[i] = logit_interval(float(mean), se, df, confidence)
+    return low, high

@@ -27,7 +27,26 @@ def _add_confirm(commands: Commands) -> None:
     confirm.add_argument(
         "--top", type=int, default=3, help="most accurate front architectures to repeat (3)"
     )
-    confirm.add_argument("--seeds", type=int, default=5, help="seeds per architecture (5)")
+    confirm.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=5,
+        help="seeds per architecture (5), or auto: looks in rounds up to --max-seeds, adding "
+        "seeds only to the architectures whose verdict against none is undecided",
+    )
+    confirm.add_argument(
+        "--max-seeds",
+        type=int,
+        help="the budget of a sequential design: seeds per architecture at most (--seeds N "
+        "--max-seeds M starts with N; --seeds auto with 3)",
+    )
+    confirm.add_argument(
+        "--comparison",
+        choices=("dunnett", "holm"),
+        help="dunnett (default): one residual variance pooled over architectures x seeds, "
+        "Dunnett's many-to-one test against none; holm: per-architecture intervals and "
+        "Holm-adjusted paired t-tests",
+    )
     confirm.add_argument(
         "--name", help="the confirm study's name (default <study>-confirm, in the same storage)"
     )
@@ -36,38 +55,72 @@ def _add_confirm(commands: Commands) -> None:
     confirm.set_defaults(run=_confirm)
 
 
+def _seeds(value: str) -> int | str:
+    """``--seeds``: an int, or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an int >= 2 or auto, got {value!r}") from None
+
+
 def _confirm(args: argparse.Namespace) -> int:
     from .. import trial_schema as schema
     from ..config import StudyConfig
-    from ..confirm import confirm_frame, prepare_confirm
+    from ..confirm import confirm_frame, prepare_confirm, run_confirm
     from ..worker import run_search
 
     study, section = _load_study(args)
     given = StudyConfig.load(args.study) if args.study.endswith(".toml") else None
     url = args.storage or section.storage_url()
     confirm, cfg = prepare_confirm(
-        study, url, top=args.top, seeds=args.seeds, given=given, name=args.name
+        study,
+        url,
+        top=args.top,
+        seeds=args.seeds,
+        max_seeds=args.max_seeds,
+        comparison=args.comparison,
+        given=given,
+        name=args.name,
     )
     plan = schema.confirm_plan(confirm)
+    looks = plan["looks"]
+    design = (
+        f"{looks[0]} seeds"
+        if len(looks) == 1
+        else f"{looks[0]} seeds, then more for the undecided up to {looks[-1]} (looks at "
+        f"{', '.join(map(str, looks))} seeds)"
+    )
     print(
         f"confirm study {confirm.study_name!r}: {len(plan['architectures'])} architectures x "
-        f"{len(plan['seeds'])} seeds = {cfg.study.n_trials} trainings of "
-        f"{cfg.training.epochs} epochs ({', '.join(plan['architectures'])})"
+        f"{design}: {cfg.study.n_trials} trainings of {cfg.training.epochs} epochs queued "
+        f"({', '.join(plan['architectures'])})"
     )
-    confirm = run_search(cfg, storage=url, workers=args.workers, progress=not args.no_progress)
+
+    def run(cfg):
+        return run_search(cfg, storage=url, workers=args.workers, progress=not args.no_progress)
+
+    confirm, why = run_confirm(confirm, cfg, url, run)
     frame = confirm_frame(confirm, study)
     out = Path(section.runs_dir) / section.name / "report"
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "confirm.csv", index=False)
-    _print_confirmation(frame)
+    _print_confirmation(frame, looks)
+    if why:
+        print(f"stopped: {why}")
     print(f"wrote {out / 'confirm.csv'}")
     return 0
 
 
-def _print_confirmation(frame: pd.DataFrame) -> None:
+def _print_confirmation(frame: pd.DataFrame, looks: list[int] | None = None) -> None:
     """The confirm table, accuracies in percent with their 95% intervals (beside the search's
-    single run of each), and the verdict."""
-    from ..confirm import verdict
+    single run of each), the verdict, the model and the seed figures."""
+    from ..confirm import model_line, power_line, verdict
+
+    if frame.empty:
+        print("no complete repeat yet")
+        return
 
     def pct(row: pd.Series, mean_column: str, prefix: str) -> str:
         mean, low, high = row[mean_column], row[f"{prefix}_low"], row[f"{prefix}_high"]
@@ -79,6 +132,9 @@ def _print_confirmation(frame: pd.DataFrame) -> None:
 
     estimated = "search_estimate" in frame and (frame["search_estimate"] == "supernet").any()
     search_column = "supernet val_acc %" if estimated else "search val_acc %"
+    confidence = frame["gain_confidence"].dropna()
+    gain_ci = f"{100 * confidence.iloc[0]:.3g}% CI" if len(confidence) else "95% CI"
+    method = "Dunnett" if (frame["comparison"] == "dunnett").any() else "Holm"
     rows = [
         {
             "architecture": row["architecture"],
@@ -88,8 +144,8 @@ def _print_confirmation(frame: pd.DataFrame) -> None:
             else f"{100 * row['search_val_acc']:.2f}",
             "val_acc % [95% CI]": pct(row, "val_acc_mean", "val_acc"),
             "test_acc % [95% CI]": pct(row, "test_acc_mean", "test_acc"),
-            "gain vs none (points)": pct(row, "gain_vs_none", "gain_vs_none"),
-            "p (Holm)": "-" if pd.isna(row["p_holm"]) else f"{row['p_holm']:.3g}",
+            f"gain vs none, points [{gain_ci}]": pct(row, "gain_vs_none", "gain_vs_none"),
+            f"p ({method})": "-" if pd.isna(row["p_adjusted"]) else f"{row['p_adjusted']:.3g}",
             "vs none": row["vs_none"] or "-",
             "confirmed front": "yes" if row["on_confirmed_front"] else "",
             "summary": row["summary"],
@@ -99,6 +155,9 @@ def _print_confirmation(frame: pd.DataFrame) -> None:
     with pd.option_context("display.max_colwidth", 70, "display.width", 250):
         print(pd.DataFrame(rows).to_string(index=False))
     print(verdict(frame))
+    for line in (model_line(frame, looks), power_line(frame)):
+        if line:
+            print(line)
 
 
 def _add_report(commands: Commands) -> None:

@@ -41,11 +41,12 @@ def confirmation(study: optuna.Study) -> tuple[optuna.Study, pd.DataFrame] | Non
 
 
 def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
-    """Mean validation accuracy over the confirm study's seeds with its 95% Student-t interval
-    against the first cost (the architectures by name in a single-objective study), the
-    confirmed front as a step line, rings on the architectures whose gain over ``none`` is
-    significant, the baseline ``none`` dotted, and the search's single run of each architecture
-    as a faint diamond: the gap to the mean is the winner's curse of picking by one run."""
+    """Mean validation accuracy over the confirm study's seeds with its 95% interval (in [0, 1],
+    :func:`~nas.confirm.confirm_frame`; the axis stays in [0, 1] too) against the first cost
+    (the architectures by name in a single-objective study), the confirmed front as a step line,
+    rings on the architectures whose gain over ``none`` is significant, the baseline ``none``
+    dotted, and the search's single run of each architecture as a faint diamond: the gap to the
+    mean is the winner's curse of picking by one run."""
     names = objective_names(confirm)
     accuracy = names[0]
     cost = names[1] if len(names) > 1 else None
@@ -59,8 +60,8 @@ def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
     x_label = COST_LABELS.get(cost, cost) if cost else "architecture"
     title = (
         f"Confirmed front: {accuracy} over {seeds} seeds against {x_label}<br><sup>mean and 95% "
-        "Student-t interval over seeds; blue: on the confirmed front; rings: gain over none "
-        f"significant (Holm p < {ALPHA:g})</sup><br><sup>faint diamonds: the search's single "
+        "interval over seeds; blue: on the confirmed front; rings: gain over none "
+        f"significant (adjusted p < {ALPHA:g})</sup><br><sup>faint diamonds: the search's single "
         "run of the same architecture (its gap to the mean is the winner's curse)</sup>"
     )
     fig.update_layout(
@@ -88,12 +89,12 @@ def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
             [
                 ""
                 if not math.isfinite(g)
-                else f"<br>gain over none {_interval(g, lo, hi, True)} points, Holm p = {p:.3g}"
+                else f"<br>gain over none {_interval(g, lo, hi, True)} points, adjusted p = {p:.3g}"
                 for g, lo, hi, p in zip(
                     rows["gain_vs_none"],
                     rows["gain_vs_none_low"],
                     rows["gain_vs_none_high"],
-                    rows["p_holm"],
+                    rows["p_adjusted"],
                     strict=True,
                 )
             ],
@@ -170,6 +171,10 @@ def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
                 hovertemplate="%{customdata}: significant gain over none<extra></extra>",
             )
         )
+    shown = np.concatenate([low, high, mean, search.dropna().to_numpy(dtype=float)])
+    shown = shown[np.isfinite(shown)]
+    pad = 0.05 * max(float(shown.max() - shown.min()), 0.01)
+    fig.update_yaxes(range=[max(0.0, shown.min() - pad), min(1.0, shown.max() + pad)])
     none = rows[rows["architecture"] == "baseline none"]
     if not none.empty:
         fig.add_hline(
@@ -205,7 +210,8 @@ def _finite(value: Any) -> bool:
 def confirm_table_html(confirm: optuna.Study, frame: pd.DataFrame) -> str:
     """The confirm study's verdicts (:func:`~nas.confirm.confirm_frame`) as a sortable table:
     accuracies and the gain over ``none`` as ``mean [low, high]`` in percent (95% intervals over
-    seeds), the costs, the search's single-run accuracy, the Holm-adjusted p-value, whether the
+    seeds), the costs, the search's single-run accuracy, the adjusted p-value (Dunnett or Holm,
+    the ``p_adjusted`` column), whether the
     gain is significant and whether the architecture is on the confirmed front. Each cell's
     ``data-value`` is the raw number (the mean for an interval)."""
     costs = objective_names(confirm)[1:]
@@ -218,7 +224,7 @@ def confirm_table_html(confirm: optuna.Study, frame: pd.DataFrame) -> str:
         *costs,
         "search val_acc % (one run)",
         "gain vs none, points [95% CI]",
-        "p (Holm)",
+        "p (adjusted)",
         "significant",
         "on confirmed front",
     ]
@@ -246,7 +252,7 @@ def confirm_table_html(confirm: optuna.Study, frame: pd.DataFrame) -> str:
                         r["gain_vs_none"], r["gain_vs_none_low"], r["gain_vs_none_high"], True
                     ),
                 ),
-                (r["p_holm"], f"{r['p_holm']:.3g}" if compared else ""),
+                (r["p_adjusted"], f"{r['p_adjusted']:.3g}" if compared else ""),
                 (bool(r["significant"]), ("yes" if r["significant"] else "no") if compared else ""),
                 (bool(r["on_confirmed_front"]), "yes" if r["on_confirmed_front"] else "no"),
             ]

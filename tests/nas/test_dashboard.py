@@ -49,7 +49,7 @@ from nas.dashboard import (
 from nas.pareto import front_trials, non_dominated_sort, tied_with_front
 from nas.pruning import finish_pruned, record_epoch
 from nas.report import baseline_gains, front_frame, hypervolume_history, reference_point
-from nas.stats import binomial_se
+from nas.stats import binomial_se, logit_interval, mean_intervals
 from nas.worker import run_search
 from search_spaces.spec import ArchSpec, BlockChoice
 
@@ -615,16 +615,20 @@ def test_confirmed_front_section_shows_the_intervals_over_seeds(tmp_path):
         "learning_curves",
         "importances",
     ]
-    half = T_975_2 * 0.02 / np.sqrt(3)  # 4.97 points
-    test_half = T_975_2 * 0.01 / np.sqrt(3)
-    gain_half = T_975_2 * 0.04 / np.sqrt(3)
+    # Intervals of the means on the logit scale (they stay in [0, 1]): both rows have SD 0.02
+    # and the seeds shift nothing (their means are all 0.73): pooled SD 0.02 with 2 df.
+    val = [logit_interval(m, 0.02 / np.sqrt(3), 2) for m in (0.60, 0.86)]
+    tests = np.array([CONFIRM_RUNS[k][1] for k in CONFIRM_RUNS])
+    test_low, test_high = mean_intervals(tests, pooled=True)
+    gain_half = T_975_2 * 0.04 / np.sqrt(3)  # K = 2: Dunnett is the paired t-test
     fig = figures["confirm"]
     (means,) = [t for t in fig.data if t.name == CONFIRMED_MEANS]
     assert list(means.x) == [20.0, 100.0]
     assert list(means.y) == pytest.approx([0.60, 0.86])
-    assert list(means.error_y.array) == pytest.approx([half, half])
-    assert list(means.error_y.arrayminus) == pytest.approx([half, half])
+    assert list(means.error_y.array) == pytest.approx([val[0][1] - 0.60, val[1][1] - 0.86])
+    assert list(means.error_y.arrayminus) == pytest.approx([0.60 - val[0][0], 0.86 - val[1][0]])
     assert not means.error_y.symmetric
+    assert 0.0 <= fig.layout.yaxis.range[0] < fig.layout.yaxis.range[1] <= 1.0
     (search,) = [t for t in fig.data if t.name == SEARCH_RUNS]
     assert list(search.y) == [0.60, 0.90]  # trial 3's single run: the winner's curse
     (front,) = [t for t in fig.data if t.name == CONFIRMED_FRONT]
@@ -652,19 +656,20 @@ def test_confirmed_front_section_shows_the_intervals_over_seeds(tmp_path):
     assert "study noisy-confirm: 2 architectures retrained with\n3 fresh seeds" in section
     assert verdict(frame) in section and "larger than its noise" in verdict(frame)
     for cell in (
-        f"60.00 [{60 - 100 * half:.2f}, {60 + 100 * half:.2f}]",  # 55.03, 64.97
-        f"86.00 [{86 - 100 * half:.2f}, {86 + 100 * half:.2f}]",
-        f"60.00 [{60 - 100 * test_half:.2f}, {60 + 100 * test_half:.2f}]",
-        f"86.00 [{86 - 100 * test_half:.2f}, {86 + 100 * test_half:.2f}]",
+        f"60.00 [{100 * val[0][0]:.2f}, {100 * val[0][1]:.2f}]",  # 54.95, 64.85
+        f"86.00 [{100 * val[1][0]:.2f}, {100 * val[1][1]:.2f}]",
+        f"60.00 [{100 * test_low[0]:.2f}, {100 * test_high[0]:.2f}]",
+        f"86.00 [{100 * test_low[1]:.2f}, {100 * test_high[1]:.2f}]",
         f"+26.00 [{26 - 100 * gain_half:+.2f}, {26 + 100 * gain_half:+.2f}]",
         ">90.00<",  # the search's single run of trial 3
     ):
         assert f">{cell}<" in section or cell in section, cell
-    assert "60.00 [55.03, 64.97]" in section
+    assert "60.00 [54.95, 64.85]" in section
     (trial3,) = [r for r in parser.rows if r[0] == "trial 3"]
     row = frame.set_index("architecture").loc["trial 3"]
     assert float(trial3[3]) == pytest.approx(0.86)  # data-value: the raw mean
-    assert float(trial3[-3]) == pytest.approx(row["p_holm"]) and row["p_holm"] < 0.05
+    assert float(trial3[-3]) == pytest.approx(row["p_adjusted"]) and row["p_adjusted"] < 0.05
+    assert row["p_adjusted"] == pytest.approx(row["p_holm"])  # one comparison: Dunnett = t-test
     assert trial3[-2:] == ["True", "True"]  # significant, on the confirmed front
 
 

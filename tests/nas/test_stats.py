@@ -7,16 +7,33 @@ import math
 
 import numpy as np
 import pytest
+import scipy.integrate
+import scipy.linalg
+import scipy.special
 import scipy.stats
 
 from nas.stats import (
     Interval,
     binomial_se,
+    block_fit,
+    bonferroni_design,
+    correlation,
+    detectable_effect,
     difference_se,
+    dunnett_critical,
+    dunnett_design,
+    dunnett_pvalues,
+    equal_variances_p,
+    equicorrelated,
     holm_adjust,
+    logit_interval,
+    many_to_one,
     mean_interval,
+    mean_intervals,
     paired_comparison,
     rank_correlation,
+    seeds_for_power,
+    t_test_power,
 )
 
 # --- binomial_se / difference_se ---------------------------------------------------------------
@@ -348,3 +365,308 @@ def test_rank_correlation_refuses_constant_input():
 def test_rank_correlation_refuses_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         rank_correlation([0.1, 0.2, 0.3], [0.3, 0.1, 0.2], **kwargs)
+
+
+# --- pooled, paired statistics of an architectures x seeds table --------------------------------
+
+#: ``nas confirm studies/quickstart.toml --top 3 --seeds 5``: correct validation images (of 719)
+#: of none, se, eca, gct, cbam, coord, simam and three searched architectures, by seed.
+QUICKSTART = (
+    np.array(
+        [
+            [699, 675, 681, 689, 687],
+            [684, 678, 689, 685, 681],
+            [680, 676, 698, 683, 682],
+            [695, 677, 690, 683, 692],
+            [670, 662, 653, 677, 670],
+            [643, 650, 623, 656, 656],
+            [687, 678, 685, 693, 683],
+            [682, 689, 684, 685, 692],
+            [697, 686, 690, 683, 694],
+            [692, 675, 701, 692, 690],
+        ]
+    )
+    / 719
+)
+
+
+def _anova(y: np.ndarray) -> dict[str, float]:
+    """The randomized complete block design by its textbook formulas (float64): residual mean
+    square, seed (block) mean square and the Satterthwaite df of MS_B + (K-1) MSE."""
+    k, s = y.shape
+    residual = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
+    mse = (residual**2).sum() / ((k - 1) * (s - 1))
+    msb = k * ((y.mean(0) - y.mean()) ** 2).sum() / (s - 1)
+    total = (msb + (k - 1) * mse) / k
+    nu = (msb + (k - 1) * mse) ** 2 / (
+        msb**2 / (s - 1) + ((k - 1) * mse) ** 2 / ((k - 1) * (s - 1))
+    )
+    return {"mse": mse, "total": total, "nu": nu, "residual": residual}
+
+
+@pytest.mark.parametrize("shape", [(10, 5), (2, 4), (4, 2), (3, 7)])
+def test_block_fit_of_a_complete_table_is_the_two_way_anova(shape):
+    y = QUICKSTART if shape == (10, 5) else np.random.default_rng(7).normal(0.8, 0.02, shape)
+    fit = block_fit(y)
+    k, s = y.shape
+    ref = _anova(y)
+    assert fit.residual_df == (k - 1) * (s - 1)
+    assert fit.residual_var == pytest.approx(ref["mse"], rel=1e-10)
+    assert fit.gains == pytest.approx(y[1:].mean(1) - y[0].mean(), abs=1e-12)
+    expected_cov = (np.ones((k - 1, k - 1)) + np.eye(k - 1)) / s  # 2/S, 1/S: correlation 1/2
+    assert fit.gain_cov == pytest.approx(expected_cov, abs=1e-12)
+    assert correlation(fit.gain_cov) == pytest.approx(equicorrelated(k - 1), abs=1e-12)
+    assert fit.total_var == pytest.approx(ref["total"], rel=1e-10)
+    assert fit.total_var == pytest.approx(y.var(axis=1, ddof=1).mean(), rel=1e-10)
+    assert fit.total_df == pytest.approx(ref["nu"], rel=1e-10)
+    assert k * (s - 1) + 1e-9 >= fit.total_df >= s - 1 - 1e-9
+    for got, want in zip(fit.residuals, ref["residual"], strict=True):
+        assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_block_fit_with_gaps_is_least_squares_of_the_additive_model():
+    y = QUICKSTART.copy()
+    y[3:, 3:] = np.nan  # a sequential design: later seeds for none, se and eca only
+    y[1, 4] = np.nan  # and one failed run
+    y[5, 1] = np.nan
+    fit = block_fit(y)
+    # Reference: an intercept and sum-to-zero (deviation) coding, solved by scipy's lstsq.
+    rows, cols = np.nonzero(~np.isnan(y))
+    k, b = y.shape
+    x = np.zeros((len(rows), k + b - 1))
+    x[:, 0] = 1.0
+    for n, (i, j) in enumerate(zip(rows, cols, strict=True)):
+        x[n, 1:k] = -1.0 if i == k - 1 else np.eye(k)[i, : k - 1]
+        x[n, k:] = -1.0 if j == b - 1 else np.eye(b)[j, : b - 1]
+    coef, sse, rank, _ = scipy.linalg.lstsq(x, y[rows, cols])
+    assert rank == k + b - 1
+    assert fit.residual_df == len(rows) - rank
+    assert fit.residual_var == pytest.approx(sse / (len(rows) - rank), rel=1e-9)
+    effects = np.append(coef[1:k], -coef[1:k].sum())
+    assert fit.gains == pytest.approx(effects[1:] - effects[0], abs=1e-10)
+    cov = np.linalg.inv(x.T @ x)[1:k, 1:k]
+    full = np.vstack([np.eye(k - 1), -np.ones(k - 1)])  # effect_i, i < k, and effect_k
+    contrast = full[1:] - full[0]
+    assert fit.gain_cov == pytest.approx(contrast @ cov @ contrast.T, abs=1e-10)
+    assert list(fit.counts) == list((~np.isnan(y)).sum(axis=1))
+
+
+def test_block_fit_refusals():
+    with pytest.raises(ValueError, match="2-D table of >= 2 rows"):
+        block_fit([[0.5, 0.6]])
+    with pytest.raises(ValueError, match="needs a run on a seed the reference ran"):
+        block_fit([[0.5, 0.6, np.nan], [np.nan, np.nan, 0.7]])
+    with pytest.raises(ValueError, match="no residual degree of freedom"):
+        block_fit([[0.5], [0.6]])
+
+
+def _one_way_equivalent(t: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Three-image groups whose one-way Dunnett statistics are ``t`` with pooled SD 1: the
+    control is (-1, 0, 1), group i is t_i sqrt(2/3) + (-1, 0, 1)."""
+    pattern = np.array([-1.0, 0.0, 1.0])
+    return [ti * math.sqrt(2 / 3) + pattern for ti in t], pattern
+
+
+def test_pooled_dunnett_of_a_complete_table_matches_scipy_dunnett():
+    # 3 architectures x 4 seeds: df (3-1)(4-1) = 6 = that of three groups of 3 (3 x 2), both
+    # with correlation 1/2, so scipy.stats.dunnett on the equivalent groups is the reference.
+    y = QUICKSTART[[0, 4, 8], :4]
+    result = many_to_one(y, "dunnett")
+    ref = _anova(y)
+    t = (y[1:].mean(1) - y[0].mean()) / np.sqrt(2 * ref["mse"] / 4)
+    samples, control = _one_way_equivalent(t)
+    expected = scipy.stats.dunnett(*samples, control=control, rng=0)
+    assert expected.statistic == pytest.approx(t, rel=1e-12)
+    assert result.model == "pooled" and result.rows == [1, 2]
+    assert result.residual_df == 6
+    assert result.p_adjusted == pytest.approx(expected.pvalue, abs=2e-4)
+    assert result.p_value == pytest.approx(2 * scipy.stats.t.sf(np.abs(t), 6), rel=1e-9)
+    # Simultaneous intervals: the critical value of scipy's intervals, times the gain's s.e.
+    ci = expected.confidence_interval(0.95)
+    critical = (ci.high[0] - ci.low[0]) / 2 / math.sqrt(2 / 3)
+    half = critical * np.sqrt(2 * ref["mse"] / 4)
+    assert result.high - result.gain == pytest.approx([half, half], rel=1e-3)
+    assert result.gain - result.low == pytest.approx([half, half], rel=1e-3)
+    assert dunnett_critical(6, equicorrelated(2), 0.05) == pytest.approx(critical, rel=1e-3)
+
+
+@pytest.mark.parametrize("sizes", [(4, 4, 4, 4), (6, 3, 5, 4)])
+def test_dunnett_pvalues_match_scipy_dunnett(sizes):
+    rng = np.random.default_rng(3)
+    control, *samples = [rng.normal(0.5 * i, 1.0, n) for i, n in enumerate(sizes)]
+    expected = scipy.stats.dunnett(*samples, control=control, rng=1)
+    n = np.array(sizes[1:], dtype=float)
+    rho = 1 / np.sqrt(np.outer(sizes[0] / n + 1, sizes[0] / n + 1))
+    np.fill_diagonal(rho, 1.0)
+    got = dunnett_pvalues(expected.statistic, sum(sizes) - len(sizes), rho)
+    assert got == pytest.approx(expected.pvalue, abs=2e-4)
+    assert (got > 0).all() and (got < 1).all()
+
+
+def test_dunnett_of_one_comparison_is_the_paired_t_test():
+    # K = 2: the pooled model is the paired t-test, exactly.
+    a, b = QUICKSTART[8], QUICKSTART[0]
+    result = many_to_one(np.vstack([b, a]), "dunnett")
+    expected = scipy.stats.ttest_rel(a, b)
+    interval = expected.confidence_interval(0.95)
+    assert result.model == "pooled" and result.residual_df == 4
+    assert result.p_adjusted[0] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert result.p_value[0] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert (result.low[0], result.high[0]) == pytest.approx((interval.low, interval.high))
+    assert result.sd_diff[0] == pytest.approx(np.std(a - b, ddof=1), rel=1e-12)
+    assert result.variance_p == 1.0  # two rows' residuals are mirror images
+
+
+def test_the_pooled_analysis_of_the_quickstart_repeats():
+    result = many_to_one(QUICKSTART, "dunnett")
+    ref = _anova(QUICKSTART)
+    se = np.sqrt(2 * ref["mse"] / 5)
+    t = (QUICKSTART[1:].mean(1) - QUICKSTART[0].mean()) / se
+    assert result.model == "pooled" and result.residual_df == 36
+    assert result.residual_sd == pytest.approx(math.sqrt(ref["mse"]))
+    assert result.variance_p == pytest.approx(scipy.stats.bartlett(*ref["residual"][:]).pvalue)
+    assert result.p_adjusted == pytest.approx(dunnett_pvalues(t, 36, equicorrelated(9)), abs=1e-12)
+    # cbam and coord everywhere are worse than none; nothing else is told apart
+    assert list(np.flatnonzero(result.p_adjusted < 0.05) + 1) == [4, 5]
+    holm = many_to_one(QUICKSTART, "holm")
+    assert holm.model == "per-row" and holm.note == ""
+    raw = [scipy.stats.ttest_rel(row, QUICKSTART[0]).pvalue for row in QUICKSTART[1:]]
+    assert holm.p_adjusted == pytest.approx(holm_adjust(raw), rel=1e-12)
+
+
+def test_clearly_unequal_variances_fall_back_to_per_row_holm():
+    rng = np.random.default_rng(0)
+    y = 0.8 + rng.normal(0, 0.002, (4, 10))
+    y[3] += rng.normal(0, 0.05, 10)  # one architecture far noisier than the rest
+    fit = block_fit(y)
+    bartlett = scipy.stats.bartlett(*fit.residuals).pvalue
+    assert bartlett < 0.01
+    assert equal_variances_p(fit.residuals) == pytest.approx(bartlett)
+    result = many_to_one(y, "dunnett")
+    assert result.model == "per-row" and result.method == "holm"
+    assert "clearly unequal (Bartlett p" in result.note
+    raw = [scipy.stats.ttest_rel(row, y[0]).pvalue for row in y[1:]]
+    assert result.p_adjusted == pytest.approx(holm_adjust(raw), rel=1e-12)
+    intervals = [scipy.stats.ttest_rel(row, y[0]).confidence_interval(0.95) for row in y[1:]]
+    assert result.low == pytest.approx([c.low for c in intervals])
+    assert result.high == pytest.approx([c.high for c in intervals])
+
+
+def test_equal_variances_p_edge_cases():
+    assert equal_variances_p([[1.0, 2.0]]) == 1.0  # one group: nothing to compare
+    assert equal_variances_p([[1.0, 1.0], [2.0, 2.0]]) == 1.0  # nothing varies
+    assert equal_variances_p([[1.0, 1.0], [2.0, 3.0]]) == 1.0  # a constant group is left out
+    with_constant = [[1.0, 2.0, 4.0], [5.0, 5.0, 5.0], [0.0, 0.5, 0.2]]
+    expected = scipy.stats.bartlett(with_constant[0], with_constant[2]).pvalue
+    assert equal_variances_p(with_constant) == pytest.approx(expected)
+    groups = [[1.0, 2.0, 4.0], [0.0, 0.5, 0.2], [3.0, 3.3, 2.0]]
+    assert equal_variances_p(groups) == pytest.approx(scipy.stats.bartlett(*groups).pvalue)
+
+
+def test_pooled_intervals_are_narrower_than_per_row_at_two_seeds():
+    y = QUICKSTART[:, :2]
+    pooled, per_row = many_to_one(y, "dunnett"), many_to_one(y, "holm")
+    assert pooled.model == "pooled" and pooled.residual_df == 9
+    assert ((pooled.high - pooled.low) < (per_row.high - per_row.low)).all()
+    p_low, p_high = mean_intervals(y, pooled=True)
+    r_low, r_high = mean_intervals(y, pooled=False)
+    assert ((p_high - p_low) < (r_high - r_low)).all()
+    assert (r_low >= 0).all() and (r_high <= 1).all()
+
+
+def test_mean_intervals_are_logit_intervals_of_the_pooled_or_own_spread():
+    y = QUICKSTART[:, :3]
+    fit = block_fit(y)
+    low, high = mean_intervals(y, pooled=True)
+    for i, row in enumerate(y):
+        se = math.sqrt(fit.total_var / 3)
+        assert (low[i], high[i]) == pytest.approx(logit_interval(row.mean(), se, fit.total_df))
+    low, high = mean_intervals(y, pooled=False)
+    for i, row in enumerate(y):
+        se = row.std(ddof=1) / math.sqrt(3)
+        assert (low[i], high[i]) == pytest.approx(logit_interval(row.mean(), se, 2))
+    gaps = y.copy()
+    gaps[2] = np.nan
+    gaps[3, 1:] = np.nan
+    low, high = mean_intervals(gaps, pooled=False)
+    assert np.isnan([low[2], high[2], low[3], high[3]]).all()  # no run; one run
+
+
+@pytest.mark.parametrize(
+    ("mean", "se", "df"), [(0.9569, 0.0153, 1), (0.5, 0.1, 4), (0.02, 0.03, 2)]
+)
+def test_logit_interval_stays_in_bounds_and_matches_the_delta_method(mean, se, df):
+    low, high = logit_interval(mean, se, df)
+    t = scipy.stats.t.ppf(0.975, df)
+    centre, spread = scipy.special.logit(mean), t * se / (mean * (1 - mean))
+    assert (low, high) == pytest.approx(scipy.special.expit([centre - spread, centre + spread]))
+    assert 0.0 < low < mean < high < 1.0
+    if mean == 0.5:  # symmetric at the centre, narrower than the linear interval elsewhere
+        assert high - mean == pytest.approx(mean - low)
+
+
+def test_logit_interval_at_the_bounds_and_without_spread():
+    assert logit_interval(1.0, 0.01, 3) == pytest.approx(
+        (1 - scipy.stats.t.ppf(0.975, 3) * 0.01, 1.0)
+    )
+    assert logit_interval(0.0, 0.01, 3)[0] == 0.0
+    assert logit_interval(0.7, 0.0, 3) == (0.7, 0.7)
+    with pytest.raises(ValueError, match="accuracy in"):
+        logit_interval(1.2, 0.01, 3)
+
+
+# --- power ---------------------------------------------------------------------------------------
+
+
+def _power_by_integration(effect: float, sd: float, n: int, df: float, critical: float) -> float:
+    """Reference power without the noncentral t: P(|Z + d| > c sqrt(W / df)), W ~ chi2(df),
+    Z ~ N(0, 1), d = effect sqrt(n) / sd, integrated over W (all but 2e-14 of its mass) with
+    scipy.integrate.quad."""
+    d = effect * math.sqrt(n) / sd
+
+    def given(w: float) -> float:
+        c = critical * math.sqrt(w / df)
+        return (scipy.stats.norm.sf(c - d) + scipy.stats.norm.cdf(-c - d)) * scipy.stats.chi2.pdf(
+            w, df
+        )
+
+    low, high = scipy.stats.chi2.ppf(1e-14, df), scipy.stats.chi2.isf(1e-14, df)
+    return scipy.integrate.quad(given, low, high, limit=200)[0]
+
+
+@pytest.mark.parametrize(
+    ("effect", "n", "df", "critical"), [(0.01, 5, 4, 2.776), (0.004, 8, 63, 2.6)]
+)
+def test_t_test_power_matches_an_integration(effect, n, df, critical):
+    sd = 0.012
+    got = t_test_power(effect, sd, n, df, critical)
+    assert got == pytest.approx(_power_by_integration(effect, sd, n, df, critical), abs=1e-7)
+    assert t_test_power(-effect, sd, n, df, critical) == pytest.approx(got)
+
+
+def test_seeds_for_power_reproduces_the_textbook_paired_t_test():
+    # A paired t-test at effect size 0.5 (two-sided alpha 0.05, 80% power) needs 34 pairs
+    # (Cohen 1988; G*Power: actual power 0.808).
+    design = bonferroni_design(1, 0.05)
+    assert seeds_for_power(0.5, 1.0, design) == 34
+    assert t_test_power(0.5, 1.0, 34, *design(34)) == pytest.approx(0.8078, abs=1e-4)
+    assert t_test_power(0.5, 1.0, 33, *design(33)) < 0.8
+    assert seeds_for_power(0.0, 1.0, design) is None
+    assert seeds_for_power(1e-6, 1.0, design) is None  # beyond the limit
+
+
+def test_power_figures_of_the_pooled_quickstart_design():
+    ref = _anova(QUICKSTART)
+    sd = math.sqrt(2 * ref["mse"])
+    design = dunnett_design(9, 0.05)
+    df, critical = design(5)
+    assert df == 36
+    assert critical == pytest.approx(dunnett_critical(36, equicorrelated(9), 0.05))
+    smallest = detectable_effect(sd, 5, df, critical)
+    assert _power_by_integration(smallest, sd, 5, df, critical) == pytest.approx(0.8, abs=1e-6)
+    gain = QUICKSTART[8].mean() - QUICKSTART[0].mean()  # the best observed, +0.53 points
+    n = seeds_for_power(gain, sd, design)
+    assert _power_by_integration(gain, sd, n, *design(n)) >= 0.8
+    assert _power_by_integration(gain, sd, n - 1, *design(n - 1)) < 0.8
+    # Dunnett's critical value lies between Student-t's and Bonferroni's
+    assert scipy.stats.t.ppf(0.975, 36) < critical < scipy.stats.t.ppf(1 - 0.025 / 9, 36)
