@@ -100,8 +100,9 @@ def _table_summary(args: argparse.Namespace) -> int:
         "(resolvable where >= 2)"
     )
     print(
-        f"median run {noise['median_run_seconds']:.1f} s; the whole space x seeds projects to "
-        f"{noise['projected_build_hours']:.2f} h on the machine that built it"
+        f"median run {noise['median_run_seconds']:.1f} s; the whole space x seeds is "
+        f"{noise['projected_build_hours']:.2f} worker-hours at that speed (a worker per core "
+        "divides it)"
     )
     return 0
 
