@@ -62,11 +62,15 @@ class Setting(NamedTuple):
     min_epochs: int | str = 1
     reduction_factor: int = 2
     n_warmup_epochs: int = 0
+    auto_min_rho: float = 0.0
 
     @property
     def key(self) -> str:
         if self.pruner in ("moasha", "noise"):
-            return f"{self.pruner} r={self.min_epochs} eta={self.reduction_factor}"
+            first = self.min_epochs
+            if first == "auto" and self.auto_min_rho:
+                first = f"auto(rho>{self.auto_min_rho:g})"
+            return f"{self.pruner} r={first} eta={self.reduction_factor}"
         if self.pruner == "pareto":
             return f"pareto warm-up {self.n_warmup_epochs}"
         return self.pruner
@@ -77,7 +81,12 @@ class Setting(NamedTuple):
             min_epochs=self.min_epochs,
             reduction_factor=self.reduction_factor,
             n_warmup_epochs=self.n_warmup_epochs,
+            auto_min_rho=self.auto_min_rho,
         )
+
+
+#: The ``pruning.auto_min_rho`` thresholds replayed: better than chance, and a rung that ranks.
+AUTO_MIN_RHOS = (0.0, 0.5)
 
 
 def settings(epochs: int) -> list[Setting]:
@@ -88,7 +97,7 @@ def settings(epochs: int) -> list[Setting]:
     for pruner in ("moasha", "noise"):
         for eta in (2, 3):
             grid += [Setting(pruner, r, eta) for r in range(1, epochs // eta + 1)]
-            grid.append(Setting(pruner, "auto", eta))
+            grid += [Setting(pruner, "auto", eta, auto_min_rho=rho) for rho in AUTO_MIN_RHOS]
     warm_ups = sorted({0, epochs // 4, epochs // 2})
     return grid + [Setting("pareto", n_warmup_epochs=w) for w in warm_ups]
 

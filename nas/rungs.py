@@ -114,31 +114,39 @@ def rung_rankings(study: optuna.Study, epochs: Iterable[int]) -> list[EpochRanki
     )
 
 
-def auto_first_rung(study: optuna.Study, candidates: Iterable[int]) -> EpochRanking | None:
+def auto_first_rung(
+    study: optuna.Study, candidates: Iterable[int], min_rho: float = 0.0
+) -> EpochRanking | None:
     """The earliest of ``candidates`` (epochs trained) whose accuracy ranks the completed trials'
-    final ones better than chance, once :data:`MIN_TRIALS` completed trials hold it; None
-    before, or where none does yet."""
+    final ones with an interval above ``min_rho`` (0: better than chance), once
+    :data:`MIN_TRIALS` completed trials hold it; None before, or where none does yet."""
     rankings = rung_rankings(study, candidates)
-    return next((r for r in rankings if r.n >= MIN_TRIALS and r.better_than_chance), None)
+    return next((r for r in rankings if r.n >= MIN_TRIALS and r.low > min_rho), None)
 
 
 class AutoRungPruner(optuna.pruners.BasePruner):
     """``pruning.min_epochs = "auto"``: let the study's own trials choose the first rung.
 
     Until :func:`auto_first_rung` finds an epoch among ``candidates`` that ranks the completed
-    trials better than chance, no trial is pruned (the trials that run to the end are the
-    evidence). From then on every decision is ``build(epoch)``'s, a pruner whose first rung is
-    that epoch. The epoch is chosen once and stored on the study (user attr
-    ``auto_first_rung``, with its Spearman interval), so later evidence does not move the rungs
-    under trials already compared there, and every worker and resumed run uses the same ones.
-    The chosen pruner starts its rungs empty: the trials that completed before the choice did
-    not record values there.
+    trials with an interval above ``min_rho`` (0: better than chance), no trial is pruned (the
+    trials that run to the end are the evidence). From then on every decision is
+    ``build(epoch)``'s, a pruner whose first rung is that epoch. The epoch is chosen once and
+    stored on the study (user attr ``auto_first_rung``, with its Spearman interval), so later
+    evidence does not move the rungs under trials already compared there, and every worker and
+    resumed run uses the same ones. The chosen pruner starts its rungs empty: the trials that
+    completed before the choice did not record values there.
     """
 
     def __init__(
-        self, build: Callable[[int], optuna.pruners.BasePruner], candidates: Iterable[int]
+        self,
+        build: Callable[[int], optuna.pruners.BasePruner],
+        candidates: Iterable[int],
+        min_rho: float = 0.0,
     ) -> None:
+        if not 0.0 <= min_rho < 1.0:
+            raise ValueError(f"min_rho must be in [0, 1), got {min_rho!r}")
         self.candidates = list(candidates)
+        self.min_rho = min_rho
         if not self.candidates:
             raise ValueError("AutoRungPruner needs at least one candidate epoch for its rung")
         self._build = build
@@ -149,7 +157,7 @@ class AutoRungPruner(optuna.pruners.BasePruner):
         stored = schema.auto_first_rung(study)
         if stored is not None:
             return int(stored["epochs"])
-        chosen = auto_first_rung(study, self.candidates)
+        chosen = auto_first_rung(study, self.candidates, self.min_rho)
         if chosen is None:
             return None
         study.set_user_attr(schema.AUTO_FIRST_RUNG, chosen.to_dict())
@@ -221,8 +229,8 @@ def pruning_diagnosis(study: optuna.Study) -> dict[str, Any] | None:
             done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             note = (
                 'pruning.min_epochs = "auto": no trial is pruned until the completed trials show '
-                f"an epoch that ranks them better than chance (from {MIN_TRIALS} completed "
-                f"trials on; {done} so far)"
+                f"an epoch that ranks them with Spearman above {cfg.pruning.auto_min_rho:g} "
+                f"(95% interval; from {MIN_TRIALS} completed trials on; {done} so far)"
             )
             return {"pruner": cfg.pruning.pruner, "rungs": [], "warning": None, "note": note}
         cfg = with_first_rung(cfg, int(chosen["epochs"]))

@@ -93,7 +93,9 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
         from .rungs import AutoRungPruner, with_first_rung  # nas.rungs reads stored configs here
 
         candidates = first_rung_candidates(p.pruner, p.reduction_factor, cfg.training.epochs)
-        return AutoRungPruner(lambda epoch: make_pruner(with_first_rung(cfg, epoch)), candidates)
+        return AutoRungPruner(
+            lambda epoch: make_pruner(with_first_rung(cfg, epoch)), candidates, p.auto_min_rho
+        )
     costs = tuple(cfg.objectives.minimize)
     if p.pruner == "pareto":
         return ParetoPercentilePruner(

@@ -420,6 +420,14 @@ class PruningSection:
     reduction_factor: _Int = _field(
         3, allowed="an int >= 2", doc="asha, moasha, noise: factor between rungs.", ge=2
     )
+    auto_min_rho: _Number = _field(
+        0.0,
+        allowed="a number in [0, 1)",
+        doc='min_epochs = "auto": the lower end of the Spearman interval an epoch must reach to '
+        "hold the first rung (0: better than chance).",
+        ge=0,
+        lt=1,
+    )
 
 
 @_one_line_errors

@@ -14,10 +14,12 @@ from nas.pruning import record_epoch, should_prune
 from nas.rungs import (
     MIN_TRIALS,
     AutoRungPruner,
+    auto_first_rung,
     decision_epochs,
     epoch_rankings,
     pruning_diagnosis,
     pruning_lines,
+    rung_rankings,
     rung_warning,
     spearman_interval,
     with_first_rung,
@@ -292,3 +294,21 @@ def test_asha_auto_builds_optunas_pruner_one_step_earlier(tiny_config):
     built = pruner._build(4)
     assert isinstance(built, optuna.pruners.SuccessiveHalvingPruner)
     assert decision_epochs(with_first_rung(cfg, 4))[0] == 4
+
+
+def test_auto_min_rho_waits_for_an_epoch_whose_interval_clears_it(tiny_config):
+    """Step 0 ranks a little (its interval above 0, below 0.5), step 1 on exactly."""
+    study = _study(tiny_config, early_noise=0.2, noisy_until=1, min_epochs="auto")
+    first, second = rung_rankings(study, [1, 2])
+    assert 0.0 < first.low < 0.5 < second.low
+    assert auto_first_rung(study, [1, 2, 3, 4]).epochs == 1
+    assert auto_first_rung(study, [1, 2, 3, 4], min_rho=0.5).epochs == 2
+    cfg = StudyConfig.from_dict(
+        tiny_config(
+            training={"epochs": 8},
+            pruning={"pruner": "moasha", "min_epochs": "auto", "auto_min_rho": 0.5},
+        )
+    )
+    assert make_pruner(cfg).first_rung(study) == 2
+    with pytest.raises(ValueError, match=r"pruning\.auto_min_rho must be a number in \[0, 1\)"):
+        StudyConfig.from_dict(tiny_config(pruning={"pruner": "moasha", "auto_min_rho": 1.0}))
