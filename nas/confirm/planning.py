@@ -276,7 +276,7 @@ def _plan(
     ``stored`` plan where one exists, else on 3 seeds (fewer where the budget is smaller)."""
     seeds, max_seeds, comparison = options
     if seeds == "auto":
-        first = _looks(stored)[0] if stored else min(AUTO_FIRST, max_seeds)
+        first = plan_looks(stored)[0] if stored else min(AUTO_FIRST, max_seeds)
     else:
         first = seeds
     looks = looks_schedule(first, max(first, max_seeds or first))
@@ -290,7 +290,7 @@ def _plan(
     }
 
 
-def _looks(plan: dict[str, Any]) -> list[int]:
+def plan_looks(plan: dict[str, Any]) -> list[int]:
     """A plan's looks: the seeds per architecture at each; one look (all seeds) where a plan
     predates ``--seeds auto``."""
     return [int(n) for n in plan.get("looks", [len(plan["seeds"])])]
@@ -298,7 +298,7 @@ def _looks(plan: dict[str, Any]) -> list[int]:
 
 def _seeds_option(plan: dict[str, Any]) -> str:
     """The ``--seeds`` (and ``--max-seeds``) options a plan was made with."""
-    looks = _looks(plan)
+    looks = plan_looks(plan)
     extra = f" --max-seeds {looks[-1]}" if len(looks) > 1 else ""
     return f"--top {plan['top']} --seeds {looks[0]}{extra}"
 
@@ -312,7 +312,7 @@ def _check_resumable(confirm: optuna.Study, plan: dict[str, Any]) -> None:
             f"study {confirm.study_name!r} exists and is not a confirm study; give the "
             "confirmation another name (--name)"
         )
-    old, new = _looks(stored), _looks(plan)
+    old, new = plan_looks(stored), plan_looks(plan)
     extends = len(old) == 1 and len(new) > 1 and new[0] == old[0] and stored["top"] == plan["top"]
     if (stored["top"], old) != (plan["top"], new) and not extends:
         raise ValueError(

@@ -28,8 +28,8 @@ from .planning import (
     Planned,
     _enqueue,
     _key_of,
-    _looks,
     _scheduled,
+    plan_looks,
 )
 
 
@@ -90,7 +90,7 @@ def verdicts(confirm: optuna.Study, comparison: str | None = None) -> Verdicts |
         return None
     keys = ["baseline none", *(k for k in runs if k != "baseline none")]
     values = _table(runs, keys, "val_acc")
-    looks = _looks(plan) if plan.get("seeds") else [values.shape[1]]
+    looks = plan_looks(plan) if plan.get("seeds") else [values.shape[1]]
     comparison = comparison or plan.get("comparison", COMPARISONS[0])
     alpha = ALPHA / len(looks)
     finished = {
