@@ -29,14 +29,15 @@ blocks):
 * :func:`logit_interval`, :func:`mean_intervals`: intervals of mean accuracies that stay in
   [0, 1] (Student-t on the logit scale, delta method).
 * :func:`t_test_power`, :func:`detectable_effect`, :func:`seeds_for_power`: power by the
-  noncentral t, for a design of :func:`dunnett_design` or :func:`bonferroni_design`.
+  noncentral t (:mod:`nas.power`, re-exported here), for a design of :func:`dunnett_design` or
+  :func:`bonferroni_design`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from numbers import Integral
 
@@ -44,6 +45,12 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 import scipy.stats
+
+from .power import CRITICAL_NOISE as CRITICAL_NOISE
+from .power import Design
+from .power import detectable_effect as detectable_effect
+from .power import seeds_for_power as seeds_for_power
+from .power import t_test_power as t_test_power
 
 
 def _check_count(value: object, name: str, minimum: int) -> int:
@@ -402,63 +409,6 @@ def equicorrelated(m: int, rho: float = 0.5) -> np.ndarray:
     return np.full((m, m), rho) + (1.0 - rho) * np.eye(m)
 
 
-def t_test_power(effect: float, sd: float, n: int, df: float, critical: float) -> float:
-    """Power of a two-sided t-test rejecting where |t| > ``critical``, for a true mean
-    difference ``effect`` measured over ``n`` pairs whose differences have SD ``sd``: the
-    noncentral t with ``df`` degrees of freedom and noncentrality effect / (sd / sqrt(n))."""
-    ncp = abs(effect) * math.sqrt(n) / sd
-    # P(T > c) + P(T < -c), the lower tail as P(T' > c) at -ncp (scipy's nct.cdf far in the
-    # lower tail returns NaN where nct.sf does not)
-    upper = scipy.stats.nct.sf(critical, df, ncp)
-    return float(upper + scipy.stats.nct.sf(critical, df, -ncp))
-
-
-def detectable_effect(sd: float, n: int, df: float, critical: float, power: float = 0.8) -> float:
-    """The smallest true difference the test of :func:`t_test_power` detects with ``power``."""
-    high = sd / math.sqrt(n) * (critical + 3.0)
-    while t_test_power(high, sd, n, df, critical) < power:  # few degrees of freedom: heavy tails
-        high *= 2.0
-    return float(
-        scipy.optimize.brentq(lambda e: t_test_power(e, sd, n, df, critical) - power, 0.0, high)
-    )
-
-
-def seeds_for_power(
-    effect: float,
-    sd: float,
-    design: Callable[[int], tuple[float, float]],
-    power: float = 0.8,
-    limit: int = 100_000,
-) -> int | None:
-    """The fewest seeds n >= 2 at which the test detects ``effect`` with ``power``, where
-    ``design(n)`` gives its (degrees of freedom, critical value) at n seeds; None beyond
-    ``limit``. Starts from the normal approximation n = ((c + z_power) sd / effect)^2 and steps
-    to the exact boundary (power grows with n)."""
-    if effect == 0.0 or sd <= 0.0:
-        return None if effect == 0.0 else 2
-    effect = abs(effect)
-    guess = ((design(limit)[1] + scipy.stats.norm.ppf(power)) * sd / effect) ** 2
-    if guess > limit:
-        return None
-
-    def enough(k: int) -> bool:
-        return t_test_power(effect, sd, k, *design(k)) >= power
-
-    low, high = 1, max(2, math.ceil(guess))
-    if enough(high):
-        while high > 2 and enough(high - 1):
-            high -= 1
-        return high
-    while not enough(high):  # the guess used the smallest critical value: double, then bisect
-        low, high = high, 2 * high
-        if low >= limit:
-            return None
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if enough(middle) else (middle, high)
-    return high if high <= limit else None
-
-
 def logit_interval(
     mean: float, se: float, df: float, confidence: float = 0.95
 ) -> tuple[float, float]:
@@ -479,17 +429,22 @@ def logit_interval(
     return float(scipy.special.expit(centre - spread)), float(scipy.special.expit(centre + spread))
 
 
-def dunnett_design(m: int, alpha: float) -> Callable[[int], tuple[float, float]]:
+def dunnett_design(m: int, alpha: float) -> Design:
     """(degrees of freedom, critical value) at n seeds of Dunnett's test of ``m`` rows against
     a reference in a complete table of m + 1 rows: m (n - 1) and :func:`dunnett_critical` at
     correlation 1/2. For :func:`seeds_for_power`."""
-    return lambda n: (m * (n - 1), dunnett_critical(m * (n - 1), equicorrelated(m), alpha))
+    return Design(
+        lambda n: m * (n - 1),
+        lambda n: dunnett_critical(m * (n - 1), equicorrelated(m), alpha),
+    )
 
 
-def bonferroni_design(m: int, alpha: float) -> Callable[[int], tuple[float, float]]:
+def bonferroni_design(m: int, alpha: float) -> Design:
     """(degrees of freedom, critical value) at n seeds of a paired t-test of one of ``m``
     comparisons at ``alpha / m`` (where Holm's procedure starts): n - 1 and t(1 - alpha/(2m))."""
-    return lambda n: (n - 1, float(scipy.stats.t.ppf(1.0 - alpha / (2.0 * m), n - 1)))
+    return Design(
+        lambda n: n - 1, lambda n: float(scipy.stats.t.ppf(1.0 - alpha / (2.0 * m), n - 1))
+    )
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,11 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 Study user attrs: ``config``, the study config as plain data (``StudyConfig.to_dict()``),
 ``sampler_starts``, how many worker processes have started sampling (each seeds apart),
 ``baselines_enqueued``, the baselines queued when the study was created (names), and on a confirm
-study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...]}``; on a table study
+study ``confirm``: ``{"of": <searched study>, "top": K, "seeds": [...], "architectures": [...],
+"looks": [...], "comparison": "dunnett" | "holm"}`` (every planned seed, as many as the last look;
+the keys repeated, ``baseline none``, ``trial N``; the seeds per architecture at each look of
+``--seeds auto``, one look for fixed seeds; how the gains over ``none`` are tested; a plan without
+``looks`` or ``comparison`` is one look of all its seeds, Dunnett); on a table study
 (``nas table build``) ``table``: ``{"seeds": [...], "architectures": N, "space_size": M,
 "sample": n or null}``; on a supernet study
 ``supernet``: ``{"artifact", "identity", "epochs", "steps", "train_images", "image_epochs",
@@ -171,7 +175,8 @@ SAMPLER_STARTS = "sampler_starts"
 
 #: Study user attr: names of the baselines queued when the study was created.
 BASELINES_ENQUEUED = "baselines_enqueued"
-#: Study user attr of a confirm study: ``{"of": <searched study>, "top": K, "seeds": [...]}``.
+#: Study user attr of a confirm study: ``{"of": <searched study>, "top": K, "seeds": [...],
+#: "architectures": [...], "looks": [...], "comparison": ...}`` (module docstring).
 CONFIRM = "confirm"
 #: Study user attr of a table study: ``{"seeds": [...], "architectures": N, "space_size": M}``.
 TABLE = "table"

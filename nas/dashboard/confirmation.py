@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import trial_schema as schema
-from ..confirm import ALPHA, confirm_frame, find_confirm_study
+from ..confirm import ALPHA, CONFIDENCE, confirm_frame, find_confirm_study, plan_looks
 from ..report import (
     objective_names,
 )
@@ -40,6 +40,53 @@ def confirmation(study: optuna.Study) -> tuple[optuna.Study, pd.DataFrame] | Non
     return confirm, confirm_frame(confirm, study)
 
 
+def seeds_words(confirm: optuna.Study) -> str:
+    """The seeds per architecture of a confirm study's plan: ``3``, or ``up to 10`` for a
+    sequential one (``--seeds auto --max-seeds 10``)."""
+    plan = schema.confirm_plan(confirm) or {}
+    if not plan.get("seeds"):
+        return "0"
+    looks = plan_looks(plan)
+    return f"up to {looks[-1]}" if len(looks) > 1 else str(looks[0])
+
+
+def confirm_facts(confirm: optuna.Study, frame: pd.DataFrame) -> str:
+    """What the confirmation ran and how :func:`~nas.confirm.confirm_frame` judged it, in plain
+    text: the seeds (for a sequential plan its looks and the seeds complete so far), the model of
+    the intervals and the test of the gains over ``none``."""
+    plan = schema.confirm_plan(confirm) or {}
+    looks = plan_looks(plan) if plan.get("seeds") else []
+    seeds = f"{seeds_words(confirm)} fresh seeds each"
+    if len(looks) > 1:
+        done = pd.to_numeric(frame["seeds"], errors="coerce") if not frame.empty else None
+        low, high = (int(done.min()), int(done.max())) if done is not None else (0, 0)
+        run = f"{low}" if low == high else f"{low} to {high}"
+        seeds += f", {run} complete so far, in looks at {', '.join(map(str, looks))} seeds"
+    row = frame.iloc[0] if not frame.empty and "model" in frame else None
+    means = f"{100 * CONFIDENCE:g}% intervals of the means on the logit scale"
+    if row is None or not row["model"]:
+        method = (
+            f"{means}, Student-t over each architecture's seeds; no run of none to compare with"
+        )
+    elif row["model"] == "pooled":
+        method = (
+            f"{means}, from one residual variance pooled over every run; gains over none paired "
+            f"by seed, Dunnett's many-to-one test with {100 * row['gain_confidence']:.3g}% "
+            "simultaneous intervals"
+        )
+    else:
+        method = (
+            f"{means}, Student-t over each architecture's own seeds; gains over none paired by "
+            f"seed, Holm-adjusted paired t-tests with {100 * row['gain_confidence']:.3g}% "
+            f"intervals ({row['model_note'] or '--comparison holm'})"
+        )
+    if len(looks) > 1:
+        method += (
+            f"; each look tests at alpha {ALPHA:g}/{len(looks)}, Bonferroni over the planned looks"
+        )
+    return f"{seeds} ({method})"
+
+
 def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
     """Mean validation accuracy over the confirm study's seeds with its 95% interval (in [0, 1],
     :func:`~nas.confirm.confirm_frame`; the axis stays in [0, 1] too) against the first cost
@@ -50,7 +97,7 @@ def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
     names = objective_names(confirm)
     accuracy = names[0]
     cost = names[1] if len(names) > 1 else None
-    seeds = len((schema.confirm_plan(confirm) or {}).get("seeds", []))
+    seeds = seeds_words(confirm)
     fig = go.Figure()
     rows = frame.copy()
     if not rows.empty:
@@ -209,11 +256,12 @@ def _finite(value: Any) -> bool:
 
 def confirm_table_html(confirm: optuna.Study, frame: pd.DataFrame) -> str:
     """The confirm study's verdicts (:func:`~nas.confirm.confirm_frame`) as a sortable table:
-    accuracies and the gain over ``none`` as ``mean [low, high]`` in percent (95% intervals over
-    seeds), the costs, the search's single-run accuracy, the adjusted p-value (Dunnett or Holm,
-    the ``p_adjusted`` column), whether the
-    gain is significant and whether the architecture is on the confirmed front. Each cell's
-    ``data-value`` is the raw number (the mean for an interval)."""
+    accuracies and the gain over ``none`` as ``mean [low, high]`` in percent (the means' 95%
+    intervals; the gains' at ``gain_confidence``, 1 - 0.05 / looks for ``--seeds auto``), the
+    costs, the search's single-run accuracy, the adjusted p-value (Dunnett or Holm, the
+    ``p_adjusted`` column), whether the gain is significant and whether the architecture is on
+    the confirmed front. Each cell's ``data-value`` is the raw number (the mean for an
+    interval)."""
     costs = objective_names(confirm)[1:]
     headers = [
         "architecture",
@@ -223,7 +271,7 @@ def confirm_table_html(confirm: optuna.Study, frame: pd.DataFrame) -> str:
         "test_acc % [95% CI]",
         *costs,
         "search val_acc % (one run)",
-        "gain vs none, points [95% CI]",
+        f"gain vs none, points [{_gain_confidence(frame)} CI]",
         "p (adjusted)",
         "significant",
         "on confirmed front",
@@ -258,3 +306,9 @@ def confirm_table_html(confirm: optuna.Study, frame: pd.DataFrame) -> str:
             ]
         )
     return _sortable_table(headers, rows)
+
+
+def _gain_confidence(frame: pd.DataFrame) -> str:
+    """The confidence of the gains' intervals (95%; 1 - 0.05 / looks for ``--seeds auto``)."""
+    confidence = frame["gain_confidence"].dropna() if "gain_confidence" in frame else []
+    return f"{100 * confidence.iloc[0]:.3g}%" if len(confidence) else f"{100 * CONFIDENCE:g}%"

@@ -24,7 +24,7 @@ from ..report import (
     trials_frame,
 )
 from ._common import _format, _sortable_table, attention_colours, attention_type
-from .confirmation import confirm_figure, confirm_table_html, confirmation
+from .confirmation import confirm_facts, confirm_figure, confirm_table_html, confirmation
 from .curves import hypervolume_figure, learning_curves_figure
 from .front import front_costs, front_figure
 from .importance import importances_figure
@@ -203,12 +203,10 @@ def write_dashboard(
     confirm_section = ""
     if confirmed is not None:
         confirm, frame = confirmed
-        plan = schema.confirm_plan(confirm) or {}
         confirm_section = f"""<h2>Confirmed front</h2>
 <div class="facts">
 study {html.escape(confirm.study_name)}: {len(frame)} architectures retrained with
-{len(plan.get("seeds", []))} fresh seeds each (95% Student-t intervals over seeds; gains paired by
-seed, Holm-adjusted)<br>
+{html.escape(confirm_facts(confirm, frame))}<br>
 <b>{html.escape(verdict(frame))}</b>
 </div>
 {confirm_table_html(confirm, frame)}

@@ -653,7 +653,10 @@ def test_confirmed_front_section_shows_the_intervals_over_seeds(tmp_path):
     assert text.count("plotly.js v") == 1 and 'id="confirm"' in text
     section = text[text.index("<h2>Confirmed front</h2>") :]
     assert section.index("<h2>Confirmed front</h2>") < section.index('id="confirm"')
-    assert "study noisy-confirm: 2 architectures retrained with\n3 fresh seeds" in section
+    assert "study noisy-confirm: 2 architectures retrained with\n3 fresh seeds each" in section
+    assert "from one residual variance pooled over every run" in section  # the frame's model
+    assert "Dunnett&#x27;s many-to-one test with 95% simultaneous intervals" in section
+    assert "Student-t intervals over seeds" not in section
     assert verdict(frame) in section and "larger than its noise" in verdict(frame)
     for cell in (
         f"60.00 [{100 * val[0][0]:.2f}, {100 * val[0][1]:.2f}]",  # 54.95, 64.85
@@ -671,6 +674,27 @@ def test_confirmed_front_section_shows_the_intervals_over_seeds(tmp_path):
     assert float(trial3[-3]) == pytest.approx(row["p_adjusted"]) and row["p_adjusted"] < 0.05
     assert row["p_adjusted"] == pytest.approx(row["p_holm"])  # one comparison: Dunnett = t-test
     assert trial3[-2:] == ["True", "True"]  # significant, on the confirmed front
+
+
+def test_confirmed_front_of_a_sequential_plan_says_up_to_its_budget(tmp_path):
+    """``--seeds auto --max-seeds 6``: the plan holds 6 seeds, 3 of them run (the first look)."""
+    storage = optuna.storages.InMemoryStorage()
+    study = _confirmed_noisy_study(storage)
+    confirm = optuna.load_study(study_name="noisy-confirm", storage=storage)
+    plan = {**schema.confirm_plan(confirm), "seeds": [1, 2, 3, 4, 5, 6], "looks": [3, 6]}
+    confirm.set_user_attr(schema.CONFIRM, plan)
+    fig = build_figures(study)["confirm"]
+    assert "over up to 6 seeds" in fig.layout.title.text
+    text = write_dashboard(study, tmp_path / "d.html").read_text()
+    section = text[text.index("<h2>Confirmed front</h2>") :]
+    assert (
+        "retrained with\nup to 6 fresh seeds each, 3 complete so far, in looks at 3, 6 seeds"
+        in section
+    )
+    assert "97.5% simultaneous intervals" in section and "alpha 0.05/2" in section
+    parser = _TableParser()
+    parser.feed(confirm_table_html(confirm, confirm_frame(confirm, study)))
+    assert "gain vs none, points [97.5% CI]" in parser.headers
 
 
 def test_a_study_without_the_new_attrs_renders_without_them(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -13,6 +14,7 @@ import scipy.special
 import scipy.stats
 
 from nas.stats import (
+    CRITICAL_NOISE,
     Interval,
     binomial_se,
     block_fit,
@@ -653,6 +655,73 @@ def test_seeds_for_power_reproduces_the_textbook_paired_t_test():
     assert t_test_power(0.5, 1.0, 33, *design(33)) < 0.8
     assert seeds_for_power(0.0, 1.0, design) is None
     assert seeds_for_power(1e-6, 1.0, design) is None  # beyond the limit
+
+
+def _seeds_for_power_by_every_critical_value(effect, sd, design, power=0.8, limit=100_000):
+    """The search :func:`seeds_for_power` made before it bounded critical values: every one it
+    visits computed."""
+    if effect == 0.0 or sd <= 0.0:
+        return None if effect == 0.0 else 2
+    effect = abs(effect)
+    guess = ((design(limit)[1] + scipy.stats.norm.ppf(power)) * sd / effect) ** 2
+    if guess > limit:
+        return None
+
+    def enough(k):
+        return t_test_power(effect, sd, k, *design(k)) >= power
+
+    low, high = 1, max(2, math.ceil(guess))
+    if enough(high):
+        while high > 2 and enough(high - 1):
+            high -= 1
+        return high
+    while not enough(high):
+        low, high = high, 2 * high
+        if low >= limit:
+            return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high if high <= limit else None
+
+
+@pytest.mark.parametrize(
+    ("make", "dunnett"),
+    [
+        (lambda: dunnett_design(2, 0.05), True),
+        (lambda: dunnett_design(3, 0.025), True),
+        (lambda: bonferroni_design(4, 0.05), False),
+    ],
+)
+def test_seeds_for_power_is_that_of_the_search_computing_every_critical_value(make, dunnett):
+    rng = np.random.default_rng(3)
+    effects = [
+        3.0,
+        0.5,
+        -0.3,
+        0.05,
+        0.01,
+        0.003,
+        1e-3,
+        3e-4,
+        1e-4,
+        *10 ** rng.uniform(-3.3, -0.5, 9),
+    ]
+    design = make()
+    fast = [seeds_for_power(e, 0.03, design) for e in effects]
+    assert fast == [_seeds_for_power_by_every_critical_value(e, 0.03, make()) for e in effects]
+    assert fast[0] == 2 and fast[6] > 5000 and fast[8] is None  # 2 seeds to beyond the limit
+    if dunnett:  # the rows share the (costly) critical values computed
+        assert len(design.known) < len(effects)
+
+
+def test_dunnett_critical_values_fall_with_the_seeds():
+    # What seeds_for_power's bounds assume: a critical value computed at more seeds is never
+    # above one at fewer by more than CRITICAL_NOISE (adjacent seed counts included).
+    for m in (2, 3):
+        design = dunnett_design(m, 0.05)
+        values = [design(n)[1] for n in [*range(2, 30), 100, 101, 1258, 1259, 10_000, 100_000]]
+        assert all(b <= a + CRITICAL_NOISE for a, b in itertools.pairwise(values))
 
 
 def test_power_figures_of_the_pooled_quickstart_design():
