@@ -258,7 +258,7 @@ CIFAR10_DICT = {
         "name": "cifar10-resnet20",
         "storage": "",
         "runs_dir": "studies/runs",
-        "sampler": "nsga2",
+        "sampler": "additive",
         "seed": 0,
         "n_trials": 60,
         "timeout_s": 0.0,

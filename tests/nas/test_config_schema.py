@@ -82,7 +82,7 @@ def test_every_section_is_closed_and_documented():
         for field, prop in section["properties"].items():
             assert prop.get("description") and prop.get("allowed"), f"{name}.{field}"
     assert sections["training"]["required"] == ["epochs"]
-    assert sections["study"]["properties"]["sampler"]["default"] == "nsga2"
+    assert sections["study"]["properties"]["sampler"]["default"] == "additive"
     assert sections["space"]["properties"]["blocks"]["default"] == [
         "none",
         "se",
