@@ -11,15 +11,9 @@ kill and takes more workers (``nas worker --study <study>-confirm``) like any st
 trains every architecture with the r-th seed (model weights, batch order and augmentation), so
 the seeds are the blocks of a paired design.
 
-:func:`confirm_frame` turns the repeats into verdicts (:func:`nas.stats.many_to_one`): by
-default one residual variance pooled over every run of the architecture x seed table, the gains
-over ``none`` tested by Dunnett's many-to-one procedure with simultaneous intervals; per-row
-intervals and Holm-adjusted paired t-tests where the rows' variances are clearly unequal or
-``--comparison holm`` asks. Accuracy intervals stay in [0, 1] (logit scale). The **confirmed
-front** holds the architectures no other dominates on mean validation accuracy and the study's
-costs, each marked by whether its gain over ``none`` is significant (adjusted p < 0.05 and a
-positive mean difference). With ``--seeds auto --max-seeds M`` (:func:`run_confirm`) the study
-looks at planned seed counts (3, 6, ... M) and adds seeds only to the architectures still
+:func:`confirm_frame` turns the repeats into verdicts and the **confirmed front**
+(:mod:`nas.confirm.frame` says how). With ``--seeds auto --max-seeds M`` (:func:`run_confirm`)
+the study looks at planned seed counts (3, 6, ... M) and adds seeds only to the architectures still
 undecided against ``none``; each look tests at 0.05 / looks (a Bonferroni split over the
 planned looks), so the family-wise error over every look stays at most 0.05.
 
