@@ -426,10 +426,11 @@ class PruningSection:
         3, allowed="an int >= 2", doc="asha, moasha, noise: factor between rungs.", ge=2
     )
     auto_min_rho: _Number = _field(
-        0.0,
+        0.5,
         allowed="a number in [0, 1)",
         doc='min_epochs = "auto": the lower end of the Spearman interval an epoch must reach to '
-        "hold the first rung (0: better than chance).",
+        "hold the first rung (0: better than chance; 0.5 kept the front on both tables, "
+        "benchmarks/results/pruning_*.md).",
         ge=0,
         lt=1,
     )

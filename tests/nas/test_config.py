@@ -356,7 +356,7 @@ ADDED_SINCE_0_1_0 = {
     "study": {"artifacts": "", "artifacts_endpoint": ""},
     "data": {"loader": "auto", "num_workers": 2},
     "backbone": {"pretrained": False},
-    "pruning": {"auto_min_rho": 0.0},
+    "pruning": {"auto_min_rho": 0.5},
     "evaluation": {
         "seeding": "common",
         "baselines": True,
