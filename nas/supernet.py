@@ -44,7 +44,7 @@ from search_spaces.supernet import (
 
 from . import trial_schema as schema
 from .artifacts import ArtifactNotFound, describe_store, download_weights, upload_weights
-from .config import StudyConfig
+from .config import StudyConfig, supernet_epochs
 from .objective import EpochProgress, TrialOutcome, TrialRunner, ctrl_c_restored, split_size
 from .stats import binomial_se
 from .training import AtomicCheckpointIO, ClassifierModule, build_trainer, evaluate
@@ -79,10 +79,6 @@ def supernet_identity(cfg: StudyConfig, in_channels: int, num_classes: int) -> d
 def identity_digest(identity: dict[str, Any]) -> str:
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def supernet_epochs(cfg: StudyConfig) -> int:
-    return cfg.search.supernet_epochs or cfg.training.epochs
 
 
 def identity_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

@@ -366,6 +366,7 @@ def run_search(
         check_supernet_fits(cfg, datamodule, device)
     store = open_artifact_store(cfg.study.artifacts_url(), cfg.study.artifacts_endpoint)
     study = load_or_create_study(cfg, storage)
+    cfg = config_for_study(cfg, schema.stored_config(study))
     if is_supernet(cfg):
         ensure_supernet(
             cfg, study, datamodule, store, device=device, progress=progress, train=train_supernet

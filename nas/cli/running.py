@@ -42,7 +42,9 @@ def _search(args: argparse.Namespace) -> int:
         f"({', '.join(cfg.objectives.directions)})"
     )
     if cfg.search.strategy == "supernet":
-        epochs = cfg.search.supernet_epochs or cfg.training.epochs
+        from ..config import supernet_epochs
+
+        epochs = supernet_epochs(cfg)
         print(
             f"strategy supernet: one supernet trained for {epochs} epochs "
             f"({cfg.search.sampling} paths), then every trial evaluated on it"

@@ -30,6 +30,7 @@ from .sections import (
     SCHEDULES,
     SEEDINGS,
     STRATEGIES,
+    SUPERNET_EPOCHS_PER_TRAINING,
     BackboneSection,
     DataConfig,
     EvaluationSection,
@@ -43,7 +44,7 @@ from .sections import (
     default_cache_dir,
     first_rung_candidates,
 )
-from .study import StudyConfig, json_schema
+from .study import StudyConfig, json_schema, supernet_epochs
 
 __all__ = [
     "AUGMENTATIONS",
@@ -60,6 +61,7 @@ __all__ = [
     "SCHEDULES",
     "SEEDINGS",
     "STRATEGIES",
+    "SUPERNET_EPOCHS_PER_TRAINING",
     "BackboneSection",
     "ConfigError",
     "DataConfig",
@@ -75,4 +77,5 @@ __all__ = [
     "default_cache_dir",
     "first_rung_candidates",
     "json_schema",
+    "supernet_epochs",
 ]

@@ -33,6 +33,7 @@ from ..stats import (
     rank_correlation,
     seeds_for_power,
 )
+from ..supernet_rankings import yardstick_line
 from .planning import ALPHA, CONFIDENCE, POWER
 from .rounds import Verdicts, _runs, _table, verdicts
 
@@ -212,13 +213,13 @@ def agreement_line(frame: pd.DataFrame) -> str:
     if corr is None:
         return (
             "supernet vs stand-alone ranking: too few confirmed architectures with distinct "
-            "accuracies to rank (at least 3)"
+            f"accuracies to rank (at least 3); {yardstick_line()}"
         )
     return (
         f"supernet vs stand-alone ranking over {corr.n} architectures: Kendall tau "
         f"{corr.kendall_tau:+.2f} (95% CI {corr.tau_low:+.2f} to {corr.tau_high:+.2f}), "
         f"Spearman rho {corr.spearman_rho:+.2f} "
-        f"(95% CI {corr.rho_low:+.2f} to {corr.rho_high:+.2f})"
+        f"(95% CI {corr.rho_low:+.2f} to {corr.rho_high:+.2f}); {yardstick_line()}"
     )
 
 
