@@ -279,18 +279,12 @@ def _as_this_release(stored: dict, name: str) -> dict:
 
 
 def config_for_study(cfg: StudyConfig, stored: dict | None) -> StudyConfig:
-    """``cfg`` as it runs on the study that stored ``stored``, so its own TOML file resumes it:
-    a study stored before ``[evaluation]`` existed keeps its seeding and baselines, and one
-    stored before ``search.supernet_epochs = "auto"`` its ``null`` (``training.epochs``), where
-    ``cfg`` leaves them at their defaults; any other ``cfg`` is returned unchanged."""
-    if stored is None:
+    """``cfg`` as it runs on the study that stored ``stored``: a study stored before
+    ``[evaluation]`` existed keeps its seeding and baselines when ``cfg`` leaves the section at
+    its defaults (so its own TOML file resumes it); any other ``cfg`` is returned unchanged."""
+    if stored is None or "evaluation" in stored or cfg.evaluation != EvaluationSection():
         return cfg
-    if "evaluation" not in stored and cfg.evaluation == EvaluationSection():
-        cfg = dataclasses.replace(cfg, evaluation=EvaluationSection(**EVALUATION_BEFORE_0_2))
-    stored_epochs = stored.get("search", {}).get("supernet_epochs", "auto")
-    if stored_epochs is None and cfg.search.supernet_epochs == "auto":
-        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, supernet_epochs=None))
-    return cfg
+    return dataclasses.replace(cfg, evaluation=EvaluationSection(**EVALUATION_BEFORE_0_2))
 
 
 def stored_as_this_release(stored: dict) -> dict:

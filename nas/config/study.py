@@ -25,7 +25,6 @@ from search_spaces.space import SearchSpace
 
 from ._validation import _CONFIG, ConfigError, _build, _field, _message, _one_line_errors
 from .sections import (
-    SUPERNET_EPOCHS_PER_TRAINING,
     BackboneSection,
     DataConfig,
     EvaluationSection,
@@ -215,13 +214,9 @@ class StudyConfig:
 
 
 def supernet_epochs(cfg: StudyConfig) -> int:
-    """Epochs the supernet of ``cfg`` trains: ``search.supernet_epochs``; ``"auto"``:
-    :data:`SUPERNET_EPOCHS_PER_TRAINING` x ``training.epochs``; ``None`` (stored by releases
-    before ``"auto"``): ``training.epochs``, as those studies trained it."""
-    epochs = cfg.search.supernet_epochs
-    if epochs == "auto":
-        return SUPERNET_EPOCHS_PER_TRAINING * cfg.training.epochs
-    return epochs or cfg.training.epochs
+    """Epochs the supernet of ``cfg`` trains: ``search.supernet_epochs``, else
+    ``training.epochs``."""
+    return cfg.search.supernet_epochs or cfg.training.epochs
 
 
 def json_schema() -> dict[str, Any]:

@@ -365,7 +365,7 @@ ADDED_SINCE_0_1_0 = {
     },
     "search": {
         "strategy": "multi_trial",
-        "supernet_epochs": "auto",
+        "supernet_epochs": None,
         "sampling": "uniform",
         "calibration_batches": 8,
         "max_supernet_mb": 0,

@@ -19,7 +19,7 @@ from nas.export import export_arch, export_trials
 from nas.objective import load_data
 from nas.report import write_report
 from nas.storage import open_storage
-from nas.study import config_changes, config_for_study, load_or_create_study
+from nas.study import load_or_create_study
 from nas.worker import join_study, run_search
 from search_spaces.build import build_model
 from search_spaces.cost import model_cost
@@ -267,25 +267,8 @@ def test_nas_search_killed_in_supernet_training_resumes_to_the_same_supernet(tin
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_supernet_epochs_auto_is_four_trainings_and_null_one(supernet_config):
-    epochs = supernet_config().training.epochs
-    assert supernet_epochs(supernet_config(search={"supernet_epochs": "auto"})) == 4 * epochs
-    assert supernet_epochs(supernet_config(search={"supernet_epochs": 3})) == 3
-    legacy = supernet_config().to_dict()
-    legacy["search"]["supernet_epochs"] = None  # what releases before "auto" stored
-    assert supernet_epochs(StudyConfig.from_dict(legacy)) == epochs
-
-
-def test_a_study_stored_before_auto_keeps_its_supernet_epochs(supernet_config):
-    """Its own TOML (supernet_epochs left out) resumes it: the stored null (training.epochs)
-    holds, so the recorded supernet's identity still matches."""
-    stored = supernet_config().to_dict()
-    stored["search"]["supernet_epochs"] = None
-    from_toml = supernet_config(search={"supernet_epochs": "auto"})
-    resumed = config_for_study(from_toml, stored)
-    assert resumed.search.supernet_epochs is None
-    assert config_changes(from_toml, stored, "tiny") == []
-    identity = engine.supernet_identity(resumed, 1, 10)
-    assert identity["epochs"] == from_toml.training.epochs
-    explicit = supernet_config(search={"supernet_epochs": 5})
-    assert config_changes(explicit, stored, "tiny") == ["search.supernet_epochs"]
+def test_supernet_epochs_default_to_the_training_epochs(supernet_config):
+    cfg = supernet_config(search={"supernet_epochs": 3})
+    assert supernet_epochs(cfg) == 3
+    cfg = StudyConfig.from_dict({**cfg.to_dict(), "search": {"strategy": "supernet"}})
+    assert supernet_epochs(cfg) == cfg.training.epochs
