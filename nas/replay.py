@@ -2,12 +2,12 @@
 
 :class:`ReplayObjective` is the engine's objective with the training taken out: it samples the
 architecture as a real trial does (``suggest_arch`` over the table's space), stores the same
-trial attrs (digest, summary, seed, costs), reports one stored run's validation curve epoch by
-epoch through :func:`nas.pruning.record_epoch`, asks the pruner after each epoch as the Lightning
-callback does, and returns that run's values, or the partial ones where the pruner stops it.
-Each trial draws which seed's run it sees (``seeding="per_trial"``: from ``(seed, trial
-number)``; ``"common"``: one run per search, as a study with common random numbers sees one
-seed), so a replayed search meets the noise a real one does. A repeated architecture reuses the
+trial attrs (the spec, digest, summary, seed, costs), reports one stored run's validation curve
+epoch by epoch through :func:`nas.pruning.record_epoch`, asks the pruner after each epoch as the
+Lightning callback does, and returns that run's values, or the partial ones where the pruner
+stops it. Each trial draws which seed's run it sees (``seeding="per_trial"``: from ``(seed,
+trial number)``; ``"common"``: one run per search, as a study with common random numbers sees
+one seed), so a replayed search meets the noise a real one does. A repeated architecture reuses the
 first trial's outcome and costs nothing, as in the engine. The epochs and seconds a trial would
 have trained are stored with it (``epochs_run``, ``train_seconds``).
 
@@ -79,6 +79,7 @@ class ReplayObjective:
         )
         digest = spec.digest()
         arch = self._digests.get(digest) or table.lookup(digest, spec.summary())
+        schema.ARCH.set(trial, spec.to_dict())
         schema.DIGEST.set(trial, digest)
         schema.SUMMARY.set(trial, arch.summary)
         duplicate = _earlier(trial, digest)
@@ -172,10 +173,12 @@ def replay_search(
     seed: int = 0,
     seeding: Seeding = "per_trial",
     baselines: bool = False,
+    study_name: str | None = None,
 ) -> ReplayResult:
-    """Replay one search of ``n_trials`` trials on the table (in memory, no training). With
-    ``baselines`` the space's baselines (``none`` and each block everywhere) come first, never
-    pruned and counted in the budget, as a study with ``evaluation.baselines`` runs them."""
+    """Replay one search of ``n_trials`` trials on the table (in memory, no training), its
+    objectives named as the table's study names them. With ``baselines`` the space's baselines
+    (``none`` and each block everywhere) come first, never pruned and counted in the budget, as
+    a study with ``evaluation.baselines`` runs them."""
     if n_trials > table.space_size:
         raise ValueError(
             f"n_trials={n_trials} exceeds the table's {table.space_size} architectures: a "
@@ -186,7 +189,9 @@ def replay_search(
         directions=table.directions,
         sampler=sampler,
         pruner=pruner or optuna.pruners.NopPruner(),
+        study_name=study_name,
     )
+    study.set_metric_names(list(table.objectives))
     objective = ReplayObjective(table, seed=seed, seeding=seeding)
     if baselines:
         for name, params in space_baselines(table.space).items():
@@ -238,6 +243,7 @@ def replay_config(
         seed=seed,
         seeding=seeding,
         baselines=cfg.evaluation.baselines,
+        study_name=cfg.study.name,
     )
 
 

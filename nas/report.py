@@ -8,10 +8,11 @@
 * :func:`hypervolume_history`: the front's hypervolume after each finished trial, against trials
   and against the compute spent (training epochs, wall-clock seconds).
 
-The reference point is stated with every number (:class:`Reference`): by default the worst value
-an objective can take where that is known (accuracy 0) and 1.1 times the largest cost any trial
-of the study measured. The normalised hypervolume divides by the box between the reference and
-the ideal point (accuracy 1, cost 0), so 1.0 would be a perfect model that costs nothing.
+The reference point is stated with every number (:class:`Reference`): by default the accuracy
+of the worst complete baseline (of the worst complete trial in a study without baselines), so the
+hypervolume counts only what beats a hand-made architecture and rises as the front improves, and
+1.1 times the largest cost any trial of the study measured. The normalised hypervolume divides by
+the box between the reference and the ideal point (accuracy 1, cost 0).
 """
 
 from __future__ import annotations
@@ -60,12 +61,18 @@ class Reference:
     directions: tuple[str, ...]
     worst: tuple[float, ...]
     ideal: tuple[float, ...]
+    #: Where each worst value comes from (e.g. "the worst complete baseline, se"); "" unstated.
+    basis: tuple[str, ...] = ()
 
     def box_volume(self) -> float:
         return math.prod(abs(w - i) for w, i in zip(self.worst, self.ideal, strict=True))
 
     def describe(self) -> str:
-        return ", ".join(f"{n}={w:.6g}" for n, w in zip(self.names, self.worst, strict=True))
+        basis = self.basis or ("",) * len(self.names)
+        return ", ".join(
+            f"{n}={w:.6g}" + (f" ({b})" if b else "")
+            for n, w, b in zip(self.names, self.worst, basis, strict=True)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +80,7 @@ class Reference:
             "directions": list(self.directions),
             "worst": list(self.worst),
             "ideal": list(self.ideal),
+            "basis": list(self.basis),
         }
 
 
@@ -83,9 +91,12 @@ def reference_point(
 ) -> Reference:
     """The study's default :class:`Reference`, with any objective's worst value overridden.
 
-    Metrics in :data:`BOUNDED_METRICS` use their known bounds; other maximised objectives use
-    the smallest value observed and ideal the largest; minimised costs use ``COST_MARGIN`` times
-    the largest value any finished trial (complete or pruned) measured, with ideal 0.
+    Metrics in :data:`BOUNDED_METRICS` (accuracy, maximised) use the accuracy of the worst
+    complete baseline, or of the worst complete trial where no baseline completed (the bound
+    where nothing did), and ideal the upper bound: a reference at accuracy 0 would let the
+    accuracy axis swamp every improvement the search makes. Other maximised objectives use the
+    smallest value observed and ideal the largest; minimised costs use ``COST_MARGIN`` times the
+    largest value any finished trial (complete or pruned) measured, with ideal 0.
     """
     names, directions = objective_names(study), objective_directions(study)
     overrides = dict(overrides or {})
@@ -98,21 +109,45 @@ def reference_point(
     trials = trials if trials is not None else study.get_trials(deepcopy=False, states=FINISHED)
     observed = np.array([t.values for t in trials if t.values is not None], dtype=float)
     observed = observed.reshape(-1, len(names))
-    worst, ideal = [], []
+    worst, ideal, basis = [], [], []
     for k, (name, direction) in enumerate(zip(names, directions, strict=True)):
         column = observed[:, k][np.isfinite(observed[:, k])]
-        if name in BOUNDED_METRICS:
-            low, high = BOUNDED_METRICS[name]
-            w, i = (low, high) if direction == "maximize" else (high, low)
+        if name in BOUNDED_METRICS and direction == "maximize":
+            low, i = BOUNDED_METRICS[name]
+            w, why = _accuracy_reference(trials, k, low)
+        elif name in BOUNDED_METRICS:
+            (i, w), why = BOUNDED_METRICS[name], "the bound"
         elif direction == "maximize":
             w = float(column.min()) if len(column) else 0.0
             i = float(column.max()) if len(column) else 1.0
+            why = "the smallest observed"
         else:
             w = COST_MARGIN * float(column.max()) if len(column) else 1.0
             i = 0.0
-        worst.append(float(overrides.get(name, w)))
+            why = f"{COST_MARGIN:g} x the largest measured"
+        if name in overrides:
+            w, why = float(overrides[name]), "set"
+        worst.append(float(w))
         ideal.append(float(i))
-    return Reference(tuple(names), tuple(directions), tuple(worst), tuple(ideal))
+        basis.append(why)
+    return Reference(tuple(names), tuple(directions), tuple(worst), tuple(ideal), tuple(basis))
+
+
+def _accuracy_reference(trials: Sequence[FrozenTrial], k: int, bound: float) -> tuple[float, str]:
+    """The worst accuracy (objective ``k``) of the complete baselines, else of the complete
+    trials, else ``bound``; with where it comes from."""
+    complete = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values is not None and math.isfinite(t.values[k])
+    ]
+    baselines = [t for t in complete if schema.BASELINE.has(t)]
+    if baselines:
+        worst = min(baselines, key=lambda t: (t.values[k], t.number))
+        return worst.values[k], f"the worst complete baseline, {schema.BASELINE.get(worst)}"
+    if complete:
+        return min(t.values[k] for t in complete), "the worst complete trial"
+    return bound, "the bound: no complete trial yet"
 
 
 # -- tables ---------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ def _reference_argument(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="hypervolume reference (worst) value of an objective, e.g. flops=5e6; repeatable "
-        "(default: val_acc=0 and 1.1 x the largest cost measured)",
+        "(default: val_acc of the worst complete baseline, or of the worst complete trial, "
+        "and 1.1 x the largest cost measured; val_acc=0 gives the old, absolute reference)",
     )
 
 

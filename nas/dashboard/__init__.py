@@ -33,6 +33,7 @@ from ._common import (
     SEARCH_RUNS,
     SIGNIFICANT,
     TIED_OUTLINE,
+    TIED_RINGS,
     attention_colours,
     attention_type,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "SEARCH_RUNS",
     "SIGNIFICANT",
     "TIED_OUTLINE",
+    "TIED_RINGS",
     "attention_colours",
     "attention_type",
     "baseline_sentence",

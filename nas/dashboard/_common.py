@@ -37,8 +37,9 @@ PRUNED_MARKS = "pruned here"
 BASELINES = "baselines"
 #: Name of the shaded band of trials statistically tied with the front.
 BAND = f"within {TIE_STANDARD_ERRORS:g} s.e. of the front"
-#: Outline of the trials tied with the front.
+#: Colour and legend entry of the rings around the trials tied with the front.
 TIED_OUTLINE = "#d62728"
+TIED_RINGS = "tied with the front"
 #: Standard errors either side of a single measurement for its 95% interval (normal approx.).
 Z95 = 1.96
 #: Trace names of the confirmed-front figure.

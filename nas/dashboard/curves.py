@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
 from .. import trial_schema as schema
+from ..pareto import front_trials
 from ..report import (
     Reference,
     hypervolume_history,
@@ -54,41 +55,54 @@ def hypervolume_figure(study: optuna.Study, reference: Reference) -> go.Figure:
     )
     fig.update_xaxes(title_text="trials finished", row=1, col=1)
     fig.update_xaxes(title_text="training epochs spent", row=1, col=2)
-    fig.update_yaxes(title_text="normalised hypervolume", rangemode="tozero")
+    fig.update_yaxes(title_text="normalised hypervolume")
     return fig
+
+
+#: Colour and legend entry of the learning curves of trials off the front.
+OFF_FRONT_COLOUR = "#c4c4c4"
+OFF_FRONT = "not on the front"
 
 
 def learning_curves_figure(
     study: optuna.Study, attention: Mapping[int, str], colours: Mapping[str, str]
 ) -> go.Figure:
-    """Accuracy per epoch (the intermediate values) of every trial, one trace each, coloured by
-    attention type; pruned trials dashed, with an x where the pruner stopped them."""
+    """Accuracy per epoch (the intermediate values) of every trial, one trace each: the front's
+    members (:func:`nas.pareto.front_trials`) drawn on top in their attention type's colour and
+    named in the legend, every other trial thin and grey; pruned trials dashed, with an x where
+    the pruner stopped them."""
     accuracy = objective_names(study)[0]
+    on_front = {t.number for t in front_trials(study)}
+    trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    trials.sort(key=lambda t: (t.number in on_front, t.number))  # the front last, so on top
     fig = go.Figure()
-    shown: set[str] = set()
     marks_x, marks_y, marks_trial = [], [], []
-    for t in study.get_trials(deepcopy=False):
-        if not t.intermediate_values:
-            continue
+    first_off_front = True
+    for t in trials:
         steps = sorted(t.intermediate_values)
         block = attention.get(t.number, "none")
         pruned = t.state == TrialState.PRUNED
+        member = t.number in on_front
         fig.add_trace(
             go.Scatter(
                 x=steps,
                 y=[t.intermediate_values[s] for s in steps],
                 mode="lines",
-                name=block,
-                legendgroup=block,
-                showlegend=block not in shown,
+                name=f"trial {t.number} ({block})" if member else OFF_FRONT,
+                legendgroup=None if member else OFF_FRONT,
+                showlegend=member or first_off_front,
                 meta=t.number,
-                line={"color": colours[block], "dash": "dash" if pruned else "solid"},
-                opacity=0.8,
+                line={
+                    "color": colours[block] if member else OFF_FRONT_COLOUR,
+                    "dash": "dash" if pruned else "solid",
+                    "width": 2.5 if member else 1,
+                },
+                opacity=1.0 if member else 0.7,
                 hovertemplate=f"trial %{{meta}} ({t.state.name})<br>epoch %{{x}}<br>"
                 f"{accuracy}=%{{y:.4f}}<extra></extra>",
             )
         )
-        shown.add(block)
+        first_off_front = first_off_front and member
         if pruned:
             epoch = schema.PRUNED_AT_EPOCH.get(t, steps[-1])
             marks_x.append(epoch)
@@ -101,17 +115,17 @@ def learning_curves_figure(
                 y=marks_y,
                 mode="markers",
                 name=PRUNED_MARKS,
-                marker={"symbol": "x", "size": 10, "color": "#111"},
+                marker={"symbol": "x", "size": 8, "color": "#777"},
                 customdata=marks_trial,
                 hovertemplate="trial %{customdata} pruned after epoch %{x}<extra></extra>",
             )
         )
     fig.update_layout(
-        title=f"Learning curves ({accuracy} per epoch)<br><sup>dashed: pruned trials; x: the "
-        "epoch the pruner stopped them</sup>",
+        title=f"Learning curves ({accuracy} per epoch)<br><sup>coloured: the front's members; "
+        "grey: the other trials; dashed: pruned, x: the epoch the pruner stopped them</sup>",
         xaxis_title="epoch",
         yaxis_title=accuracy,
-        legend_title="attention",
+        legend_title="front",
         template=TEMPLATE,
         height=460,
     )

@@ -10,10 +10,12 @@ import numpy as np
 import optuna
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..config import COSTS
 from ..pareto import TIE_STANDARD_ERRORS, is_candidate, non_dominated_sort, tied_with_front
 from ..report import (
+    BOUNDED_METRICS,
     FINISHED,
     objective_directions,
     objective_names,
@@ -25,6 +27,7 @@ from ._common import (
     FRONT_LINE,
     TEMPLATE,
     TIED_OUTLINE,
+    TIED_RINGS,
     Z95,
     _hover_summary,
     _type_order,
@@ -50,6 +53,17 @@ def _cost_column(study: optuna.Study, cost: str) -> str:
     return cost if cost in objective_names(study) else f"cost_{cost}"
 
 
+#: Figure height (px) and the share of its plot area the complete trials get over the pruned strip.
+FIGURE_HEIGHT = 560
+MAIN_SHARE = 0.74
+#: Gap between the main plot and the pruned strip, as a share of the plot area.
+STRIP_GAP = 0.1
+#: Height (px) a baseline label needs in the label column (its box is 17 px), and the width of
+#: a character.
+LABEL_LINE_PX = 19
+CHAR_PX = 7.5
+
+
 def front_figure(
     study: optuna.Study,
     frame: pd.DataFrame,
@@ -57,16 +71,19 @@ def front_figure(
     colours: Mapping[str, str],
     tied: set[int] | None = None,
 ) -> go.Figure:
-    """Accuracy (the first objective) against ``cost`` for every finished trial, coloured by
-    attention type, pruned trials as open markers, and the 2-D front of the complete, feasible
-    trials as a step line. ``frame`` is :func:`trials_frame` plus an ``attention`` column;
-    ``colours`` maps attention types to colours (:func:`attention_colours`); ``tied`` holds the
-    trials statistically tied with the front (default :func:`nas.pareto.tied_with_front`).
+    """Accuracy (the first objective) against ``cost``: the complete trials coloured by attention
+    type with the 2-D front of the complete, feasible trials as a step line, and the pruned
+    trials (open markers) in a strip of their own below, so their partial accuracies never set
+    the main axis, which spans the complete trials and the baselines. ``frame`` is
+    :func:`trials_frame` plus an ``attention`` column; ``colours`` maps attention types to
+    colours (:func:`attention_colours`); ``tied`` holds the trials statistically tied with the
+    front (default :func:`nas.pareto.tied_with_front`).
 
     Where trials recorded ``val_acc_se``: 95% error bars (:data:`Z95` standard errors, normal
     approximation) on every marker, and a band from the front down to :data:`TIE_STANDARD_ERRORS`
-    standard errors of its members, the tied trials outlined. Baselines are stars labelled with
-    their name (their own legend entry), the baseline ``none`` a dotted horizontal line."""
+    standard errors of its members, the tied trials ringed in red. Baselines are stars, named in a
+    column right of the plot at their accuracy (spread so no two names overlap), the baseline
+    ``none`` a dotted line; the legend sits below the plot."""
     accuracy, acc_direction = objective_names(study)[0], objective_directions(study)[0]
     x_column = _cost_column(study, cost)
     finished = frame[frame["state"].isin([s.name for s in FINISHED])].copy()
@@ -81,7 +98,14 @@ def front_figure(
         tied = {t.number for t in tied_with_front(study)}
     finished["tied"] = finished["trial"].isin(tied)
     x_format = ".3f" if cost.startswith("latency") else ",.0f"
-    fig = go.Figure()
+    has_pruned = bool((finished["state"] == "PRUNED").any())
+    fig = make_subplots(
+        rows=2 if has_pruned else 1,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=STRIP_GAP,
+        row_heights=[MAIN_SHARE, 1 - MAIN_SHARE] if has_pruned else None,
+    )
     searched = finished[finished["baseline"] == ""]
     for block in _type_order(set(searched["attention"])):
         for state, symbol in (("COMPLETE", "circle"), ("PRUNED", "circle-open")):
@@ -89,53 +113,59 @@ def front_figure(
             if rows.empty:
                 continue
             width = 2 if state == "PRUNED" else 0.5
-            fig.add_trace(
-                _points(
-                    rows,
-                    accuracy,
-                    cost,
-                    x_format,
-                    colour=colours[block],
-                    name=block if state == "COMPLETE" else f"{block} (pruned)",
-                    legendgroup=block,
-                    marker={
-                        "color": colours[block],
-                        "symbol": symbol,
-                        "size": 10,
-                        "line": _outline(rows, width),
-                    },
-                )
+            trace = _points(
+                rows,
+                accuracy,
+                cost,
+                x_format,
+                colour=colours[block],
+                name=block if state == "COMPLETE" else f"{block} (pruned)",
+                legendgroup=block,
+                marker={
+                    "color": colours[block],
+                    "symbol": symbol,
+                    "size": 10,
+                    "line": _outline(width),
+                },
             )
+            fig.add_trace(trace, row=2 if state == "PRUNED" else 1, col=1)
     baselines = finished[finished["baseline"] != ""]
-    if not baselines.empty:
-        pruned = (baselines["state"] == "PRUNED").to_numpy()
+    for state, row in (("COMPLETE", 1), ("PRUNED", 2)):
+        stars = baselines[baselines["state"] == state]
+        if stars.empty:
+            continue
+        pruned = state == "PRUNED"
         fig.add_trace(
             _points(
-                baselines,
+                stars,
                 accuracy,
                 cost,
                 x_format,
                 colour="#555",
-                name=BASELINES,
+                name=f"{BASELINES} (pruned)" if pruned else BASELINES,
                 legendgroup=BASELINES,
-                mode="markers+text",
-                text=list(baselines["baseline"]),
-                textposition="top center",
+                text=list(stars["baseline"]),
                 marker={
-                    "color": [colours[a] for a in baselines["attention"]],
-                    "symbol": ["star-open" if p else "star" for p in pruned],
+                    "color": [colours[a] for a in stars["attention"]],
+                    "symbol": "star-open" if pruned else "star",
                     "size": 17,
-                    "line": _outline(baselines, [2.5 if p else 1.0 for p in pruned]),
+                    "line": _outline(2.5 if pruned else 1.0),
                 },
-            )
+            ),
+            row=row,
+            col=1,
         )
+    _legend_once(fig)
     front = front_2d(study, frame, accuracy, x_column, acc_direction)
     band = None
     if acc_direction == "maximize" and len(front):
         x_end = max(float(finished["x"].max()), float(front["x"].max()))
         band = _band(front, finished, x_end, sorted(finished.loc[finished["tied"], "trial"]))
     if band is not None:
-        fig.add_trace(band)
+        fig.add_trace(band, row=1, col=1)
+    rings = finished[finished["tied"] & (finished["state"] == "COMPLETE")]
+    if not rings.empty:
+        fig.add_trace(_tied_rings(rings), row=1, col=1)
     fig.add_trace(
         step_line(
             front,
@@ -143,18 +173,25 @@ def front_figure(
             color="#222",
             name=FRONT_LINE,
             hover=f"front: trial %{{customdata}}<br>{accuracy}=%{{y:.4f}}<extra></extra>",
-        )
+        ),
+        row=1,
+        col=1,
     )
-    none = finished[(finished["baseline"] == "none") & (finished["state"] == "COMPLETE")]
+    complete = finished[finished["state"] == "COMPLETE"]
+    none = complete[complete["baseline"] == "none"]
     if not none.empty:
         fig.add_hline(
             y=float(none["y"].iloc[0]),
             line={"dash": "dot", "color": "#555", "width": 1.5},
-            annotation_text="baseline none",
-            annotation_position="bottom right",
+            row=1,
+            col=1,
         )
     kind = "objective" if x_column == cost else "measured cost, not an objective"
-    notes = [f"{kind}; open markers: pruned trials (partial training, never on the front)"]
+    notes = [kind]
+    if has_pruned:
+        notes.append(
+            "lower strip: pruned trials (open markers; partial training, never on the front)"
+        )
     if finished["se"].notna().any():
         notes.append(
             f"error bars: 95% of each single run, ±{Z95:g} s.e. (binomial, normal approximation)"
@@ -164,37 +201,147 @@ def front_figure(
     if band is not None:
         notes.append(
             f"shaded: within {TIE_STANDARD_ERRORS:g} s.e. of the front; trials in it are "
-            "statistically tied with it (red outline)"
+            "statistically tied with it (red rings)"
         )
+    bounds = BOUNDED_METRICS.get(accuracy)
+    y_range = accuracy_range(complete, band, bounds)
+    legend_rows = _legend_rows(fig)
+    margin = {"t": 48 + 19 * len(notes), "b": 58 + 24 * legend_rows, "l": 60}
+    labels = complete[complete["baseline"] != ""]
+    margin["r"] = 20 + int(CHAR_PX * (max(map(len, labels["baseline"]), default=0) + 3))
+    if y_range is not None and not labels.empty:
+        share = (1 - STRIP_GAP) * MAIN_SHARE if has_pruned else 1.0
+        main_px = (FIGURE_HEIGHT - margin["t"] - margin["b"]) * share
+        gap = LABEL_LINE_PX * (y_range[1] - y_range[0]) / max(main_px, 1.0)
+        for y, name, block in zip(
+            spread_labels(list(labels["y"]), gap, *y_range),
+            labels["baseline"],
+            labels["attention"],
+            strict=True,
+        ):
+            fig.add_annotation(
+                x=1.0,
+                xref="paper",
+                xanchor="left",
+                xshift=6,
+                y=y,
+                yref="y",
+                yanchor="middle",
+                showarrow=False,
+                text=f'<span style="color:{colours[block]}">★</span> {name}',
+                font={"size": 12, "color": "#333"},
+            )
     fig.update_layout(
         title={
             "text": f"{accuracy} against {COST_LABELS.get(cost, cost)}"
             + "".join(f"<br><sup>{n}</sup>" for n in notes),
+            "x": 0.01,
+            "xanchor": "left",
             "y": 1,
             "yanchor": "top",
             "pad": {"t": 14},
         },
-        xaxis_title=COST_LABELS.get(cost, cost),
-        yaxis_title=accuracy,
-        legend_title="attention",
+        legend={
+            "orientation": "h",
+            "x": 0,
+            "xanchor": "left",
+            "y": 0,
+            "yref": "container",
+            "yanchor": "bottom",
+            "title": {"text": "attention"},
+        },
         template=TEMPLATE,
-        height=420 + 22 * len(notes),
-        margin={"t": 50 + 22 * len(notes)},
+        height=FIGURE_HEIGHT,
+        margin=margin,
     )
+    fig.update_xaxes(title_text=COST_LABELS.get(cost, cost), row=2 if has_pruned else 1, col=1)
+    fig.update_yaxes(title_text=accuracy, range=y_range, row=1, col=1)
+    if has_pruned:
+        fig.update_yaxes(title_text="pruned<br>(partial)", row=2, col=1)
     return fig
 
 
-def _outline(rows: pd.DataFrame, width: float | list[float]) -> dict[str, Any]:
-    """Marker outlines: dark, ``width`` wide; :data:`TIED_OUTLINE` and thicker for the trials
-    tied with the front (per point only where there are some)."""
-    if not rows["tied"].any():
-        return {"width": width, "color": "#333"}
-    widths = width if isinstance(width, list) else [width] * len(rows)
-    tied = rows["tied"].to_numpy()
-    return {
-        "width": [3.0 if t else w for t, w in zip(tied, widths, strict=True)],
-        "color": [TIED_OUTLINE if t else "#333" for t in tied],
-    }
+def accuracy_range(
+    complete: pd.DataFrame, band: go.Scatter | None, bounds: tuple[float, float] | None
+) -> list[float] | None:
+    """The main axis' range: the complete trials' accuracies (columns ``y``, ``se``) with their
+    95% error bars and the band, padded by 8%, inside ``bounds``; None where nothing completed."""
+    if complete.empty:
+        return None
+    half = Z95 * complete["se"].fillna(0.0).to_numpy(dtype=float)
+    values = complete["y"].to_numpy(dtype=float)
+    low, high = float(np.min(values - half)), float(np.max(values + half))
+    if band is not None:
+        low = min(low, float(np.min(band.y)))
+    pad = max(0.08 * (high - low), 0.005)
+    low, high = low - pad, high + pad
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return [low, high]
+
+
+def spread_labels(ys: list[float], gap: float, low: float, high: float) -> list[float]:
+    """Heights for labels wanted at ``ys``, in the same order, consecutive ones at least ``gap``
+    apart and kept in order: labels that would collide form a run centred on the mean of their
+    wanted heights, moved inside [low, high] where it fits."""
+    order = sorted(range(len(ys)), key=lambda i: (ys[i], i))
+    wanted = [ys[i] for i in order]
+    runs: list[tuple[float, list[int]]] = []  # (lowest label's height, members), bottom up
+    for k in range(len(wanted)):
+        members = [k]
+        while True:
+            span = gap * (len(members) - 1)
+            start = sum(wanted[m] for m in members) / len(members) - span / 2
+            start = max(min(start, high - span), low)
+            if runs and runs[-1][0] + gap * len(runs[-1][1]) > start:
+                members = runs.pop()[1] + members
+                continue
+            runs.append((start, members))
+            break
+    out = [0.0] * len(ys)
+    for start, members in runs:
+        for j, m in enumerate(members):
+            out[order[m]] = start + j * gap
+    return out
+
+
+def _legend_once(fig: go.Figure) -> None:
+    """A pruned-only attention type keeps its legend entry; one with complete trials shows it
+    on the complete trace only."""
+    complete = {t.legendgroup for t in fig.data if t.showlegend is not False and t.yaxis == "y"}
+    for trace in fig.data:
+        if trace.yaxis != "y" and trace.legendgroup in complete:
+            trace.showlegend = False
+
+
+def _legend_rows(fig: go.Figure, width_px: float = 560) -> int:
+    """About how many rows the horizontal legend takes in a plot ``width_px`` wide."""
+    names = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    widths = [40 + CHAR_PX * len(n) for n in ["attention", *names]]
+    rows, used = 1, 0.0
+    for w in widths:
+        if used and used + w > width_px:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
+
+
+def _outline(width: float) -> dict[str, Any]:
+    return {"width": width, "color": "#333"}
+
+
+def _tied_rings(tied: pd.DataFrame) -> go.Scatter:
+    """Red rings around the trials statistically tied with the front (columns ``trial``, ``x``,
+    ``y``): one legend entry, and the markers inside keep their attention colour."""
+    return go.Scatter(
+        x=tied["x"],
+        y=tied["y"],
+        mode="markers",
+        name=TIED_RINGS,
+        marker={"symbol": "circle-open", "size": 15, "line": {"width": 1.5}, "color": TIED_OUTLINE},
+        customdata=tied["trial"],
+        hovertemplate="trial %{customdata}: statistically tied with the front<extra></extra>",
+    )
 
 
 def _points(

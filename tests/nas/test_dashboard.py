@@ -35,6 +35,7 @@ from nas.dashboard import (
     SEARCH_RUNS,
     SIGNIFICANT,
     TIED_OUTLINE,
+    TIED_RINGS,
     attention_colours,
     attention_type,
     baseline_sentence,
@@ -46,10 +47,14 @@ from nas.dashboard import (
     serve_optuna_dashboard,
     write_dashboard,
 )
+from nas.dashboard.curves import OFF_FRONT, OFF_FRONT_COLOUR
+from nas.dashboard.front import spread_labels
 from nas.pareto import front_trials, non_dominated_sort, tied_with_front
 from nas.pruning import finish_pruned, record_epoch
+from nas.replay import replay_config
 from nas.report import baseline_gains, front_frame, hypervolume_history, reference_point
 from nas.stats import binomial_se, logit_interval, mean_intervals
+from nas.tabular import load_table
 from nas.worker import run_search
 from search_spaces.spec import ArchSpec, BlockChoice
 
@@ -132,9 +137,12 @@ def _hand_made_study(costs: tuple[str, ...] = ("flops",)) -> optuna.Study:
     return study
 
 
+NOT_TRIALS = (FRONT_LINE, BAND, TIED_RINGS)
+
+
 def _scatter(fig) -> list:
-    """The attention types' traces (no front line, band or baselines)."""
-    return [t for t in fig.data if t.name not in (FRONT_LINE, BAND, BASELINES)]
+    """The attention types' traces (no front line, band, rings or baselines)."""
+    return [t for t in fig.data if t.name not in NOT_TRIALS and not t.name.startswith(BASELINES)]
 
 
 def _line(fig):
@@ -160,7 +168,7 @@ def test_figures_in_order_for_every_objective_and_measured_cost():
     # With both costs as objectives, both fronts are objective fronts, in objective order.
     figures = build_figures(_hand_made_study(costs=("params", "flops")))
     assert list(figures)[:2] == ["front_params", "front_flops"]
-    assert all("<sup>objective;" in figures[k].layout.title.text for k in list(figures)[:2])
+    assert all("<sup>objective</sup>" in figures[k].layout.title.text for k in list(figures)[:2])
     assert list(_line(figures["front_params"]).customdata) == [2, 0]
 
 
@@ -234,6 +242,23 @@ def test_learning_curves_one_trace_per_trial_pruned_dashed_and_marked(real):
     curves = {t.meta: t for t in fig.data if t.name != PRUNED_MARKS}
     trials = [t for t in study.trials if t.intermediate_values]
     assert sorted(curves) == [t.number for t in trials]
+    # The front's members: in their attention colour, named, drawn last (on top); the rest grey.
+    front = {t.number for t in front_trials(study)}
+    colours = attention_colours({attention_type(schema.ARCH.get(t)) for t in study.trials})
+    assert front and len(front) < len(trials)
+    for t in trials:
+        curve = curves[t.number]
+        if t.number in front:
+            block = attention_type(schema.ARCH.get(t))
+            assert (
+                curve.line.color == colours[block] and curve.name == f"trial {t.number} ({block})"
+            )
+            assert curve.showlegend and curve.line.width > 1
+        else:
+            assert curve.line.color == OFF_FRONT_COLOUR and curve.name == OFF_FRONT
+    order = [t.meta for t in fig.data if t.name != PRUNED_MARKS]
+    assert set(order[-len(front) :]) == front
+    assert sum(bool(t.showlegend) for t in fig.data if t.name == OFF_FRONT) == 1
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, "the real study prunes some trials"
     for t in trials:
@@ -405,7 +430,7 @@ NOISY = [
     (None, 0.80, 50.0, ("eca", "none", "none"), "complete"),
     (None, 0.86, 120.0, ("se", "none", "eca"), "complete"),
     (None, 0.30, 200.0, ("none", "eca", "none"), "complete"),
-    (None, 0.40, 60.0, ("se", "se", "none"), "pruned"),
+    (None, 0.05, 60.0, ("se", "se", "none"), "pruned"),
 ]
 
 
@@ -486,7 +511,7 @@ def _points_by_trial(fig) -> dict[int, tuple]:
     """``{trial: (trace, index of the point in it)}`` over the trial traces (baselines too)."""
     found = {}
     for trace in fig.data:
-        if trace.name in (FRONT_LINE, BAND):
+        if trace.name in NOT_TRIALS:
             continue
         for i, row in enumerate(trace.customdata):
             found[int(row[0])] = (trace, i)
@@ -520,21 +545,68 @@ def test_baselines_are_labelled_stars_in_their_colour_and_none_a_dotted_line():
     study = _noisy_study()
     fig = build_figures(study)["front_flops"]
     (stars,) = [t for t in fig.data if t.name == BASELINES]
-    assert [int(r[0]) for r in stars.customdata] == [0, 1, 2]
-    assert list(stars.text) == ["none", "se", "eca"]
-    assert stars.mode == "markers+text"
-    assert list(stars.marker.symbol) == ["star", "star", "star-open"]  # eca was pruned
+    (pruned,) = [t for t in fig.data if t.name == f"{BASELINES} (pruned)"]
+    assert [int(r[0]) for r in stars.customdata] == [0, 1] and list(stars.text) == ["none", "se"]
+    assert [int(r[0]) for r in pruned.customdata] == [2] and list(pruned.text) == ["eca"]
+    assert stars.marker.symbol == "star" and pruned.marker.symbol == "star-open"
+    assert pruned.yaxis == "y2" and stars.yaxis == "y"  # the pruned baseline sits in the strip
+    assert pruned.legendgroup == stars.legendgroup and pruned.showlegend is False
     colours = attention_colours({"none", "se", "eca"})
-    assert list(stars.marker.color) == [colours["none"], colours["se"], colours["eca"]]
+    assert list(stars.marker.color) == [colours["none"], colours["se"]]
     assert all(
         r[4] == f"<br>baseline {name}" for r, name in zip(stars.customdata, stars.text, strict=True)
     )
     for trace in _scatter(fig):  # the baselines are not drawn twice
         assert not {int(r[0]) for r in trace.customdata} & {0, 1, 2}
     (line,) = fig.layout.shapes
-    assert line.y0 == line.y1 == 0.60 and line.line.dash == "dot"
-    assert fig.layout.annotations[0].text == "baseline none"
+    assert line.y0 == line.y1 == 0.60 and line.line.dash == "dot" and line.yref == "y"
+    # The complete baselines are named in the column right of the plot, at their accuracy.
+    labels = {a.text.rsplit(" ", 1)[-1]: a for a in fig.layout.annotations}
+    assert sorted(labels) == ["none", "se"]
+    for name, y in (("none", 0.60), ("se", 0.70)):
+        assert labels[name].xref == "paper" and labels[name].x == 1.0
+        assert labels[name].yref == "y" and labels[name].y == pytest.approx(y)
+        assert colours[name] in labels[name].text
     assert "stars: the hand-made baselines; dotted: none" in fig.layout.title.text
+
+
+def test_baseline_labels_spread_apart_in_order_around_their_accuracies():
+    ys = [0.95, 0.951, 0.949, 0.952, 0.90]
+    placed = spread_labels(ys, 0.005, 0.88, 0.99)
+    assert placed[4] == 0.90  # alone: at its own height
+    # The four close ones: 0.005 apart, in their order, centred on their mean (0.9505).
+    ordered = sorted(placed[:4])
+    assert [placed[2], placed[0], placed[1], placed[3]] == ordered
+    assert np.diff(ordered) == pytest.approx([0.005] * 3)
+    assert np.mean(ordered) == pytest.approx(0.9505)
+    # Near the top: pushed down inside the range; a run that grows merges with the one below.
+    assert spread_labels([0.99, 0.989], 0.005, 0.88, 0.99) == pytest.approx([0.99, 0.985])
+    assert spread_labels([0.90, 0.904, 0.909], 0.005, 0.0, 1.0) == pytest.approx(
+        [0.9, 0.905, 0.91], abs=1e-3
+    )
+    assert spread_labels([], 0.005, 0.0, 1.0) == []
+
+
+def test_main_axis_spans_complete_trials_and_pruned_ones_sit_in_a_strip():
+    study = _noisy_study()
+    fig = build_figures(study)["front_flops"]
+    frame = {t.number: t for t in study.trials}
+    low, high = fig.layout.yaxis.range
+    for trace in fig.data:
+        if trace.name in (FRONT_LINE, BAND):
+            continue
+        numbers = [int(r[0]) if trace.name != TIED_RINGS else int(r) for r in trace.customdata]
+        states = {frame[n].state for n in numbers}
+        axis = "y2" if states == {TrialState.PRUNED} else "y"
+        assert trace.yaxis == axis and len(states) == 1, trace.name
+        if axis == "y":  # every complete trial and its error bar inside the main axis
+            half = [1.96 * schema.VAL_ACC_SE.get(frame[n]) for n in numbers]
+            assert all(low <= y - h and y + h <= high for y, h in zip(trace.y, half, strict=True))
+    pruned = [t.values[0] for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t.values[0] for t in study.trials if t.state == TrialState.COMPLETE]
+    assert min(pruned) < min(complete) and low > min(pruned)  # the partial value sets no axis
+    assert 0.0 <= low < high <= 1.0
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.yref == "container"
 
 
 def test_trials_tied_with_the_front_are_in_the_band_and_outlined():
@@ -556,14 +628,13 @@ def test_trials_tied_with_the_front_are_in_the_band_and_outlined():
     assert list(_line(fig).customdata) == [0, 1, 4, 3]
     # Trial 5 lies in the band (cost 120, under trial 3's step) and is outlined and named.
     assert 0.9 - 2 * binomial_se(0.9, VAL_SIZE) <= 0.86 <= 0.9
+    (rings,) = [t for t in fig.data if t.name == TIED_RINGS]
+    assert list(rings.customdata) == [5] and rings.marker.color == TIED_OUTLINE
     points = _points_by_trial(fig)
     for number, (trace, i) in points.items():
-        colour = trace.marker.line.color
-        colour = colour[i] if isinstance(colour, tuple) else colour
-        assert (colour == TIED_OUTLINE) == (number == 5)
         note = trace.customdata[i][4]
         assert ("statistically tied with the front" in note) == (number == 5)
-    assert "trials in it are statistically tied with it" in fig.layout.title.text
+    assert "trials in it are statistically tied with it (red rings)" in fig.layout.title.text
 
 
 def test_header_states_the_gain_over_the_baselines_against_the_noise(tmp_path):
@@ -599,7 +670,7 @@ def test_real_search_header_compares_with_its_baselines(real, real_html):
     fig = build_figures(study)["front_flops"]
     (stars,) = [t for t in fig.data if t.name == BASELINES]
     assert sorted(stars.text) == sorted(schema.BASELINE.get(t) for t in study.trials[:4])
-    assert all(t.error_y.array is not None for t in fig.data if t.name not in (FRONT_LINE, BAND))
+    assert all(t.error_y.array is not None for t in fig.data if t.name not in NOT_TRIALS)
 
 
 def test_confirmed_front_section_shows_the_intervals_over_seeds(tmp_path):
@@ -776,7 +847,9 @@ def test_dashboard_renders_offline_in_chromium(real, real_html, chromium):
             assert d["overflow"] <= 1, d  # each figure fits its column of the page
         assert not errors, errors
         finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-        assert next(d for d in drawn if d["id"] == "front_flops")["points"] == len(finished)
+        rings = len(tied_with_front(study))
+        assert next(d for d in drawn if d["id"] == "front_flops")["points"] == len(finished) + rings
+        _assert_legible(page, study, [k for k in figures if k.startswith("front_")])
 
         png = page.screenshot(full_page=True)
         pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
@@ -826,7 +899,7 @@ def test_noise_band_baselines_and_confirmation_render_in_chromium(chromium, tmp_
                     traces: d.querySelectorAll('.main-svg g.trace, .main-svg g.hm').length,
                     bars: d.querySelectorAll('.main-svg path.yerror').length,
                     fills: d.querySelectorAll('.main-svg path.js-fill').length,
-                    labels: [...d.querySelectorAll('.main-svg g.textpoint text')]
+                    labels: [...d.querySelectorAll('.main-svg g.annotation')]
                         .map(t => t.textContent),
                 }]))"""
         )
@@ -835,12 +908,89 @@ def test_noise_band_baselines_and_confirmation_render_in_chromium(chromium, tmp_
             assert d["traces"] == len(figures[key].data), key
         assert drawn["front_flops"]["bars"] == len(NOISY)  # every trial has a standard error
         assert drawn["front_flops"]["fills"] >= 1  # the band
-        assert sorted(drawn["front_flops"]["labels"]) == ["eca", "none", "se"]
+        assert sorted(drawn["front_flops"]["labels"]) == ["★ none", "★ se"]  # eca was pruned
         assert drawn["confirm"]["bars"] == len(CONFIRM_RUNS)
         rows = page.locator("table.sortable").nth(1).locator("tbody td:first-child")
         assert rows.all_inner_texts() == list(CONFIRM_RUNS)
         browser.close()
     assert not errors, errors
+
+
+_LAYOUT = """ids => ids.map(id => {
+    const d = document.getElementById(id);
+    const box = e => { const r = e.getBoundingClientRect();
+                       return [r.left, r.top, r.right, r.bottom]; };
+    const legend = d.querySelector('g.legend');
+    return {
+        id,
+        svg: box(d.querySelector('.main-svg')),
+        legend: legend ? box(legend.querySelector('.bg')) : null,
+        scrollbars: [...d.querySelectorAll('g.legend .scrollbar')]
+            .map(e => e.getBoundingClientRect().height),
+        labels: [...d.querySelectorAll('.main-svg g.annotation')]
+            .map(a => ({text: a.textContent, box: box(a)})),
+        range: d._fullLayout.yaxis.range,
+        hypervolume: d.id === 'hypervolume' ? Array.from(d._fullData[0].y) : null,
+    };
+})"""
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _assert_legible(page, study: optuna.Study, ids: list[str]) -> None:
+    """As rendered: no two baseline labels overlap, nor a label the legend; the legend is whole
+    (inside the figure, no scrollbar); the main accuracy axis holds every complete trial and
+    starts above any pruned trial's partial accuracy that is below them all."""
+    complete = [t.values[0] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    pruned = [t.values[0] for t in study.get_trials(states=(TrialState.PRUNED,))]
+    for fig in page.evaluate(_LAYOUT, ids):
+        labels = [label["box"] for label in fig["labels"]]
+        assert labels, fig["id"]
+        for i, a in enumerate(labels):
+            assert not any(_overlap(a, b) for b in labels[i + 1 :]), (fig["id"], fig["labels"])
+            assert not _overlap(a, fig["legend"]), fig["id"]
+            assert fig["svg"][0] <= a[0] and a[2] <= fig["svg"][2] + 1, fig["id"]  # not cut
+        svg, legend = fig["svg"], fig["legend"]
+        assert svg[0] <= legend[0] and legend[2] <= svg[2] + 1 and legend[3] <= svg[3] + 1
+        assert not any(height > 0 for height in fig["scrollbars"]), fig["id"]
+        low, high = fig["range"]
+        assert low <= min(complete) and max(complete) <= high <= 1.0
+        if pruned and min(pruned) < min(complete):
+            assert low > min(pruned), fig["id"]
+
+
+def test_a_250_trial_study_is_legible_in_chromium(chromium, tmp_path):
+    """A replayed 250-trial search on the digits table (baselines first, MO-ASHA): baseline
+    labels apart, legend whole, pruned trials off the main axis, the hypervolume rising."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    table = load_table(ROOT / "benchmarks" / "tables" / "table-digits-placement.json")
+    data = table.config.to_dict()
+    data["study"].update(name="replay-250", sampler="nsga2", n_trials=250)
+    data["pruning"].update(pruner="moasha", min_epochs=2, reduction_factor=2)
+    data["evaluation"]["baselines"] = True
+    study = replay_config(table, StudyConfig.from_dict(data)).study
+    assert len(study.trials) == 250 and study.get_trials(states=(TrialState.PRUNED,))
+    path = write_dashboard(study, tmp_path / "replay.html")
+    figures = build_figures(study)
+    history = hypervolume_history(study)["hypervolume"]
+    assert history.is_monotonic_increasing and history.iloc[-1] > history.iloc[0]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.plotly-graph-div')]"
+            ".every(d => d.classList.contains('js-plotly-plot'))"
+        )
+        _assert_legible(page, study, [k for k in figures if k.startswith("front_")])
+        (drawn,) = page.evaluate(_LAYOUT, ["hypervolume"])
+        assert drawn["hypervolume"] == pytest.approx(
+            list(hypervolume_history(study)["hypervolume_norm"])
+        )
+        assert drawn["hypervolume"][-1] > drawn["hypervolume"][0]  # the plot rises
+        browser.close()
 
 
 # -- optuna-dashboard ----------------------------------------------------------------------------

@@ -80,12 +80,44 @@ def test_trials_frame_columns_and_pruned_rows():
 def test_reference_point_defaults_and_overrides():
     study = _hand_made_study()
     ref = reference_point(study)
-    # Accuracy's worst is 0 by definition; flops: 1.1 x the largest measured (pruned included).
-    assert ref.worst == (0.0, pytest.approx(110.0)) and ref.ideal == (1.0, 0.0)
-    assert "flops=110" in ref.describe()
-    assert reference_point(study, {"flops": 500.0}).worst == (0.0, 500.0)
+    # No baselines: accuracy's worst is the worst COMPLETE trial's (the pruned 0.95 is partial);
+    # flops: 1.1 x the largest measured (pruned included).
+    assert ref.worst == (0.6, pytest.approx(110.0)) and ref.ideal == (1.0, 0.0)
+    assert (
+        ref.describe()
+        == "val_acc=0.6 (the worst complete trial), flops=110 (1.1 x the largest measured)"
+    )
+    assert reference_point(study, {"flops": 500.0}).worst == (0.6, 500.0)
+    assert "flops=500 (set)" in reference_point(study, {"flops": 500.0}).describe()
+    assert reference_point(study, {"val_acc": 0.0}).worst[0] == 0.0
     with pytest.raises(ValueError, match=r"unknown objectives.*latency"):
         reference_point(study, {"latency": 1.0})
+
+
+def test_reference_accuracy_is_the_worst_complete_baseline():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["val_acc", "flops"])
+    for acc, baseline, pruned in [
+        (0.8, "none", False),
+        (0.7, "se", False),  # the worst complete baseline
+        (0.2, "eca", True),  # a pruned baseline's partial accuracy does not count
+        (0.5, "", False),  # nor does a searched trial's, where baselines completed
+    ]:
+        trial = study.ask()
+        if baseline:
+            schema.BASELINE.set(trial, baseline)
+        if pruned:
+            finish_pruned(study, trial, [acc, 10.0])
+        else:
+            study.tell(trial, [acc, 10.0])
+    ref = reference_point(study)
+    assert ref.worst[0] == 0.7 and "(the worst complete baseline, se)" in ref.describe()
+    assert ref.to_dict()["basis"][0] == "the worst complete baseline, se"
+    # Nothing complete yet: the bound.
+    empty = optuna.create_study(directions=["maximize", "minimize"])
+    empty.set_metric_names(["val_acc", "flops"])
+    assert reference_point(empty).worst[0] == 0.0
+    assert "no complete trial yet" in reference_point(empty).describe()
 
 
 def test_hypervolume_history_over_trials_and_epochs():
@@ -97,7 +129,7 @@ def test_hypervolume_history_over_trials_and_epochs():
     assert history["hypervolume"].is_monotonic_increasing
     final = hypervolume([(0.9, 100), (0.8, 50), (0.6, 20)], ref.worst, ["maximize", "minimize"])
     assert history["hypervolume"].iloc[-1] == pytest.approx(final)
-    assert history["hypervolume_norm"].iloc[-1] == pytest.approx(final / (1.0 * 110.0))
+    assert history["hypervolume_norm"].iloc[-1] == pytest.approx(final / ((1.0 - 0.6) * 110.0))
     # The pruned trial 3 spent epochs but did not move the front.
     assert history["hypervolume"].iloc[3] == history["hypervolume"].iloc[2]
 
@@ -135,9 +167,9 @@ def test_nas_report_command(tiny_config, tmp_path, capsys):
     cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 3}))
     run_search(cfg, progress=False)
     args = ["report", "tiny", "--runs-dir", cfg.study.runs_dir]
-    assert main([*args, "--reference", "flops=1e9"]) == 0
+    assert main([*args, "--reference", "val_acc=0", "--reference", "flops=1e9"]) == 0
     out = capsys.readouterr().out
-    assert "against the reference point val_acc=0, flops=1e+09" in out
+    assert "against the reference point val_acc=0 (set), flops=1e+09 (set)" in out
     assert (tmp_path / "runs" / "tiny" / "report" / "trials.csv").exists()
     assert main([*args, "--reference", "flops"]) == 2
     assert "use NAME=NUMBER" in capsys.readouterr().err
