@@ -7,7 +7,9 @@
 * the command line: the command a results file cites, presets, ``--out`` and ``--render``;
 * Markdown: tables, and numbers with a mark where a value is missing;
 * tests over seeds: paired t-tests Holm-adjusted over a family, and their table cells;
-* results files: the Markdown report (title, command, date, machine, load) and its JSON twin.
+* results files: the Markdown report (title, command, date, machine, load) and its JSON twin;
+* the run log that makes a benchmark resumable (:mod:`benchmarks._runlog`: ``read_runs``,
+  ``run_log``).
 
 Scripts are run as ``python benchmarks/<name>.py``, which puts only this folder on ``sys.path``:
 each one first puts the repository root there and then imports ``benchmarks._harness``.
@@ -32,6 +34,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from benchmarks._runlog import read_runs as read_runs
+from benchmarks._runlog import run_log as run_log
+from benchmarks._runlog import runs_file as runs_file
 from nas.stats import holm_adjust, paired_comparison
 from nas.study import quiet_third_party_output
 from nas.tabular import Table, load_table
@@ -447,14 +452,6 @@ def run_jobs(
         return
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap_unordered(function, jobs, chunksize=chunksize)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file (one per finished run: what makes a benchmark resumable);
-    none where it does not exist yet."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

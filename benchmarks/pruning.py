@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -270,9 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ranking = epoch_ranking(table, args.n_boot)
     grid = settings(table.epochs)
-    runs_path = args.out.with_suffix(".runs.jsonl")
     wanted = {(s.key, seed) for s in grid for seed in range(args.seeds)}
-    runs = [r for r in harness.read_jsonl(runs_path) if (r["setting"], r["seed"]) in wanted]
+    runs = [r for r in harness.read_runs(args.out) if (r["setting"], r["seed"]) in wanted]
     done = {(r["setting"], r["seed"]) for r in runs}
     jobs = [
         (str(args.table), s, seed, args.budget, args.baselines)
@@ -280,11 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds)
         if (s.key, seed) not in done
     ]
-    session.log(f"{len(jobs)} replays to run ({len(done)} saved in {runs_path})")
-    runs_path.parent.mkdir(parents=True, exist_ok=True)
-    with runs_path.open("a") as sink:
+    session.log(f"{len(jobs)} replays to run ({len(done)} saved)")
+    with harness.run_log(args.out) as append:
         for run in harness.run_jobs(run_one, jobs, args.workers, chunksize=8):
-            sink.write(json.dumps(run) + "\n")
+            append(run)
             runs.append(run)
     rows = summarise(runs, grid)
     body = render(table, ranking, rows, args)

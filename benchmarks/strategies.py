@@ -24,7 +24,7 @@ epochs are written as an HTML figure beside the results.
     python benchmarks/strategies.py --table benchmarks/tables/table-cifar10-placement.json \\
         --seeds 100 --workers 2 --out benchmarks/results/strategies_cifar10.md
 
-Runs are appended to ``<out>.runs.jsonl`` as they finish; the same command resumes.
+Runs are appended to ``<out>.runs.jsonl.gz`` as they finish; the same command resumes.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import math
 import multiprocessing
 import sys
@@ -56,7 +55,8 @@ from benchmarks._harness import (
     fmt,
     holm_by_key,
     markdown_table,
-    read_jsonl,
+    read_runs,
+    run_log,
     write_results,
 )
 from nas.config import PruningSection, StudyConfig
@@ -450,28 +450,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"--budgets up to {max(args.budgets)} exceed the table's {table.space_size} "
             "architectures; use budgets up to the space's size"
         )
-    runs_path = args.out.with_suffix(".runs.jsonl")
-    runs = read_jsonl(runs_path)
+    runs = read_runs(args.out)
     done = {(r["strategy"], r["seed"], r["budget"]) for r in runs}
     todo = [] if args.render else jobs(args, done)
     start = time.perf_counter()
     if todo:
         print(f"{len(todo)} replayed searches to run ({len(done)} saved)")
-        runs_path.parent.mkdir(parents=True, exist_ok=True)
-        with runs_path.open("a") as sink:
+        with run_log(args.out) as append:
             if args.workers > 1:
                 ctx = multiprocessing.get_context("spawn")
                 with ctx.Pool(args.workers) as pool:
                     for i, run in enumerate(pool.imap_unordered(run_one, todo, chunksize=4)):
-                        sink.write(json.dumps(run) + "\n")
-                        sink.flush()
+                        append(run)
+                        runs.append(run)
                         if (i + 1) % 100 == 0:
                             print(f"  {i + 1} / {len(todo)}  {time.perf_counter() - start:.0f} s")
             else:
                 for run in map(run_one, todo):
-                    sink.write(json.dumps(run) + "\n")
-                    sink.flush()
-        runs = read_jsonl(runs_path)
+                    append(run)
+                    runs.append(run)
     keys = [s.key for s in all_strategies(args.samplers, args.pruners)]
     rows = summarise(runs, keys, sorted(args.budgets))
     budget = max(args.budgets)

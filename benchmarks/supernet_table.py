@@ -25,7 +25,7 @@ JSON on the same table), and the ceiling, one trained run against the other seed
         --proxies benchmarks/results/proxies_cifar10.json --workers 2 \\
         --out benchmarks/results/supernet_cifar10.md
 
-Runs are appended to ``<out>.runs.jsonl`` as they finish; the same command resumes.
+Runs are appended to ``<out>.runs.jsonl.gz`` as they finish; the same command resumes.
 """
 
 from __future__ import annotations
@@ -367,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     session = harness.start_session(threads=1)
     table, dm, _ = _problem(str(args.table))
     args.train_images = split_size(dm, "train")
-    runs_path = args.out.with_suffix(".runs.jsonl")
-    runs = [r for r in harness.read_jsonl(runs_path) if r["setting"] in args.settings]
+    runs = [r for r in harness.read_runs(args.out) if r["setting"] in args.settings]
     done = {(r["setting"], r["seed"]) for r in runs}
     calibrations = tuple(sorted(set(args.calibration)))
     todo = [
@@ -379,18 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if todo:
         session.log(f"{len(todo)} supernets to train ({len(done)} saved)")
-        runs_path.parent.mkdir(parents=True, exist_ok=True)
-        with runs_path.open("a") as sink:
+        with harness.run_log(args.out) as append:
             for run in harness.run_jobs(run_one, todo, args.workers):
-                sink.write(json.dumps(run) + "\n")
-                sink.flush()
+                append(run)
                 runs.append(run)
                 session.log(f"{run['setting']} seed {run['seed']}: done")
     missing = [c for c in calibrations if any(str(c) not in r["estimates"] for r in runs)]
     if missing:
         raise SystemExit(
-            f"--calibration {missing}: saved runs in {runs_path} lack these counts; use the "
-            "counts they were run with or a new --out"
+            f"--calibration {missing}: saved runs in {harness.runs_file(args.out)} lack these "
+            "counts; use the counts they were run with or a new --out"
         )
     proxies = json.loads(args.proxies.read_text()) if args.proxies else None
     supernet_rows = supernet_rankings(table, runs, list(args.settings), args.n_boot)

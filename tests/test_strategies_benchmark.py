@@ -12,7 +12,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nas"))
 from _tables import synthetic_table, synthetic_table_data
 
-from benchmarks._harness import read_jsonl
+from benchmarks._harness import read_runs
 from nas.replay import replay_search, reported_digests, reports_best, true_front_share
 from nas.stats import holm_adjust
 
@@ -60,7 +60,7 @@ def test_run_summarise_and_resume(bench, table_file, tmp_path):
     args += ["--samplers", "random", "nsga2", "additive", "--pruners", "none", "moasha"]
     args += ["--out", str(out)]
     rows = bench.main(args)
-    runs = read_jsonl(out.with_suffix(".runs.jsonl"))
+    runs = read_runs(out)
     # random / additive: one run per seed at the largest budget; NSGA-II one per budget
     assert len(runs) == 6 * (2 + 2 + 2 * 2)
     assert {(r["budget"], r["strategy"]) for r in rows} == {
@@ -88,7 +88,8 @@ def test_run_summarise_and_resume(bench, table_file, tmp_path):
     assert out.with_suffix(".html").is_file()
     # the same command again runs nothing new
     bench.main(args)
-    assert len(read_jsonl(out.with_suffix(".runs.jsonl"))) == len(runs)
+    assert len(read_runs(out)) == len(runs)
+    assert out.with_suffix(".runs.jsonl.gz").is_file()
 
 
 def test_a_budget_beyond_the_table_is_refused(bench, table_file, tmp_path):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._harness import read_runs
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "nas"))
 from _tables import synthetic_table, synthetic_table_data
 
@@ -110,7 +112,7 @@ def test_a_run_trains_estimates_every_architecture_and_resumes(bench, tmp_path, 
         str(out),
     ]
     assert bench.main(argv) == 0
-    runs = [json.loads(line) for line in out.with_suffix(".runs.jsonl").read_text().splitlines()]
+    runs = read_runs(out)
     assert {r["setting"] for r in runs} == {"uniform:1", "fewshot:1+1"}
     for run in runs:
         for values in run["estimates"].values():
