@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import re
 import tempfile
 import threading
@@ -24,6 +25,17 @@ from optuna.trial import FrozenTrial
 from .journal import StudyJournal
 
 StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+#: PostgreSQL drivers in the order a bare ``postgresql://`` URL takes them: psycopg 3 (what the
+#: ``postgres`` extra installs), then psycopg2. SQLAlchemy's own default depends on its version.
+POSTGRES_DRIVERS = ("psycopg", "psycopg2")
+#: The pip package that provides a SQLAlchemy driver module, for messages.
+DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "mysqldb": "mysqlclient",
+    "pymysql": "PyMySQL",
+}
 
 
 def is_database(url: str) -> bool:
@@ -57,7 +69,7 @@ def open_storage(
     if is_database(url):
         try:
             return optuna.storages.RDBStorage(
-                url,
+                database_url(url),
                 heartbeat_interval=heartbeat_interval_s,
                 grace_period=grace_period_s,
                 heartbeat_stale_trial_callback=stale_trial_callback
@@ -66,6 +78,14 @@ def open_storage(
                 engine_kwargs={"pool_pre_ping": True},
             )
         except Exception as exc:  # SQLAlchemy and the DB drivers raise many types
+            if "Failed to import DB access module" in str(exc):
+                raise RuntimeError(_missing_driver(url)) from None
+            if "Can't load plugin" in str(exc):
+                raise RuntimeError(
+                    f"cannot open storage {redact(url)}: SQLAlchemy knows no database or driver "
+                    f"{url.partition('://')[0]!r}; write e.g. postgresql://, "
+                    "postgresql+psycopg2://, mysql:// or sqlite:///"
+                ) from None
             first_line = (
                 str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             )
@@ -82,6 +102,34 @@ def open_storage(
             f"cannot open the journal {path}: {exc.strerror or exc}; choose another "
             "study.runs_dir or --storage path"
         ) from None
+
+
+def database_url(url: str) -> str:
+    """``url`` as SQLAlchemy should open it: a bare ``postgresql://`` (or ``postgres://``) gets
+    the first installed driver of :data:`POSTGRES_DRIVERS`, so the URL users write works with
+    whichever one they have; every other URL is unchanged."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    for driver in POSTGRES_DRIVERS:
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://{rest}"
+    raise RuntimeError(
+        f"cannot open storage {redact(url)}: no PostgreSQL driver is installed; install the "
+        "postgres extra (pip install 'attention-nas[postgres]', psycopg 3) or psycopg2-binary"
+    )
+
+
+def _missing_driver(url: str) -> str:
+    """The message for a database URL whose driver module is not installed, naming it."""
+    from sqlalchemy.engine import make_url
+
+    driver = make_url(database_url(url)).get_dialect().driver
+    package = DRIVER_PACKAGES.get(driver, driver)
+    return (
+        f"cannot open storage {redact(url)}: its driver module {driver!r} is not installed; "
+        f"pip install {package} (or name an installed driver in the URL, e.g. postgresql+psycopg://)"
+    )
 
 
 def _local_file(url: str) -> Path | None:

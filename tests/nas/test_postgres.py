@@ -95,7 +95,7 @@ def postgres_url(postgres_server, request):
         check=True,
         capture_output=True,
     )
-    return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{name}"
+    return f"postgresql://postgres@127.0.0.1:{port}/{name}"  # as users write it
 
 
 def _env() -> dict:
@@ -104,10 +104,9 @@ def _env() -> dict:
 
 def _front_from_rows(url: str, study_name: str) -> set[int]:
     """The Pareto front recomputed from the database rows, bypassing Optuna."""
-    import psycopg2
+    import psycopg
 
-    dsn = url.replace("postgresql+psycopg2", "postgresql")
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             """
             SELECT t.number, v.objective, v.value
@@ -208,8 +207,8 @@ def test_a_worker_killed_mid_trial_loses_nothing(tiny_config, postgres_url, work
 def test_unreachable_or_wrong_database_gives_a_clear_error(postgres_server, tmp_path):
     _, port = postgres_server
     for url in (
-        f"postgresql+psycopg2://postgres@127.0.0.1:{_free_port()}/nas",
-        f"postgresql+psycopg2://postgres@127.0.0.1:{port}/no_such_database",
+        f"postgresql://postgres@127.0.0.1:{_free_port()}/nas",
+        f"postgresql://postgres@127.0.0.1:{port}/no_such_database",
     ):
         result = subprocess.run(
             [sys.executable, "-m", "nas.cli", "worker", "--storage", url, "--study", "x"],
