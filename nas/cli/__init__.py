@@ -3,12 +3,14 @@ schema, doctor, table.
 
 A thin layer: each sub-command parses its arguments and calls the engine (``nas.worker``,
 ``nas.study``, ``nas.confirm``, ``nas.report``, ``nas.export``, ``nas.retrain``); errors the
-user can fix are printed as one line with exit code 2.
+user can fix, operating-system errors included (a full disk, a read-only place), are printed as
+one line with exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from .reviewing import _add_confirm, _add_dashboard, _add_export, _add_report
@@ -67,3 +69,29 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
         print(f"nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a read-only place, a file where a folder should be
+        print(f"nas {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+#: What to do about an operating-system error, by errno.
+_OS_FIXES = {
+    errno.ENOSPC: "free space there, or point --out / study.runs_dir at another disk; what was "
+    "stored before stays",
+    errno.EDQUOT: "free space within your quota, or point --out / study.runs_dir elsewhere",
+    errno.EACCES: "choose a place you can write (--out, study.runs_dir) or fix its permissions",
+    errno.EPERM: "choose a place you can write (--out, study.runs_dir) or fix its permissions",
+    errno.EROFS: "the file system is read-only: choose another place (--out, study.runs_dir)",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path or move the file",
+    errno.EEXIST: "it exists already: choose another path or remove it",
+    errno.EISDIR: "a folder stands where a file is needed: choose another path",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error: what failed, on which path, and the fix."""
+    path = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    what = exc.strerror or type(exc).__name__
+    where = f" ({path})" if path else ""
+    fix = _OS_FIXES.get(exc.errno, "check the path and its disk")
+    return f"{what}{where}; {fix}"

@@ -1,7 +1,9 @@
 """Hostile but realistic input: every bad config, flag or file is one line on stderr, exit code 2,
 naming the field or file, never a traceback, and nothing is stored."""
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -208,3 +210,70 @@ def test_bad_flags_are_one_line(tiny_config, tmp_path, capsys, argv, expected):
     argv = [a.format(config=config, tmp=tmp_path) for a in argv]
     err = _fails_cleanly(capsys, argv, expected)
     assert "secret" not in err
+
+
+# -- operating-system errors a user can cause -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    """A finished tiny search: its runs folder (a module-scoped copy of conftest.TINY)."""
+    from conftest import TINY
+
+    from nas.config import StudyConfig
+    from nas.worker import run_search
+
+    data = json.loads(json.dumps(TINY))
+    data["study"].update(n_trials=2, runs_dir=str(tmp_path_factory.mktemp("os") / "runs"))
+    run_search(StudyConfig.from_dict(data), progress=False)
+    return Path(data["study"]["runs_dir"])
+
+
+def _stored(runs: Path) -> bytes:
+    return (runs / "tiny" / "journal.log").read_bytes()
+
+
+def test_an_export_target_that_is_a_file_is_one_line(searched, tmp_path, capsys):
+    before = _stored(searched)
+    target = tmp_path / "a-file"
+    target.write_text("mine")
+    argv = ["export", "tiny", "--runs-dir", str(searched), "--pareto", "--out", str(target)]
+    err = _fails_cleanly(capsys, argv, str(target))
+    assert "choose another path" in err
+    assert target.read_text() == "mine" and _stored(searched) == before
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.ENOSPC, "free space there"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.EACCES, "choose a place you can write"),
+    ],
+)
+def test_a_full_disk_or_read_only_place_is_one_line(
+    searched, tmp_path, capsys, monkeypatch, code, fix
+):
+    import pandas as pd
+
+    before = _stored(searched)
+
+    def fail(self, path, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail)
+    out = tmp_path / "report"
+    argv = ["report", "tiny", "--runs-dir", str(searched), "--out", str(out)]
+    err = _fails_cleanly(capsys, argv, os.strerror(code))
+    assert str(out / "trials.csv") in err and fix in err
+    assert _stored(searched) == before
+
+
+def test_os_error_lines_name_both_paths_and_fall_back_to_a_generic_fix():
+    from nas.cli import os_error_line
+
+    line = os_error_line(OSError(errno.EEXIST, "File exists", "/a", None, "/b"))
+    assert line == "File exists (/a -> /b); it exists already: choose another path or remove it"
+    assert os_error_line(OSError(errno.EIO, "Input/output error")).endswith(
+        "; check the path and its disk"
+    )
