@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -69,6 +70,19 @@ class FolderArtifactStore(FileSystemArtifactStore):
     def __init__(self, folder: Path) -> None:
         super().__init__(folder)
         self.url = str(folder)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        """Write a hidden partial file, then rename it: a full disk or a killed worker leaves no
+        half-written artifact under the id export reads."""
+        final = Path(self._get_filepath(artifact_id))
+        partial = final.with_name(f".{final.name}.part")
+        try:
+            with open(partial, "wb") as sink:
+                shutil.copyfileobj(content_body, sink)
+            os.replace(partial, final)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
 
 
 class S3ArtifactStore(Boto3ArtifactStore):

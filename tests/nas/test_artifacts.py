@@ -304,3 +304,33 @@ def test_bad_urls_and_folders(tmp_path):
         open_artifact_store(str(tmp_path / "file"))
     store = open_artifact_store(str(tmp_path / "new" / "store"))
     assert (tmp_path / "new" / "store").is_dir() and store.url == str(tmp_path / "new" / "store")
+
+
+def test_a_folder_store_never_leaves_a_partial_artifact(tmp_path):
+    """A write that fails midway (a full disk) leaves no file; a good one leaves only its own."""
+    import errno
+    import io
+
+    from nas.artifacts import FolderArtifactStore
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            self.calls += 1
+            if self.calls > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            buffer[:4] = b"abcd"
+            return 4
+
+    store = FolderArtifactStore(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        store.write("half", io.BufferedReader(FullDisk(), buffer_size=4))
+    assert list(tmp_path.iterdir()) == []
+    store.write("whole", io.BytesIO(b"weights"))
+    assert [p.name for p in tmp_path.iterdir()] == ["whole"]
+    assert store.open_reader("whole").read() == b"weights"
