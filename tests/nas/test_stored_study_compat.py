@@ -56,11 +56,15 @@ def test_old_trials_read_through_the_schema(old_study):
 def test_old_study_reports_as_it_did(old_study, capsys):
     assert main(["status", "study.toml"]) == 0
     assert "8 trials" in capsys.readouterr().out
-    assert main(["report", "study.toml", "--out", "report"]) == 0
+    # The default reference moved on purpose (accuracy: the worst complete trial, not 0); the old
+    # one, asked for, gives the old hypervolume exactly.
+    assert main(["report", "study.toml", "--out", "report", "--reference", "val_acc=0"]) == 0
     old = json.loads((FIXTURE / "summary.json").read_text())
     new = json.loads((old_study / "report" / "summary.json").read_text())
-    for key in ("trials", "epochs_spent", "reference"):
+    for key in ("trials", "epochs_spent"):
         assert new[key] == old[key], key
+    assert new["reference"].pop("basis")[0] == "set"
+    assert new["reference"] == old["reference"]
     assert new["hypervolume"] == pytest.approx(old["hypervolume"], rel=1e-12)
     # One change on purpose: each architecture is on the front once. 0.1.0 also listed trial 1,
     # a duplicate of trial 0 (same architecture, same values).
@@ -74,6 +78,12 @@ def test_old_study_reports_as_it_did(old_study, capsys):
     new_trials = pd.read_csv(old_study / "report" / "trials.csv")
     shared = [c for c in old_trials.columns if c != "duration_s"]
     pd.testing.assert_frame_equal(new_trials[shared], old_trials[shared])
+    assert main(["report", "study.toml", "--out", "default"]) == 0
+    default = json.loads((old_study / "default" / "summary.json").read_text())["reference"]
+    complete = old_trials[old_trials["state"] == "COMPLETE"]["val_acc"]
+    assert (
+        default["worst"][0] == complete.min() and default["basis"][0] == "the worst complete trial"
+    )
 
 
 def test_old_study_resumes_with_its_config(old_study):
