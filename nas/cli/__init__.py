@@ -65,5 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
-        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
+        from ..data import error_message
+
+        print(f"nas {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 2
