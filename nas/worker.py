@@ -30,6 +30,7 @@ from . import trial_schema as schema
 from .artifacts import open_artifact_store
 from .checkpoints import delete_dominated_checkpoints
 from .config import StudyConfig
+from .data import error_message
 from .objective import ArchitectureRunning, TrialOutcome, TrialRunner, check_runnable
 from .pruning import finish_pruned
 from .samplers import AdditiveCosts
@@ -110,8 +111,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def clip_reason(reason: str, limit: int = schema.MAX_FAIL_REASON) -> str:
+    """``reason`` cut to ``limit`` characters in its middle, so the file an error names at
+    either end survives."""
+    if len(reason) <= limit:
+        return reason
+    marker = " [...] "
+    head = (limit - len(marker)) // 2
+    return reason[:head] + marker + reason[len(reason) - (limit - len(marker) - head) :]
+
+
 def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    schema.FAIL_REASON.set(trial, reason[: schema.MAX_FAIL_REASON])
+    schema.FAIL_REASON.set(trial, clip_reason(reason))
     study.tell(trial, state=TrialState.FAIL)
 
 
@@ -280,7 +291,7 @@ def run_worker(
         except Exception as exc:  # NaN loss, out of memory, a broken block: the study goes on
             if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            _fail(study, trial, f"{type(exc).__name__}: {exc}")
+            _fail(study, trial, f"{type(exc).__name__}: {error_message(exc)}")
         else:
             _tell(study, trial, outcome, runner)
         if bar is not None:

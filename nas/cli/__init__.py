@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
-        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
+        from ..data import error_message
+
+        print(f"nas {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only place, a file where a folder should be
         print(f"nas {args.command}: error: {os_error_line(exc)}", file=sys.stderr)

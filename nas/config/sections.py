@@ -213,7 +213,8 @@ class DataConfig:
 
     ``root`` is the download/cache folder for torchvision datasets (default
     ``<cache_dir>/torchvision``) and, for ``imagefolder``, either a folder with ``train/`` (and
-    optionally ``test/``) in ImageFolder layout or a ``.tar.gz`` archive of that layout, extracted
+    optionally ``test/``) in ImageFolder layout (at least two classes; symlinks followed only out of
+    the folder, see ``nas.data.folders``) or a ``.tar.gz`` archive of that layout, extracted
     once to ``<cache_dir>/<archive stem>-<sha256[:12]>``. ``per_class`` and ``val_per_class`` keep
     at most that many images of each class (a deterministic subset drawn from ``split_seed``);
     ``test_per_class`` cuts the test split the same way, from a fixed seed.

@@ -25,7 +25,8 @@ split is the same held-out one.
 
 Modules: :mod:`.sources` (what a dataset is read from, and :func:`build_datamodule`),
 :mod:`.memory` and :mod:`.streaming` (the two data modules), :mod:`.splits` and :mod:`.augment`
-(what they share), :mod:`.archives` (safe extraction of dataset archives).
+(what they share), :mod:`.archives` (safe extraction of dataset archives), :mod:`.folders` (an
+image folder's files: symlinks, each file once).
 """
 
 from ..config import AUGMENTATIONS, DATASETS, DataConfig, default_cache_dir
@@ -45,6 +46,7 @@ from .streaming import (
     SeededSampler,
     StreamDataModule,
     UnreadableImageError,
+    error_message,
     read_image,
 )
 
@@ -70,6 +72,7 @@ __all__ = [
     "decode_images",
     "default_cache_dir",
     "epoch_seed",
+    "error_message",
     "extract_archive",
     "pad_and_crop",
     "per_class_subset",

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..config import DataConfig
 from .archives import ARCHIVE_SUFFIXES, extract_archive
 from .augment import augment_policy
+from .folders import class_names, folder_samples
 from .memory import TensorDataModule
 from .splits import Split, per_class_subset, stratified_split
 from .streaming import FileSplit, StreamDataModule, read_image
@@ -31,8 +32,6 @@ MAX_IN_MEMORY_BYTES = 2 * 1024**3
 TEST_FRACTION = 0.2
 #: Fixed on purpose: the held-out test split must not move when ``split_seed`` changes.
 TEST_SPLIT_SEED = 0
-#: File types ``torchvision.io.decode_image`` reads (a subset of ImageFolder's extensions).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
 
 def _is_int(value: object) -> bool:
@@ -115,12 +114,6 @@ def _dataset_folder(root: Path) -> Path:
     )
 
 
-def _folder_samples(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
-    from torchvision.datasets.folder import make_dataset
-
-    return make_dataset(str(folder), class_to_idx, extensions=IMAGE_EXTENSIONS)
-
-
 def _fingerprint(samples: Sequence[tuple[str, int]], image_size: tuple[int, int] | None) -> str:
     """Hash of every file's path, size and mtime plus the resize: the decoded cache's key."""
     digest = hashlib.sha256(repr(image_size).encode())
@@ -173,9 +166,9 @@ class _FolderFiles:
 
 def _imagefolder_files(cfg: DataConfig) -> _FolderFiles:
     """Find the image files of ``cfg.root`` (extracting an archive once); files with other
-    extensions are skipped."""
-    from torchvision.datasets.folder import find_classes
-
+    extensions are skipped, symlinks are followed only out of the tree and each file counts once
+    (:func:`.folders.folder_samples`), and a single class is refused (every trial would score
+    1.0)."""
     root = cfg.root
     is_archive = root.is_file() and root.name.endswith(ARCHIVE_SUFFIXES)
     if is_archive:
@@ -185,24 +178,31 @@ def _imagefolder_files(cfg: DataConfig) -> _FolderFiles:
             f"DataConfig.root={cfg.root} is neither a folder nor a {ARCHIVE_SUFFIXES} archive"
         )
     folder = _dataset_folder(root)
-    class_names, class_to_idx = find_classes(str(folder / "train"))
-    test = None
+    names = class_names(folder / "train")
+    if len(names) < 2:
+        found = f"only one class folder, {names[0]!r}," if names else "no class folder"
+        raise ValueError(
+            f"DataConfig.root: {folder / 'train'} has {found} and a single class makes every "
+            "trial score 1.0; put at least two class folders under train/ "
+            "(train/<class>/<image>)"
+        )
+    splits = ["train"]
     if (folder / "test").is_dir():
-        test_names, _ = find_classes(str(folder / "test"))
-        if test_names != class_names:
+        test_names = class_names(folder / "test")
+        if test_names != names:
             raise ValueError(
                 f"DataConfig.root: test/ classes {test_names} differ from train/ classes "
-                f"{class_names}; both need the same class subfolders"
+                f"{names}; both need the same class subfolders"
             )
-        test = _folder_samples(folder / "test", class_to_idx)
+        splits.append("test")
     else:
         message = (
             f"imagefolder: {folder} has no test/ folder; holding out a fixed stratified "
             f"{TEST_FRACTION:.0%} of train/ as the test split"
         )
         warnings.warn(message, UserWarning, stacklevel=3)
-    train = _folder_samples(folder / "train", class_to_idx)
-    return _FolderFiles(folder, is_archive, list(class_names), train, test)
+    samples = folder_samples(folder, splits, names)
+    return _FolderFiles(folder, is_archive, names, samples["train"], samples.get("test"))
 
 
 def estimated_bytes(files: _FolderFiles, image_size: tuple[int, int] | None) -> int:

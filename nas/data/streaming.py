@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,8 +45,32 @@ def read_image(path: str) -> Tensor:
             return decode_image(read_file(path), mode=ImageReadMode.RGB)
     except (RuntimeError, OSError) as error:
         raise UnreadableImageError(
-            f"imagefolder: cannot decode {path} ({error}); replace or delete the file"
+            f"imagefolder: {path} cannot be decoded ({error}); replace or delete the file (in "
+            "the archive, where DataConfig.root is one)"
         ) from error
+
+
+#: How torch re-raises a DataLoader worker's error: its message is the worker's whole traceback.
+_WORKER_ERROR = re.compile(
+    r"Caught (?P<type>\w+) (?P<where>in [^\n]*)\.\nOriginal Traceback \(most recent call last\)"
+)
+
+
+def error_message(error: BaseException) -> str:
+    """``str(error)``, or for an error re-raised from a DataLoader worker (whose message is the
+    worker's traceback, the original message last, past where a stored fail_reason is cut) the
+    original message, then where it was raised: ``"<message> (in DataLoader worker process 0)"``.
+    """
+    message = str(error)
+    match = _WORKER_ERROR.match(message)
+    if match is None:
+        return message
+    last = message.rsplit("Traceback (most recent call last):\n", 1)[1].splitlines()
+    lines = list(itertools.dropwhile(lambda line: line.startswith(" ") or not line, last))
+    original = " ".join(line.strip() for line in lines if line.strip())
+    name = re.escape(match["type"])
+    original = re.sub(rf"^(?:[\w.]+\.)?{name}(?:: |$)", "", original)
+    return f"{original} ({match['where']})".lstrip()
 
 
 @dataclass(frozen=True, eq=False)  # no element-wise array comparison

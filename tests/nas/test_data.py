@@ -561,6 +561,147 @@ def test_imagefolder_rejects_a_folder_without_train(tmp_path):
         build_datamodule(_folder_cfg(tmp_path / "empty", tmp_path / "cache"))
 
 
+def _write_png(path: Path) -> None:
+    write_png(torch.zeros(3, 6, 5, dtype=torch.uint8), str(path))
+
+
+def _one_line_error(cfg: DataConfig, *parts: str) -> str:
+    """The ValueError ``build_datamodule(cfg)`` raises: one line, on DataConfig.root, naming
+    every one of ``parts``."""
+    with pytest.raises(ValueError) as caught:
+        build_datamodule(cfg)
+    message = str(caught.value)
+    assert message.startswith("DataConfig.root: ") and "\n" not in message, message
+    assert all(part in message for part in parts), message
+    return message
+
+
+#: (link inside tmp_path/pets, its target): each resolves into the dataset folder.
+LINKS_INTO_THE_TREE = {
+    "loop to its folder": ("train/cat/loop", "."),
+    "loop to the class folder's parent": ("train/cat/up", ".."),
+    "test images into train": ("train/cat/leak", "../../test/cat"),
+    "a file of another class": ("train/cat/99.png", "../ant/00.png"),
+    "a class folder into train": ("test/cat", "../train/cat"),
+}
+
+
+@pytest.mark.parametrize("case", list(LINKS_INTO_THE_TREE))
+def test_imagefolder_refuses_a_symlink_back_into_the_tree(tmp_path, case):
+    _write_folder(tmp_path / "pets")
+    name, target = LINKS_INTO_THE_TREE[case]
+    link = tmp_path / "pets" / name
+    if link.is_dir():
+        for image in link.iterdir():
+            image.unlink()
+        link.rmdir()
+    link.symlink_to(target)
+    _one_line_error(
+        _folder_cfg(tmp_path / "pets", tmp_path / "cache"),
+        f"the symlink {link} points back into the dataset folder",
+        "remove it",
+    )
+    assert not (tmp_path / "cache").exists()  # refused before anything is decoded or cached
+
+
+@pytest.mark.parametrize("target", ["extra", ".."], ids=["loop outside", "above the tree"])
+def test_imagefolder_refuses_a_symlink_loop_outside_the_tree(tmp_path, target):
+    _write_folder(tmp_path / "pets")
+    _write_folder(tmp_path / "extra", splits=("more",), per_class=1)
+    (tmp_path / "pets" / "train" / "cat" / "more").symlink_to(tmp_path / "extra" / "more" / "cat")
+    (tmp_path / "extra" / "more" / "cat" / "loop").symlink_to(tmp_path / target)
+    _one_line_error(
+        _folder_cfg(tmp_path / "pets", tmp_path / "cache"),
+        f"the symlink {tmp_path / 'pets' / 'train' / 'cat' / 'more' / 'loop'} points to",
+        "symlink loop",
+        "remove the link",
+    )
+
+
+def test_imagefolder_follows_links_out_of_the_tree_counting_each_file_once(tmp_path):
+    """Links out of the tree work as in torchvision's ImageFolder; two links to one folder and a
+    link to a file already in it add each file once."""
+    _write_folder(tmp_path / "pets")
+    extra = _write_folder(tmp_path / "extra", splits=("more",), per_class=3)
+    cat = tmp_path / "pets" / "train" / "cat"
+    (cat / "more").symlink_to(tmp_path / "extra" / "more" / "cat")
+    (cat / "again").symlink_to(tmp_path / "extra" / "more" / "cat")
+    (cat / "one.png").symlink_to(tmp_path / "extra" / "more" / "cat" / "01.png")
+    (tmp_path / "pets" / "train" / "ant" / "ants").symlink_to(tmp_path / "extra" / "more" / "ant")
+    files = sources._imagefolder_files(_folder_cfg(tmp_path / "pets", tmp_path / "cache"))
+    resolved = [str(Path(path).resolve()) for path, _ in files.train]
+    assert len(resolved) == len(set(resolved)) == 3 * 6 + 3 + 3
+    counts = Counter(files.class_names[label] for _, label in files.train)
+    assert counts == {"ant": 9, "bee": 6, "cat": 9}
+    linked = [path for path in resolved if path.startswith(str(tmp_path.resolve() / "extra"))]
+    assert sorted(linked) == sorted(str(Path(p).resolve()) for p in extra if "/bee/" not in p)
+    # A file is kept where ImageFolder's order (folders by path, then files) meets it first.
+    kept = [Path(path).relative_to(cat).as_posix() for path, _ in files.train if "/cat/" in path]
+    assert kept[6:] == ["one.png", "again/00.png", "again/02.png"]
+    dm = build_datamodule(_folder_cfg(tmp_path / "pets", tmp_path / "cache"))
+    assert sum(dm.split_sizes.values()) == 24 + 18
+
+
+@pytest.mark.parametrize("other", ["train/ant/cats", "test/cat/cats"], ids=["class", "split"])
+def test_imagefolder_refuses_one_file_in_two_classes_or_splits(tmp_path, other):
+    _write_folder(tmp_path / "pets")
+    _write_folder(tmp_path / "extra", splits=("more",), per_class=2)
+    (tmp_path / "pets" / "train" / "cat" / "cats").symlink_to(tmp_path / "extra" / "more" / "cat")
+    (tmp_path / "pets" / other).symlink_to(tmp_path / "extra" / "more" / "cat")
+    _one_line_error(
+        _folder_cfg(tmp_path / "pets", tmp_path / "cache"),
+        str(tmp_path / "pets" / other / "00.png"),
+        str(tmp_path / "pets" / "train" / "cat" / "cats" / "00.png"),
+        "one class of one split only",
+        "remove one of the links",
+    )
+
+
+def test_imagefolder_lists_files_in_imagefolder_order(tmp_path):
+    """Without links the listing is torchvision's ``make_dataset``: the same files in the same
+    order, so stored studies keep their splits and decoded caches."""
+    from torchvision.datasets.folder import make_dataset
+
+    _write_folder(tmp_path / "pets", splits=("train",), per_class=2)
+    for nested in ("cat/m", "cat/m-2", "cat/m/x", "ant/deep/er"):  # "/" sorts after "-"
+        (tmp_path / "pets" / "train" / nested).mkdir(parents=True)
+        _write_png(tmp_path / "pets" / "train" / nested / "a.PNG")
+    (tmp_path / "pets" / "train" / "bee" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match="no test/"):
+        files = sources._imagefolder_files(_folder_cfg(tmp_path / "pets", tmp_path / "cache"))
+    extensions = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+    class_to_idx = {name: label for label, name in enumerate(files.class_names)}
+    expected = make_dataset(str(tmp_path / "pets" / "train"), class_to_idx, extensions)
+    assert files.train == expected and len(expected) == 3 * 2 + 4
+
+
+@pytest.mark.parametrize("classes", [["cat"], []], ids=["one class", "no class"])
+def test_imagefolder_refuses_fewer_than_two_classes(tmp_path, classes):
+    (tmp_path / "pets" / "train").mkdir(parents=True)
+    for name in classes:
+        (tmp_path / "pets" / "train" / name).mkdir()
+        _write_png(tmp_path / "pets" / "train" / name / "0.png")
+    found = "only one class folder, 'cat'," if classes else "no class folder"
+    _one_line_error(
+        _folder_cfg(tmp_path / "pets", tmp_path / "cache"),
+        f"{tmp_path / 'pets' / 'train'} has {found}",
+        "every trial score 1.0",
+        "at least two class folders under train/",
+    )
+
+
+def test_imagefolder_refuses_a_class_without_images(tmp_path):
+    _write_folder(tmp_path / "pets")
+    for image in (tmp_path / "pets" / "test" / "bee").iterdir():
+        image.unlink()
+    (tmp_path / "pets" / "test" / "bee" / "notes.txt").write_text("not an image")
+    _one_line_error(
+        _folder_cfg(tmp_path / "pets", tmp_path / "cache"),
+        f"{tmp_path / 'pets' / 'test' / 'bee'} has no image files",
+        "add images to it or remove the folder",
+    )
+
+
 # --------------------------------------------------------------------------- real data
 
 

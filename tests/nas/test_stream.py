@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import shutil
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,11 +29,13 @@ from nas.data import (
     UnreadableImageError,
     build_datamodule,
     channel_stats,
+    error_message,
     sources,
     streaming,
 )
 from nas.storage import open_storage
 from nas.training import ClassifierModule, TrainingConfig, build_trainer
+from nas.worker import clip_reason
 from search_spaces.spec import ArchSpec
 
 # torchvision 0.29 deprecates write_png (TorchCodec replaces it) and warns on every call.
@@ -244,6 +249,52 @@ def test_a_corrupt_image_fails_its_batch_naming_the_file(tmp_path, num_workers):
         _batches(getattr(dm, f"{split}_dataloader")())
 
 
+def _write_broken_png(path: Path) -> None:
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+
+
+@pytest.mark.parametrize("archive", [False, True], ids=["folder", "archive"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"loader": "memory"}, {"loader": "stream", "num_workers": 0}, {"loader": "stream"}],
+    ids=["memory", "stream", "stream-worker"],
+)
+def test_a_corrupt_image_is_named_in_one_line_in_every_mode(tmp_path, archive, kwargs):
+    """Decoding into memory, or the streaming statistics sample (in a DataLoader worker too,
+    whose error torch re-raises with the worker's traceback as its message), from a folder or
+    an extracted archive: :func:`error_message` is one line that starts with the file."""
+    written = _write_folder(tmp_path / "pets", size=(16, 16), per_class=3)
+    for path in written:  # every training image, so the statistics sample reads one
+        if "/train/" in path:
+            _write_broken_png(Path(path))
+    root = tmp_path / "pets"
+    if archive:
+        root = tmp_path / "pets.tar.gz"
+        with tarfile.open(root, "w:gz") as tar:
+            tar.add(tmp_path / "pets", arcname="pets")
+        shutil.rmtree(tmp_path / "pets")
+    kwargs = {"num_workers": 1, "image_size": 16, **kwargs}  # no size read from a first file
+    with pytest.raises(UnreadableImageError) as caught:
+        build_datamodule(_cfg(root, tmp_path / "cache", **kwargs))
+    message = error_message(caught.value)
+    bad = re.match(r"imagefolder: (\S+/train/(ant|bee|cat)/0\d\.png) cannot be decoded", message)
+    assert bad is not None and Path(bad[1]).is_file(), message
+    folder = next((tmp_path / "cache").glob("pets-*")) / "pets" if archive else tmp_path / "pets"
+    assert Path(bad[1]).parents[2] == folder
+    assert "replace or delete the file" in message and "\n" not in message, message
+    in_worker = kwargs["loader"] == "stream" and kwargs["num_workers"] == 1
+    assert message.endswith("(in DataLoader worker process 0)") == in_worker, message
+
+
+def test_a_long_fail_reason_keeps_the_file_at_its_end():
+    reason = "UnreadableImageError: " + "x" * 3000 + " /data/pets/train/bee/zz-broken.png"
+    clipped = clip_reason(reason)
+    assert len(clipped) == schema.MAX_FAIL_REASON and " [...] " in clipped
+    assert clipped.startswith("UnreadableImageError: x")
+    assert clipped.endswith(" /data/pets/train/bee/zz-broken.png")
+    assert clip_reason("short") == "short"
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -341,15 +392,18 @@ def test_a_study_on_a_folder_above_the_limit_trains_prunes_reports_and_exports(
     assert exported and all((folder / "weights.pt").is_file() for folder in exported)
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
 def test_a_corrupt_image_fails_the_trials_that_read_it_naming_the_file(
-    tiny_config, tmp_path, monkeypatch, capsys
+    tiny_config, tmp_path, monkeypatch, capsys, num_workers
 ):
     """Each trial that reads the file FAILs naming it (the study stays readable; it stops once
-    every trial failed). A file in the statistics sample fails the start instead, before any
-    study is stored (`test_a_corrupt_image_fails_its_batch_naming_the_file`)."""
+    every trial failed), in a DataLoader worker too: there torch's message is the worker's
+    traceback, longer than a stored fail_reason, and the reason keeps the original error. A
+    file in the statistics sample fails the start instead, before any study is stored
+    (`test_a_corrupt_image_in_the_statistics_sample_fails_the_start_in_one_line`)."""
     _write_folder(tmp_path / "pets", size=(16, 16), per_class=6)
     bad = tmp_path / "pets" / "train" / "bee" / "zz-broken.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    _write_broken_png(bad)
     monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 1_000)  # stream: read during the epochs
     monkeypatch.setattr(streaming, "STATS_IMAGES", 4)  # the statistics sample misses the bad file
     study = tiny_config(
@@ -359,7 +413,7 @@ def test_a_corrupt_image_fails_the_trials_that_read_it_naming_the_file(
             "root": str(tmp_path / "pets"),
             "cache_dir": str(tmp_path / "cache"),
             "batch_size": 64,
-            "num_workers": 0,
+            "num_workers": num_workers,
         },
         training={"epochs": 1},
     )
@@ -373,4 +427,35 @@ def test_a_corrupt_image_fails_the_trials_that_read_it_naming_the_file(
     storage = open_storage(cfg.study.storage_url())
     trials = optuna.load_study(study_name=cfg.study.name, storage=storage).get_trials()
     assert len(trials) == 2  # the study itself stays readable
-    assert all(str(bad) in schema.FAIL_REASON.get(t) for t in trials)
+    for trial in trials:
+        reason = schema.FAIL_REASON.get(trial)
+        assert reason.startswith(f"UnreadableImageError: imagefolder: {bad} cannot be decoded")
+        assert "Traceback" not in reason
+
+
+def test_a_corrupt_image_in_the_statistics_sample_fails_the_start_in_one_line(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    _write_folder(tmp_path / "pets", size=(16, 16), per_class=3)
+    for bad in sorted((tmp_path / "pets" / "train").glob("*/*.png")):
+        _write_broken_png(bad)  # every one, so the statistics sample reads one
+    monkeypatch.setattr(sources, "MAX_IN_MEMORY_BYTES", 1_000)  # stream, statistics first
+    study = tiny_config(
+        data={
+            "name": "imagefolder",
+            "root": str(tmp_path / "pets"),
+            "cache_dir": str(tmp_path / "cache"),
+            "num_workers": 1,
+            "image_size": 16,  # no size read from a first file: the workers read them all
+        },
+    )
+    del study["data"]["per_class"], study["data"]["val_per_class"]
+    config = tmp_path / "study.toml"
+    config.write_bytes(tomli_w.dumps(study).encode())
+    assert main(["search", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    train = tmp_path / "pets" / "train"
+    assert re.match(rf"nas search: error: imagefolder: {train}/\w+/0\d\.png cannot be", err), err
+    assert len(err.splitlines()) == 1 and "in DataLoader worker process 0" in err, err
+    cfg = StudyConfig.from_dict(study)
+    assert optuna.get_all_study_names(open_storage(cfg.study.storage_url())) == []
