@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import trial_schema as schema
 from .config import COSTS
-from .confirm import confirm_frame, find_confirm_study, verdict
+from .confirm import confirm_frame, find_confirm_study, unfinished, verdict, write_table
 from .pareto import TIE_STANDARD_ERRORS, front_trials, hypervolume, is_candidate, tied_with_front
 from .rungs import pruning_diagnosis
 
@@ -378,7 +378,7 @@ def write_report(
     """Write ``trials.csv``, ``front.csv``, ``hypervolume.csv`` and ``summary.json`` (counts,
     reference point, final hypervolume, the gains over the baselines, the trials tied with the
     front) to ``out_dir``, and ``confirm.csv`` where the study has a confirm study (``nas
-    confirm``); returns their paths."""
+    confirm``) whose planned runs are all complete; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reference = reference_point(study, overrides)
@@ -397,9 +397,14 @@ def write_report(
     facts = summary(study, reference, history)
     if confirm is not None:
         frame = confirm_frame(confirm, study)
-        paths["confirm"] = out / "confirm.csv"
-        frame.to_csv(paths["confirm"], index=False)
-        facts["confirm"] = {"study": confirm.study_name, "verdict": verdict(frame)}
+        left = len(unfinished(confirm))
+        facts["confirm"] = {
+            "study": confirm.study_name,
+            "verdict": verdict(frame),
+            "unfinished_runs": left,
+        }
+        if not left:  # a partial table never replaces a complete one
+            paths["confirm"] = write_table(frame, out / "confirm.csv")
     paths["summary"].write_text(json.dumps(facts, indent=2) + "\n")
     return paths
 

@@ -12,7 +12,7 @@ import dataclasses
 import warnings
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces.space import baselines
 
@@ -172,17 +172,34 @@ def requeue_trial(study: optuna.Study, trial: FrozenTrial, max_retry: int = 1) -
     ``retry_of`` (the trial it repeats) and ``retries`` (how many times the original was retried).
     """
     retries = int(schema.RETRIES.get(trial, 0))
-    if retries >= max_retry or not trial.params:
-        return
+    if retries < max_retry:
+        enqueue_retry(study, trial, retries + 1)
+
+
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial, retries: int) -> bool:
+    """Queue ``trial`` again as retry number ``retries`` (:func:`requeue_trial`), unless a
+    waiting trial already is it (the same parameters, queued as the same thing): two waiting
+    copies would train it twice. The parameters it was queued with (``fixed_params``) win over
+    those it suggested, which a trial interrupted mid-suggestion holds only some of. Returns
+    whether it was queued."""
+    params = dict(trial.system_attrs.get("fixed_params") or trial.params)
     queued_as = {a.key: a.get(trial) for a in schema.QUEUED_ATTRS if a.has(trial)}
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if not params or any(
+        w.system_attrs.get("fixed_params") == params
+        and all(w.user_attrs.get(k) == v for k, v in queued_as.items())
+        for w in waiting
+    ):
+        return False
     study.enqueue_trial(
-        trial.params,
+        params,
         user_attrs={
             **queued_as,
             schema.RETRY_OF.key: trial.number,
-            schema.RETRIES.key: retries + 1,
+            schema.RETRIES.key: retries,
         },
     )
+    return True
 
 
 def enqueue_baselines(study: optuna.Study, cfg: StudyConfig) -> list[str]:

@@ -4,7 +4,8 @@ A worker asks the study for a trial, hands it to the objective (``nas.objective.
 and tells the study the outcome, until the study has ``study.n_trials`` finished or running
 trials. Interrupted trials (Ctrl-C, SIGTERM, a killed process, a silent heartbeat) are marked
 FAIL and their architecture queued again; failed architectures (NaN loss, out of memory) are
-recorded with their reason and the study goes on.
+recorded with their reason and the study goes on, unless ``n_trials`` of a worker's own trials
+failed and none finished (:func:`run_worker`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import socket
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Characters of a failure reason quoted when a worker stops for a broken setup.
+QUOTED_REASON = 200
 #: Seconds between looks at an earlier trial that trains the same architecture.
 DUPLICATE_POLL_S = 1.0
 
@@ -160,12 +164,12 @@ def _tell(
 
 
 def _count(study: optuna.Study) -> tuple[int, int, int]:
-    """(finished, running, failed) trials; enqueued (WAITING) trials are not started yet."""
+    """(finished, running, waiting) trials; enqueued (WAITING) trials are not started yet."""
     trials = study.get_trials(deepcopy=False)
     finished = sum(t.state in FINISHED for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
-    failed = sum(t.state == TrialState.FAIL for t in trials)
-    return finished, running, failed
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    return finished, running, waiting
 
 
 def _clear_dead_trials(cfg: StudyConfig, study: optuna.Study) -> None:
@@ -182,29 +186,29 @@ def _next_trial(
     url: str,
     reseed: int | None,
     costs: AdditiveCosts | None = None,
-) -> tuple[optuna.Trial | None, int]:
+) -> tuple[optuna.Trial | None, bool]:
     """Under this machine's lock: clear dead workers' trials, then ask for a trial while the
-    budget has room; before the first ask of this process (``reseed`` = its worker number) the
-    sampler gets a seed no earlier process had. Returns (trial or None, finished trials)."""
+    budget has room (a confirm or table study: while a queued run waits; it samples nothing of
+    its own); before the first ask of this process (``reseed`` = its worker number) the sampler
+    gets a seed no earlier process had. Returns (trial, False), or (None, whether to wait:
+    running trials hold the rest, and on a database a dead one's heartbeat may re-queue it)."""
     with machine_lock(url, cfg.study.name):
         _clear_dead_trials(cfg, study)
-        finished, running, failed = _count(study)
-        if failed >= cfg.study.n_trials and finished == 0:
-            raise RuntimeError(
-                f"{failed} trials failed and none finished: the setup is broken rather than "
-                "one architecture; see their fail_reason user attrs (nas status)"
-            )
+        finished, running, waiting = _count(study)
+        planned = schema.planned_seeds(study) is not None
+        may_wait = bool(heartbeat_interval(study)) and running > 0
+        if planned and not waiting:
+            return None, may_wait
         if finished + running >= cfg.study.n_trials:
-            return None, finished
+            return None, may_wait and finished < cfg.study.n_trials
         if reseed is not None:
             reseed_sampler(study, cfg, reseed, costs)
         trial = study.ask()
-        if schema.planned_seeds(study) is not None and not schema.REPLICATE.has(trial):
-            # Another machine took the last queued run between the count and the ask: a
-            # confirm or table study samples nothing of its own.
+        if planned and not schema.REPLICATE.has(trial):
+            # Another machine took the last queued run between the count and the ask.
             _fail(study, trial, "no queued run was left for this worker")
-            return None, finished
-        return trial, finished
+            return None, bool(heartbeat_interval(study))  # look again once it runs
+        return trial, False
 
 
 def _run_unique(
@@ -234,8 +238,13 @@ def run_worker(
 ) -> int:
     """Run trials until the study has ``n_trials`` finished or running trials; returns how many
     trials this worker ran. Failed trials (NaN loss, out of memory, errors) are recorded with
-    their reason and do not count towards ``n_trials``; when ``n_trials`` trials have failed and
-    none finished, the search stops: the setup is broken rather than one architecture.
+    their reason and do not count towards ``n_trials``.
+
+    The setup is judged broken, rather than one architecture, from this worker's own trials
+    only: once ``n_trials`` trials it ran have failed and none finished, it stops with a
+    RuntimeError that quotes their most common reason. Failures stored by earlier runs (a full
+    disk since freed, a corrupt image since fixed) and trials of workers that died never stop a
+    new one, and an interrupted trial (Ctrl-C, SIGTERM) ends the worker instead of counting.
     ``datamodule``: the study's data, already set up, and ``artifact_store``, the study's store
     (default: loaded and opened here)."""
     url = storage or cfg.study.storage_url()
@@ -262,19 +271,18 @@ def run_worker(
         )
     deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
     ran = 0
+    failures: list[str] = []  # why this worker's trials failed
+    finished_one = False
     bar = _trial_bar(cfg, study) if progress else None
     while time.monotonic() < deadline:
-        trial, finished = _next_trial(
-            cfg, study, url, reseed=worker if ran == 0 else None, costs=costs
-        )
+        trial, wait = _next_trial(cfg, study, url, reseed=worker if ran == 0 else None, costs=costs)
         if trial is None:
-            interval = heartbeat_interval(study)
-            if finished >= cfg.study.n_trials or not interval:
+            if not wait:
                 break
             # The rest of the budget is held by running trials, and on another machine one may
             # be dead: wait until they finish, or until its heartbeat times out and it is
             # re-queued. (Local workers are checked by pid instead, at once.)
-            time.sleep(interval)
+            time.sleep(heartbeat_interval(study))
             continue
         ran += 1
         try:
@@ -291,14 +299,35 @@ def run_worker(
         except Exception as exc:  # NaN loss, out of memory, a broken block: the study goes on
             if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            _fail(study, trial, f"{type(exc).__name__}: {error_message(exc)}")
+            failures.append(f"{type(exc).__name__}: {error_message(exc)}")
+            _fail(study, trial, failures[-1])
         else:
             _tell(study, trial, outcome, runner)
+            finished_one = True
         if bar is not None:
             bar.update(1)
+        if not finished_one:
+            _stop_if_broken(failures, cfg.study.n_trials)
     if bar is not None:
         bar.close()
     return ran
+
+
+def _stop_if_broken(failures: list[str], n_trials: int) -> None:
+    """Stop once ``n_trials`` of this worker's trials failed (``failures``: their reasons) and
+    none finished, quoting the most common first line of a reason."""
+    if len(failures) < n_trials:
+        return
+    firsts = Counter(reason.strip().split("\n")[0] for reason in failures)
+    reason, count = firsts.most_common(1)[0]
+    if len(reason) > QUOTED_REASON:
+        reason = reason[: QUOTED_REASON - 3] + "..."
+    raise RuntimeError(
+        f"{len(failures)} trials failed and none finished since this worker started: the setup "
+        f"is broken rather than one architecture (the most common reason, {count} of "
+        f"{len(failures)}: {reason}); fix it and run the same command again: the study keeps "
+        "every trial, and only new failures count (nas status lists them)"
+    )
 
 
 def _trial_bar(cfg: StudyConfig, study: optuna.Study) -> tqdm:

@@ -68,7 +68,15 @@ def _seeds(value: str) -> int | str:
 def _confirm(args: argparse.Namespace) -> int:
     from .. import trial_schema as schema
     from ..config import StudyConfig
-    from ..confirm import confirm_frame, prepare_confirm, run_confirm
+    from ..confirm import (
+        confirm_frame,
+        gave_up,
+        gave_up_message,
+        prepare_confirm,
+        run_confirm,
+        unfinished,
+        write_table,
+    )
     from ..worker import run_search
 
     study, section = _load_study(args)
@@ -102,14 +110,21 @@ def _confirm(args: argparse.Namespace) -> int:
         return run_search(cfg, storage=url, workers=args.workers, progress=not args.no_progress)
 
     confirm, why = run_confirm(confirm, cfg, url, run)
+    if stuck := gave_up(confirm):
+        raise RuntimeError(gave_up_message(confirm.study_name, stuck))
     frame = confirm_frame(confirm, study)
-    out = Path(section.runs_dir) / section.name / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "confirm.csv", index=False)
+    path = Path(section.runs_dir) / section.name / "report" / "confirm.csv"
+    left = len(unfinished(confirm))
+    if left:
+        print(f"partial table: {left} planned run(s) are unfinished (held by another worker?)")
     _print_confirmation(frame, looks)
     if why:
         print(f"stopped: {why}")
-    print(f"wrote {out / 'confirm.csv'}")
+    if left:  # a partial table never replaces a complete one
+        print(f"{path} not written (partial); run the same command again once they finish")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"wrote {write_table(frame, path)}")
     return 0
 
 
@@ -199,6 +214,11 @@ def _report(args: argparse.Namespace) -> int:
     )
     for path in paths.values():
         print(f"wrote {path}")
+    if left := facts.get("confirm", {}).get("unfinished_runs"):
+        print(
+            f"confirm.csv not written: {left} run(s) of {facts['confirm']['study']!r} are "
+            "unfinished (nas confirm resumes them)"
+        )
     return 0
 
 

@@ -18,6 +18,7 @@ undecided against ``none``; each look tests at 0.05 / looks (a Bonferroni split 
 planned looks), so the family-wise error over every look stays at most 0.05.
 
 Modules: :mod:`.planning` (what to repeat, the seeds, the stored plan, queueing the runs),
+:mod:`.runs` (the runs as stored: failed ones queued again, up to a cap, the unfinished ones),
 :mod:`.rounds` (the verdicts look by look, the sequential ``--seeds auto`` design),
 :mod:`.frame` (the table of verdicts, the confirmed front, the one-line summaries).
 """
@@ -31,6 +32,7 @@ from .frame import (
     power_line,
     supernet_agreement,
     verdict,
+    write_table,
 )
 from .planning import (
     ALPHA,
@@ -53,6 +55,7 @@ from .planning import (
     searched_config,
 )
 from .rounds import Verdicts, next_round, run_confirm, verdicts
+from .runs import MAX_ATTEMPTS, GaveUp, gave_up, gave_up_message, unfinished
 
 __all__ = [
     "ALPHA",
@@ -61,8 +64,10 @@ __all__ = [
     "CONFIDENCE",
     "CONFIRM_SUFFIX",
     "GAIN_COLUMNS",
+    "MAX_ATTEMPTS",
     "POWER",
     "UNEQUAL_VARIANCES",
+    "GaveUp",
     "Planned",
     "Verdicts",
     "agreement_line",
@@ -71,6 +76,8 @@ __all__ = [
     "confirm_seeds",
     "confirm_study_name",
     "find_confirm_study",
+    "gave_up",
+    "gave_up_message",
     "looks_schedule",
     "median_repeat",
     "model_line",
@@ -83,6 +90,8 @@ __all__ = [
     "run_confirm",
     "searched_config",
     "supernet_agreement",
+    "unfinished",
     "verdict",
     "verdicts",
+    "write_table",
 ]

@@ -14,6 +14,8 @@ one line each; :func:`supernet_agreement` compares a supernet's ranking with the
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -313,6 +315,16 @@ def power_line(frame: pd.DataFrame) -> str:
         f"({best['architecture']}), would need {count} per architecture (an observed best gain "
         "overstates the true one)"
     )
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` to ``path`` (``confirm.csv``) in one step: a reader, or a concurrent
+    writer, sees the old table or the new one, never a mix. Callers write complete tables only
+    (:func:`.runs.unfinished` empty), so a partial one never replaces a complete one."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    frame.to_csv(part, index=False)
+    os.replace(part, path)
+    return path
 
 
 def median_repeat(confirm: optuna.Study, key: str) -> FrozenTrial:

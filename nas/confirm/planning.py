@@ -37,6 +37,7 @@ from ..study import (
     planned_runs_config,
     stored_as_this_release,
 )
+from .runs import _scheduled, budget, gave_up, gave_up_message, requeue_failed
 
 #: Appended to a study's name to name its confirm study (in the same storage).
 CONFIRM_SUFFIX = "-confirm"
@@ -227,10 +228,12 @@ def prepare_confirm(
     """Create (or resume) the confirm study of ``study`` with its runs queued; returns it and
     its config. ``seeds`` is the seeds per architecture, or the first look of a sequential
     design up to ``max_seeds`` (``"auto"``: 3, or those of the confirmation that exists); the
-    runs of later looks are queued by :func:`.rounds.run_confirm`. Every check runs before
-    anything is written: a bad option, a study with no complete trial, a changed config, or a
-    confirm study planned with other settings (or extended while its runs are unfinished) is a
-    ValueError naming the fix, and the storage is left as it was."""
+    runs of later looks are queued by :func:`.rounds.run_confirm`, and so is every run whose
+    trials all failed, again (:func:`.runs.requeue_failed`). Every check runs before anything
+    is written: a bad option, a study with no complete trial, a changed config, a confirm study
+    planned with other settings (or extended while its runs are unfinished), or one with a run
+    that gave up (:func:`.runs.gave_up`) is a ValueError naming the fix, and the storage is
+    left as it was."""
     _check_counts(top, seeds, max_seeds, comparison)
     cfg = searched_config(study, given, url)
     if not front_trials(study):
@@ -250,6 +253,8 @@ def prepare_confirm(
         plan = _plan(study, cfg, planned, top, (seeds, max_seeds, comparison), stored)
         if confirm is not None:
             _check_resumable(confirm, plan)
+            if stuck := gave_up(confirm):
+                raise ValueError(gave_up_message(name, stuck))
         else:
             confirm = optuna.create_study(
                 study_name=name, storage=storage, directions=cfg.objectives.directions
@@ -258,8 +263,10 @@ def prepare_confirm(
         if schema.confirm_plan(confirm) != plan:
             confirm.set_user_attr(schema.CONFIRM, plan)
         _enqueue_runs(confirm, planned, plan["looks"][0])
-        confirm_cfg = confirm_config(cfg, url, len(_scheduled(confirm)), name)
-        confirm.set_user_attr(schema.STUDY_CONFIG, confirm_cfg.to_dict())
+        requeue_failed(confirm)
+        confirm_cfg = confirm_config(cfg, url, budget(confirm), name)
+        if schema.stored_config(confirm) != confirm_cfg.to_dict():
+            confirm.set_user_attr(schema.STUDY_CONFIG, confirm_cfg.to_dict())
     return confirm, confirm_cfg
 
 
@@ -359,22 +366,6 @@ def _enqueue(confirm: optuna.Study, runs: list[tuple[int, Planned]]) -> None:
         if p.baseline is not None:
             attrs[schema.BASELINE.key] = p.baseline
         confirm.enqueue_trial(p.params, user_attrs=attrs)
-
-
-def _scheduled(confirm: optuna.Study) -> dict[tuple[int, str], list[TrialState]]:
-    """Every (repeat, key) the study has a trial for, with the states of its trials."""
-    scheduled: dict[tuple[int, str], list[TrialState]] = {}
-    for t in confirm.get_trials(deepcopy=False):
-        if schema.REPLICATE.has(t):
-            scheduled.setdefault((int(schema.REPLICATE.get(t)), _key_of(t)), []).append(t.state)
-    return scheduled
-
-
-def _key_of(trial: FrozenTrial) -> str:
-    """The :attr:`Planned.key` of a confirm trial."""
-    if schema.BASELINE.has(trial):
-        return f"baseline {schema.BASELINE.get(trial)}"
-    return f"trial {schema.SOURCE_TRIAL.get(trial)}"
 
 
 def find_confirm_study(study: optuna.Study) -> optuna.Study | None:

@@ -21,16 +21,8 @@ from .. import trial_schema as schema
 from ..config import StudyConfig
 from ..stats import ManyToOne, many_to_one
 from ..storage import machine_lock
-from .planning import (
-    ALPHA,
-    COMPARISONS,
-    UNEQUAL_VARIANCES,
-    Planned,
-    _enqueue,
-    _key_of,
-    _scheduled,
-    plan_looks,
-)
+from .planning import ALPHA, COMPARISONS, UNEQUAL_VARIANCES, Planned, _enqueue, plan_looks
+from .runs import _key_of, _scheduled, budget, gave_up, gave_up_message, requeue_failed
 
 
 def _runs(confirm: optuna.Study) -> dict[str, dict[int, FrozenTrial]]:
@@ -172,19 +164,24 @@ def run_confirm(
     run: Callable[[StudyConfig], optuna.Study],
 ) -> tuple[optuna.Study, str]:
     """Run the confirm study's queued runs (``run(cfg)``, e.g. :func:`nas.worker.run_search`),
-    then, look by look, queue the next look's runs for ``none`` and the architectures still
-    undecided (:func:`next_round`) and run those, until every verdict is decided or the budget
-    is spent. Resumable: the looks reached are read back from the stored runs, and a run that
-    has a trial is never queued again. Returns the study and why it stopped."""
+    then queue again the runs whose trials all failed meanwhile (:func:`.runs.requeue_failed`)
+    and, look by look, the next look's runs for ``none`` and the architectures still undecided
+    (:func:`next_round`), and run those, until every verdict is decided, the budget is spent or
+    a run gave up (:func:`.runs.gave_up`). Resumable: the looks reached are read back from the
+    stored runs, and a run that has a trial waiting, running or complete is never queued again.
+    Returns the study and why it stopped."""
     while True:
         confirm = run(cfg)
-        missing, why = next_round(confirm)
-        if not missing:
-            return confirm, why
-        planned = _planned_from_runs(confirm)
         with machine_lock(url, confirm.study_name):
-            _enqueue(confirm, [(r, planned[key]) for r, key in missing])
-            study = dataclasses.replace(cfg.study, n_trials=len(_scheduled(confirm)))
+            if stuck := gave_up(confirm):
+                return confirm, gave_up_message(confirm.study_name, stuck)
+            if not requeue_failed(confirm):
+                missing, why = next_round(confirm)
+                if not missing:
+                    return confirm, why
+                planned = _planned_from_runs(confirm)
+                _enqueue(confirm, [(r, planned[key]) for r, key in missing])
+            study = dataclasses.replace(cfg.study, n_trials=budget(confirm))
             cfg = dataclasses.replace(cfg, study=study)
             confirm.set_user_attr(schema.STUDY_CONFIG, cfg.to_dict())
 
@@ -194,7 +191,7 @@ def _planned_from_runs(confirm: optuna.Study) -> dict[str, Planned]:
     planned: dict[str, Planned] = {}
     for t in confirm.get_trials(deepcopy=False):
         if schema.REPLICATE.has(t) and _key_of(t) not in planned:
-            params = dict(t.params or t.system_attrs.get("fixed_params", {}))
+            params = dict(t.system_attrs.get("fixed_params") or t.params)
             baseline = schema.BASELINE.get(t) if schema.BASELINE.has(t) else None
             source = schema.SOURCE_TRIAL.get(t)
             planned[_key_of(t)] = Planned(_key_of(t), params, source, baseline)
