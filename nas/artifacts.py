@@ -64,6 +64,10 @@ _S3_DELETE_BATCH = 1000
 _FIX_STORE = "set study.artifacts to a folder every worker reaches or an s3://bucket/prefix URL"
 
 
+class ArtifactStoreError(ValueError):
+    """The artifact store failed a read or write: the store is at fault, not the trial."""
+
+
 class FolderArtifactStore(FileSystemArtifactStore):
     """Optuna's FileSystemArtifactStore on a folder, with its ``url`` for messages."""
 
@@ -149,7 +153,7 @@ class S3ArtifactStore(Boto3ArtifactStore):
         try:
             yield
         except (BotoCoreError, ClientError) as exc:
-            raise ValueError(_s3_message(exc, self, doing)) from None
+            raise ArtifactStoreError(_s3_message(exc, self, doing)) from None
 
 
 def describe_store(store: ArtifactStore) -> str:
@@ -293,7 +297,7 @@ def upload_weights(store: ArtifactStore, owner: optuna.Trial | optuna.Study, pat
             artifact_store=store, file_path=str(path), study_or_trial=owner
         )
     except OSError as exc:
-        raise ValueError(
+        raise ArtifactStoreError(
             f"cannot write the weights of {what} to {describe_store(store)} "
             f"({exc.strerror or exc}); check that the folder is writable, or {_FIX_STORE}"
         ) from None

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from . import trial_schema as schema
-from .artifacts import open_artifact_store
+from .artifacts import ArtifactStoreError, open_artifact_store
 from .checkpoints import delete_dominated_checkpoints
 from .config import StudyConfig
 from .data import error_message
@@ -272,6 +272,7 @@ def run_worker(
     deadline = time.monotonic() + cfg.study.timeout_s if cfg.study.timeout_s else math.inf
     ran = 0
     failures: list[str] = []  # why this worker's trials failed
+    store_failures = 0  # trials in a row that trained but could not store their weights
     finished_one = False
     bar = _trial_bar(cfg, study) if progress else None
     while time.monotonic() < deadline:
@@ -300,10 +301,15 @@ def run_worker(
             if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
                 torch.cuda.empty_cache()
             failures.append(f"{type(exc).__name__}: {error_message(exc)}")
-            _fail(study, trial, failures[-1])
+            if isinstance(exc, ArtifactStoreError):  # the store's fault: train it again later
+                store_failures += 1
+                _abandon(study, trial, failures[-1], cfg.study.max_retry)
+                _stop_if_store_broken(store_failures, cfg.study.max_store_failures, exc)
+            else:
+                _fail(study, trial, failures[-1])
         else:
             _tell(study, trial, outcome, runner)
-            finished_one = True
+            finished_one, store_failures = True, 0
         if bar is not None:
             bar.update(1)
         if not finished_one:
@@ -311,6 +317,17 @@ def run_worker(
     if bar is not None:
         bar.close()
     return ran
+
+
+def _stop_if_store_broken(in_a_row: int, limit: int, error: ArtifactStoreError) -> None:
+    """Stop once ``limit`` trials in a row trained but could not store their weights: every
+    further trial would train in full and fail the same way."""
+    if in_a_row >= limit:
+        raise RuntimeError(
+            f"{in_a_row} trials in a row trained but could not store their weights, so this "
+            f"worker stops instead of training more (they are queued again): {error} (run the "
+            "same command once the store works; study.max_store_failures sets the limit)"
+        )
 
 
 def _stop_if_broken(failures: list[str], n_trials: int) -> None:

@@ -177,6 +177,13 @@ class StudySection:
         allowed="an http(s) URL, or '' for AWS (or the AWS_ENDPOINT_URL variable)",
         doc="S3-compatible endpoint of an s3:// artifact store (MinIO, Ceph).",
     )
+    max_store_failures: _Int = _field(
+        2,
+        allowed="an int >= 1",
+        doc="Trials in a row that trained but could not store their weights (a broken artifact "
+        "store) before a worker stops instead of training more; they are queued again.",
+        ge=1,
+    )
 
     @model_validator(mode="after")
     def _name_is_a_folder(self) -> StudySection:

@@ -334,3 +334,78 @@ def test_a_folder_store_never_leaves_a_partial_artifact(tmp_path):
     store.write("whole", io.BytesIO(b"weights"))
     assert [p.name for p in tmp_path.iterdir()] == ["whole"]
     assert store.open_reader("whole").read() == b"weights"
+
+
+def test_a_broken_store_stops_the_worker_after_the_configured_trainings(
+    tiny_config, tmp_path, monkeypatch
+):
+    """The artifacts disk fills up after the first trial: two more trainings fail to store their
+    weights (study.max_store_failures = 2), then the worker stops with one reason, their
+    architecture queued again and no partial file left; once the store works the same search
+    finishes."""
+    import errno
+
+    from nas.artifacts import FolderArtifactStore
+
+    cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 5, "max_store_failures": 2}))
+    write = FolderArtifactStore.write
+    writes = []
+
+    def full_after_one(self, artifact_id, body):
+        writes.append(artifact_id)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, artifact_id, body)
+
+    monkeypatch.setattr(FolderArtifactStore, "write", full_after_one)
+    with pytest.raises(RuntimeError, match="2 trials in a row trained but could not store") as err:
+        run_search(cfg, progress=False)
+    assert "No space left on device" in str(err.value) and "max_store_failures" in str(err.value)
+    study = optuna.load_study(study_name="tiny", storage=open_storage(cfg.study.storage_url()))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    stored = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(writes) == 3 and len(failed) == 2  # three trainings in all: one stored
+    assert all("No space left on device" in schema.FAIL_REASON.get(t) for t in failed)
+    assert failed[1].user_attrs.get("retry_of") == failed[0].number  # queued again
+    assert failed[1].params == failed[0].params
+    assert not any(t.state == TrialState.RUNNING for t in study.trials)
+    folder = Path(cfg.study.runs_dir) / "tiny" / "artifacts"
+    assert [p.name for p in folder.iterdir()] == [schema.WEIGHTS_ARTIFACT.get(stored[0])]
+
+    monkeypatch.setattr(FolderArtifactStore, "write", write)  # the disk freed
+    run_search(cfg, progress=False)
+    study = optuna.load_study(study_name="tiny", storage=open_storage(cfg.study.storage_url()))
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 5 and all(schema.WEIGHTS_ARTIFACT.has(t) for t in complete)
+
+
+def test_an_s3_server_killed_mid_search_costs_at_most_the_configured_trainings(
+    tiny_config, aws_env, monkeypatch
+):
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    study_section = {"artifacts": f"s3://{BUCKET}/runs/tiny", "artifacts_endpoint": endpoint}
+    cfg = StudyConfig.from_dict(
+        tiny_config(study={"n_trials": 5, "max_store_failures": 2, **study_section})
+    )
+    write = S3ArtifactStore.write
+    writes = []
+
+    def killed_after_one(self, artifact_id, body):
+        writes.append(artifact_id)
+        if len(writes) == 2:
+            server.stop()  # the store goes away mid-search
+        write(self, artifact_id, body)
+
+    monkeypatch.setattr(S3ArtifactStore, "write", killed_after_one)
+    with pytest.raises(RuntimeError, match="2 trials in a row trained but could not store"):
+        run_search(cfg, progress=False)
+    assert len(writes) == 3  # one stored, then exactly the configured two
+    study = optuna.load_study(study_name="tiny", storage=open_storage(cfg.study.storage_url()))
+    assert sum(t.state == TrialState.FAIL for t in study.trials) == 2
+    assert not any(t.state == TrialState.RUNNING for t in study.trials)
