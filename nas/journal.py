@@ -13,6 +13,8 @@ is reported with the file, the line number and the repair, :func:`repair_journal
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -31,6 +33,33 @@ from optuna.storages.journal import JournalFileBackend
 _TAIL_CHUNK = 64 * 1024
 #: Every operation Optuna writes is a JSON object with this key.
 _OP_KEY = b'{"op_code"'
+
+
+#: Errors that mean "this place is not writable" (a read-only folder or file system).
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def open_lock_file(path: str | os.PathLike) -> IO[str]:
+    """The lock file ``path`` opened to ``flock`` it: for appending, created where missing; an
+    existing one in a place this process may not write is opened for reading (an flock needs
+    no write access), so reading a study needs no write access to its folder."""
+    try:
+        return open(path, "a")
+    except OSError as exc:
+        if exc.errno in _READ_ONLY and os.path.isfile(path):
+            return open(path)
+        raise
+
+
+@contextlib.contextmanager
+def _no_partial_file(path: Path) -> Generator[None, None, None]:
+    """Remove ``path`` where the block fails (a full disk): no empty or half-written side
+    file is left behind."""
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 class FlockJournalLock:
@@ -55,7 +84,7 @@ class FlockJournalLock:
         try:
             # Opened per acquire, never inherited: a forked child sharing the open file
             # description would share the lock instead of waiting for it.
-            handle = open(self.path, "a")  # noqa: SIM115 (closed by release)
+            handle = open_lock_file(self.path)
             fcntl.flock(handle, fcntl.LOCK_EX)
         except BaseException:
             if handle is not None:
@@ -141,7 +170,8 @@ def set_aside_torn_tail(path: Path) -> Path | None:
     side = _side_file(path, "torn")
     with open(path, "rb+") as f:
         f.seek(keep)
-        side.write_bytes(f.read())
+        with _no_partial_file(side):
+            side.write_bytes(f.read())
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
@@ -258,9 +288,10 @@ def repair_journal(path: str | os.PathLike) -> Repair:
             return Repair(len(kept), 0, 0, None, None)
         backup = _side_file(path, "bak")
         side = _side_file(path, "damaged")
-        shutil.copy2(path, backup)
-        side.write_bytes(b"".join(pieces))
         tmp = path.with_name(f"{path.name}.repairing")
-        tmp.write_bytes(b"".join(kept))
-        os.replace(tmp, path)
+        with _no_partial_file(backup), _no_partial_file(side), _no_partial_file(tmp):
+            shutil.copy2(path, backup)
+            side.write_bytes(b"".join(pieces))
+            tmp.write_bytes(b"".join(kept))
+            os.replace(tmp, path)
     return Repair(len(kept) - recovered, recovered, len(pieces), backup, side)

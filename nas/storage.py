@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial
 
-from .journal import StudyJournal
+from .journal import StudyJournal, open_lock_file
 
 StaleTrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -158,7 +158,7 @@ def machine_lock(url: str, study_name: str) -> Iterator[None]:
         lock_path = Path(tempfile.gettempdir()) / f"attention-nas-{key}.ask.lock"
     else:
         lock_path = Path(url).with_suffix(".ask.lock")
-    with open(lock_path, "a") as handle:
+    with open_lock_file(lock_path) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

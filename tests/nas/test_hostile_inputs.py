@@ -277,3 +277,90 @@ def test_os_error_lines_name_both_paths_and_fall_back_to_a_generic_fix():
     assert os_error_line(OSError(errno.EIO, "Input/output error")).endswith(
         "; check the path and its disk"
     )
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make a folder read-only for this process (the tests run as root, whom permissions do not
+    stop): opening anything under it for writing fails with EACCES, as on a read-only mount."""
+    import builtins
+    import io
+
+    folders: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def refuse(path, writing: bool) -> None:
+        if writing and isinstance(path, (str, os.PathLike)):
+            where = os.path.abspath(os.fspath(path))
+            if any(where.startswith(f) for f in folders):
+                raise PermissionError(errno.EACCES, "Permission denied", where)
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        refuse(file, any(c in mode for c in "wax+"))
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):
+        refuse(path, bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND)))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    return lambda folder: folders.append(str(Path(folder).resolve()))
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))}
+
+
+def test_reading_a_study_needs_no_write_access_to_its_folder(searched, tmp_path, capsys, read_only):
+    """status, report, export, doctor and a search with nothing left to do, on a study folder
+    this process may not write: each succeeds and the folder is exactly as it was."""
+    config = tmp_path / "study.toml"
+    from conftest import TINY
+
+    data = json.loads(json.dumps(TINY))
+    data["study"].update(n_trials=2, runs_dir=str(searched))
+    config.write_bytes(tomli_w.dumps(data).encode())
+    before = _listing(searched)
+    read_only(searched)
+    for argv in (
+        ["status", "tiny", "--runs-dir", str(searched)],
+        ["report", "tiny", "--runs-dir", str(searched), "--out", str(tmp_path / "report")],
+        ["export", "tiny", "--runs-dir", str(searched), "--pareto", "--out", str(tmp_path / "x")],
+        ["doctor", "tiny", "--runs-dir", str(searched)],
+        ["search", str(config), "--no-progress"],
+    ):
+        assert main(argv) == 0, (argv, capsys.readouterr().err)
+    assert _listing(searched) == before
+    # Where the study must be written (a new trial), the refusal is one line naming the file.
+    argv = ["search", str(config), "--n-trials", "3", "--no-progress"]
+    err = _fails_cleanly(capsys, argv, "Permission denied")
+    assert str(searched) in err and "fix its permissions" in err
+
+
+def test_a_full_disk_leaves_no_side_file_and_the_journal_as_it_was(tmp_path, monkeypatch):
+    """Setting aside a torn tail, or repairing, on a full disk: no empty or partial side file,
+    the journal untouched, the error raised."""
+    from nas.journal import repair_journal, set_aside_torn_tail
+
+    journal = tmp_path / "journal.log"
+    good = b'{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\n'
+    for damaged in (good + b'{"op_co', good + b"garbage\n" + good):
+        journal.write_bytes(damaged)
+
+        def full(self, data):
+            real_open = open
+            with real_open(self, "wb") as f:
+                f.write(data[:3])
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+        monkeypatch.setattr(Path, "write_bytes", full)
+        with pytest.raises(OSError, match="No space left"):
+            if damaged.endswith(b'{"op_co'):
+                set_aside_torn_tail(journal)
+            else:
+                repair_journal(journal)
+        monkeypatch.undo()
+        assert {p.name for p in tmp_path.iterdir()} <= {"journal.log", "journal.log.flock"}
+        assert journal.read_bytes() == damaged
