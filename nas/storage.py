@@ -16,6 +16,7 @@ import importlib.util
 import re
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -174,7 +175,11 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 
 @contextlib.contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """Record heartbeats for ``trial`` while the block runs, where the storage keeps them."""
+    """Record heartbeats for ``trial`` while the block runs, where the storage keeps them.
+
+    A beat the database refuses (a restart, a network blip) is tried again at the next
+    interval, with one warning per outage: the thread outlives the blip, so the trial is not
+    failed as stale by another worker once the database is back."""
     interval = heartbeat_interval(study)
     if not interval:
         yield
@@ -183,8 +188,21 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
+        failing = False
         while True:
-            storage.record_heartbeat(trial._trial_id)
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception as exc:  # SQLAlchemy and the DB drivers raise many types
+                if not failing:
+                    warnings.warn(
+                        f"trial {trial.number}: its heartbeat could not be recorded "
+                        f"({type(exc).__name__}); trying again every {interval} s",
+                        RuntimeWarning,
+                        stacklevel=1,
+                    )
+                failing = True
+            else:
+                failing = False
             if stop.wait(interval):
                 return
 
