@@ -33,6 +33,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from . import trial_schema as schema
 from .config import StudyConfig
+from .files import written_in_one_step
 from .storage import redact
 
 if TYPE_CHECKING:
@@ -79,14 +80,8 @@ class FolderArtifactStore(FileSystemArtifactStore):
         """Write a hidden partial file, then rename it: a full disk or a killed worker leaves no
         half-written artifact under the id export reads."""
         final = Path(self._get_filepath(artifact_id))
-        partial = final.with_name(f".{final.name}.part")
-        try:
-            with open(partial, "wb") as sink:
-                shutil.copyfileobj(content_body, sink)
-            os.replace(partial, final)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        with written_in_one_step(final) as partial, open(partial, "wb") as sink:
+            shutil.copyfileobj(content_body, sink)
 
 
 class S3ArtifactStore(Boto3ArtifactStore):

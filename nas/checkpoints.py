@@ -14,7 +14,6 @@ such files are still deleted once dominated, by a worker on that host.
 
 from __future__ import annotations
 
-import os
 import socket
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ from search_spaces.spec import ArchSpec
 
 from . import trial_schema as schema
 from .artifacts import remove_weights, study_artifact_store
+from .files import written_in_one_step
 from .pareto import front_trials
 from .trial_schema import checkpoint_location
 
@@ -73,9 +73,8 @@ def save_checkpoint(
         "mean": None if mean is None else mean.detach().cpu().flatten().tolist(),
         "std": None if std is None else std.detach().cpu().flatten().tolist(),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a killed worker never leaves a half-written checkpoint
+    with written_in_one_step(path) as partial:  # a killed worker leaves no half checkpoint
+        torch.save(payload, partial)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -13,7 +13,6 @@ is reported with the file, the line number and the repair, :func:`repair_journal
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from optuna.storages.journal import JournalFileBackend
+
+from .files import written_in_one_step
 
 #: Bytes read from the end of the journal per step when looking for the last complete line.
 _TAIL_CHUNK = 64 * 1024
@@ -48,17 +49,6 @@ def open_lock_file(path: str | os.PathLike) -> IO[str]:
     except OSError as exc:
         if exc.errno in _READ_ONLY and os.path.isfile(path):
             return open(path)
-        raise
-
-
-@contextlib.contextmanager
-def _no_partial_file(path: Path) -> Generator[None, None, None]:
-    """Remove ``path`` where the block fails (a full disk): no empty or half-written side
-    file is left behind."""
-    try:
-        yield
-    except BaseException:
-        path.unlink(missing_ok=True)
         raise
 
 
@@ -170,8 +160,8 @@ def set_aside_torn_tail(path: Path) -> Path | None:
     side = _side_file(path, "torn")
     with open(path, "rb+") as f:
         f.seek(keep)
-        with _no_partial_file(side):
-            side.write_bytes(f.read())
+        with written_in_one_step(side) as partial:
+            partial.write_bytes(f.read())
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
@@ -288,10 +278,12 @@ def repair_journal(path: str | os.PathLike) -> Repair:
             return Repair(len(kept), 0, 0, None, None)
         backup = _side_file(path, "bak")
         side = _side_file(path, "damaged")
-        tmp = path.with_name(f"{path.name}.repairing")
-        with _no_partial_file(backup), _no_partial_file(side), _no_partial_file(tmp):
-            shutil.copy2(path, backup)
-            side.write_bytes(b"".join(pieces))
-            tmp.write_bytes(b"".join(kept))
-            os.replace(tmp, path)
+        with (
+            written_in_one_step(backup) as backup_part,
+            written_in_one_step(side) as side_part,
+            written_in_one_step(path) as repaired,
+        ):
+            shutil.copy2(path, backup_part)
+            side_part.write_bytes(b"".join(pieces))
+            repaired.write_bytes(b"".join(kept))
     return Repair(len(kept) - recovered, recovered, len(pieces), backup, side)

@@ -14,7 +14,6 @@ one line each; :func:`supernet_agreement` compares a supernet's ranking with the
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from .. import trial_schema as schema
+from ..files import written_in_one_step
 from ..pareto import non_dominated_sort
 from ..stats import (
     RankCorrelation,
@@ -321,9 +321,8 @@ def write_table(frame: pd.DataFrame, path: Path) -> Path:
     """Write ``frame`` to ``path`` (``confirm.csv``) in one step: a reader, or a concurrent
     writer, sees the old table or the new one, never a mix. Callers write complete tables only
     (:func:`.runs.unfinished` empty), so a partial one never replaces a complete one."""
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    frame.to_csv(part, index=False)
-    os.replace(part, path)
+    with written_in_one_step(path) as partial:
+        frame.to_csv(partial, index=False)
     return path
 
 

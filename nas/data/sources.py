@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig
+from ..files import written_in_one_step
 from .archives import ARCHIVE_SUFFIXES, extract_archive
 from .augment import augment_policy
 from .folders import class_names, folder_samples
@@ -251,9 +252,8 @@ def _decode_imagefolder(cfg: DataConfig, files: _FolderFiles) -> _Source:
             tensors[f"{split}_images"] = decode_images([p for p, _ in samples], cfg.image_size)
             tensors[f"{split}_labels"] = torch.tensor([label for _, label in samples])
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(tensors, partial)
-        os.replace(partial, cache_file)
+        with written_in_one_step(cache_file) as partial:
+            torch.save(tensors, partial)
 
     source = _Source(tensors["train_images"], tensors["train_labels"], files.class_names)
     if files.test is not None:
