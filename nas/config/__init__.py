@@ -15,6 +15,7 @@ storing, schema), :mod:`._validation` (what turns pydantic's errors into those o
 """
 
 from ._validation import ConfigError
+from .rung_epochs import asha_rungs, first_rung_candidates
 from .sections import (
     AUGMENTATIONS,
     COSTS,
@@ -39,9 +40,7 @@ from .sections import (
     SpaceSection,
     StudySection,
     TrainingConfig,
-    asha_rungs,
     default_cache_dir,
-    first_rung_candidates,
 )
 from .study import StudyConfig, json_schema, supernet_epochs
 

@@ -24,6 +24,7 @@ from pydantic.dataclasses import dataclass
 from search_spaces.space import SearchSpace
 
 from ._validation import _CONFIG, ConfigError, _build, _field, _message, _one_line_errors
+from .rung_epochs import asha_rungs, first_rung_candidates
 from .sections import (
     BackboneSection,
     DataConfig,
@@ -34,8 +35,6 @@ from .sections import (
     SpaceSection,
     StudySection,
     TrainingConfig,
-    asha_rungs,
-    first_rung_candidates,
 )
 
 if sys.version_info >= (3, 11):
