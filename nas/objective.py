@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from .config import StudyConfig
 from .data import build_datamodule
 from .pruning import PruningCallback, record_epoch
 from .stats import binomial_se
+from .storage import HeartbeatLost
 from .training import ClassifierModule, build_trainer, evaluate
 
 if TYPE_CHECKING:
@@ -110,16 +112,17 @@ class TrialRunner:
         )
         self.pruner = study.pruner
 
-    def run(self, trial: optuna.Trial) -> TrialOutcome:
+    def run(self, trial: optuna.Trial, stop: threading.Event | None = None) -> TrialOutcome:
         """Describe the trial (architecture, seeds), reuse an earlier run of the same training,
-        or measure it (:meth:`measure`)."""
+        or measure it (:meth:`measure`; training ends with :class:`HeartbeatLost` at the next
+        batch once ``stop`` is set)."""
         spec, seed, data_seed = self.describe(trial)
         duplicate = self._earlier_duplicate(spec.digest(), trial.number, seed)
         if duplicate is not None:
             if duplicate.state == TrialState.RUNNING:
                 raise ArchitectureRunning(duplicate.number)
             return self._reuse(trial, duplicate)
-        return self.measure(trial, spec, seed, data_seed)
+        return self.measure(trial, spec, seed, data_seed, stop)
 
     def describe(self, trial: optuna.Trial) -> tuple[ArchSpec, int, int]:
         """Sample the trial's architecture and store it with its seeds; (spec, seed, data seed)."""
@@ -150,10 +153,15 @@ class TrialRunner:
         return cost
 
     def measure(
-        self, trial: optuna.Trial, spec: ArchSpec, seed: int, data_seed: int
+        self,
+        trial: optuna.Trial,
+        spec: ArchSpec,
+        seed: int,
+        data_seed: int,
+        stop: threading.Event | None = None,
     ) -> TrialOutcome:
-        """Train the architecture from scratch (pruned by the study's pruner) and keep its
-        weights."""
+        """Train the architecture from scratch (pruned by the study's pruner; abandoned once
+        ``stop`` is set) and keep its weights."""
         cfg, dm = self.cfg, self.datamodule
         module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
         cost = self.store_cost(trial, module.model)
@@ -163,6 +171,8 @@ class TrialRunner:
         callbacks: list[Any] = [PruningCallback(trial, monitor="val_acc", pruner=pruner)]
         if self.progress:
             callbacks.append(EpochProgress(f"trial {trial.number}", cfg.training.epochs))
+        if stop is not None:
+            callbacks.append(StopWhenLost(stop))
         on_gpu = self.device.startswith("cuda")
         trainer = build_trainer(
             cfg.training,
@@ -317,6 +327,21 @@ def split_size(datamodule: LightningDataModule, split: str) -> int | None:
     """Images in one split of a data module of ``nas.data`` (None for other data modules)."""
     sizes = getattr(datamodule, "split_sizes", None)
     return int(sizes[split]) if isinstance(sizes, dict) and sizes.get(split) else None
+
+
+class StopWhenLost(lightning.Callback):
+    """End training with :class:`HeartbeatLost` at the next batch once ``lost`` is set (the
+    trial's heartbeat could not be recorded: another worker may be training it again)."""
+
+    def __init__(self, lost: threading.Event) -> None:
+        self.lost = lost
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, *args: Any) -> None:
+        if self.lost.is_set():
+            raise HeartbeatLost(
+                "its heartbeat could not be recorded for nearly study.grace_period_s, so "
+                "another worker may fail it as stale and train it again: abandoned"
+            )
 
 
 class EpochProgress(lightning.Callback):

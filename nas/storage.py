@@ -9,19 +9,27 @@ This module knows nothing of trials' contents; the engine's other rooms (``nas.s
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import hashlib
 import importlib.util
+import math
 import re
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import FrozenTrial, TrialState
 
 from .journal import StudyJournal, open_lock_file
 
@@ -37,6 +45,11 @@ DRIVER_PACKAGES = {
     "mysqldb": "mysqlclient",
     "pymysql": "PyMySQL",
 }
+#: Seconds a database call is retried when the server cannot be reached (``study.db_retry_s``).
+DEFAULT_RETRY_S = 60.0
+#: The first and the longest wait between two tries of a refused database call.
+FIRST_RETRY_DELAY_S = 0.5
+MAX_RETRY_DELAY_S = 8.0
 
 
 def is_database(url: str) -> bool:
@@ -51,13 +64,15 @@ def open_storage(
     grace_period_s: int | None = None,
     stale_trial_callback: StaleTrialCallback | None = None,
     must_exist: bool = False,
+    retry_s: float = DEFAULT_RETRY_S,
 ) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: a database URL or a journal file path (locked with
     :class:`FlockJournalLock`).
 
     For databases, ``heartbeat_interval_s`` turns on Optuna's heartbeats: a trial whose worker
     stopped beating for ``grace_period_s`` is marked FAIL by the next worker that asks for a
-    trial, which then calls ``stale_trial_callback`` (the engine re-queues it).
+    trial, which then calls ``stale_trial_callback`` (the engine re-queues it). A call the server
+    does not answer is tried again for ``retry_s`` seconds (:class:`RetryingStorage`).
     ``must_exist`` (for commands that only read) refuses a journal or SQLite file that does not
     exist instead of creating it.
     """
@@ -69,7 +84,7 @@ def open_storage(
         )
     if is_database(url):
         try:
-            return optuna.storages.RDBStorage(
+            rdb = optuna.storages.RDBStorage(
                 database_url(url),
                 heartbeat_interval=heartbeat_interval_s,
                 grace_period=grace_period_s,
@@ -87,13 +102,12 @@ def open_storage(
                     f"{url.partition('://')[0]!r}; write e.g. postgresql://, "
                     "postgresql+psycopg2://, mysql:// or sqlite:///"
                 ) from None
-            first_line = (
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            )
             raise RuntimeError(
-                f"cannot open storage {redact(url)}: {first_line} (check that the database "
+                f"cannot open storage {redact(url)}: {_first_line(exc)} (check that the database "
                 "server is running and reachable, and the URL's user, password and database)"
             ) from None
+        # Optuna caches finished trials in front of a database (as optuna.create_study does).
+        return RetryingStorage(_CachedStorage(rdb), url, retry_s)
     path = Path(url)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +161,152 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The study's database did not answer for ``study.db_retry_s``: the worker stops."""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database could not be reached or dropped the
+    connection - worth waiting for - rather than refused a statement. Optuna wraps these in a
+    StorageInternalError that blames "invalid data in the commit"."""
+    from sqlalchemy import exc as sa_exc
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # a cause chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, (sa_exc.OperationalError, sa_exc.InterfaceError)) or (
+            isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class RetryingStorage(BaseStorage, BaseHeartbeat):
+    """A database storage that rides out outages: a call refused because the server cannot be
+    reached (a restart, a network blip, a failover) is tried again with exponential backoff
+    (0.5 s doubling to 8 s) for ``retry_s`` seconds, with one warning per outage; then
+    :class:`DatabaseUnavailable` says so in one line, instead of Optuna's chained tracebacks.
+
+    Each call of Optuna's RDB storage is one transaction, rolled back when it fails, so trying
+    it again writes it once. Heartbeats are not retried here: :func:`heartbeat` keeps its own
+    rhythm. Every other call goes to ``storage`` (Optuna's cached RDB storage) unchanged.
+    """
+
+    def __init__(
+        self,
+        storage: _CachedStorage,
+        url: str,
+        retry_s: float = DEFAULT_RETRY_S,
+        *,
+        sleep: Callable[[float], Any] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.storage = storage
+        self.url = url
+        self.retry_s = retry_s
+        self._sleep = sleep
+        self._clock = clock
+
+    def retry(self, function: Callable[[], Any]) -> Any:
+        """``function()`` (a call of the storage), tried again while the server cannot be
+        reached."""
+        deadline = None
+        delay = FIRST_RETRY_DELAY_S
+        while True:
+            try:
+                return function()
+            except Exception as exc:  # SQLAlchemy and the DB drivers raise many types
+                if not connection_lost(exc):
+                    raise
+                now = self._clock()
+                if deadline is None:
+                    deadline = now + self.retry_s
+                    if self.retry_s > 0:
+                        warnings.warn(
+                            f"the study's database {redact(self.url)} cannot be reached "
+                            f"({_first_line(exc)}); trying again for up to {self.retry_s:g} s "
+                            "(study.db_retry_s)",
+                            RuntimeWarning,
+                            stacklevel=3,
+                        )
+                if now >= deadline:
+                    raise DatabaseUnavailable(
+                        f"the study's database {redact(self.url)} did not answer for "
+                        f"{self.retry_s:g} s ({_first_line(exc)}), so this worker stops; run the "
+                        "same command once the database is back: a trial it was running is "
+                        "failed by its heartbeat and queued again (study.db_retry_s sets the "
+                        "wait)"
+                    ) from None
+                self._sleep(min(delay, deadline - now))
+                delay = min(2 * delay, MAX_RETRY_DELAY_S)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        """Finish (or start) a trial. A retry whose first try was committed but not
+        acknowledged finds the trial already in ``state``: that is the write done, not an
+        error."""
+        tries = 0
+
+        def attempt() -> bool:
+            nonlocal tries
+            tries += 1
+            try:
+                return self.storage.set_trial_state_values(trial_id, state=state, values=values)
+            except UpdateFinishedTrialError:
+                if tries > 1 and self.storage.get_trial(trial_id).state == state:
+                    return True
+                raise
+
+        return self.retry(attempt)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.storage.record_heartbeat(trial_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"storage": self.storage, "url": self.url, "retry_s": self.retry_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["storage"], state["url"], state["retry_s"])  # type: ignore[misc]
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    def method(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
+        return self.retry(lambda: getattr(self.storage, name)(*args, **kwargs))
+
+    method.__name__ = name
+    method.__doc__ = f"Optuna's ``{name}``, tried again while the database cannot be reached."
+    return method
+
+
+#: The storage calls :class:`RetryingStorage` tries again: every call of Optuna's storage API
+#: but the two it defines itself.
+RETRIED_CALLS = sorted(
+    {
+        name
+        for base in (BaseStorage, BaseHeartbeat)
+        for name, value in vars(base).items()
+        if callable(value) and not name.startswith("__")
+    }
+    - {"set_trial_state_values", "record_heartbeat"}
+)
+for _name in RETRIED_CALLS:
+    setattr(RetryingStorage, _name, _retried(_name))
+abc.update_abstractmethods(RetryingStorage)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of the error at the root of ``exc``'s chain (a driver's own error under
+    SQLAlchemy's ``orig``), for one-line messages."""
+    for _ in range(8):
+        inner = getattr(exc, "orig", None) or exc.__cause__
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @contextlib.contextmanager
 def machine_lock(url: str, study_name: str) -> Iterator[None]:
     """An exclusive lock shared by the processes of this machine that work on one study.
@@ -173,43 +333,60 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
     return get() if get is not None else None
 
 
+class HeartbeatLost(Exception):
+    """No heartbeat of the running trial was recorded for nearly the grace period: another
+    worker may fail it as stale and train it again, so this worker abandons it."""
+
+
 @contextlib.contextmanager
-def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """Record heartbeats for ``trial`` while the block runs, where the storage keeps them.
+def heartbeat(
+    study: optuna.Study, trial: optuna.Trial, grace_period_s: float | None = None
+) -> Iterator[threading.Event]:
+    """Record heartbeats for ``trial`` while the block runs, where the storage keeps them;
+    yields an event set once the trial is lost (:class:`HeartbeatLost`).
 
     A beat the database refuses (a restart, a network blip) is tried again at the next
     interval, with one warning per outage: the thread outlives the blip, so the trial is not
-    failed as stale by another worker once the database is back."""
+    failed as stale by another worker once the database is back. When no beat was recorded for
+    ``grace_period_s`` less one interval, other workers may fail the trial any moment: the
+    thread stops beating and sets the event, and the worker stops training the trial rather
+    than race its re-queued copy."""
+    lost = threading.Event()
     interval = heartbeat_interval(study)
     if not interval:
-        yield
+        yield lost
         return
     storage = study._storage
     stop = threading.Event()
+    give_up_after = (grace_period_s - interval) if grace_period_s else math.inf
 
     def beat() -> None:
+        last_recorded = time.monotonic()
         failing = False
         while True:
             try:
                 storage.record_heartbeat(trial._trial_id)
             except Exception as exc:  # SQLAlchemy and the DB drivers raise many types
+                if time.monotonic() - last_recorded >= give_up_after:
+                    lost.set()
+                    return
                 if not failing:
                     warnings.warn(
                         f"trial {trial.number}: its heartbeat could not be recorded "
-                        f"({type(exc).__name__}); trying again every {interval} s",
+                        f"({_first_line(exc)}); trying again every {interval} s",
                         RuntimeWarning,
                         stacklevel=1,
                     )
                 failing = True
             else:
-                failing = False
+                last_recorded, failing = time.monotonic(), False
             if stop.wait(interval):
                 return
 
     thread = threading.Thread(target=beat, name=f"heartbeat-trial-{trial.number}", daemon=True)
     thread.start()
     try:
-        yield
+        yield lost
     finally:
         stop.set()
         thread.join()

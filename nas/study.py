@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -39,10 +40,24 @@ from .storage import machine_lock, open_storage, redact
 
 def quiet_third_party_output() -> None:
     """Keep the terminal for our progress bars and tables: Optuna's per-trial INFO lines and
-    known third-party deprecation notices say nothing the user can act on."""
+    known third-party notices say nothing the user can act on (the workers record heartbeats
+    themselves, ``nas.storage.heartbeat``), and a warning takes one line, not two."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """``file.py:12: RuntimeWarning: message``, without the source line Python adds."""
+    return f"{Path(filename).name}:{lineno}: {category.__name__}: {message}\n"
 
 
 #: Seed distance between successive worker processes of a study (a prime, far from worker ids).
@@ -227,6 +242,7 @@ def open_study_storage(cfg: StudyConfig, url: str) -> optuna.storages.BaseStorag
         heartbeat_interval_s=cfg.study.heartbeat_interval_s,
         grace_period_s=cfg.study.grace_period_s,
         stale_trial_callback=lambda study, trial: requeue_trial(study, trial, max_retry),
+        retry_s=cfg.study.db_retry_s,
     )
 
 

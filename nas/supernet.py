@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -432,8 +433,15 @@ class SupernetTrialRunner(TrialRunner):
         self.batches = calibration_batches(dm, cfg.search.calibration_batches, cfg.study.seed)
 
     def measure(
-        self, trial: optuna.Trial, spec: ArchSpec, seed: int, data_seed: int
+        self,
+        trial: optuna.Trial,
+        spec: ArchSpec,
+        seed: int,
+        data_seed: int,
+        stop: threading.Event | None = None,
     ) -> TrialOutcome:
+        """Evaluate the path on the supernet (seconds: ``stop`` is left to the worker, which
+        looks at it before telling the outcome)."""
         cost = self.store_cost(trial, build_model(spec, seed=seed))
         accuracy, loss = self.estimate(spec)
         schema.EVALUATED_BY.set(trial, "supernet")

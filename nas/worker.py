@@ -16,7 +16,10 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
+import threading
 import time
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 from lightning.pytorch import LightningDataModule
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from . import trial_schema as schema
@@ -36,7 +39,13 @@ from .data import error_message
 from .objective import ArchitectureRunning, TrialOutcome, TrialRunner, check_runnable
 from .pruning import finish_pruned
 from .samplers import AdditiveCosts
-from .storage import heartbeat, heartbeat_interval, machine_lock
+from .storage import (
+    DatabaseUnavailable,
+    HeartbeatLost,
+    heartbeat,
+    heartbeat_interval,
+    machine_lock,
+)
 from .study import (
     config_for_study,
     load_or_create_study,
@@ -51,6 +60,8 @@ if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Errors a user can fix (a config, a database down, a broken store): one line, no traceback.
+USER_ERRORS = (ValueError, RuntimeError, FileNotFoundError, ImportError)
 #: Characters of a failure reason quoted when a worker stops for a broken setup.
 QUOTED_REASON = 200
 #: Seconds between looks at an earlier trial that trains the same architecture.
@@ -95,14 +106,30 @@ def fail_orphaned_trials(study: optuna.Study, max_retry: int = 1) -> list[int]:
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         w_host, pid = schema.worker_host_pid(t)
-        if w_host == host and pid is not None and not _pid_alive(pid):
-            # Optuna has no public call to finish another process's trial.
-            schema.FAIL_REASON.set_stored(study, t, "worker process died mid-trial")
-            storage = study._storage
-            if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                requeue_trial(study, storage.get_trial(t._trial_id), max_retry)
-                failed.append(t.number)
+        if (
+            w_host == host
+            and pid is not None
+            and not _pid_alive(pid)
+            and fail_and_requeue(study, t, "worker process died mid-trial", max_retry)
+        ):
+            failed.append(t.number)
     return failed
+
+
+def fail_and_requeue(study: optuna.Study, trial: FrozenTrial, reason: str, max_retry: int) -> bool:
+    """FAIL a RUNNING trial with ``reason`` and queue its architecture again (``max_retry``);
+    False, and nothing written, where it finished meanwhile (another worker failed it as
+    stale: that worker queued it)."""
+    storage = study._storage
+    try:
+        # Optuna has no public call to finish another process's (or a lost) trial.
+        schema.FAIL_REASON.set_stored(study, trial, reason)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    requeue_trial(study, storage.get_trial(trial._trial_id), max_retry)
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -153,8 +180,22 @@ def _tell(
     study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, runner: TrialRunner
 ) -> None:
     """Finish the trial in the study (:func:`tell_outcome`); a completed trial may make others'
-    weights obsolete (removed from the runner's artifact store)."""
-    tell_outcome(study, trial, outcome)
+    weights obsolete (removed from the runner's artifact store). A trial another worker failed
+    as stale meanwhile keeps that state: its re-queued copy trains it again."""
+    try:
+        taken_over = study._storage.get_trial(trial._trial_id).state.is_finished()
+        if not taken_over:
+            tell_outcome(study, trial, outcome)
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed between the look and the tell
+        taken_over = True
+    if taken_over:
+        warnings.warn(
+            f"trial {trial.number} was failed as stale by another worker while this one "
+            "finished it (its heartbeat was late); its re-queued copy trains it again",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
     # A confirm study keeps every repeat's weights (a table study keeps none).
     if outcome.state == TrialState.COMPLETE and schema.planned_seeds(study) is None:
         delete_dominated_checkpoints(study, runner.artifact_store)
@@ -212,13 +253,22 @@ def _next_trial(
 
 
 def _run_unique(
-    runner: TrialRunner, cfg: StudyConfig, study: optuna.Study, trial: optuna.Trial, url: str
+    runner: TrialRunner,
+    cfg: StudyConfig,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    url: str,
+    lost: threading.Event,
 ) -> TrialOutcome:
     """Run the trial; while an earlier trial trains the same architecture, wait for its outcome
-    (clearing dead workers' trials meanwhile, so a killed worker's duplicate does not block)."""
+    (clearing dead workers' trials meanwhile, so a killed worker's duplicate does not block).
+    A trial whose heartbeat is ``lost`` ends with :class:`HeartbeatLost`."""
     while True:
         try:
-            return runner.run(trial)
+            outcome = runner.run(trial, stop=lost)
+            if lost.is_set():  # lost after training: while testing or storing weights
+                raise HeartbeatLost("its heartbeat could not be recorded: abandoned")
+            return outcome
         except ArchitectureRunning as running:
             while study.get_trials(deepcopy=False)[running.number].state == TrialState.RUNNING:
                 time.sleep(DUPLICATE_POLL_S)
@@ -287,8 +337,14 @@ def run_worker(
             continue
         ran += 1
         try:
-            with heartbeat(study, trial):
-                outcome = _run_unique(runner, cfg, study, trial, url)
+            with heartbeat(study, trial, cfg.study.grace_period_s) as lost:
+                outcome = _run_unique(runner, cfg, study, trial, url, lost)
+        except DatabaseUnavailable:
+            raise  # nothing can be stored: the trial's silent heartbeat re-queues it
+        except HeartbeatLost as exc:
+            frozen = study._storage.get_trial(trial._trial_id)
+            fail_and_requeue(study, frozen, f"HeartbeatLost: {exc}", cfg.study.max_retry)
+            continue
         except (KeyboardInterrupt, WorkerStopped) as exc:
             reason = (
                 "interrupted by the user (Ctrl-C)"
@@ -369,7 +425,11 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = StudyConfig.from_dict(cfg_dict)
     with contextlib.suppress(KeyboardInterrupt, WorkerStopped), stop_on_sigterm():
-        run_worker(cfg, storage=storage, worker=worker, device=device, progress=False)
+        try:
+            run_worker(cfg, storage=storage, worker=worker, device=device, progress=False)
+        except USER_ERRORS as exc:  # one line, as the nas command prints it, not a traceback
+            print(f"worker {worker}: error: {error_message(exc)}", file=sys.stderr)
+            sys.exit(2)
 
 
 def join_study(

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..study import quiet_third_party_output
-    from ..worker import WorkerStopped
+    from ..worker import USER_ERRORS, WorkerStopped
 
     quiet_third_party_output()
     try:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
-    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as exc:
+    except USER_ERRORS as exc:
         from ..data import error_message
 
         print(f"nas {args.command}: error: {error_message(exc)}", file=sys.stderr)

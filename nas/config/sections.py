@@ -159,6 +159,13 @@ class StudySection:
         "store) before a worker stops instead of training more; they are queued again.",
         ge=1,
     )
+    db_retry_s: _Number = _field(
+        60.0,
+        allowed="a number of seconds >= 0 (0 = stop at the first refused call)",
+        doc="Database storages: how long a worker tries a call again while the database cannot "
+        "be reached (a restart, a network blip) before it stops with one line.",
+        ge=0,
+    )
 
     @model_validator(mode="after")
     def _name_is_a_folder(self) -> StudySection:

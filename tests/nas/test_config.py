@@ -353,7 +353,12 @@ def test_to_dict_is_exactly_the_stored_form(monkeypatch, load, expected):
 
 #: Settings added after 0.1.0 (whose to_dict() output the dicts above pin), at their defaults.
 ADDED_SINCE_0_1_0 = {
-    "study": {"artifacts": "", "artifacts_endpoint": "", "max_store_failures": 2},
+    "study": {
+        "artifacts": "",
+        "artifacts_endpoint": "",
+        "max_store_failures": 2,
+        "db_retry_s": 60.0,
+    },
     "data": {"loader": "auto", "num_workers": 2},
     "backbone": {"pretrained": False},
     "pruning": {"auto_min_rho": 0.5},

@@ -43,12 +43,12 @@ def _scripted_runs(monkeypatch, script: list[Exception | None]) -> list[int]:
     per trial and the last entry from then on; returns the trial numbers it ran."""
     train, ran = TrialRunner.run, []
 
-    def run(self, trial):
+    def run(self, trial, stop=None):
         step = script[min(len(ran), len(script) - 1)]
         ran.append(trial.number)
         if step is not None:
             raise step
-        return train(self, trial)
+        return train(self, trial, stop)
 
     monkeypatch.setattr(TrialRunner, "run", run)
     return ran
@@ -109,6 +109,85 @@ def test_the_cli_says_it_in_one_line_and_the_next_run_tries_again(
     assert main(["search", str(config), "--no-progress"]) == 0
     states = [t.state for t in load_or_create_study(StudyConfig.from_dict(data)).get_trials()]
     assert states.count(TrialState.COMPLETE) == 2 and states.count(TrialState.FAIL) == 2
+
+
+# -- a database outage: lost heartbeats, trials taken over, one line -----------------------------
+
+
+def test_a_trial_whose_heartbeat_is_lost_stops_training_and_is_trained_again(
+    tiny_config, monkeypatch
+):
+    """The heartbeat of trial 0 is lost (no beat recorded for nearly the grace period): its
+    training stops at the next batch, before any epoch is recorded, the trial is failed with the
+    reason and its architecture trained again by the re-queued copy; the study finishes its
+    budget with nothing left RUNNING."""
+    import contextlib
+    import threading
+
+    from nas import worker
+
+    @contextlib.contextmanager
+    def heartbeat(study, trial, grace_period_s=None):
+        lost = threading.Event()
+        if trial.number == 0:
+            lost.set()
+        yield lost
+
+    monkeypatch.setattr(worker, "heartbeat", heartbeat)
+    cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 3}))
+    run_search(cfg, progress=False)
+    trials = load_or_create_study(cfg).get_trials()
+    lost = trials[0]
+    assert lost.state == TrialState.FAIL and lost.intermediate_values == {}
+    assert schema.FAIL_REASON.get(lost).startswith(
+        "HeartbeatLost: its heartbeat could not be recorded for nearly study.grace_period_s"
+    )
+    (copy,) = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert copy.params == lost.params and copy.state == TrialState.COMPLETE
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
+    assert all(t.state != TrialState.RUNNING for t in trials)
+
+
+def test_a_trial_failed_as_stale_while_it_finished_keeps_that_state(tiny_config, monkeypatch):
+    """Another worker failed trial 0 as stale (and queued it again) while this one trained it:
+    this worker says so in one warning and goes on, instead of dying on "has already finished
+    and can not be updated"; the study finishes its budget."""
+    train = TrialRunner.run
+
+    def run(self, trial, stop=None):
+        outcome = train(self, trial, stop)
+        if trial.number == 0:  # what fail_stale_trials on another machine does meanwhile
+            self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return outcome
+
+    monkeypatch.setattr(TrialRunner, "run", run)
+    cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 2}))
+    with pytest.warns(RuntimeWarning, match="trial 0 was failed as stale by another worker"):
+        run_search(cfg, progress=False)
+    trials = load_or_create_study(cfg).get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[0].values is None
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+
+
+def test_a_worker_process_stops_with_one_line(tiny_config, monkeypatch, capsys):
+    """A worker process of ``nas search --workers N`` whose database is gone prints one line, as
+    the nas command does, and exits 2; no traceback."""
+    from nas import worker
+    from nas.storage import DatabaseUnavailable
+
+    def run_worker(*args, **kwargs):
+        raise DatabaseUnavailable("the study's database x did not answer for 60 s")
+
+    monkeypatch.setattr(worker, "run_worker", run_worker)
+    monkeypatch.setattr(worker, "quiet_third_party_output", lambda: None)
+    monkeypatch.setattr(worker.torch, "set_num_threads", lambda threads: None)
+    monkeypatch.setattr(worker.signal, "signal", lambda signum, handler: handler)
+    with pytest.raises(SystemExit) as stopped:
+        worker._worker_main(tiny_config(), None, 3, 1, "cpu")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "worker 3: error: the study's database x did not answer for 60 s\n"
+    )
 
 
 # -- nas confirm: failed repeats queued again, up to a cap ------------------------------------------
