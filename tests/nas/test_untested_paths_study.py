@@ -44,9 +44,9 @@ class TrialClock:
         )
         train = TrialRunner.run
 
-        def run(runner, trial):
+        def run(runner, trial, stop=None):
             self.started.append(self.now)
-            outcome = train(runner, trial)
+            outcome = train(runner, trial, stop)
             self.now += self.trial_s
             return outcome
 
@@ -85,10 +85,10 @@ def _ends_mid_trial(monkeypatch, how: str, runs: int) -> None:
     end ``how``: Ctrl-C, or the process killed; later trials train."""
     train, started = TrialRunner.run, []
 
-    def run(runner, trial):
+    def run(runner, trial, stop=None):
         started.append(trial.number)
         if len(started) > runs:
-            return train(runner, trial)
+            return train(runner, trial, stop)
         runner.describe(trial)
         if how == "ctrl-c":
             raise KeyboardInterrupt
