@@ -1,6 +1,7 @@
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 
 def _load():
@@ -40,8 +41,12 @@ def test_overhead_benchmark_quick_run_accounts_for_the_whole_trial(capsys, tmp_p
     assert len(raw["trials"][0]["others_cores"]) == 2
 
 
-def test_phase_clock_counts_nested_time_once():
+def test_phase_clock_counts_nested_time_once(monkeypatch):
+    """Each interval between two clock events goes to the innermost open phase of the current
+    trial, once: a fake clock whose intervals are distinct powers of two shows which went where."""
     bench = _load()
+    ticks = iter(2.0**k - 1 for k in range(10))  # intervals 1, 2, 4, ..., 256
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     clock = bench.PhaseClock()
     with clock.phase("outer"):
         with clock.phase("inner"):
@@ -50,6 +55,10 @@ def test_phase_clock_counts_nested_time_once():
         clock.new_trial()
         with clock.phase("inner"):
             pass
-    assert set(clock.totals[0]) == {"outer", "inner", "left open"}
-    assert set(clock.totals[1]) == {"outer", "inner"}
+    # Trial 0: outer before inner (2) and around the two asks (16, 32); inner until "left open"
+    # starts (4); "left open" until inner's end closes it (8). Trial 1: outer 64 + 256, inner 128.
+    assert clock.totals == {
+        0: {"outer": 2 + 16 + 32, "inner": 4, "left open": 8},
+        1: {"outer": 64 + 256, "inner": 128},
+    }
     assert clock.stack == []
