@@ -9,7 +9,7 @@ import pytest
 
 from nas import trial_schema as schema
 from nas.config import StudyConfig
-from nas.pareto import front_trials, hypervolume
+from nas.pareto import front_trials
 from nas.pruning import finish_pruned
 from nas.report import (
     front_frame,
@@ -126,12 +126,14 @@ def test_hypervolume_history_over_trials_and_epochs():
     history = hypervolume_history(study, ref)
     assert list(history["trial"]) == [0, 1, 2, 3, 4]
     assert list(history["epochs_spent"]) == [5, 10, 15, 17, 22]
-    assert history["hypervolume"].is_monotonic_increasing
-    final = hypervolume([(0.9, 100), (0.8, 50), (0.6, 20)], ref.worst, ["maximize", "minimize"])
-    assert history["hypervolume"].iloc[-1] == pytest.approx(final)
-    assert history["hypervolume_norm"].iloc[-1] == pytest.approx(final / ((1.0 - 0.6) * 110.0))
-    # The pruned trial 3 spent epochs but did not move the front.
-    assert history["hypervolume"].iloc[3] == history["hypervolume"].iloc[2]
+    assert list(history["finished"]) == [1, 2, 3, 4, 5]
+    # By hand, against the reference (0.6, 110): trial 0 alone is 0.3 x 10 = 3; trial 1 adds
+    # 0.2 x 60 less the 0.2 x 10 they share, 13; the dominated trial 2, the pruned trial 3 and
+    # trial 4 (at the reference accuracy) add nothing.
+    expected = [3.0, 13.0, 13.0, 13.0, 13.0]
+    assert list(history["hypervolume"]) == pytest.approx(expected, rel=1e-12)
+    box = (1.0 - 0.6) * 110.0
+    assert list(history["hypervolume_norm"]) == pytest.approx([v / box for v in expected])
 
 
 def test_write_report_on_a_real_search(tiny_config, tmp_path):
@@ -165,12 +167,17 @@ def test_nas_report_command(tiny_config, tmp_path, capsys):
     from nas.cli import main
 
     cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 3}))
-    run_search(cfg, progress=False)
+    study = run_search(cfg, progress=False)
     args = ["report", "tiny", "--runs-dir", cfg.study.runs_dir]
     assert main([*args, "--reference", "val_acc=0", "--reference", "flops=1e9"]) == 0
     out = capsys.readouterr().out
     assert "against the reference point val_acc=0 (set), flops=1e+09 (set)" in out
-    assert (tmp_path / "runs" / "tiny" / "report" / "trials.csv").exists()
+    report = tmp_path / "runs" / "tiny" / "report"
+    columns = ["trial", "state", "val_acc", "flops", "on_front"]
+    written = pd.read_csv(report / "trials.csv")[columns]
+    pd.testing.assert_frame_equal(written, trials_frame(study)[columns], check_dtype=False)
+    facts = json.loads((report / "summary.json").read_text())
+    assert facts["reference"]["worst"] == [0.0, 1e9]
     assert main([*args, "--reference", "flops"]) == 2
     assert "use NAME=NUMBER" in capsys.readouterr().err
     assert main([*args, "--reference", "latency=3"]) == 2
@@ -187,6 +194,12 @@ def test_nas_dashboard_html_and_report_html(tiny_config, tmp_path, capsys):
     args = ["tiny", "--runs-dir", cfg.study.runs_dir]
     assert main(["dashboard", *args, "--html", str(tmp_path / "d.html")]) == 0
     assert "<html" in (tmp_path / "d.html").read_text()[:2000].lower()
-    assert main(["report", *args, "--html"]) == 0
-    assert (tmp_path / "runs" / "tiny" / "report" / "dashboard.html").exists()
+    assert main(["report", *args, "--html", "--reference", "val_acc=0"]) == 0
+    report = tmp_path / "runs" / "tiny" / "report"
+    text = (report / "dashboard.html").read_text()
+    facts = json.loads((report / "summary.json").read_text())
+    # The page states the report's own facts: its reference point and hypervolume.
+    assert "<title>tiny - attention-nas dashboard</title>" in text
+    assert f"hypervolume {facts['hypervolume']:.6g} (normalised" in text
+    assert "reference point val_acc=0 (set), flops=" in text
     assert main(["dashboard", *args, "--html", str(tmp_path / "e.html"), "--reference", "x"]) == 2
