@@ -4,11 +4,13 @@ import json
 
 import torch
 
+from nas import trial_schema as schema
 from nas.cli import main
 from nas.config import StudyConfig
 from nas.export import load
 from nas.pareto import front_trials
 from nas.worker import run_search
+from search_spaces.spec import ArchSpec
 
 
 def test_export_then_train_from_the_command_line(tiny_config, tmp_path, capsys):
@@ -36,13 +38,16 @@ def test_export_then_train_from_the_command_line(tiny_config, tmp_path, capsys):
 
 def test_export_errors_exit_2_with_the_fix(tiny_config, tmp_path, capsys):
     cfg = StudyConfig.from_dict(tiny_config(study={"n_trials": 2}))
-    run_search(cfg, progress=False)
+    study = run_search(cfg, progress=False)
     study_args = ["tiny", "--runs-dir", cfg.study.runs_dir]
     assert main(["export", *study_args, "--trial", "99"]) == 2
     assert "trial 99" in capsys.readouterr().err
     assert main(["export", *study_args, "--pareto", "--arch-only"]) == 2
     assert "--arch-only takes --trial N" in capsys.readouterr().err
     assert main(["export", *study_args, "--trial", "1", "--arch-only"]) == 0
-    assert (tmp_path / "runs" / "tiny" / "export" / "trial_1" / "arch.json").exists()
+    folder = tmp_path / "runs" / "tiny" / "export" / "trial_1"
+    assert sorted(p.name for p in folder.iterdir()) == ["arch.json", "config.json"]  # no weights
+    spec = ArchSpec.from_dict(json.loads((folder / "arch.json").read_text()))
+    assert spec.to_dict() == schema.ARCH.get(study.trials[1])
     assert main(["train", str(tmp_path / "nowhere" / "arch.json")]) == 2
     assert "nas train: error" in capsys.readouterr().err

@@ -59,7 +59,7 @@ def test_epochs_and_config_overrides(tiny_config, tmp_path):
     cfg = StudyConfig.from_dict(tiny_config())
     result = retrain(arch, epochs=1, config=cfg)
     assert result["epochs"] == 1 and result["source"] is None
-    assert (tmp_path / "retrained" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "retrained" / "metrics.json").read_text()) == result
     assert nas.load(tmp_path / "retrained" / "weights.pt").checkpoint_info["trial"] == -1
     sections = {"data": tiny_config()["data"], "training": {"epochs": 1, "lr": 0.05}}
     same = retrain(arch, config=sections, out_dir=tmp_path / "dict")
