@@ -1,5 +1,6 @@
 """``search.strategy = "supernet"``: training, resuming, the sub-network study and its checks."""
 
+import html
 import json
 from pathlib import Path
 
@@ -99,14 +100,19 @@ def test_an_estimate_is_the_accuracy_of_the_recalibrated_sub_network(searched, t
 
 
 def test_report_dashboard_and_export_work_on_a_supernet_study(searched, tmp_path):
+    """The report counts the front, the dashboard states it and lists each member's summary, and
+    the export writes the front trial's stored architecture (no weights: there are none)."""
     study, _ = searched
     paths = write_report(study, tmp_path / "report")
     summary = json.loads(paths["summary"].read_text())
     assert summary["front_size"] == len(study.best_trials)
-    assert write_dashboard(study, tmp_path / "dash.html").is_file()
+    text = write_dashboard(study, tmp_path / "dash.html").read_text()
+    assert f"{summary['front_size']} architectures on the front" in text
+    assert all(html.escape(schema.SUMMARY.get(t)) in text for t in study.best_trials)
     front = study.best_trials[0]
     folder = export_arch(study, front.number, tmp_path / "export")
-    assert (folder / "arch.json").is_file()
+    assert sorted(p.name for p in folder.iterdir()) == ["arch.json", "config.json"]
+    assert json.loads((folder / "arch.json").read_text()) == schema.ARCH.get(front)
     with pytest.raises(ValueError, match=r"evaluated on the study's supernet.*nas confirm"):
         export_trials(study, tmp_path / "export", trials=[front.number])
 
