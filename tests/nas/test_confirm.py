@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import scipy.stats
 from optuna.trial import TrialState
@@ -231,7 +232,9 @@ def test_a_confirm_study_is_joined_by_workers_like_any_study(searched):
 
 
 def test_cli_confirm_report_and_export_prefer_the_confirmed_front(searched, capsys, tmp_path):
-    _, _, data = searched
+    """confirm.csv holds every planned architecture with its runs' accuracies, and the export
+    writes the median repeat of each member of the confirmed front."""
+    study, _, data = searched
     runs_dir = data["study"]["runs_dir"]
     common = ["tiny", "--runs-dir", runs_dir]
     assert main(["confirm", *common, "--top", "1", "--seeds", "2", "--no-progress"]) == 0
@@ -240,11 +243,20 @@ def test_cli_confirm_report_and_export_prefer_the_confirmed_front(searched, caps
     assert main(["status", *common]) == 0
     assert "confirmation ('tiny-confirm')" in capsys.readouterr().out
     assert main(["report", *common, "--out", str(tmp_path / "report")]) == 0
-    assert (tmp_path / "report" / "confirm.csv").is_file()
+    confirm = find_confirm_study(study)
+    table = pd.read_csv(tmp_path / "report" / "confirm.csv")
+    assert list(table["architecture"]) == schema.confirm_plan(confirm)["architectures"]
+    assert (table["seeds"] == 2).all()
+    runs = confirm.get_trials(states=(TrialState.COMPLETE,))
+    assert len(runs) == 2 * len(table)
+    assert (table["val_acc_mean"] * 2).sum() == pytest.approx(sum(t.values[0] for t in runs))
     assert main(["export", *common, "--pareto", "--out", str(tmp_path / "export")]) == 0
     out = capsys.readouterr().out
     assert "exported the confirmed front of 'tiny-confirm'" in out
-    assert any((tmp_path / "export" / "confirmed").iterdir())
+    members = table.loc[table["on_confirmed_front"], "architecture"]
+    chosen = sorted(f"trial_{median_repeat(confirm, key).number}" for key in members)
+    folders = sorted(p.name for p in (tmp_path / "export" / "confirmed").glob("trial_*"))
+    assert chosen and folders == chosen
     assert (
         main(["export", *common, "--pareto", "--search-front", "--out", str(tmp_path / "s")]) == 0
     )
