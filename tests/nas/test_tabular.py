@@ -30,6 +30,8 @@ from nas.tabular import (
     table_seeds,
 )
 from nas.worker import run_search
+from search_spaces.build import build_model
+from search_spaces.cost import count_flops, count_params
 from search_spaces.space import SearchSpace, architecture_params, spec_to_params, suggest_arch
 
 #: A tiny table: 3 blocks at 2 stages of a 4-wide ResNet-8 on 100 digits, 9 architectures.
@@ -114,7 +116,11 @@ def test_built_table_holds_every_architecture_with_every_seed(built):
             assert run.threads == torch.get_num_threads()
             # accuracies on 40 validation images are multiples of 1/40
             assert all(abs(v * 40 - round(v * 40)) < 1e-6 for v in run.val_acc)
-        assert arch.cost["params"] > 0 and arch.cost["flops"] > 0
+        # Each architecture's own costs: those of the model its parameters build (8 x 8 digits).
+        spec = suggest_arch(optuna.trial.FixedTrial(params), cfg.space, in_channels=1)
+        model = build_model(spec, seed=0)
+        assert arch.cost["params"] == count_params(model)
+        assert arch.cost["flops"] == count_flops(model, (1, 1, 8, 8))
     # the runs differ by seed (a table of one run repeated would be useless)
     assert any(a.runs[0].val_acc != a.runs[1].val_acc for a in table.architectures)
 
