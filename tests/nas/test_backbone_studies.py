@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import tomli_w
 import torch
@@ -11,6 +12,7 @@ import torch
 from nas import trial_schema as schema
 from nas.cli import main
 from nas.config import StudyConfig
+from nas.pareto import front_trials
 from nas.storage import open_storage
 from search_spaces.backbones import build_backbone
 from search_spaces.build import build_model
@@ -31,11 +33,23 @@ def _trials(cfg: StudyConfig) -> list[optuna.trial.FrozenTrial]:
 
 
 def _search_report_export(config: Path, tmp_path: Path) -> None:
+    """The report lists every trial, and the export writes each front member's architecture."""
     assert main(["search", str(config), "--no-progress"]) == 0
     assert main(["report", str(config), "--out", str(tmp_path / "report")]) == 0
     assert main(["export", str(config), "--pareto", "--out", str(tmp_path / "export")]) == 0
-    exported = sorted((tmp_path / "export").glob("trial_*"))
-    assert exported and all((folder / "arch.json").is_file() for folder in exported)
+    cfg = StudyConfig.load(config)
+    study = optuna.load_study(
+        study_name=cfg.study.name, storage=open_storage(cfg.study.storage_url())
+    )
+    report = pd.read_csv(tmp_path / "report" / "trials.csv")
+    assert list(report["trial"]) == [t.number for t in study.trials]
+    front = {t.number: t for t in front_trials(study)}
+    exported = {
+        int(f.name.removeprefix("trial_")): f for f in (tmp_path / "export").glob("trial_*")
+    }
+    assert front and set(exported) == set(front)
+    for number, folder in exported.items():
+        assert json.loads((folder / "arch.json").read_text()) == schema.ARCH.get(front[number])
 
 
 def test_a_timm_backbone_study_runs_end_to_end(tiny_config, tmp_path):
