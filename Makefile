@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-all lint quickstart bench clean
+.PHONY: install test test-all lint quickstart bench mutation clean
 
 $(BIN)/nas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,8 @@ quickstart: install  ## the main job: a real search on the bundled digits data
 bench: install
 	$(BIN)/python benchmarks/blocks.py
 
+mutation: install  ## mutation score of the engine's logic (resumable; about an hour on 2 cores)
+	$(BIN)/python benchmarks/mutation.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mutation *.egg-info

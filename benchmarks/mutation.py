@@ -1,0 +1,216 @@
+"""Mutation score of the engine's logic: how many small plausible bugs the test suite catches.
+
+mutmut writes one mutant per small change of a function (an operator flipped, an argument
+dropped, a constant changed) and runs the tests that call that function on it: a failing test
+kills the mutant, a mutant no test notices survives. Each module is tested by the test files of
+:data:`SELECTION` (its own tests and those of what is built directly on it), in a work folder
+of its own under ``.mutation/`` (mutmut reads its settings from the working folder's
+pyproject.toml). The score of a module is killed / (checked mutants - equivalent ones), where an
+equivalent mutant (``benchmarks/mutation_equivalent.toml``, each with its reasoning) changes no
+behaviour any caller can see; a timeout counts as killed.
+
+    python benchmarks/mutation.py                       # run every module, then the table
+    python benchmarks/mutation.py --modules nas/pareto.py nas/pruning.py
+    python benchmarks/mutation.py --render              # the table from what has run
+
+mutmut keeps each mutant's result in the module's work folder, so an interrupted run resumes
+where it stopped. The first complete result of a module is kept as its "before" figure in
+``benchmarks/results/mutation.json``; later renders update "now" only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.toml"
+WORK = ROOT / ".mutation"
+#: Each module (or package), in the order they run, with the test files that exercise it.
+SELECTION = {
+    "nas/pareto.py": ["tests/nas/test_pareto.py", "tests/nas/test_verdicts.py"],
+    "nas/pruning.py": ["tests/nas/test_pruning.py", "tests/nas/test_rungs.py"],
+    "nas/journal.py": ["tests/nas/test_journal.py", "tests/nas/test_journal_lock.py"],
+    "nas/confirm": ["tests/nas/test_confirm.py", "tests/nas/test_retries.py"],
+    "nas/stats.py": ["tests/nas/test_stats.py", "tests/nas/test_verdicts.py"],
+    "nas/report.py": [
+        "tests/nas/test_report.py",
+        "tests/nas/test_pareto.py",
+        "tests/nas/test_verdicts.py",
+        "tests/nas/test_stored_study_compat.py",
+    ],
+    "nas/export": ["tests/nas/test_export.py", "tests/nas/test_cli_export.py"],
+    "search_spaces/spec.py": [
+        "tests/search_spaces/test_spec.py",
+        "tests/search_spaces/test_space.py",
+    ],
+    "search_spaces/supernet.py": [
+        "tests/search_spaces/test_supernet.py",
+        "tests/nas/test_supernet_study.py",
+    ],
+}
+MODULES = tuple(SELECTION)
+#: What a module's work folder links to: the packages, and what the tests read.
+LINKED = ("nas", "search_spaces", "attn_blocks", "benchmarks", "studies", "tests")
+#: A mutant that makes a test loop is stopped after 3 x its tests' usual time + 5 s (mutmut's
+#: default, 15 x, spent minutes on each).
+MUTMUT_SETTINGS = """
+[tool.mutmut]
+source_paths = ["nas", "search_spaces"]
+only_mutate = [{only}]
+also_copy = ["attn_blocks", "benchmarks", "studies"]
+pytest_add_cli_args = ["-p", "no:cacheprovider"]
+pytest_add_cli_args_test_selection = [{tests}]
+process_isolation = "forkserver"
+timeout_multiplier = 3.0
+timeout_constant = 5.0
+"""
+TARGET = 0.85
+KILLED = {"killed", "timeout", "caught by type check"}
+
+
+def work_folder(module: str) -> Path:
+    """The module's mutmut folder: links to the project and a pyproject.toml that adds the
+    module's mutmut settings to the project's own (pytest's among them)."""
+    folder = WORK / module.removesuffix(".py").replace("/", "-")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in LINKED:
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(ROOT / name)
+    only = module if module.endswith(".py") else f"{module}/*"
+    settings = MUTMUT_SETTINGS.format(
+        only=json.dumps(only), tests=", ".join(json.dumps(t) for t in SELECTION[module])
+    )
+    pyproject = (ROOT / "pyproject.toml").read_text() + settings
+    target = folder / "pyproject.toml"
+    if not target.is_file() or target.read_text() != pyproject:
+        target.write_text(pyproject)
+    return folder
+
+
+def run(modules: list[str]) -> None:
+    """Run mutmut on each module in turn; it skips mutants it has already checked."""
+    for module in modules:
+        print(f"== {module}", flush=True)
+        subprocess.run([sys.executable, "-m", "mutmut", "run"], cwd=work_folder(module), check=True)
+
+
+def statuses(module: str) -> dict[str, str]:
+    """Each mutant of ``module`` with its status (killed, survived, no tests, ...)."""
+    from mutmut.stats import status_by_exit_code
+
+    base = work_folder(module) / "mutants" / module
+    metas = sorted(base.rglob("*.py.meta")) if base.is_dir() else [Path(f"{base}.meta")]
+    found: dict[str, str] = {}
+    for meta in metas:
+        if meta.is_file():
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            found.update({name: status_by_exit_code[code] for name, code in codes.items()})
+    return found
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """Mutants judged equivalent, each with its reason."""
+    if not EQUIVALENT.is_file():
+        return {}
+    return {name: entry["why"] for name, entry in tomllib.loads(EQUIVALENT.read_text()).items()}
+
+
+def score(found: dict[str, str], equivalent: dict[str, str]) -> dict[str, int | float | None]:
+    """The counts of one module and its score over its non-equivalent checked mutants."""
+    counts = Counter(found.values())
+    killed = sum(counts[s] for s in KILLED)
+    equal = sum(1 for name, status in found.items() if name in equivalent and status not in KILLED)
+    checked = len(found) - counts["not checked"]
+    scored = checked - equal
+    return {
+        "mutants": len(found),
+        "checked": checked,
+        "killed": killed,
+        "survived": counts["survived"],
+        "no_tests": counts["no tests"],
+        "equivalent": equal,
+        "score": round(killed / scored, 4) if scored else None,
+    }
+
+
+def render(modules: list[str], out: Path, command: str) -> str:
+    """Write the table (markdown) and the figures (JSON, keeping each module's first complete
+    result as "before"); returns the markdown."""
+    equivalent = equivalent_mutants()
+    figures_file = out.with_suffix(".json")
+    figures = json.loads(figures_file.read_text()) if figures_file.is_file() else {}
+    lines = [
+        "# Mutation score of the engine's logic",
+        "",
+        f"Command: `{command}` (mutmut, `[tool.mutmut]` in pyproject.toml).",
+        "Score: killed (timeouts included) / checked mutants that are not equivalent "
+        f"(`benchmarks/mutation_equivalent.toml`); target {TARGET:.0%} per module.",
+        "",
+        "| module | mutants | checked | killed | survived | no tests | equivalent | score "
+        "before | score now |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    survivors: list[str] = []
+    for module in modules:
+        found = statuses(module)
+        now = score(found, equivalent)
+        entry = figures.setdefault(module, {})
+        if "before" not in entry and now["mutants"] and now["checked"] == now["mutants"]:
+            entry["before"] = now
+        entry["now"] = now
+        before = entry.get("before", {}).get("score")
+        lines.append(
+            f"| `{module}` | {now['mutants']} | {now['checked']} | {now['killed']} | "
+            f"{now['survived']} | {now['no_tests']} | {now['equivalent']} | "
+            f"{_percent(before)} | {_percent(now['score'])} |"
+        )
+        survivors += sorted(
+            name
+            for name, status in found.items()
+            if status in ("survived", "no tests") and name not in equivalent
+        )
+    lines += [
+        "",
+        f"## Surviving mutants ({len(survivors)})",
+        "",
+        "`mutmut show NAME`, run in the module's folder under `.mutation/`, shows one.",
+        "",
+    ]
+    lines += [f"- `{name}`" for name in survivors] or ["none"]
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    figures_file.write_text(json.dumps(figures, indent=1) + "\n")
+    return text
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modules", nargs="+", default=list(MODULES))
+    parser.add_argument("--render", action="store_true", help="only write the table")
+    parser.add_argument("--out", type=Path, default=RESULTS / "mutation.md")
+    args = parser.parse_args(argv)
+    if not args.render:
+        run(args.modules)
+    command = "python benchmarks/mutation.py" + (
+        "" if args.modules == list(MODULES) else " --modules " + " ".join(args.modules)
+    )
+    print(render(list(MODULES), args.out, command))
+
+
+if __name__ == "__main__":
+    main()
