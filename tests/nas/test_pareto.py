@@ -17,7 +17,13 @@ from nas import export
 from nas import trial_schema as schema
 from nas.checkpoints import checkpoint_location, delete_dominated_checkpoints
 from nas.dashboard import front_2d, front_table_html
-from nas.pareto import crowding_distance, hypervolume, non_dominated_sort
+from nas.pareto import (
+    as_direction,
+    crowding_distance,
+    hypervolume,
+    is_feasible,
+    non_dominated_sort,
+)
 from nas.report import front_frame, hypervolume_history, reference_point, trials_frame
 
 DIRECTIONS = ["maximize", "minimize"]
@@ -48,10 +54,16 @@ def test_non_dominated_sort_matches_brute_force(seed: int) -> None:
 def test_non_dominated_sort_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="shape"):
         non_dominated_sort(np.zeros((3, 2)), ["maximize"])
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(
+        ValueError, match=r"^points contain NaN; drop or replace those rows before ranking\.$"
+    ):
         non_dominated_sort([[0.0, math.nan]], DIRECTIONS)
-    with pytest.raises(ValueError, match="directions"):
+    with pytest.raises(
+        ValueError, match=r"^directions must be 'maximize' or 'minimize', got 'up'\.$"
+    ):
         non_dominated_sort([[0.0, 1.0]], ["maximize", "up"])
+    with pytest.raises(ValueError, match=r"^direction must be 'maximize' or 'minimize', got 1\.$"):
+        as_direction(1)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -72,6 +84,48 @@ def test_crowding_distance_small_fronts_and_flat_objective() -> None:
     assert np.isinf(crowding_distance([[1.0, 2.0], [3.0, 4.0]])).all()
     distance = crowding_distance([[0.0, 5.0], [1.0, 5.0], [3.0, 5.0]])  # second column flat
     assert np.isinf(distance[[0, 2]]).all() and distance[1] == pytest.approx(1.0)
+
+
+def test_crowding_distance_of_objectives_spanning_less_than_one() -> None:
+    """Accuracies span less than 1 and still count: by hand, the middle point adds
+    (0.9 - 0.5) / 0.4 for accuracy and (4 - 1) / 3 for FLOPs."""
+    distance = crowding_distance([[0.9, 1.0], [0.8, 2.0], [0.5, 4.0]])
+    assert np.isinf(distance[[0, 2]]).all() and distance[1] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_crowding_distance_breaks_ties_by_row_order(seed: int) -> None:
+    """With tied values the sort is stable: of equal values the earlier row comes first, so the
+    distances are those of Python's (stable) sort on a front of 40 rows on a small grid (numpy's
+    default sort orders ties differently from 17 rows on)."""
+    points = np.random.default_rng(seed).integers(0, 4, size=(40, 2)).astype(float)
+    expected = np.zeros(len(points))
+    for column in points.T:
+        order = sorted(range(len(points)), key=lambda i: column[i])
+        span = column[order[-1]] - column[order[0]]
+        expected[order[0]] = expected[order[-1]] = np.inf
+        for before, here, after in zip(order[:-2], order[1:-1], order[2:], strict=True):
+            expected[here] += (column[after] - column[before]) / span
+    np.testing.assert_array_equal(crowding_distance(points), expected)
+
+
+def test_crowding_distance_rejects_points_that_are_not_a_table() -> None:
+    with pytest.raises(ValueError, match=r"points must be a 2-D array \(n, m\), got shape \(3,\)"):
+        crowding_distance([1.0, 2.0, 3.0])
+
+
+def test_a_trial_exactly_at_its_cap_is_feasible() -> None:
+    """Optuna's rule: feasible when every constraint value (cost - cap) is <= 0, so a trial at
+    its cap is feasible; above it, it is not."""
+
+    def trial(**constraints: float) -> optuna.trial.FrozenTrial:
+        frozen = optuna.trial.create_trial(values=[0.5])
+        for name, value in constraints.items():
+            frozen.set_constraint(name, value)
+        return frozen
+
+    assert is_feasible(trial()) and is_feasible(trial(params=0.0, flops=-1.0))
+    assert not is_feasible(trial(params=1e-9, flops=-1.0))
 
 
 # -- hypervolume ----------------------------------------------------------------------------------

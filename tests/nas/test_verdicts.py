@@ -246,6 +246,44 @@ def test_tied_trials_are_within_two_standard_errors_of_a_no_costlier_front_membe
     assert list(frame["tied_with_front"]) == [False, False, True, False, False, True]
 
 
+def _trial(acc, flops, *, se=0.02, state=TrialState.COMPLETE, **attrs):
+    user_attrs = {"val_acc_se": se, **attrs} if se is not None else attrs
+    return optuna.trial.create_trial(values=[acc, flops], user_attrs=user_attrs, state=state)
+
+
+def test_ties_need_a_candidate_with_its_error_and_cost_no_lower_than_a_front_member():
+    """A trial of the same cost as a front member counts as no costlier (tied when close); a
+    duplicate or a pruned trial is never tied whatever its error; a front member without a
+    recorded error is skipped and the next member still decides."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for trial in (
+        _trial(0.95, 20.0, se=None),  # 0: front, no error recorded
+        _trial(0.80, 10.0),  # 1: front
+        _trial(0.78, 10.0),  # 2: same cost as 1, 0.02 below (2 s.e. = 0.057): tied
+        _trial(0.79, 11.0, duplicate_of=1),  # 3: a duplicate stands for trial 1: never tied
+        _trial(0.79, 12.0, se=None),  # 4: no error recorded: left out
+    ):
+        study.add_trial(trial)
+    assert [t.number for t in tied_with_front(study)] == [2]
+
+
+def test_a_trial_exactly_two_standard_errors_below_is_tied():
+    """The tie band includes its edge: 0.15625 below a front member of the same cost, with
+    errors 0.046875 and 0.0625 (a difference's error of 0.078125; all exact in binary)."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(_trial(0.90625, 10.0, se=0.0625))
+    study.add_trial(_trial(0.75, 10.0, se=0.046875))
+    study.add_trial(_trial(0.75 - 2**-20, 10.0, se=0.046875))  # just outside
+    assert [t.number for t in tied_with_front(study)] == [1]
+
+
+def test_no_ties_where_the_first_objective_is_minimised():
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.add_trial(_trial(0.10, 10.0))
+    study.add_trial(_trial(0.11, 10.0))  # would be tied if accuracy-like
+    assert tied_with_front(study) == []
+
+
 def test_the_gain_over_none_is_judged_against_its_noise():
     study = _hand_made(
         [(0.80, 0.02, 10.0, "none"), (0.84, 0.02, 12.0, "se"), (0.9, 0.02, 20, None)]
