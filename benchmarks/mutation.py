@@ -12,10 +12,11 @@ behaviour any caller can see; a timeout counts as killed.
     python benchmarks/mutation.py                       # run every module, then the table
     python benchmarks/mutation.py --modules nas/pareto.py nas/pruning.py
     python benchmarks/mutation.py --render              # the table from what has run
+    python benchmarks/mutation.py --render --before OLD/benchmarks/results/mutation.json
 
 mutmut keeps each mutant's result in the module's work folder, so an interrupted run resumes
-where it stopped. The first complete result of a module is kept as its "before" figure in
-``benchmarks/results/mutation.json``; later renders update "now" only.
+where it stopped. ``--before`` takes the figures of a run on an older checkout (this script
+copied into it) as the "before" column, kept in ``benchmarks/results/mutation.json``.
 """
 
 from __future__ import annotations
@@ -144,12 +145,15 @@ def score(found: dict[str, str], equivalent: dict[str, str]) -> dict[str, int | 
     }
 
 
-def render(modules: list[str], out: Path, command: str) -> str:
-    """Write the table (markdown) and the figures (JSON, keeping each module's first complete
-    result as "before"); returns the markdown."""
+def render(modules: list[str], out: Path, command: str, before: Path | None = None) -> str:
+    """Write the table (markdown) and the figures (JSON: "now", and "before" from the figures
+    of an older checkout's run, kept once given); returns the markdown."""
     equivalent = equivalent_mutants()
     figures_file = out.with_suffix(".json")
     figures = json.loads(figures_file.read_text()) if figures_file.is_file() else {}
+    if before is not None:
+        for module, entry in json.loads(before.read_text()).items():
+            figures.setdefault(module, {})["before"] = entry["now"]
     lines = [
         "# Mutation score of the engine's logic",
         "",
@@ -166,8 +170,6 @@ def render(modules: list[str], out: Path, command: str) -> str:
         found = statuses(module)
         now = score(found, equivalent)
         entry = figures.setdefault(module, {})
-        if "before" not in entry and now["mutants"] and now["checked"] == now["mutants"]:
-            entry["before"] = now
         entry["now"] = now
         before = entry.get("before", {}).get("score")
         lines.append(
@@ -203,13 +205,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modules", nargs="+", default=list(MODULES))
     parser.add_argument("--render", action="store_true", help="only write the table")
     parser.add_argument("--out", type=Path, default=RESULTS / "mutation.md")
+    parser.add_argument("--before", type=Path, help="mutation.json of an older checkout's run")
     args = parser.parse_args(argv)
     if not args.render:
         run(args.modules)
     command = "python benchmarks/mutation.py" + (
         "" if args.modules == list(MODULES) else " --modules " + " ".join(args.modules)
     )
-    print(render(list(MODULES), args.out, command))
+    print(render(list(MODULES), args.out, command, args.before))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""benchmarks/mutation.py: each module's score from mutmut's results, equivalents left out, and
+the table with the figures of an older run as "before"."""
+
+import json
+
+import pytest
+
+from benchmarks import mutation
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    monkeypatch.setattr(mutation, "ROOT", tmp_path / "repo")
+    monkeypatch.setattr(mutation, "WORK", tmp_path / "work")
+    monkeypatch.setattr(mutation, "EQUIVALENT", tmp_path / "equivalent.toml")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "pyproject.toml").write_text('[project]\nname = "x"\n')
+
+    def results(module: str, codes: dict[str, int | None]) -> None:
+        meta = mutation.work_folder(module) / "mutants" / f"{module}.meta"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"exit_code_by_key": codes}))
+
+    return results
+
+
+def test_the_score_counts_timeouts_as_killed_and_leaves_out_equivalents(work, tmp_path):
+    codes = {f"nas.pareto.x_f__mutmut_{i}": 1 for i in range(1, 7)}  # 6 killed
+    codes |= {"nas.pareto.x_f__mutmut_7": 36, "nas.pareto.x_f__mutmut_8": 0}  # timeout, survivor
+    codes |= {"nas.pareto.x_f__mutmut_9": 0, "nas.pareto.x_f__mutmut_10": None}  # 9: equivalent
+    work("nas/pareto.py", codes)
+    mutation.EQUIVALENT.write_text(
+        '["nas.pareto.x_f__mutmut_9"]\nchange = "a -> b"\nwhy = "the same"\n'
+    )
+    found = mutation.statuses("nas/pareto.py")
+    assert mutation.score(found, mutation.equivalent_mutants()) == {
+        "mutants": 10,
+        "checked": 9,
+        "killed": 7,
+        "survived": 2,
+        "no_tests": 0,
+        "equivalent": 1,
+        "score": 0.875,  # 7 of the 8 checked that are not equivalent
+    }
+
+
+def test_the_table_lists_survivors_and_takes_before_from_an_older_run(work, tmp_path):
+    work("nas/pareto.py", {"nas.pareto.x_f__mutmut_1": 1, "nas.pareto.x_f__mutmut_2": 0})
+    work("nas/confirm", {})
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({"nas/pareto.py": {"now": {"score": 0.25}}}))
+    out = tmp_path / "mutation.md"
+    text = mutation.render(["nas/pareto.py", "nas/confirm"], out, "cmd", before=older)
+    assert "| `nas/pareto.py` | 2 | 2 | 1 | 1 | 0 | 0 | 25.0% | 50.0% |" in text
+    assert "| `nas/confirm` | 0 | 0 | 0 | 0 | 0 | 0 | - | - |" in text
+    assert "- `nas.pareto.x_f__mutmut_2`" in text and "mutmut_1`" not in text
+    kept = json.loads(out.with_suffix(".json").read_text())
+    assert kept["nas/pareto.py"]["before"] == {"score": 0.25}
+    # A later render without --before keeps it.
+    mutation.render(["nas/pareto.py"], out, "cmd")
+    assert json.loads(out.with_suffix(".json").read_text())["nas/pareto.py"]["before"] == {
+        "score": 0.25
+    }
