@@ -552,7 +552,7 @@ class _TinyClassifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _hopeless_trial_and_trainer(max_epochs: int) -> tuple:
+def _hopeless_trial_and_trainer(max_epochs: int, **trainer_options) -> tuple:
     """A study whose two complete cheaper trials did far better, a new trial and its trainer."""
     pruner = ParetoPercentilePruner(n_startup_trials=2, n_warmup_epochs=0, n_min_peers=2)
     study = _study(pruner=pruner)
@@ -569,6 +569,7 @@ def _hopeless_trial_and_trainer(max_epochs: int) -> tuple:
         enable_model_summary=False,
         num_sanity_val_steps=1,
         callbacks=[PruningCallback(trial, monitor="val_acc")],
+        **trainer_options,
     )
     return study, trial, trainer
 
@@ -596,3 +597,136 @@ def test_lightning_callback_never_prunes_after_the_last_epoch() -> None:
     trainer.fit(_TinyClassifier(), _loader(), _loader())  # no TrialPruned
     assert trainer.current_epoch == 1 and list(study.trials[-1].intermediate_values) == [0]
     assert should_prune(trial)  # the pruner itself would have pruned at that epoch
+
+
+def test_lightning_callback_prunes_on_the_second_to_last_epoch() -> None:
+    """With two epochs the first is not the last: the hopeless trial is pruned there."""
+    _, _, trainer = _hopeless_trial_and_trainer(max_epochs=2)
+    with pytest.raises(optuna.TrialPruned, match="epoch 0"):
+        trainer.fit(_TinyClassifier(), _loader(), _loader())
+
+
+def test_lightning_callback_prunes_when_the_epochs_are_unbounded() -> None:
+    """max_epochs=-1 is Lightning's "no limit" (here max_steps ends the run): no epoch is the
+    last one, so the pruner decides from the first."""
+    _, _, trainer = _hopeless_trial_and_trainer(max_epochs=-1, max_steps=8)
+    with pytest.raises(optuna.TrialPruned, match="epoch 0"):
+        trainer.fit(_TinyClassifier(), _loader(), _loader())
+
+
+def test_lightning_callback_defaults_to_val_acc_and_takes_its_own_pruner() -> None:
+    """PruningCallback(trial) records ``val_acc``; a pruner passed to it decides instead of the
+    study's (a NopPruner keeps the hopeless trial)."""
+    study, trial, trainer = _hopeless_trial_and_trainer(max_epochs=3)
+    trainer.callbacks[:] = [
+        cb for cb in trainer.callbacks if not isinstance(cb, PruningCallback)
+    ] + [PruningCallback(trial, pruner=optuna.pruners.NopPruner())]
+    trainer.fit(_TinyClassifier(), _loader(), _loader())
+    assert list(study.trials[-1].intermediate_values) == [0, 1, 2]
+
+
+def test_lightning_callback_names_a_metric_that_was_not_logged() -> None:
+    _, trial, trainer = _hopeless_trial_and_trainer(max_epochs=1)
+    trainer.callbacks[:] = [
+        cb for cb in trainer.callbacks if not isinstance(cb, PruningCallback)
+    ] + [PruningCallback(trial, monitor="val_top5")]
+    message = (
+        "PruningCallback: metric 'val_top5' was not logged; log it with "
+        "self.log('val_top5', ...) in validation_step or change monitor."
+    )
+    with pytest.warns(UserWarning, match=f"^{message}$".replace("(", r"\(").replace(")", r"\)")):
+        trainer.fit(_TinyClassifier(), _loader(), _loader())
+
+
+def test_should_prune_asks_the_pruner_it_is_given_in_a_single_objective_study() -> None:
+    """A pruner passed to should_prune decides, not the study's; Optuna's own pruners are
+    accepted in single-objective studies."""
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    trial = _running(study, 1.0, [0.5])
+    assert should_prune(trial, optuna.pruners.ThresholdPruner(lower=0.9))
+    assert not should_prune(trial, optuna.pruners.ThresholdPruner(lower=0.1))
+    assert not should_prune(trial)  # the study's NopPruner
+
+
+def test_should_prune_names_the_pruners_a_multi_objective_study_takes() -> None:
+    trial = _running(_study(pruner=optuna.pruners.MedianPruner()), 1.0, [0.1])
+    with pytest.raises(ValueError) as refused:
+        should_prune(trial)
+    assert str(refused.value) == (
+        "MedianPruner cannot prune a multi-objective study; pass "
+        "pruner=ParetoPercentilePruner(...) or MOASHAPruner(...) (or NopPruner()) to "
+        "optuna.create_study or to should_prune / PruningCallback."
+    )
+
+
+def test_finish_pruned_tells_the_sampler_about_the_finished_trial() -> None:
+    """As study.tell does: the sampler's after_trial sees the study, the trial as stored (PRUNED
+    with its partial values) and the values."""
+    seen = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):
+            seen.append((study, trial.number, trial.state, state, values))
+
+    study = _study(sampler=Recording(seed=0))
+    trial = _running(study, 3.0, [0.4, 0.5])
+    finish_pruned(study, trial, [0.5, 3.0])
+    assert seen == [(study, trial.number, TrialState.RUNNING, TrialState.PRUNED, [0.5, 3.0])]
+
+
+def test_pruning_aware_nsga2_counts_only_finished_trials_in_a_generation() -> None:
+    """A running trial (generation recorded, no values yet) does not fill its generation: with
+    population 2, one complete and one running trial leave the next trial in generation 0."""
+    sampler = PruningAwareNSGAIISampler(population_size=2, seed=0)
+    study = _study(sampler=sampler)
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[0.5, 1.0],
+            params={"x": 0.5},
+            distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+        )
+    )
+    key = sampler._get_generation_key()
+    first, running, third = (study.ask() for _ in range(3))
+    assert sampler.get_trial_generation(study, study.trials[first.number]) == 0
+    study.tell(first, [0.6, 1.0])
+    assert sampler.get_trial_generation(study, study.trials[running.number]) == 0
+    assert sampler.get_trial_generation(study, study.trials[third.number]) == 0
+    assert study.trials[third.number].system_attrs[key] == 0
+
+
+def test_curve_aware_tpe_takes_tpes_arguments_and_names_a_bad_curve_direction() -> None:
+    """All arguments but curve_direction are TPESampler's: on a single-objective study it
+    samples exactly as TPESampler with the same seed and start-up trials."""
+
+    def samples(sampler) -> list[float]:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(lambda t: -((t.suggest_float("x", 0, 1) - 0.3) ** 2), n_trials=8)
+        return [t.params["x"] for t in study.trials]
+
+    assert samples(CurveAwareTPESampler(n_startup_trials=3, seed=5)) == samples(
+        optuna.samplers.TPESampler(n_startup_trials=3, seed=5)
+    )
+    with pytest.raises(
+        ValueError, match=r"^curve_direction must be 'maximize' or 'minimize', got 'up'\.$"
+    ):
+        CurveAwareTPESampler(curve_direction="up")
+
+
+@pytest.mark.parametrize(("curve_direction", "favoured"), [("maximize", "a"), ("minimize", "b")])
+def test_curve_aware_tpe_ranks_pruned_trials_by_their_curves(curve_direction, favoured) -> None:
+    """Pruned trials only (no complete one): those of choice "a" stopped at 0.9, those of "b"
+    at 0.1. Ranking curves as maximised, TPE samples mostly "a"; as minimised, mostly "b"."""
+    sampler = CurveAwareTPESampler(
+        n_startup_trials=0, seed=0, curve_direction=curve_direction, n_ei_candidates=8
+    )
+    study = _study(sampler=sampler)
+    distribution = {"c": optuna.distributions.CategoricalDistribution(["a", "b"])}
+    for i in range(12):
+        choice = "ab"[i % 2]
+        study.enqueue_trial({"c": choice})
+        trial = study.ask(distribution)
+        record_epoch(trial, 0, 0.9 if choice == "a" else 0.1)
+        finish_pruned(study, trial, [0.9 if choice == "a" else 0.1, 1.0])
+    drawn = [study.ask(distribution).params["c"] for _ in range(20)]
+    assert drawn.count(favoured) >= 15
