@@ -11,6 +11,7 @@ behaviour any caller can see; a timeout counts as killed.
 
     python benchmarks/mutation.py                       # run every module, then the table
     python benchmarks/mutation.py --modules nas/pareto.py nas/pruning.py
+    python benchmarks/mutation.py --recheck --modules nas/pareto.py  # survivors, after new tests
     python benchmarks/mutation.py --render              # the table from what has run
     python benchmarks/mutation.py --render --before OLD/benchmarks/results/mutation.json
 
@@ -99,11 +100,19 @@ def work_folder(module: str) -> Path:
     return folder
 
 
-def run(modules: list[str]) -> None:
-    """Run mutmut on each module in turn; it skips mutants it has already checked."""
+def run(modules: list[str], recheck: bool = False) -> None:
+    """Run mutmut on each module in turn; it skips mutants it has already checked. ``recheck``:
+    check the surviving ones again (after new tests) and nothing else."""
     for module in modules:
-        print(f"== {module}", flush=True)
-        subprocess.run([sys.executable, "-m", "mutmut", "run"], cwd=work_folder(module), check=True)
+        names = []
+        if recheck:
+            names = [n for n, s in statuses(module).items() if s in ("survived", "no tests")]
+            if not names:
+                continue
+        print(f"== {module}" + (f": {len(names)} survivors again" if recheck else ""), flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", *names], cwd=work_folder(module), check=True
+        )
 
 
 def statuses(module: str) -> dict[str, str]:
@@ -204,11 +213,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modules", nargs="+", default=list(MODULES))
     parser.add_argument("--render", action="store_true", help="only write the table")
+    parser.add_argument(
+        "--recheck", action="store_true", help="check the surviving mutants again (new tests)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "mutation.md")
     parser.add_argument("--before", type=Path, help="mutation.json of an older checkout's run")
     args = parser.parse_args(argv)
     if not args.render:
-        run(args.modules)
+        run(args.modules, args.recheck)
     command = "python benchmarks/mutation.py" + (
         "" if args.modules == list(MODULES) else " --modules " + " ".join(args.modules)
     )

@@ -730,3 +730,111 @@ def test_curve_aware_tpe_ranks_pruned_trials_by_their_curves(curve_direction, fa
         finish_pruned(study, trial, [0.9 if choice == "a" else 0.1, 1.0])
     drawn = [study.ask(distribution).params["c"] for _ in range(20)]
     assert drawn.count(favoured) >= 15
+
+
+def test_percentile_pruner_defaults() -> None:
+    """Its defaults: the top half of at least 3 peers survives, after 4 complete trials, from
+    step 1 on, at every step."""
+    pruner = ParetoPercentilePruner()
+    assert (pruner.percentile, pruner.n_startup_trials) == (50.0, 4)
+    assert (pruner.n_warmup_steps, pruner.interval_steps, pruner.n_min_trials) == (1, 1, 3)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"percentile": 100.5}, "percentile must be in [0, 100], got 100.5."),
+        ({"n_startup_trials": -1}, "n_startup_trials must be >= 0, got -1."),
+        ({"n_warmup_steps": -1}, "n_warmup_steps must be >= 0, got -1."),
+        ({"interval_steps": 0}, "interval_steps must be >= 1, got 0."),
+        ({"n_min_trials": 0}, "n_min_trials must be >= 1, got 0."),
+        (
+            {"n_warmup_steps": 2, "n_warmup_epochs": 2},
+            "give n_warmup_steps or its old name n_warmup_epochs, not both.",
+        ),
+        (
+            {"interval_steps": 2, "interval_epochs": 2},
+            "give interval_steps or its old name interval_epochs, not both.",
+        ),
+        (
+            {"n_min_trials": 2, "n_min_peers": 2},
+            "give n_min_trials or its old name n_min_peers, not both.",
+        ),
+    ],
+)
+def test_percentile_pruner_refuses_bad_arguments_by_name(arguments, message) -> None:
+    with pytest.raises(ValueError) as refused:
+        ParetoPercentilePruner(**arguments)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {},
+            "give exactly one of min_resource (steps, as Optuna's SuccessiveHalvingPruner) and "
+            "min_epochs (epochs trained, last step + 1).",
+        ),
+        (
+            {"min_epochs": 1, "max_resource": 9},
+            "max_resource goes with min_resource, max_epochs with min_epochs.",
+        ),
+        ({"min_resource": 0}, "min_resource must be >= 1, got 0."),
+        ({"min_epochs": 0}, "min_epochs must be >= 1, got 0."),
+        ({"min_epochs": 1, "reduction_factor": 1}, "reduction_factor must be >= 2, got 1."),
+        (
+            {"min_epochs": 1, "min_early_stopping_rate": -1},
+            "min_early_stopping_rate must be >= 0, got -1.",
+        ),
+        (
+            {"min_epochs": 2, "max_epochs": 5},
+            "max_epochs=5 leaves MO-ASHA no rung: the first rung (2) times reduction_factor=3 "
+            "must be <= max_epochs; lower the first rung, reduction_factor or "
+            "min_early_stopping_rate, or train longer.",
+        ),
+        (
+            {"min_resource": 2, "max_resource": 5},
+            "max_resource=5 leaves MO-ASHA no rung: the first rung (2) times reduction_factor=3 "
+            "must be <= max_resource; lower the first rung, reduction_factor or "
+            "min_early_stopping_rate, or train longer.",
+        ),
+    ],
+)
+def test_moasha_refuses_bad_arguments_by_name(arguments, message) -> None:
+    with pytest.raises(ValueError) as refused:
+        MOASHAPruner(**arguments)
+    assert str(refused.value) == message
+
+
+def test_pruners_never_prune_a_trial_that_reported_nothing() -> None:
+    study = _study()
+    for _ in range(5):
+        _complete(study, 1.0, [0.9, 0.9])
+    silent = study.ask()
+    schema.COST.set(silent, {"flops": 9.0})
+    frozen = study.trials[silent.number]
+    for pruner in (MOASHAPruner(min_epochs=1), ParetoPercentilePruner(n_startup_trials=0)):
+        assert not pruner.prune(study, frozen)
+
+
+@pytest.mark.parametrize("epoch", [True, 1.5, -1])
+def test_record_epoch_refuses_what_is_not_an_epoch(epoch) -> None:
+    trial = _study().ask()
+    with pytest.raises(ValueError) as refused:
+        record_epoch(trial, epoch, 0.5)
+    assert str(refused.value) == f"epoch must be a non-negative int, got {epoch!r}."
+
+
+def test_a_pruner_names_the_costs_a_trial_lacks() -> None:
+    study = _study(pruner=MOASHAPruner(min_epochs=1, cost_names=("flops", "params")))
+    trial = study.ask()
+    schema.COST.set(trial, {"flops": 2.0})
+    record_epoch(trial, 0, 0.5)
+    with pytest.raises(ValueError) as refused:
+        should_prune(trial)
+    assert str(refused.value) == (
+        f"trial {trial.number} has costs {{'flops': 2.0}} but the pruner needs "
+        "['flops', 'params']: call trial.set_user_attr('cost', {...}) with these names before "
+        "training, or change cost_names."
+    )
