@@ -179,3 +179,96 @@ def test_repair_keeps_a_trial_state_written_after_a_torn_line(tmp_path):
     storage = optuna.storages.JournalStorage(StudyJournal(tmp_path / "j.log"))
     trials = optuna.load_study(study_name="s", storage=storage).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+
+def test_repair_keeps_every_operation_and_sets_aside_exactly_the_rest(study_dir, monkeypatch):
+    """By hand: a line of garbage, one torn byte glued to an operation, a broken operation glued
+    to a whole one, and a last operation without its newline. The repaired journal is the
+    original's lines; the side file holds the three broken pieces, each on its own line; the
+    backup is the damaged file; names carry the UTC stamp and the next free number."""
+    from nas import journal as journal_module
+
+    monkeypatch.setattr(journal_module.time, "strftime", lambda fmt, t: "20261206T101500")
+    lines = study_dir.read_bytes().splitlines(keepends=True)
+    damaged = [
+        *lines[:5],
+        b"garbage without an operation\n",
+        b"x" + lines[5],
+        b'y{"op_code": 9, "torn' + lines[6],
+        *lines[7:-1],
+        lines[-1].rstrip(b"\n"),
+    ]
+    study_dir.write_bytes(b"".join(damaged))
+    taken = study_dir.with_name("journal.log.damaged-20261206T101500")
+    taken.write_bytes(b"an earlier repair's\n")
+    taken.with_name(taken.name + ".1").write_bytes(b"and another's\n")
+
+    report = repair_journal(study_dir)
+
+    assert (report.lines, report.recovered, report.set_aside) == (len(lines) - 2, 2, 3)
+    assert study_dir.read_bytes() == b"".join(lines)
+    assert report.backup == study_dir.with_name("journal.log.bak-20261206T101500")
+    assert report.backup.read_bytes() == b"".join(damaged)
+    assert report.side_file == taken.with_name(taken.name + ".2")
+    assert report.side_file.read_bytes() == (
+        b'garbage without an operation\nx\ny{"op_code": 9, "torn\n'
+    )
+    assert len(_finished(study_dir)) == 8
+
+
+def test_repair_of_a_missing_journal_names_it(tmp_path):
+    missing = tmp_path / "runs" / "journal.log"
+    with pytest.raises(FileNotFoundError) as refused:
+        repair_journal(missing)
+    assert str(refused.value) == f"no journal at {missing}"
+
+
+def test_repair_waits_for_the_journal_lock(study_dir):
+    """A worker appending holds the journal's lock: repair waits until it is released."""
+    import threading
+
+    from nas.journal import FlockJournalLock
+
+    lines = study_dir.read_bytes().splitlines(keepends=True)
+    study_dir.write_bytes(b"".join([*lines[:3], b"garbage\n", *lines[3:]]))
+    done = threading.Event()
+    lock = FlockJournalLock(str(study_dir))
+    lock.acquire()
+    try:
+        threading.Thread(target=lambda: (repair_journal(study_dir), done.set())).start()
+        assert not done.wait(1.0)
+    finally:
+        lock.release()
+    assert done.wait(30) and study_dir.read_bytes() == b"".join(lines)
+
+
+def test_first_damaged_line_skips_a_torn_tail_and_reads_bytes(tmp_path):
+    from nas.journal import first_damaged_line
+
+    lines = (FIXTURE / "journal.log").read_bytes().splitlines(keepends=True)
+    journal = tmp_path / "journal.log"
+    journal.write_bytes(b"".join([*lines[:4], b'{"op_code": 4, "wor']))
+    assert first_damaged_line(journal) is None  # the torn last line is the next append's job
+    journal.write_bytes(b"".join([*lines[:4], b"\xff\xfe not text\n", *lines[4:]]))
+    assert first_damaged_line(journal) == 5
+
+
+def test_a_torn_tail_is_moved_aside_with_its_size_named(tmp_path, monkeypatch):
+    from nas import journal as journal_module
+    from nas.journal import set_aside_torn_tail
+
+    monkeypatch.setattr(journal_module.time, "strftime", lambda fmt, t: "20261206T101500")
+    lines = (FIXTURE / "journal.log").read_bytes().splitlines(keepends=True)
+    journal = tmp_path / "journal.log"
+    journal.write_bytes(b"".join([*lines[:4], b'{"op_code": 4, "wor']))
+    side = journal.with_name("journal.log.torn-20261206T101500")
+    with pytest.warns(UserWarning) as caught:
+        assert set_aside_torn_tail(journal) == side
+    assert str(caught[0].message) == (
+        f"{journal}: its last 19 bytes were not a complete journal entry (a writer was killed "
+        f"mid-write, or the disk filled up); moved them to {side}. No completed trial is "
+        "affected."
+    )
+    assert side.read_bytes() == b'{"op_code": 4, "wor' and journal.read_bytes() == b"".join(
+        lines[:4]
+    )
