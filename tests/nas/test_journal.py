@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -14,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.cli import main
-from nas.journal import JournalDamaged, StudyJournal, good_length, repair_journal
+from nas.journal import JournalDamaged, Repair, StudyJournal, good_length, repair_journal
 from nas.storage import open_storage
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "study_v0_1_0"
@@ -138,7 +139,12 @@ def test_a_damaged_line_in_the_middle_names_the_file_line_and_repair(study_dir, 
 def test_repair_of_a_healthy_journal_changes_nothing(study_dir):
     data = study_dir.read_bytes()
     report = repair_journal(study_dir)
-    assert report.backup is None and study_dir.read_bytes() == data
+    assert report == Repair(len(data.splitlines()), 0, 0, None, None)
+    assert (
+        report.describe()
+        == f"{len(data.splitlines())} journal entries, all readable: nothing to repair"
+    )
+    assert study_dir.read_bytes() == data
 
 
 def test_commands_that_change_nothing_write_nothing(study_dir, tmp_path, capsys):
@@ -188,7 +194,9 @@ def test_repair_keeps_every_operation_and_sets_aside_exactly_the_rest(study_dir,
     backup is the damaged file; names carry the UTC stamp and the next free number."""
     from nas import journal as journal_module
 
-    monkeypatch.setattr(journal_module.time, "strftime", lambda fmt, t: "20261206T101500")
+    monkeypatch.setattr(
+        journal_module.time, "gmtime", lambda: time.struct_time((2026, 12, 6, 10, 15, 0, 6, 340, 0))
+    )
     lines = study_dir.read_bytes().splitlines(keepends=True)
     damaged = [
         *lines[:5],
@@ -202,12 +210,13 @@ def test_repair_keeps_every_operation_and_sets_aside_exactly_the_rest(study_dir,
     taken = study_dir.with_name("journal.log.damaged-20261206T101500")
     taken.write_bytes(b"an earlier repair's\n")
     taken.with_name(taken.name + ".1").write_bytes(b"and another's\n")
+    study_dir.with_name("journal.log.bak-20261206T101500").write_bytes(b"an earlier backup\n")
 
     report = repair_journal(study_dir)
 
     assert (report.lines, report.recovered, report.set_aside) == (len(lines) - 2, 2, 3)
     assert study_dir.read_bytes() == b"".join(lines)
-    assert report.backup == study_dir.with_name("journal.log.bak-20261206T101500")
+    assert report.backup == study_dir.with_name("journal.log.bak-20261206T101500.1")
     assert report.backup.read_bytes() == b"".join(damaged)
     assert report.side_file == taken.with_name(taken.name + ".2")
     assert report.side_file.read_bytes() == (
@@ -257,7 +266,9 @@ def test_a_torn_tail_is_moved_aside_with_its_size_named(tmp_path, monkeypatch):
     from nas import journal as journal_module
     from nas.journal import set_aside_torn_tail
 
-    monkeypatch.setattr(journal_module.time, "strftime", lambda fmt, t: "20261206T101500")
+    monkeypatch.setattr(
+        journal_module.time, "gmtime", lambda: time.struct_time((2026, 12, 6, 10, 15, 0, 6, 340, 0))
+    )
     lines = (FIXTURE / "journal.log").read_bytes().splitlines(keepends=True)
     journal = tmp_path / "journal.log"
     journal.write_bytes(b"".join([*lines[:4], b'{"op_code": 4, "wor']))
@@ -272,3 +283,71 @@ def test_a_torn_tail_is_moved_aside_with_its_size_named(tmp_path, monkeypatch):
     assert side.read_bytes() == b'{"op_code": 4, "wor' and journal.read_bytes() == b"".join(
         lines[:4]
     )
+
+
+def test_good_length_keeps_a_line_whose_newline_starts_a_read_chunk(tmp_path):
+    """The journal is read back in chunks of _TAIL_CHUNK bytes: a last line exactly one chunk
+    long (its newline included) puts the previous newline at the start of the chunk read, and
+    both lines are still whole operations. A trailing empty line is not an operation."""
+    from nas.journal import _TAIL_CHUNK
+
+    first = b'{"op_code":0}\n'
+    filler = _TAIL_CHUNK - 1 - len(b'{"op_code":1,"pad":""}')
+    last = b'{"op_code":1,"pad":"' + b"x" * filler + b'"}\n'
+    assert len(last) == _TAIL_CHUNK
+    path = tmp_path / "j.log"
+    path.write_bytes(first + last)
+    assert good_length(path) == len(first + last)
+    path.write_bytes(first + last + b"\n")
+    assert good_length(path) == len(first + last)
+
+
+def test_open_lock_file_reads_an_existing_lock_where_it_may_not_write(tmp_path, monkeypatch):
+    """A read-only place: an existing lock file is opened for reading (flock needs no more); a
+    missing one, or another error (a full disk), is raised as it is."""
+    import builtins
+    import errno
+
+    from nas.journal import open_lock_file
+
+    real_open, refused = builtins.open, {"errno": errno.EACCES}
+
+    def open_(path, mode="r", *args, **kwargs):
+        if "a" in mode:
+            raise OSError(refused["errno"], os.strerror(refused["errno"]), str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    lock = tmp_path / "journal.log.flock"
+    lock.write_text("")
+    monkeypatch.setattr(builtins, "open", open_)
+    with open_lock_file(lock) as handle:
+        assert handle.mode == "r" and handle.name == str(lock)
+    with pytest.raises(PermissionError):
+        open_lock_file(tmp_path / "missing.flock")
+    refused["errno"] = errno.ENOSPC
+    with pytest.raises(OSError) as full:
+        open_lock_file(lock)
+    assert full.value.errno == errno.ENOSPC
+
+
+def test_appends_wait_for_the_journal_lock_and_write_one_line_per_operation(tmp_path):
+    """StudyJournal writes under the flock every worker takes (so it waits while another holds
+    it) and each operation of one append on a line of its own."""
+    import threading
+
+    from nas.journal import FlockJournalLock
+
+    path = tmp_path / "journal.log"
+    journal = StudyJournal(path)
+    done = threading.Event()
+    lock = FlockJournalLock(str(path))
+    lock.acquire()
+    try:
+        threading.Thread(
+            target=lambda: (journal.append_logs([{"op_code": 0}, {"op_code": 1}]), done.set())
+        ).start()
+        assert not done.wait(1.0)
+    finally:
+        lock.release()
+    assert done.wait(30)
+    assert path.read_bytes() == b'{"op_code":0}\n{"op_code":1}\n'
