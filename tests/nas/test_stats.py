@@ -227,6 +227,39 @@ def test_holm_adjust_worked_example():
     assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
 
 
+def test_holm_adjust_caps_a_scaled_p_value_above_one():
+    """2 x 0.6 = 1.2 is capped at 1; the running maximum keeps the larger one at 1 too."""
+    assert holm_adjust([0.6, 0.7]) == [1.0, 1.0]
+
+
+def test_holm_adjust_takes_the_bounds_and_names_bad_input():
+    assert holm_adjust([0.0, 1.0]) == [0.0, 1.0]
+    with pytest.raises(ValueError) as refused:
+        holm_adjust([[0.1, 0.2]])
+    assert str(refused.value) == "p_values must be a 1-D sequence, got shape (1, 2)."
+    with pytest.raises(ValueError) as refused:
+        holm_adjust([0.1, 1.5])
+    assert str(refused.value) == "p_values must all be in [0, 1] (no NaN), got [0.1, 1.5]."
+
+
+def test_a_p_value_equal_to_alpha_is_not_significant():
+    import dataclasses
+
+    comparison = paired_comparison([0.9, 0.8, 0.85], [0.7, 0.75, 0.6])
+    assert not dataclasses.replace(comparison, p_value=0.05).significant(0.05)
+    assert dataclasses.replace(comparison, p_value=0.0499).significant(0.05)
+
+
+def test_logit_interval_of_a_standard_error_of_one():
+    """The formula by hand at mean 0.5 (logit 0, derivative 4): expit(+-4 t se)."""
+    half = scipy.stats.t.ppf(0.975, 10) * 1.0
+    low, high = logit_interval(0.5, 1.0, 10, 0.95)
+    assert (low, high) == pytest.approx(
+        (scipy.special.expit(-4 * half), scipy.special.expit(4 * half))
+    )
+    assert logit_interval(0.8, 0.0, 10) == (0.8, 0.8)
+
+
 def test_holm_adjust_caps_at_one_and_handles_trivial_inputs():
     assert holm_adjust([0.5, 0.6, 0.01]) == pytest.approx([1.0, 1.0, 0.03])
     assert holm_adjust([0.2]) == [0.2]
