@@ -772,3 +772,46 @@ def test_power_figures_of_the_pooled_quickstart_design():
     assert _power_by_integration(gain, sd, n - 1, *design(n - 1)) < 0.8
     # Dunnett's critical value lies between Student-t's and Bonferroni's
     assert scipy.stats.t.ppf(0.975, 36) < critical < scipy.stats.t.ppf(1 - 0.025 / 9, 36)
+
+
+def _logit_t_interval(mean: float, se: float, df: float, confidence: float) -> tuple[float, float]:
+    """The logit-scale t interval by hand (delta method), for the tests below."""
+    half = scipy.stats.t.ppf((1 + confidence) / 2, df) * se / (mean * (1 - mean))
+    centre = math.log(mean / (1 - mean))
+    return scipy.special.expit(centre - half), scipy.special.expit(centre + half)
+
+
+def test_mean_intervals_of_each_row_at_the_asked_confidence():
+    """Unpooled: each row's own SD and n - 1 degrees of freedom at 90 %; a row of one run has
+    no interval, and the rows after it still do."""
+    table = np.array([[0.8, 0.85, 0.9], [0.7, np.nan, np.nan], [0.6, 0.65, 0.72]])
+    low, high = mean_intervals(table, pooled=False, confidence=0.9)
+    for i in (0, 2):
+        row = table[i]
+        expected = _logit_t_interval(row.mean(), row.std(ddof=1) / math.sqrt(3), 2, 0.9)
+        assert (low[i], high[i]) == pytest.approx(expected)
+    assert math.isnan(low[1]) and math.isnan(high[1])
+
+
+def test_pooled_mean_intervals_cover_two_rows_and_a_row_of_one_run():
+    """Pooled over two rows (the least that pools), and a third row of a single run gets an
+    interval from the pooled variance, n = 1."""
+    table = np.array([[0.8, 0.85, 0.9], [0.7, 0.72, 0.75]])
+    fit = block_fit(table)
+    low, high = mean_intervals(table, pooled=True)
+    for i, row in enumerate(table):
+        expected = _logit_t_interval(row.mean(), math.sqrt(fit.total_var / 3), fit.total_df, 0.95)
+        assert (low[i], high[i]) == pytest.approx(expected)
+    three = np.vstack([table, [0.6, np.nan, np.nan]])
+    fit = block_fit(three)
+    low, high = mean_intervals(three, pooled=True)
+    assert (low[2], high[2]) == pytest.approx(
+        _logit_t_interval(0.6, math.sqrt(fit.total_var), fit.total_df, 0.95)
+    )
+
+
+def test_pooled_mean_intervals_fall_back_to_each_row_when_nothing_pools():
+    """One seed per row leaves no residual degree of freedom to pool: each row's own (absent)
+    spread decides, so no row has an interval, and nothing fails."""
+    low, high = mean_intervals(np.array([[0.8], [0.7]]), pooled=True)
+    assert np.isnan(low).all() and np.isnan(high).all()
