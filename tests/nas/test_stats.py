@@ -815,3 +815,89 @@ def test_pooled_mean_intervals_fall_back_to_each_row_when_nothing_pools():
     spread decides, so no row has an interval, and nothing fails."""
     low, high = mean_intervals(np.array([[0.8], [0.7]]), pooled=True)
     assert np.isnan(low).all() and np.isnan(high).all()
+
+
+def _seeded_table() -> np.ndarray:
+    """3 architectures x 5 seeds around 0.8; row 2 repeats the reference exactly."""
+    table = 0.8 + 0.02 * np.random.default_rng(1).standard_normal((3, 5))
+    table[2] = table[0]
+    return table
+
+
+def test_many_to_one_by_default_pools_and_tests_by_dunnett():
+    table = _seeded_table()
+    result = many_to_one(table)
+    fit = block_fit(table)
+    bartlett = scipy.stats.bartlett(*fit.residuals).pvalue
+    assert (result.model, result.method, result.note) == ("pooled", "dunnett", "")
+    assert result.rows == [1, 2] and list(result.n) == [5, 5] and result.confidence == 0.95
+    assert result.variance_p == pytest.approx(bartlett)
+    assert result.residual_df == 8  # (3 - 1) x (5 - 1)
+    assert result.gain == pytest.approx(table[1:].mean(axis=1) - table[0].mean())
+    assert result.p_value[1] == pytest.approx(1.0)  # no gain at all: t = 0
+    assert result.low[1] == pytest.approx(-result.high[1])
+
+
+def test_many_to_one_by_holm_is_paired_t_tests_on_the_shared_seeds():
+    """Per-row paired t-tests against the reference on the seeds both ran (row 1 lacks seed
+    4), Holm-adjusted, at 1 - alpha; no pooled variance."""
+    table = _seeded_table()
+    table[2] += [0.01, 0.03, -0.01, 0.02, 0.0]
+    table[1, 4] = np.nan
+    result = many_to_one(table, method="holm", alpha=0.1)
+    assert (result.model, result.method, result.note) == ("per-row", "holm", "")
+    assert math.isnan(result.variance_p) and math.isnan(result.residual_sd)
+    assert math.isnan(result.residual_df) and result.confidence == 0.9
+    assert list(result.n) == [4, 5]
+    expected_p = [
+        scipy.stats.ttest_rel(table[1, :4], table[0, :4]).pvalue,
+        scipy.stats.ttest_rel(table[2], table[0]).pvalue,
+    ]
+    assert result.p_value == pytest.approx(expected_p)
+    assert result.p_adjusted == pytest.approx(holm_adjust(expected_p))
+    assert result.gain == pytest.approx(
+        [np.mean(table[1, :4] - table[0, :4]), np.mean(table[2] - table[0])]
+    )
+    assert result.sd_diff == pytest.approx(
+        [np.std(table[1, :4] - table[0, :4], ddof=1), np.std(table[2] - table[0], ddof=1)]
+    )
+
+
+def test_many_to_one_falls_back_to_holm_where_variances_differ():
+    table = _seeded_table()
+    bartlett = scipy.stats.bartlett(*block_fit(table).residuals).pvalue
+    result = many_to_one(table, unequal=0.5)  # Bartlett's p (0.29) is below 0.5
+    assert (result.model, result.method) == ("per-row", "holm")
+    assert result.variance_p == pytest.approx(bartlett)
+    assert result.note == (
+        f"the architectures' residual variances are clearly unequal (Bartlett p = "
+        f"{bartlett:.2g} < 0.5)"
+    )
+    with pytest.raises(ValueError) as refused:
+        many_to_one(table, method="tukey")
+    assert str(refused.value) == "method must be 'dunnett' or 'holm', got 'tukey'."
+
+
+def test_a_constant_table_has_no_gain_and_nothing_significant():
+    """Every run the same: zero variance everywhere; gains 0 with p = 1, and the pooled fit's
+    degrees of freedom fall back to runs - rows (12 - 3)."""
+    table = np.full((3, 4), 0.5)
+    result = many_to_one(table)
+    assert list(result.gain) == [0.0, 0.0] and list(result.p_value) == [1.0, 1.0]
+    fit = block_fit(table)
+    assert fit.total_var == 0.0 and fit.total_df == 9.0
+
+
+def test_block_fit_of_two_architectures_on_two_seeds_has_one_degree_of_freedom():
+    fit = block_fit(np.array([[0.5, 0.6], [0.7, 0.9]]))
+    assert fit.residual_df == 1
+    assert fit.gains == pytest.approx([0.25])  # (0.7 + 0.9 - 0.5 - 0.6) / 2
+
+
+def test_dunnett_pvalues_at_the_extremes():
+    assert list(dunnett_pvalues([np.inf, 0.0], 8, [[1.0, 0.5], [0.5, 1.0]])) == [0.0, 1.0]
+
+
+def test_bartlett_keeps_groups_of_two_runs():
+    groups = [[0.1, 0.3], [0.2, 0.25], [0.5, 0.9]]
+    assert equal_variances_p(groups) == pytest.approx(scipy.stats.bartlett(*groups).pvalue)
