@@ -351,3 +351,21 @@ def test_appends_wait_for_the_journal_lock_and_write_one_line_per_operation(tmp_
         lock.release()
     assert done.wait(30)
     assert path.read_bytes() == b'{"op_code":0}\n{"op_code":1}\n'
+
+
+def test_a_lock_file_that_cannot_be_opened_raises_its_error_and_frees_the_lock(
+    tmp_path, monkeypatch
+):
+    """The lock file's own error reaches the caller (here: no permission), and the lock is
+    free again: the next acquire tries again instead of waiting for ever."""
+    from nas import journal as journal_module
+    from nas.journal import FlockJournalLock
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(journal_module, "open_lock_file", refuse)
+    lock = FlockJournalLock(str(tmp_path / "journal.log"))
+    for _ in range(2):
+        with pytest.raises(PermissionError, match="Permission denied"):
+            lock.acquire()
