@@ -1,5 +1,6 @@
 """The trials table, the Pareto front and the hypervolume history of a study."""
 
+import dataclasses
 import json
 import math
 
@@ -203,3 +204,62 @@ def test_nas_dashboard_html_and_report_html(tiny_config, tmp_path, capsys):
     assert f"hypervolume {facts['hypervolume']:.6g} (normalised" in text
     assert "reference point val_acc=0 (set), flops=" in text
     assert main(["dashboard", *args, "--html", str(tmp_path / "e.html"), "--reference", "x"]) == 2
+
+
+HISTORY_COLUMNS = [
+    "trial",
+    "finished",
+    "epochs_spent",
+    "elapsed_s",
+    "hypervolume",
+    "hypervolume_norm",
+]
+
+
+def test_a_study_with_nothing_finished_reports_zeros():
+    from nas.report import Reference, summary
+
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="empty")
+    reference = Reference(("val_acc", "flops"), ("maximize", "minimize"), (0.5, 10.0), (1.0, 0.0))
+    history = hypervolume_history(study, reference)
+    assert list(history.columns) == HISTORY_COLUMNS and history.empty
+    report = summary(study, reference)
+    assert report["study"] == "empty"
+    assert report["objectives"] == {"val_acc": "maximize", "flops": "minimize"}
+    assert (report["epochs_spent"], report["hypervolume"], report["hypervolume_norm"]) == (
+        0,
+        0.0,
+        0.0,
+    )
+
+
+def test_hypervolume_history_follows_completion_time_and_the_given_reference():
+    """Trial 1 finished before trial 0 (two workers): the history lists it first, with the
+    seconds since the first start; the summary measures against the reference it is given."""
+    import datetime
+
+    from nas.report import Reference, summary
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    start = datetime.datetime(2026, 12, 6, 12, 0, 0)
+    for values, started, completed in (([0.8, 4.0], 0, 30), ([0.6, 2.0], 5, 20)):
+        trial = optuna.trial.create_trial(values=values, user_attrs={"epochs_run": 3})
+        trial.datetime_start = start + datetime.timedelta(seconds=started)
+        trial.datetime_complete = start + datetime.timedelta(seconds=completed)
+        study.add_trial(trial)
+    reference = Reference(("val_acc", "flops"), ("maximize", "minimize"), (0.5, 10.0), (1.0, 0.0))
+    history = hypervolume_history(study, reference)
+    assert list(history["trial"]) == [1, 0] and list(history["elapsed_s"]) == [20.0, 30.0]
+    # By hand: (0.6 - 0.5) x (10 - 2) = 0.8, then + (0.8 - 0.6) x (10 - 4) = 2.0.
+    assert list(history["hypervolume"]) == pytest.approx([0.8, 2.0])
+    assert list(history["hypervolume_norm"]) == pytest.approx([0.8 / 5.0, 2.0 / 5.0])
+    assert summary(study, reference)["hypervolume"] == pytest.approx(2.0)
+
+
+def test_a_reference_without_basis_names_only_its_values():
+    from nas.report import Reference
+
+    reference = Reference(("val_acc", "flops"), ("maximize", "minimize"), (0.5, 1e6), (1.0, 0.0))
+    assert reference.describe() == "val_acc=0.5, flops=1e+06"
+    with_basis = dataclasses.replace(reference, basis=("the worst baseline", ""))
+    assert with_basis.describe() == "val_acc=0.5 (the worst baseline), flops=1e+06"
