@@ -299,3 +299,78 @@ def test_the_gain_over_none_is_judged_against_its_noise():
     assert baseline_gains(close)["vs_none"]["exceeds_noise"] is False
     assert "does not exceed its noise" in gain_line(close)
     assert baseline_gains(_hand_made([(0.8, 0.02, 1.0, None)])) is None
+
+
+def _baseline_study(**first_objective) -> optuna.Study:
+    """Baselines none (0.75) and se and eca (both 0.78125), two identical front members at
+    0.90625; standard errors exact in binary."""
+    study = optuna.create_study(
+        directions=first_objective.get("directions", ["maximize", "minimize"])
+    )
+    for trial in (
+        _trial(0.75, 10.0, se=0.046875, baseline="none"),
+        _trial(0.78125, 12.0, se=0.0625, baseline="se"),
+        _trial(0.90625, 20.0, se=0.0625),
+        _trial(0.90625, 20.0, se=0.0625),
+        _trial(0.78125, 12.0, se=0.0625, baseline="eca"),
+    ):
+        study.add_trial(trial)
+    return study
+
+
+def test_the_gain_over_none_by_hand():
+    """The best front member is the lower-numbered of two equal ones (trial 2), the best
+    baseline the lower-numbered of two equal ones (se, trial 1). Over none the gain, 0.15625,
+    is exactly 2 standard errors (hypot(0.0625, 0.046875) = 0.078125): not beyond the noise."""
+    facts = baseline_gains(_baseline_study())
+    assert facts["best_front"] == {
+        "trial": 2,
+        "summary": "",
+        "val_acc": 0.90625,
+        "val_acc_se": 0.0625,
+    }
+    assert facts["best_baseline"]["trial"] == 1 and facts["best_baseline"]["name"] == "se"
+    assert facts["vs_none"] == {"gain": 0.15625, "se": 0.078125, "exceeds_noise": False}
+    assert facts["vs_best_baseline"]["gain"] == 0.125
+    assert facts["tie_standard_errors"] == 2.0
+    assert gain_line(_baseline_study()) == (
+        "best front accuracy 0.9062 (trial 2) vs baseline none 0.7500: +15.62 points, does not "
+        "exceed its noise (2 s.e. = 15.62 points, one run each; `nas confirm` repeats them with "
+        "fresh seeds)"
+    )
+
+
+def test_a_gain_without_a_standard_error_says_so():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(_trial(0.75, 10.0, se=0.05, baseline="none"))
+    study.add_trial(_trial(0.85, 10.0, se=None))
+    assert baseline_gains(study)["vs_none"] == {
+        "gain": pytest.approx(0.1),
+        "se": None,
+        "exceeds_noise": None,
+    }
+    assert gain_line(study) == (
+        "best front accuracy 0.8500 (trial 1) vs baseline none 0.7500: +10.00 points "
+        "(no standard error recorded)"
+    )
+
+
+def test_no_baseline_verdict_for_a_confirm_study_or_a_minimised_first_objective():
+    confirm = _baseline_study()
+    confirm.set_user_attr(schema.CONFIRM, {"of": "x"})
+    assert baseline_gains(confirm) is None and gain_line(confirm) is None
+    assert baseline_gains(_baseline_study(directions=["minimize", "minimize"])) is None
+
+
+def test_baselines_that_failed_or_a_missing_none_leave_the_other_verdicts():
+    """Only completed baselines count (a failed one has no accuracy); without a completed
+    none there is no gain over it, and no line, but the best baseline is still compared."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(_trial(0.7, 10.0, baseline="se"))
+    study.add_trial(
+        optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"baseline": "none"})
+    )
+    study.add_trial(_trial(0.9, 20.0))
+    facts = baseline_gains(study)
+    assert "vs_none" not in facts and facts["best_baseline"]["name"] == "se"
+    assert gain_line(study) is None
