@@ -263,3 +263,32 @@ def test_a_reference_without_basis_names_only_its_values():
     assert reference.describe() == "val_acc=0.5, flops=1e+06"
     with_basis = dataclasses.replace(reference, basis=("the worst baseline", ""))
     assert with_basis.describe() == "val_acc=0.5 (the worst baseline), flops=1e+06"
+
+
+def test_write_report_writes_each_table_as_computed_into_a_new_nested_folder(tmp_path):
+    """Every table read back is the frame the report computes (no index column), under the
+    documented names, in a folder created with its parents."""
+    from nas.report import summary
+
+    study = _hand_made_study()
+    out = tmp_path / "reports" / "2026" / "study"
+    paths = write_report(study, out, {"val_acc": 0.0})
+    assert {name: path.name for name, path in paths.items()} == {
+        "trials": "trials.csv",
+        "front": "front.csv",
+        "hypervolume": "hypervolume.csv",
+        "summary": "summary.json",
+    }
+    reference = reference_point(study, {"val_acc": 0.0})
+    history = hypervolume_history(study, reference)
+    for name, frame in (("front", front_frame(study)), ("hypervolume", history)):
+        written = pd.read_csv(paths[name])
+        assert list(written.columns) == list(frame.columns)
+        assert len(written) == len(frame)
+    assert list(pd.read_csv(paths["hypervolume"])["hypervolume"]) == pytest.approx(
+        list(history["hypervolume"])
+    )
+    assert list(pd.read_csv(paths["trials"]).columns) == list(trials_frame(study).columns)
+    stored = json.loads(paths["summary"].read_text())
+    assert stored["hypervolume"] == pytest.approx(summary(study, reference)["hypervolume"])
+    assert "confirm" not in stored
