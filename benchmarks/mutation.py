@@ -166,9 +166,11 @@ def render(modules: list[str], out: Path, command: str, before: Path | None = No
     lines = [
         "# Mutation score of the engine's logic",
         "",
-        f"Command: `{command}` (mutmut, `[tool.mutmut]` in pyproject.toml).",
+        f"Command: `{command}` (mutmut; each module with the test files `SELECTION` names).",
         "Score: killed (timeouts included) / checked mutants that are not equivalent "
-        f"(`benchmarks/mutation_equivalent.toml`); target {TARGET:.0%} per module.",
+        f"(`benchmarks/mutation_equivalent.toml`); target {TARGET:.0%} per module. Before: the "
+        "same run on an older checkout's tests (`--before`; which one: docs/development.md). "
+        "A module with fewer checked than mutants is still running (the command resumes).",
         "",
         "| module | mutants | checked | killed | survived | no tests | equivalent | score "
         "before | score now |",
