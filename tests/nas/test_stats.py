@@ -848,7 +848,14 @@ def test_many_to_one_by_holm_is_paired_t_tests_on_the_shared_seeds():
     assert (result.model, result.method, result.note) == ("per-row", "holm", "")
     assert math.isnan(result.variance_p) and math.isnan(result.residual_sd)
     assert math.isnan(result.residual_df) and result.confidence == 0.9
-    assert list(result.n) == [4, 5]
+    assert list(result.n) == [4, 5] and result.rows == [1, 2]
+    tests = [
+        scipy.stats.ttest_rel(table[1, :4], table[0, :4]),
+        scipy.stats.ttest_rel(table[2], table[0]),
+    ]
+    intervals = [t.confidence_interval(0.9) for t in tests]
+    assert result.low == pytest.approx([i.low for i in intervals])
+    assert result.high == pytest.approx([i.high for i in intervals])
     expected_p = [
         scipy.stats.ttest_rel(table[1, :4], table[0, :4]).pvalue,
         scipy.stats.ttest_rel(table[2], table[0]).pvalue,
@@ -901,3 +908,41 @@ def test_dunnett_pvalues_at_the_extremes():
 def test_bartlett_keeps_groups_of_two_runs():
     groups = [[0.1, 0.3], [0.2, 0.25], [0.5, 0.9]]
     assert equal_variances_p(groups) == pytest.approx(scipy.stats.bartlett(*groups).pvalue)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: mean_interval([0.8]),
+            "an interval needs at least 2 values (seeds), got 1: with one there is no spread to "
+            "estimate.",
+        ),
+        (
+            lambda: rank_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]),
+            "x or y is constant: a rank correlation is undefined without an order.",
+        ),
+        (
+            lambda: rank_correlation([1.0, math.nan], [1.0, 2.0]),
+            "x contains NaN or infinite values: [1.0, nan].",
+        ),
+        (
+            lambda: rank_correlation([1.0, 2.0], [1.0, 2.0], n_boot=0),
+            "n_boot must be an integer >= 1, got 0.",
+        ),
+        (
+            lambda: block_fit(np.array([[0.8, 0.9, np.nan], [np.nan, np.nan, 0.7]])),
+            "every architecture (row) needs a run on a seed the reference ran.",
+        ),
+    ],
+)
+def test_statistics_refuse_bad_input_by_name(call, message):
+    with pytest.raises(ValueError) as refused:
+        call()
+    assert str(refused.value) == message
+
+
+def test_rank_correlation_draws_its_bootstrap_from_seed_0_by_default():
+    x, y = [0.1, 0.4, 0.35, 0.8, 0.7, 0.2], [1.0, 3.0, 2.0, 6.0, 5.0, 1.5]
+    assert rank_correlation(x, y) == rank_correlation(x, y, seed=0)
+    assert rank_correlation(x, y) != rank_correlation(x, y, seed=1)
