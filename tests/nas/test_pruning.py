@@ -838,3 +838,18 @@ def test_a_pruner_names_the_costs_a_trial_lacks() -> None:
         "['flops', 'params']: call trial.set_user_attr('cost', {...}) with these names before "
         "training, or change cost_names."
     )
+
+
+@pytest.mark.parametrize("first_is_accurate", [True, False])
+def test_moasha_breaks_a_crowding_tie_at_the_cut_by_the_lower_trial_number(first_is_accurate):
+    """Two trials at the first rung, neither dominating the other (more accurate vs cheaper):
+    both are extremes of the front, with equal (infinite) crowding distance, and one place to
+    continue (eta = 2). The documented rule: the lower trial number continues."""
+    pruner = MOASHAPruner(min_epochs=1, reduction_factor=2, cost_names=("flops",))
+    study = _study(pruner=pruner)
+    accurate, cheap = (0.9, 2.0), (0.8, 1.0)
+    first, second = (accurate, cheap) if first_is_accurate else (cheap, accurate)
+    earlier = _running(study, first[1], [first[0]])
+    assert not should_prune(earlier)  # alone at the rung (bootstrap_count 0): it continues
+    later = _running(study, second[1], [second[0]])
+    assert should_prune(later)
