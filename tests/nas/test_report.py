@@ -292,3 +292,16 @@ def test_write_report_writes_each_table_as_computed_into_a_new_nested_folder(tmp
     stored = json.loads(paths["summary"].read_text())
     assert stored["hypervolume"] == pytest.approx(summary(study, reference)["hypervolume"])
     assert "confirm" not in stored
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_the_front_table_lists_the_best_first_objective_first(direction):
+    """Front members in trial order are cheap-and-worse first; the table lists them by the first
+    objective, best first whichever its direction (the minimised study stores the values
+    negated), ties by trial number."""
+    study = optuna.create_study(directions=[direction, "minimize"])
+    study.set_metric_names(["val_acc", "flops"])
+    sign = 1 if direction == "maximize" else -1
+    for accuracy, flops in ((0.70, 1.0), (0.80, 2.0), (0.90, 3.0), (0.90, 3.0)):
+        study.add_trial(optuna.trial.create_trial(values=[sign * accuracy, flops]))
+    assert list(front_frame(study)["trial"]) == [2, 3, 1, 0]
