@@ -96,6 +96,29 @@ def test_a_pretrained_study_starts_from_the_weights_file(tiny_config, tmp_path, 
         assert torch.allclose(model.eval()(x), plain(x), atol=1e-6)
 
 
+def test_the_search_trains_every_trial_from_the_weights_file(tiny_config, tmp_path, monkeypatch):
+    """What the search itself trains, not a model rebuilt afterwards: every trial's module is
+    built from backbone.pretrained."""
+    import nas.objective
+    from nas.worker import run_search
+
+    weights = tmp_path / "resnet8.pt"
+    torch.save(build_backbone("resnet8", 1, 10, width=4).state_dict(), weights)
+    started_from = []
+
+    class Recording(nas.objective.ClassifierModule):
+        def __init__(self, *args, pretrained=False, **kwargs):
+            started_from.append(pretrained)
+            super().__init__(*args, pretrained=pretrained, **kwargs)
+
+    monkeypatch.setattr(nas.objective, "ClassifierModule", Recording)
+    data = tiny_config(
+        study={"n_trials": 2}, backbone={"pretrained": str(weights)}, training={"epochs": 1}
+    )
+    run_search(StudyConfig.from_dict(data), progress=False)
+    assert started_from and set(started_from) == {str(weights)}
+
+
 def test_a_weights_file_that_does_not_fit_is_refused_before_anything_is_stored(
     tiny_config, tmp_path, capsys
 ):
