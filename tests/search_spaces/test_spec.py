@@ -120,3 +120,52 @@ def test_sites_sorted_naturally():
 def test_invalid_specs_name_the_problem(data, match):
     with pytest.raises(ValueError, match=match):
         ArchSpec.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("load", "message"),
+    [
+        (
+            lambda: BlockChoice.from_dict(["se"]),
+            'a block choice must be a JSON object such as {"block": "se", "params": '
+            "{\"reduction\": 8}}, got list ['se']",
+        ),
+        (
+            lambda: BlockChoice.from_dict({"block": "se", "params": [8]}),
+            'a block choice\'s params must be a JSON object such as {"reduction": 8}, got list [8]',
+        ),
+        (
+            lambda: BlockChoice.from_dict({"block": "se", "reduction": 8}),
+            "block choice has unknown key(s) ['reduction']; expected 'block', 'params', 'position'",
+        ),
+        (
+            lambda: ArchSpec.from_dict("resnet8"),
+            'an ArchSpec must be a JSON object such as {"backbone": "resnet20", "sites": {...}}, '
+            "got str 'resnet8'",
+        ),
+        (
+            lambda: ArchSpec.from_dict({"backbone": "resnet8", "sites": ["se"]}),
+            'ArchSpec.sites must be a JSON object such as {"stage1": {"block": "se"}}, '
+            "got list ['se']",
+        ),
+        (
+            lambda: ArchSpec.from_dict({"backbone": "resnet8", "backbone_args": 4}),
+            'ArchSpec.backbone_args must be a JSON object such as {"width": 16}, got int 4',
+        ),
+        (
+            lambda: ArchSpec.from_dict({"backbone": "resnet8", "blocks": {}}),
+            "ArchSpec has unknown key(s) ['blocks']; expected ['backbone', 'backbone_args', "
+            "'in_channels', 'num_classes', 'sites', 'version']",
+        ),
+        (lambda: ArchSpec.from_dict({"sites": {}}), "ArchSpec needs a 'backbone' entry"),
+    ],
+)
+def test_a_bad_spec_is_refused_naming_the_field_and_an_example(load, message):
+    with pytest.raises(ValueError) as refused:
+        load()
+    assert str(refused.value) == message
+
+
+def test_a_block_choice_defaults_to_no_attention_at_the_standard_position():
+    assert BlockChoice.from_dict({}) == BlockChoice(block="none", params={}, position="standard")
+    assert BlockChoice.from_dict({"block": "se"}) == BlockChoice("se", {}, "standard")
