@@ -338,10 +338,7 @@ class StopWhenLost(lightning.Callback):
 
     def on_train_batch_end(self, trainer: lightning.Trainer, *args: Any) -> None:
         if self.lost.is_set():
-            raise HeartbeatLost(
-                "its heartbeat could not be recorded for nearly study.grace_period_s, so "
-                "another worker may fail it as stale and train it again: abandoned"
-            )
+            raise HeartbeatLost
 
 
 class EpochProgress(lightning.Callback):

@@ -263,12 +263,6 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
     def record_heartbeat(self, trial_id: int) -> None:
         self.storage.record_heartbeat(trial_id)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"storage": self.storage, "url": self.url, "retry_s": self.retry_s}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["storage"], state["url"], state["retry_s"])  # type: ignore[misc]
-
 
 def _retried(name: str) -> Callable[..., Any]:
     def method(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
@@ -336,6 +330,12 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 class HeartbeatLost(Exception):
     """No heartbeat of the running trial was recorded for nearly the grace period: another
     worker may fail it as stale and train it again, so this worker abandons it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "its heartbeat could not be recorded for nearly study.grace_period_s, so another "
+            "worker may fail it as stale and train it again: abandoned"
+        )
 
 
 @contextlib.contextmanager

@@ -267,7 +267,7 @@ def _run_unique(
         try:
             outcome = runner.run(trial, stop=lost)
             if lost.is_set():  # lost after training: while testing or storing weights
-                raise HeartbeatLost("its heartbeat could not be recorded: abandoned")
+                raise HeartbeatLost
             return outcome
         except ArchitectureRunning as running:
             while study.get_trials(deepcopy=False)[running.number].state == TrialState.RUNNING:
