@@ -43,7 +43,11 @@ SELECTION = {
     "nas/pareto.py": ["tests/nas/test_pareto.py", "tests/nas/test_verdicts.py"],
     "nas/pruning.py": ["tests/nas/test_pruning.py", "tests/nas/test_rungs.py"],
     "nas/journal.py": ["tests/nas/test_journal.py", "tests/nas/test_journal_lock.py"],
-    "nas/confirm": ["tests/nas/test_confirm.py", "tests/nas/test_retries.py"],
+    "nas/confirm": [
+        "tests/nas/test_confirm_frame.py",
+        "tests/nas/test_confirm.py",
+        "tests/nas/test_retries.py",
+    ],
     "nas/stats.py": ["tests/nas/test_stats.py", "tests/nas/test_verdicts.py"],
     "nas/report.py": [
         "tests/nas/test_report.py",

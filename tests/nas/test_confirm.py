@@ -42,6 +42,7 @@ from nas.stats import (
 from nas.storage import open_storage
 from nas.study import load_or_create_study
 from nas.worker import join_study, run_search
+from search_spaces.space import baselines, suggest_arch
 
 
 @pytest.fixture
@@ -403,6 +404,25 @@ def test_top_fills_from_the_next_non_dominated_fronts(tiny_config):
     assert keys(3) == ["baseline none", "trial 1", "trial 2"]  # the first front holds 2
     assert keys(5) == ["baseline none", "trial 1", "trial 2", "trial 3", "trial 4"]
     assert keys(9) == keys(5)
+
+
+def test_none_is_planned_where_the_search_ran_no_baselines_and_repeated_once(tiny_config):
+    cfg = StudyConfig.from_dict(tiny_config())
+    none_params = baselines(cfg.space, blocks=[], limit=1)["none"]
+    none_digest = suggest_arch(
+        optuna.trial.FixedTrial(none_params), cfg.space, in_channels=1, num_classes=10
+    ).digest()
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    arch = {"in_channels": 1, "num_classes": 10}
+    for acc, flops, digest in ((0.9, 10.0, "d-se"), (0.5, 1.0, none_digest)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[acc, flops], user_attrs={"digest": digest, "arch": arch}
+            )
+        )
+    planned = plan_architectures(study, cfg, top=2)
+    assert [p.key for p in planned] == ["baseline none", "trial 0"]  # trial 1 is none: once
+    assert (planned[0].params, planned[0].source_trial) == (none_params, None)
 
 
 # -- --seeds auto: looks in rounds ------------------------------------------------------------------
