@@ -55,7 +55,11 @@ SELECTION = {
         "tests/nas/test_verdicts.py",
         "tests/nas/test_stored_study_compat.py",
     ],
-    "nas/export": ["tests/nas/test_export.py", "tests/nas/test_cli_export.py"],
+    "nas/export": [
+        "tests/nas/test_export_card.py",
+        "tests/nas/test_export.py",
+        "tests/nas/test_cli_export.py",
+    ],
     "search_spaces/spec.py": [
         "tests/search_spaces/test_spec.py",
         "tests/search_spaces/test_space.py",

@@ -20,7 +20,8 @@ from nas import trial_schema as schema
 from nas.artifacts import download_weights, study_artifact_store
 from nas.checkpoints import load_checkpoint
 from nas.config import StudyConfig
-from nas.export import export_arch, export_trials, load
+from nas.data import default_cache_dir
+from nas.export import export_arch, export_confirmed_front, export_trials, load
 from nas.pareto import front_trials
 from nas.study import load_or_create_study
 from nas.worker import run_search
@@ -156,6 +157,50 @@ def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_c
     assert kept.is_dir() and [int(row["trial"]) for row in _index(out)] == exported
 
 
+def test_the_confirmed_front_is_exported_with_each_members_median_repeat(tiny_config, tmp_path):
+    study = _search(tiny_config, n_trials=3)
+    assert export_confirmed_front(study, tmp_path) is None  # not confirmed yet
+    donors = study.get_trials(states=(TrialState.COMPLETE,))[:3]
+    confirm = optuna.create_study(
+        study_name="tiny-confirm", storage=study._storage, directions=study.directions
+    )
+    confirm.set_metric_names(study.metric_names)
+    confirm.set_user_attr(schema.STUDY_CONFIG, schema.stored_config(study))
+    repeats = {  # key: (its weights, cost, accuracy per repeat); trial 2 is dominated
+        "baseline none": (donors[0], 1.0, [0.7, 0.5, 0.6]),
+        f"trial {donors[1].number}": (donors[1], 2.0, [0.9, 0.95, 0.8]),
+        f"trial {donors[2].number}": (donors[2], 3.0, [0.55, 0.6, 0.5]),
+    }
+    plan = {"of": "tiny", "seeds": [0, 1, 2], "architectures": list(repeats)}
+    confirm.set_user_attr(schema.CONFIRM, plan)
+    number, medians = 0, {}
+    for key, (donor, cost, accuracies) in repeats.items():
+        kind, name = key.split(" ")
+        ident = {"baseline": name} if kind == "baseline" else {"source_trial": int(name)}
+        for r, acc in enumerate(accuracies):
+            attrs = {**donor.user_attrs, **ident, "replicate": r}
+            confirm.add_trial(create_trial(values=[acc, cost], user_attrs=attrs))
+            if acc == sorted(accuracies)[1]:
+                medians[key] = number
+            number += 1
+            if number == 1:  # one repeat is no confirmation: no front yet
+                assert export_confirmed_front(study, tmp_path) is None
+    folders, what = export_confirmed_front(study, tmp_path / "out")
+    members = list(repeats)[:2]
+    assert [f.name for f in folders] == [f"trial_{medians[k]}" for k in members]
+    assert all(f.parent == tmp_path / "out" / "confirmed" for f in folders)
+    assert what == (
+        f"the confirmed front of 'tiny-confirm' (2 architectures: {', '.join(members)}), each "
+        "with the weights of its median repeat of 3 or more seeds"
+    )
+    for i, (folder, key) in enumerate(zip(folders, members, strict=True)):
+        weights = torch.load(folder / "weights.pt", weights_only=True)["state_dict"]
+        (tmp_path / f"donor{i}").mkdir()
+        donor = load_checkpoint(_search_weights(study, repeats[key][0], tmp_path / f"donor{i}"))
+        donor = donor["state_dict"]
+        assert all(torch.equal(weights[k], v) for k, v in donor.items())
+
+
 def _add(study, state, values=None, attrs=()):
     """A hand-made trial with trial 0's architecture and the given ``(Attr, value)`` pairs."""
     user_attrs = {a.key: v for a, v in [(schema.ARCH, schema.ARCH.get(study.trials[0])), *attrs]}
@@ -221,11 +266,39 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
         export_trials(study, out, trials=[lost])
     assert not out.exists()
 
-    # The architecture of any of them can still be written for `nas train`.
-    folder = export_arch(study, dominated, out)
+    # The whole message of a dominated trial: why its weights are gone and what to do.
+    with pytest.raises(ValueError) as caught:
+        export_trials(study, out, trials=[dominated])
+    assert str(caught.value) == (
+        f"the checkpoint of trial {dominated} of study 'tiny' ({tmp_path}/gone.pt) was deleted "
+        "because the trial is dominated (or violates a cost constraint): only trials on the "
+        "Pareto front keep their weights. Export the front (pareto=True), or retrain this "
+        f"architecture from scratch with `nas train` (`nas export --arch-only --trial "
+        f"{dominated}` writes its arch.json)"
+    )
+
+    # The architecture of any of them can still be written for `nas train`, again and again.
+    for _ in range(2):
+        folder = export_arch(study, dominated, out)
     assert sorted(p.name for p in folder.iterdir()) == ["arch.json", "config.json"]
+    spec = ArchSpec.from_dict(schema.ARCH.get(study.trials[dominated]))
+    assert (folder / "arch.json").read_text() == spec.to_json(indent=2) + "\n"
+    stored = schema.stored_config(study)
+    assert stored["data"]["cache_dir"] == str(default_cache_dir())
+    assert json.loads((folder / "config.json").read_text()) == {
+        "source": {"study": "tiny", "trial": dominated},
+        "data": {**stored["data"], "cache_dir": None},  # the retraining machine's own default
+        "training": stored["training"],
+    }
     with pytest.raises(FileNotFoundError, match="architecture without weights"):
         load(folder)
+    no_arch = len(study.trials)
+    study.add_trial(create_trial(state=TrialState.FAIL))
+    with pytest.raises(ValueError) as caught:
+        export_arch(study, no_arch, out)
+    assert str(caught.value) == (
+        f"trial {no_arch} of study 'tiny' has no architecture (it failed before one was sampled)"
+    )
 
 
 def test_failed_verification_writes_nothing(tiny_config, tmp_path, monkeypatch):
