@@ -90,3 +90,43 @@ def test_concurrent_writers_keep_every_trial(tmp_path):
     values = sorted(t.value for t in study.get_trials())
     assert values == sorted(float(k * 100 + i) for k in range(3) for i in range(20))
     assert sorted(t.number for t in study.get_trials()) == list(range(60))
+
+
+def test_a_lock_file_that_cannot_be_opened_raises_and_holds_nothing(tmp_path):
+    # The journal's folder is missing: the open error reaches the caller, and the lock is free
+    # again, so a later attempt (once the folder exists) takes it without waiting.
+    folder = tmp_path / "gone"
+    lock = FlockJournalLock(str(folder / "journal.log"))
+    with pytest.raises(FileNotFoundError):
+        lock.acquire()
+    folder.mkdir()
+    done = _acquire_in_thread(lock)
+    assert done.wait(5)
+    lock.release()
+
+
+def test_an_interrupted_wait_for_the_lock_closes_its_file_and_holds_nothing(tmp_path, monkeypatch):
+    # Ctrl-C while waiting on the flock: the interrupt reaches the caller, the lock file opened
+    # for it is closed, and the thread lock is free again.
+    import nas.journal
+
+    opened, open_lock_file = [], nas.journal.open_lock_file
+
+    def open_and_record(path):
+        handle = open_lock_file(path)
+        opened.append(handle)
+        return handle
+
+    def interrupted(handle, operation):
+        raise KeyboardInterrupt
+
+    lock = FlockJournalLock(str(tmp_path / "journal.log"))
+    with monkeypatch.context() as patch:
+        patch.setattr(nas.journal, "open_lock_file", open_and_record)
+        patch.setattr(nas.journal.fcntl, "flock", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            lock.acquire()
+    assert len(opened) == 1 and opened[0].closed
+    done = _acquire_in_thread(lock)
+    assert done.wait(5)
+    lock.release()

@@ -946,3 +946,65 @@ def test_rank_correlation_draws_its_bootstrap_from_seed_0_by_default():
     x, y = [0.1, 0.4, 0.35, 0.8, 0.7, 0.2], [1.0, 3.0, 2.0, 6.0, 5.0, 1.5]
     assert rank_correlation(x, y) == rank_correlation(x, y, seed=0)
     assert rank_correlation(x, y) != rank_correlation(x, y, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("x", "y"), [([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]), ([1.0, 2.0, 3.0], [4.0, 4.0, 4.0])]
+)
+def test_rank_correlation_refuses_a_constant_side_without_a_scipy_warning(x, y):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as refused:
+            rank_correlation(x, y)
+    assert str(refused.value) == (
+        "x or y is constant: a rank correlation is undefined without an order."
+    )
+
+
+def test_rank_correlation_drops_resamples_constant_on_one_side_silently():
+    """Ties on each side: some resamples are constant in x only, others in y only. Both are
+    dropped without scipy's ConstantInputWarning, and the intervals are the reference's."""
+    import warnings
+
+    x, y = np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 2.0, 3.0])
+    index = np.random.default_rng(0).integers(0, 4, size=(200, 4))
+    flat_x = np.ptp(x[index], axis=1) == 0
+    flat_y = np.ptp(y[index], axis=1) == 0
+    assert (flat_x & ~flat_y).any() and (flat_y & ~flat_x).any()
+    kept = index[~flat_x & ~flat_y]
+    taus = [scipy.stats.kendalltau(x[i], y[i]).statistic for i in kept]
+    rhos = [scipy.stats.spearmanr(x[i], y[i]).statistic for i in kept]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = rank_correlation(x, y, n_boot=200, seed=0)
+    assert (result.tau_low, result.tau_high) == pytest.approx(np.quantile(taus, [0.025, 0.975]))
+    assert (result.rho_low, result.rho_high) == pytest.approx(np.quantile(rhos, [0.025, 0.975]))
+
+
+def _two_seed_table() -> np.ndarray:
+    """3 architectures x 2 seeds: every row's residuals are a pair (+e, -e)."""
+    return np.array([[0.80, 0.82], [0.85, 0.83], [0.70, 0.90]])
+
+
+def test_bartlett_on_the_pooled_residuals_counts_rows_of_two_seeds():
+    """The residuals of a complete table, y - row mean - seed mean + grand mean, by hand; each
+    row contributes its pair of residuals to Bartlett's test."""
+    table = _two_seed_table()
+    residuals = table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + table.mean()
+    expected = scipy.stats.bartlett(*residuals).pvalue
+    assert expected < 0.9  # the rows' spreads (0.023, 0.043, 0.067) differ
+    result = many_to_one(table)
+    assert result.model == "pooled" and result.residual_df == 2
+    assert result.variance_p == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_bartlett_p_value_equal_to_the_threshold_keeps_the_pooled_model():
+    """Variances count as clearly unequal only where Bartlett's p is below ``unequal``."""
+    table = _two_seed_table()
+    p = many_to_one(table).variance_p
+    at = many_to_one(table, unequal=p)
+    assert (at.model, at.method, at.note) == ("pooled", "dunnett", "")
+    above = many_to_one(table, unequal=float(np.nextafter(p, 1.0)))
+    assert (above.model, above.method) == ("per-row", "holm")

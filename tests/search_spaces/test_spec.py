@@ -169,3 +169,146 @@ def test_a_bad_spec_is_refused_naming_the_field_and_an_example(load, message):
 def test_a_block_choice_defaults_to_no_attention_at_the_standard_position():
     assert BlockChoice.from_dict({}) == BlockChoice(block="none", params={}, position="standard")
     assert BlockChoice.from_dict({"block": "se"}) == BlockChoice("se", {}, "standard")
+
+
+def test_a_block_choice_with_no_attention_always_sits_at_the_standard_position():
+    # The position of an empty site means nothing: "none@post" and "none" are one architecture.
+    empty = BlockChoice("none", {}, "post")
+    assert empty.position == "standard"
+    assert empty.to_dict() == {"block": "none", "params": {}, "position": "standard"}
+    assert empty == BlockChoice()
+    assert BlockChoice("se", {}, "post").position == "post"
+
+
+def test_a_label_lists_other_parameters_by_name_after_the_searched_ones():
+    choice = BlockChoice("eca", {"kernel_size": 5, "gamma": 0.5, "beta": 3.0})
+    assert choice.label() == "eca(k=5,beta=3,gamma=0.5)@standard"
+
+
+def test_a_site_name_is_split_at_its_first_dot_into_stage_and_index():
+    from search_spaces.spec import site_stage
+
+    assert site_stage("stage2.1") == "stage2"
+    assert site_stage("stage2.1.0") == "stage2"
+    spec = _spec(**{"stage1.0.a": BlockChoice("simam"), "stage1.0.b": BlockChoice()})
+    assert spec.summary() == "resnet8 | stage1: 0.a=simam@standard 0.b=none"
+
+
+@pytest.mark.parametrize("backbone", ["", None, 20])
+def test_a_spec_needs_a_backbone_name(backbone):
+    with pytest.raises(ValueError) as refused:
+        ArchSpec(backbone)
+    assert str(refused.value) == "ArchSpec.backbone must be a non-empty backbone name"
+
+
+@pytest.mark.parametrize("field", ["in_channels", "num_classes"])
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "3"])
+def test_channel_and_class_counts_must_be_positive_ints(field, value):
+    with pytest.raises(ValueError) as refused:
+        ArchSpec("resnet8", **{field: value})
+    assert str(refused.value) == f"ArchSpec.{field} must be a positive int, got {value!r}"
+
+
+def test_one_input_channel_and_one_class_are_accepted():
+    spec = ArchSpec("resnet8", in_channels=1, num_classes=1)
+    assert (spec.in_channels, spec.num_classes) == (1, 1)
+
+
+def test_sites_given_as_plain_dicts_are_read_as_block_choices():
+    spec = ArchSpec("resnet8", sites={"stage1.0": {"block": "se", "params": {"reduction": 8}}})
+    assert spec.choice("stage1.0") == BlockChoice("se", {"reduction": 8})
+    assert spec == ArchSpec("resnet8", sites={"stage1.0": BlockChoice("se", {"reduction": 8})})
+
+
+def test_backbone_args_are_kept_sorted_by_name_in_a_copy():
+    args = {"width": 16, "depth": 2}
+    spec = ArchSpec("resnet8", args)
+    args["width"] = 32
+    assert list(spec.backbone_args.items()) == [("depth", 2), ("width", 16)]
+    assert list(spec.to_dict()["backbone_args"]) == ["depth", "width"]
+
+
+def test_equal_specs_hash_equal_and_distinct_specs_spread_over_hashes():
+    specs = [_spec(**{"stage1.0": BlockChoice("se", {"reduction": r})}) for r in (4, 8, 16, 32)]
+    specs.append(_spec())
+    assert len({hash(s) for s in specs}) == len(specs)
+    assert hash(specs[0]) == hash(_spec(**{"stage1.0": BlockChoice("se", {"reduction": 4})}))
+
+
+def test_a_site_without_a_choice_has_no_attention():
+    spec = _spec(**{"stage1.0": BlockChoice("se"), "stage1.1": BlockChoice()})
+    assert spec.choice("stage3.0") == BlockChoice()
+    assert spec.choice("stage3.0").is_none
+    assert spec.choice("stage1.0") == BlockChoice("se")
+
+
+def test_attended_sites_are_those_with_a_block():
+    spec = _spec(
+        **{"stage1.0": BlockChoice("se"), "stage1.1": BlockChoice(), "stage2.0": BlockChoice("gct")}
+    )
+    assert spec.attended_sites() == {"stage1.0": BlockChoice("se"), "stage2.0": BlockChoice("gct")}
+
+
+def test_a_spec_read_from_a_minimal_dict_takes_the_documented_defaults():
+    spec = ArchSpec.from_dict({"backbone": "resnet8"})
+    assert (spec.in_channels, spec.num_classes, spec.version) == (3, 10, 1)
+    assert spec.sites == {} and spec.backbone_args == {}
+
+
+def test_a_spec_read_from_a_dict_keeps_its_channel_and_class_counts():
+    spec = ArchSpec.from_dict({"backbone": "resnet8", "in_channels": 1, "num_classes": 100})
+    assert (spec.in_channels, spec.num_classes) == (1, 100)
+
+
+def test_compact_json_keeps_field_order_and_indented_json_sorts_keys():
+    spec = ArchSpec(
+        "resnet8",
+        {"width": 16, "depth": 2},
+        sites={"stage1.0": BlockChoice("se", {"reduction": 8}, "post")},
+    )
+    assert spec.to_json() == (
+        '{"version": 1, "backbone": "resnet8", "backbone_args": {"depth": 2, "width": 16}, '
+        '"in_channels": 3, "num_classes": 10, "sites": {"stage1.0": {"block": "se", '
+        '"params": {"reduction": 8}, "position": "post"}}}'
+    )
+    # The layout of an exported arch.json (nas export writes to_json(indent=2)).
+    assert spec.to_json(indent=2) == "\n".join(
+        [
+            "{",
+            '  "backbone": "resnet8",',
+            '  "backbone_args": {',
+            '    "depth": 2,',
+            '    "width": 16',
+            "  },",
+            '  "in_channels": 3,',
+            '  "num_classes": 10,',
+            '  "sites": {',
+            '    "stage1.0": {',
+            '      "block": "se",',
+            '      "params": {',
+            '        "reduction": 8',
+            "      },",
+            '      "position": "post"',
+            "    }",
+            "  },",
+            '  "version": 1',
+            "}",
+        ]
+    )
+
+
+def test_text_that_is_not_json_is_refused_with_the_parser_message():
+    with pytest.raises(ValueError) as refused:
+        ArchSpec.from_json("not json")
+    assert str(refused.value) == (
+        "an ArchSpec must be JSON: Expecting value: line 1 column 1 (char 0)"
+    )
+
+
+def test_the_message_about_a_huge_non_object_is_cut_at_300_characters():
+    with pytest.raises(ValueError) as refused:
+        ArchSpec.from_dict("x" * 1000)
+    head = 'an ArchSpec must be a JSON object such as {"backbone": "resnet20", "sites": {...}}, '
+    expected = (head + "got str '" + "x" * 1000 + "'")[:300]
+    assert str(refused.value) == expected
+    assert len(str(refused.value)) == 300
