@@ -103,9 +103,7 @@ class StudyConfig:
         allowed="an EvaluationSection", default_factory=EvaluationSection
     )
     search: SearchSection = _field(allowed="a SearchSection", default_factory=SearchSection)
-    tracking: TrackingSection = _field(
-        allowed="a TrackingSection", default_factory=TrackingSection
-    )
+    tracking: TrackingSection = _field(allowed="a TrackingSection", default_factory=TrackingSection)
     #: ``backbone.pretrained``: how the backbone's weights start (not part of the architecture).
     pretrained: StrictBool | StrictStr = _field(False, allowed="true, false or a weights file")
 
