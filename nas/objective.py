@@ -4,6 +4,7 @@
 summary, digest, seed and costs (``nas.trial_schema``), so optuna-dashboard and the report see
 them and the multi-objective pruners can compare a running trial with trials that cost no more.
 It never tells the study: the worker loop (``nas.worker``) does, from the :class:`TrialOutcome`.
+Each trial is also a run of the study's experiment trackers (``[tracking]``, ``nas.tracking``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ import lightning
 import optuna
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.loggers import Logger
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
@@ -38,6 +40,7 @@ from .data import build_datamodule
 from .pruning import PruningCallback, record_epoch
 from .stats import binomial_se
 from .storage import HeartbeatLost
+from .tracking import TrialTracker
 from .training import ClassifierModule, build_trainer, evaluate
 
 if TYPE_CHECKING:
@@ -111,18 +114,28 @@ class TrialRunner:
             cfg.study.artifacts_url(), cfg.study.artifacts_endpoint
         )
         self.pruner = study.pruner
+        #: Trackers that failed in this process (each warns once).
+        self.tracking_warned: set[str] = set()
 
     def run(self, trial: optuna.Trial, stop: threading.Event | None = None) -> TrialOutcome:
         """Describe the trial (architecture, seeds), reuse an earlier run of the same training,
         or measure it (:meth:`measure`; training ends with :class:`HeartbeatLost` at the next
-        batch once ``stop`` is set)."""
+        batch once ``stop`` is set). The trackers record how it ended, also when it raises."""
         spec, seed, data_seed = self.describe(trial)
         duplicate = self._earlier_duplicate(spec.digest(), trial.number, seed)
-        if duplicate is not None:
-            if duplicate.state == TrialState.RUNNING:
-                raise ArchitectureRunning(duplicate.number)
-            return self._reuse(trial, duplicate)
-        return self.measure(trial, spec, seed, data_seed, stop)
+        if duplicate is not None and duplicate.state == TrialState.RUNNING:
+            raise ArchitectureRunning(duplicate.number)
+        tracker = TrialTracker(self.cfg, trial, self.tracking_warned)
+        try:
+            if duplicate is not None:
+                outcome = self._reuse(trial, duplicate)
+            else:
+                outcome = self.measure(trial, spec, seed, data_seed, stop, tracker.loggers)
+        except BaseException as exc:
+            tracker.finish(trial, "failed", reason=f"{type(exc).__name__}: {exc}")
+            raise
+        tracker.finish(trial, outcome.state.name.lower(), outcome.values)
+        return outcome
 
     def describe(self, trial: optuna.Trial) -> tuple[ArchSpec, int, int]:
         """Sample the trial's architecture and store it with its seeds; (spec, seed, data seed)."""
@@ -159,9 +172,10 @@ class TrialRunner:
         seed: int,
         data_seed: int,
         stop: threading.Event | None = None,
+        loggers: Sequence[Logger] = (),
     ) -> TrialOutcome:
         """Train the architecture from scratch (pruned by the study's pruner; abandoned once
-        ``stop`` is set) and keep its weights."""
+        ``stop`` is set; each epoch's metrics logged to ``loggers``) and keep its weights."""
         cfg, dm = self.cfg, self.datamodule
         module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
         cost = self.store_cost(trial, module.model)
@@ -180,6 +194,7 @@ class TrialRunner:
             callbacks=callbacks,
             accelerator="gpu" if on_gpu else "cpu",
             devices=[torch.device(self.device).index or 0] if on_gpu else 1,
+            logger=loggers,
         )
         history = module.val_history
         # The data modules of nas.data draw batches and augmentation from their seed.

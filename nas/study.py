@@ -287,9 +287,18 @@ def load_or_create_study(
                 f"study {cfg.study.name!r} in {redact(url)} was created with a different config "
                 f"(changed: {', '.join(changed)}); use a new study.name, or restore the old values"
             )
+        _store_tracking(study, cfg, stored)
     with machine_lock(url, cfg.study.name):
         enqueue_baselines(study, config_for_study(cfg, stored))
     return study
+
+
+def _store_tracking(study: optuna.Study, cfg: StudyConfig, stored: dict) -> None:
+    """Store ``cfg``'s ``[tracking]`` where it differs from the stored one (trackers may change
+    when a study resumes), so that workers joining from the storage alone log where it does."""
+    tracking = cfg.to_dict()["tracking"]
+    if _as_this_release(stored, cfg.study.name)["tracking"] != tracking:
+        study.set_user_attr(schema.STUDY_CONFIG, {**stored, "tracking": tracking})
 
 
 def config_changes(cfg: StudyConfig, stored: dict, name: str) -> list[str]:
@@ -330,9 +339,10 @@ def stored_as_this_release(stored: dict) -> dict:
 
 
 def changed_fields(stored: dict, current: dict) -> list[str]:
-    """``section.key`` of every setting that differs, the ``study`` section (name, storage,
-    budget) excepted: it may change between runs without making trials incomparable."""
-    sections = (set(stored) | set(current)) - {"study"}
+    """``section.key`` of every setting that differs, the ``study`` (name, storage, budget) and
+    ``tracking`` sections excepted: they may change between runs without making trials
+    incomparable."""
+    sections = (set(stored) | set(current)) - {"study", "tracking"}
     return sorted(
         f"{section}.{key}"
         for section in sections

@@ -31,6 +31,7 @@ import optuna
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from optuna.trial import TrialState
 
 from search_spaces.build import build_model
@@ -439,9 +440,11 @@ class SupernetTrialRunner(TrialRunner):
         seed: int,
         data_seed: int,
         stop: threading.Event | None = None,
+        loggers: Sequence[Logger] = (),
     ) -> TrialOutcome:
         """Evaluate the path on the supernet (seconds: ``stop`` is left to the worker, which
-        looks at it before telling the outcome)."""
+        looks at it before telling the outcome; no epochs for ``loggers``: the trial's runs get
+        its values when it ends)."""
         cost = self.store_cost(trial, build_model(spec, seed=seed))
         accuracy, loss = self.estimate(spec)
         schema.EVALUATED_BY.set(trial, "supernet")

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torchmetrics import Metric
@@ -361,7 +361,8 @@ class ClassifierModule(L.LightningModule):
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Hide Lightning's info banners and its num_workers hint for the duration of a call."""
+    """Hide Lightning's info banners and its num_workers and logging-interval hints for the
+    duration of a call."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -369,6 +370,8 @@ def _quiet_lightning() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            # Metrics are logged once per epoch: the step interval of a tracker does not apply.
+            warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -437,7 +440,7 @@ def _make_trainer(
     enable_progress_bar: bool,
     default_root_dir: str | os.PathLike | None,
     max_epochs: int | None,
-    logger: bool,
+    logger: bool | Iterable[Logger],
     validate: bool = True,
     plugins: Iterable[Any] = (),
 ) -> L.Trainer:
@@ -453,7 +456,7 @@ def _make_trainer(
             max_epochs=cfg.epochs if max_epochs is None else max_epochs,
             # First, so that the user's callbacks already run under its settings.
             callbacks=[RunScope(deterministic, device_type), *callbacks],
-            logger=CSVLogger(root, name="logs") if logger else False,
+            logger=_loggers(logger, root),
             enable_checkpointing=any(isinstance(cb, ModelCheckpoint) for cb in callbacks),
             enable_progress_bar=enable_progress_bar,
             enable_model_summary=False,
@@ -466,6 +469,13 @@ def _make_trainer(
         )
 
 
+def _loggers(logger: bool | Iterable[Logger], root: str) -> list[Logger] | bool:
+    """The Trainer's loggers: ``True`` a CSV logger under ``root``, else those given (or none)."""
+    if isinstance(logger, bool):
+        return [CSVLogger(root, name="logs")] if logger else False
+    return list(logger) or False
+
+
 def build_trainer(
     cfg: TrainingConfig,
     *,
@@ -476,14 +486,15 @@ def build_trainer(
     enable_progress_bar: bool = False,
     default_root_dir: str | os.PathLike | None = None,
     max_epochs: int | None = None,
-    logger: bool = False,
+    logger: bool | Iterable[Logger] = False,
     validate: bool = True,
     plugins: Iterable[Any] = (),
 ) -> L.Trainer:
     """A seeded, quiet Lightning ``Trainer`` for ``cfg``.
 
     Seeds Python, NumPy and torch (and DataLoader workers) with ``seed``. Writes nothing to disk
-    unless asked: ``logger=True`` adds a CSV logger under ``default_root_dir``, and checkpoints
+    unless asked: ``logger=True`` adds a CSV logger under ``default_root_dir`` (Lightning loggers
+    given instead are used as they are: a trial's trackers, ``nas.tracking``), and checkpoints
     are written only when a ``ModelCheckpoint`` is among ``callbacks``. Precision, channels-last
     and determinism resolve from the device as documented on :class:`TrainingConfig`. A plain
     ``lightning.Trainer``: a :class:`RunScope` callback, ahead of ``callbacks``, sets the torch

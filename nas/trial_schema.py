@@ -203,8 +203,12 @@ def cost(trial: AnyTrial) -> dict[str, float | None]:
 
 
 def epochs_run(trial: AnyTrial) -> int:
-    """Training epochs a trial ran; trials written without the attr count their curve's epochs."""
-    return int(EPOCHS_RUN.get(trial, len(trial.intermediate_values)))
+    """Training epochs a trial ran; trials written without the attr count their curve's epochs
+    (only a FrozenTrial has them: a live ``optuna.Trial`` of Optuna 5 has no
+    ``intermediate_values``, and the engine's own trials always hold the attr)."""
+    if EPOCHS_RUN.has(trial):
+        return int(EPOCHS_RUN.get(trial))
+    return len(trial.intermediate_values)
 
 
 def epochs_spent(trial: AnyTrial) -> int:

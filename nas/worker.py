@@ -55,6 +55,7 @@ from .study import (
     reseed_sampler,
 )
 from .supernet import SupernetTrialRunner, check_supernet_fits, ensure_supernet, is_supernet
+from .tracking import check_trackers
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -475,9 +476,10 @@ def run_search(
         raise ValueError("--workers must be >= 1")
     gpus = torch.cuda.device_count()
     device = "cuda:0" if gpus else "cpu"
-    # Data, a model and the artifact store are checked before anything is stored: a config that
-    # cannot run leaves no study behind. Then the study (and its config) is created once, before
-    # workers race to.
+    # The trackers, data, a model and the artifact store are checked before anything is stored:
+    # a config that cannot run leaves no study behind. Then the study (and its config) is created
+    # once, before workers race to.
+    check_trackers(cfg)
     datamodule = check_runnable(cfg, device)
     if is_supernet(cfg):
         check_supernet_fits(cfg, datamodule, device)

@@ -63,7 +63,7 @@ LANGUAGES = {"python", "toml", "text", ""} | SHELL
 NAS = {"nas", ".venv/bin/nas"}
 PYTHONS = {"python", "python3", ".venv/bin/python"}
 #: Programs the documentation may show that these tests do not check.
-OTHER_PROGRAMS = {"apt-get", "chromium", "optuna-dashboard", "pip", "sudo"}
+OTHER_PROGRAMS = {"apt-get", "chromium", "mlflow", "optuna-dashboard", "pip", "sudo", "tensorboard"}
 SEPARATORS = {"&&", "||", ";", "|", "&"}
 
 FENCE = re.compile(r"^(?P<indent> {0,3})```(?P<lang>[^`\s]*)\s*$")

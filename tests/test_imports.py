@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("attn_blocks", "search_spaces", "nas")
 # Extras imported where they are used, and tomli, Python 3.10's tomllib.
-OPTIONAL = {"onnxruntime", "timm", "boto3", "optuna_dashboard", "tomli"}
+OPTIONAL = {"onnxruntime", "timm", "boto3", "optuna_dashboard", "tomli", "mlflow", "wandb"}
 
 
 def _imports(path: Path, root: Path = ROOT) -> list[tuple[str, str | None]]:

@@ -2,16 +2,18 @@
 
 Sections: ``[study]`` (name, storage, sampler, seed, budget), ``[data]``, ``[backbone]``,
 ``[space]``, ``[training]``, ``[pruning]``, ``[objectives]``, ``[evaluation]`` (seeding and
-baselines), ``[search]`` (multi-trial or a weight-sharing supernet). Each section is a pydantic
-dataclass (types, bounds, unknown keys, cross-field checks); :class:`SearchSpace` checks the
-meaning of ``[space]``. Every error is one line naming the field (``data.batch_size``, or
-``DataConfig.batch_size`` when a class is built directly) and the values it allows, so a typo never
-silently falls back to a default. :func:`json_schema` describes the TOML file for editors.
+baselines), ``[search]`` (multi-trial or a weight-sharing supernet), ``[tracking]`` (experiment
+trackers). Each section is a pydantic dataclass (types, bounds, unknown keys, cross-field checks);
+:class:`SearchSpace` checks the meaning of ``[space]``. Every error is one line naming the field
+(``data.batch_size``, or ``DataConfig.batch_size`` when a class is built directly) and the values
+it allows, so a typo never silently falls back to a default. :func:`json_schema` describes the
+TOML file for editors.
 
 Only pydantic and the search space are imported here (no Lightning): loading a config stays light.
 
-Modules: :mod:`.sections` (one dataclass per section), :mod:`.study` (the whole file: loading,
-storing, schema), :mod:`._validation` (what turns pydantic's errors into those one-line messages).
+Modules: :mod:`.sections` (one dataclass per section), :mod:`.tracking` (``[tracking]``),
+:mod:`.study` (the whole file: loading, storing, schema), :mod:`._validation` (what turns
+pydantic's errors into those one-line messages).
 """
 
 from ._validation import ConfigError
@@ -43,6 +45,7 @@ from .sections import (
     default_cache_dir,
 )
 from .study import StudyConfig, json_schema, supernet_epochs
+from .tracking import TRACKERS, WANDB_MODES, TrackingSection
 
 __all__ = [
     "AUGMENTATIONS",
@@ -59,6 +62,8 @@ __all__ = [
     "SCHEDULES",
     "SEEDINGS",
     "STRATEGIES",
+    "TRACKERS",
+    "WANDB_MODES",
     "BackboneSection",
     "ConfigError",
     "DataConfig",
@@ -69,6 +74,7 @@ __all__ = [
     "SpaceSection",
     "StudyConfig",
     "StudySection",
+    "TrackingSection",
     "TrainingConfig",
     "asha_rungs",
     "default_cache_dir",

@@ -36,6 +36,7 @@ from .sections import (
     StudySection,
     TrainingConfig,
 )
+from .tracking import TrackingSection
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,6 +60,7 @@ class _StudyFile:
     objectives: ObjectivesSection = _field(allowed="a table", default_factory=ObjectivesSection)
     evaluation: EvaluationSection = _field(allowed="a table", default_factory=EvaluationSection)
     search: SearchSection = _field(allowed="a table", default_factory=SearchSection)
+    tracking: TrackingSection = _field(allowed="a table", default_factory=TrackingSection)
 
     def search_space(self) -> SearchSpace:
         """``[space]`` with ``backbone.name/args`` as ``space.backbone/backbone_args``."""
@@ -101,6 +103,7 @@ class StudyConfig:
         allowed="an EvaluationSection", default_factory=EvaluationSection
     )
     search: SearchSection = _field(allowed="a SearchSection", default_factory=SearchSection)
+    tracking: TrackingSection = _field(allowed="a TrackingSection", default_factory=TrackingSection)
     #: ``backbone.pretrained``: how the backbone's weights start (not part of the architecture).
     pretrained: StrictBool | StrictStr = _field(False, allowed="true, false or a weights file")
 
@@ -167,6 +170,7 @@ class StudyConfig:
             "objectives": file.objectives,
             "evaluation": file.evaluation,
             "search": file.search,
+            "tracking": file.tracking,
             "pretrained": file.backbone.pretrained,
         }
         return _build(cls, sections, "")
@@ -207,6 +211,7 @@ class StudyConfig:
             "backbone": {"pretrained": self.pretrained},
             "evaluation": asdict(self.evaluation),
             "search": asdict(self.search),
+            "tracking": asdict(self.tracking),
         }
         # Paths become strings and tuples lists, exactly as they come back from the storage.
         return json.loads(json.dumps(data, default=str))

@@ -37,6 +37,7 @@ from ..study import (
     planned_runs_config,
     stored_as_this_release,
 )
+from ..tracking import check_trackers
 from .runs import _scheduled, budget, gave_up, gave_up_message, requeue_failed
 
 #: Appended to a study's name to name its confirm study (in the same storage).
@@ -230,10 +231,10 @@ def prepare_confirm(
     design up to ``max_seeds`` (``"auto"``: 3, or those of the confirmation that exists); the
     runs of later looks are queued by :func:`.rounds.run_confirm`, and so is every run whose
     trials all failed, again (:func:`.runs.requeue_failed`). Every check runs before anything
-    is written: a bad option, a study with no complete trial, a changed config, a confirm study
-    planned with other settings (or extended while its runs are unfinished), or one with a run
-    that gave up (:func:`.runs.gave_up`) is a ValueError naming the fix, and the storage is
-    left as it was."""
+    is written: a bad option, a study with no complete trial, a changed config, a tracker that
+    cannot log (``nas.tracking.check_trackers``), a confirm study planned with other settings
+    (or extended while its runs are unfinished), or one with a run that gave up
+    (:func:`.runs.gave_up`) is a ValueError naming the fix, and the storage is left as it was."""
     _check_counts(top, seeds, max_seeds, comparison)
     cfg = searched_config(study, given, url)
     if not front_trials(study):
@@ -242,6 +243,7 @@ def prepare_confirm(
             "search further (nas search) first"
         )
     name = name or confirm_study_name(study.study_name)
+    check_trackers(confirm_config(cfg, url, 1, name))
     planned = plan_architectures(study, cfg, top)
     storage = open_study_storage(confirm_config(cfg, url, 1, name), url)
     with machine_lock(url, name):

@@ -375,6 +375,7 @@ ADDED_SINCE_0_1_0 = {
         "calibration_batches": 8,
         "max_supernet_mb": 0,
     },
+    "tracking": {"loggers": [], "dir": "", "uri": "", "experiment": "", "wandb_mode": "offline"},
 }
 
 

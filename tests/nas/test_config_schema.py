@@ -76,6 +76,7 @@ def test_every_section_is_closed_and_documented():
         "objectives",
         "evaluation",
         "search",
+        "tracking",
     }
     for name, section in sections.items():
         assert section["additionalProperties"] is False, name

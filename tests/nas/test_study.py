@@ -14,10 +14,12 @@ from torch import nn
 
 import attn_blocks
 from attn_blocks import registry
+from nas import trial_schema as schema
 from nas.config import StudyConfig
+from nas.objective import TrialOutcome
 from nas.storage import open_storage
 from nas.study import load_or_create_study, make_pruner
-from nas.worker import run_search, run_worker
+from nas.worker import run_search, run_worker, tell_outcome
 from search_spaces.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,6 +116,16 @@ def test_all_trials_failing_stops_the_search(tiny_config, nan_block):
     )
     with pytest.raises(RuntimeError, match="2 trials failed and none finished"):
         run_search(StudyConfig.from_dict(data), progress=False)
+
+
+def test_a_pruned_single_objective_trial_is_told_with_its_epoch():
+    # The live trial (Optuna 5 gives it no intermediate_values) holds epochs_run.
+    study = optuna.create_study()
+    trial = study.ask()
+    schema.EPOCHS_RUN.set(trial, 2)
+    tell_outcome(study, trial, TrialOutcome(TrialState.PRUNED, [0.5]))
+    assert study.trials[0].state == TrialState.PRUNED
+    assert study.trials[0].user_attrs["pruned_at_epoch"] == 1
 
 
 def test_pruned_trials_keep_values_and_are_never_on_the_front(tiny_config):
