@@ -21,8 +21,8 @@ re-run measures only what the log lacks.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,16 +116,19 @@ def run(
     log: Callable[[str], None],
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """Measure every architecture (round 0), then the first ``recheck`` again (round 1), keyed
-    by (round, digest); what ``done`` holds (a resumed run's log) is not measured again."""
+    by (round, digest), with the cores other processes took meanwhile; what ``done`` holds (a
+    resumed run's log) is not measured again."""
     records = dict(done)
     jobs = [(0, s) for s in specs] + [(1, s) for s in specs[:recheck]]
     for number, (round_, spec) in enumerate(jobs):
         key = (round_, spec.digest())
         if key in records:
             continue
-        start = time.perf_counter()
+        start = harness.cpu_snapshot()
         record = {"round": round_, **measure_one(spec)}
-        record["seconds"] = time.perf_counter() - start
+        end = harness.cpu_snapshot()
+        record["seconds"] = end[0] - start[0]
+        record["others_cores"] = harness.others_cores(start, end)
         append(record)
         records[key] = record
         log(f"{number + 1}/{len(jobs)} round {round_}: {spec.summary()}")
@@ -186,6 +189,14 @@ def render(
         for key in LATENCIES
     ]
     ratio = [r["ort_latency_ms_b1"] / r["latency_ms_b1"] for r in first]
+    others = [r["others_cores"] for r in (*first, *second) if r.get("others_cores") is not None]
+    load = (
+        f"Other processes took a median of {np.median(others):.2f} cores (range "
+        f"{min(others):.2f} - {max(others):.2f}) of the machine's {os.cpu_count()} while an "
+        "architecture was measured."
+        if others
+        else "The cores other processes took are unknown here (no /proc/stat)."
+    )
     return [
         f"Space of `{args.config}`: {len(first)} distinct architectures drawn at random (seed "
         f"{args.seed}), input {sample}, latency batch N = {args.batch}. Each latency is the "
@@ -221,7 +232,7 @@ def render(
         ),
         "",
         f"ONNX Runtime b1 / eager b1: median {np.median(ratio):.3f} (range {min(ratio):.3f} - "
-        f"{max(ratio):.3f}).",
+        f"{max(ratio):.3f}). {load}",
     ]
 
 
