@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from search_spaces.build import build_model
 from search_spaces.cost import model_cost
+from search_spaces.ort_latency import ORT_LATENCY_COSTS
 from search_spaces.space import suggest_arch
 from search_spaces.spec import ArchSpec
 
@@ -153,14 +154,26 @@ class TrialRunner:
         return spec, seed, data_seed
 
     def store_cost(self, trial: optuna.Trial, model: torch.nn.Module) -> dict[str, float | None]:
-        """Measure the stand-alone model's costs, store them and the constraints; the costs."""
+        """Measure the stand-alone model's costs, store them and the constraints; the costs.
+
+        ONNX Runtime latencies (an export and a session per model) are measured once per
+        architecture: where an earlier trial of the study, in any state and any process,
+        stored them for the trial's digest at the same batch size, they are reused."""
         cfg = self.cfg
+        objectives = cfg.objectives
+        known = (
+            self._known_ort_latency(schema.DIGEST.get(trial))
+            if objectives.needs_ort_latency
+            else None
+        )
         cost = model_cost(
             model,
             tuple(self.datamodule.input_shape),
-            latency=cfg.objectives.needs_latency,
-            batch_size=cfg.objectives.latency_batch,
+            latency=objectives.needs_latency,
+            ort_latency=objectives.needs_ort_latency and known is None,
+            batch_size=objectives.latency_batch,
         ).to_dict()
+        cost.update(known or {})
         schema.COST.set(trial, cost)
         self._set_constraints(trial, cost)
         return cost
@@ -228,6 +241,19 @@ class TrialRunner:
             record_epoch(trial, epoch, value)
         values = list(duplicate.values) if duplicate.values is not None else None
         return TrialOutcome(duplicate.state, values)
+
+    def _known_ort_latency(self, digest: str | None) -> dict[str, float] | None:
+        """The ONNX Runtime latencies of the first trial of the study that stored them for this
+        architecture at this study's latency batch (None where no trial did)."""
+        for t in self.study.get_trials(deepcopy=False):
+            cost = schema.cost(t)
+            if (
+                schema.DIGEST.get(t) == digest
+                and cost.get("batch_size") == self.cfg.objectives.latency_batch
+                and all(cost.get(key) is not None for key in ORT_LATENCY_COSTS)
+            ):
+                return {key: cost[key] for key in ORT_LATENCY_COSTS}
+        return None
 
     def _set_constraints(self, trial: optuna.Trial, cost: dict[str, float | None]) -> None:
         for name, cap in self.cfg.objectives.constraints.items():

@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces.build import build_model
 from search_spaces.cost import model_cost
+from search_spaces.ort_latency import ORT_LATENCY_COSTS
 from search_spaces.space import (
     SearchSpace,
     architecture_params,
@@ -132,8 +133,13 @@ class AdditiveCosts:
             num_classes=self.num_classes,
         )
         latency = any(name.startswith("latency") for name in self.names)
+        ort_latency = any(name in ORT_LATENCY_COSTS for name in self.names)
         cost = model_cost(
-            build_model(spec), self.input_shape, latency=latency, batch_size=self.latency_batch
+            build_model(spec),
+            self.input_shape,
+            latency=latency,
+            ort_latency=ort_latency,
+            batch_size=self.latency_batch,
         ).to_dict()
         return np.array([float(cost[name]) for name in self.names])
 

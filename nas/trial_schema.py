@@ -14,8 +14,10 @@ Trial user attrs (all optional for a reader: older or hand-made trials may lack 
 ``digest``          16-hex-digit hash of the architecture (``ArchSpec.digest()``)
 ``seed``            the seed the model and its training were drawn from (int)
 ``worker``          ``host:pid`` of the process that ran the trial
-``cost``            ``{"flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes"}``
-                    of the built model, measured before training (latencies may be null)
+``cost``            ``{"flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes",
+                    "ort_latency_ms_b1", "ort_latency_ms_bN", ...}`` of the built model,
+                    measured before training (latencies may be null; the ``ort_`` keys, ONNX
+                    Runtime CPU latency, are absent from studies of 0.1.0)
 ``val_history``     ``[{"epoch", "val_acc", "val_loss"}, ...]``, one entry per validation
 ``epochs_run``      training epochs run (int); a duplicate ran none of its own
 ``checkpoint``      ``host:/abs/path.pt`` of the trained weights (studies of 0.1.0)

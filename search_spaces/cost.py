@@ -9,7 +9,8 @@ use. Each measure is a function of its own so that it can be used (and tested) a
   formulas added for the operations attention blocks are made of (pooling, reductions,
   element-wise ops, softmax, normalisation), which the stock counter treats as free.
 * :func:`measure_latency` / :func:`latency_profile` - wall-clock time of a forward pass or a
-  training step (median and inter-quartile range over repeats).
+  training step (median and inter-quartile range over repeats); the same on ONNX Runtime's CPU
+  provider, the deployment runtime of ``nas export``, is :mod:`search_spaces.ort_latency`.
 * :func:`activation_memory` - bytes autograd keeps for the backward pass of a training forward;
   :func:`cuda_activation_memory` - the CUDA allocator's peak over the same forward.
 
@@ -457,6 +458,14 @@ def measure_latency(
             step()
             _synchronize(run_device)
             samples.append((time.perf_counter() - start) * 1e3)
+    return latency_result(samples, batch_size=shape[0], mode=mode, device=str(run_device))
+
+
+def latency_result(
+    samples_ms: Sequence[float], *, batch_size: int, mode: str, device: str
+) -> LatencyResult:
+    """The median and inter-quartile range (inclusive quartiles) of timed calls, in ms."""
+    samples = list(samples_ms)
     if len(samples) > 1:
         q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
     else:
@@ -465,9 +474,9 @@ def measure_latency(
         median_ms=median,
         iqr_ms=q3 - q1,
         samples_ms=tuple(samples),
-        batch_size=shape[0],
+        batch_size=batch_size,
         mode=mode,
-        device=str(run_device),
+        device=device,
     )
 
 
@@ -570,19 +579,25 @@ class ModelCost:
     latency_b1: LatencyResult | None = None
     latency_bN: LatencyResult | None = None
     cuda_activation_bytes: int | None = None
+    ort_latency_b1: LatencyResult | None = None
+    ort_latency_bN: LatencyResult | None = None
 
     def to_dict(self) -> dict[str, int | float | None]:
         """Stable keys (``None`` where a measure was not taken).
 
         ``params``: count; ``flops``: FLOPs per sample (multiply-add = 2); ``latency_ms_b1`` /
-        ``latency_ms_bN``: median milliseconds at batch 1 / ``batch_size``; ``activation_bytes``
-        and ``cuda_activation_bytes``: bytes at ``batch_size``.
+        ``latency_ms_bN``: median milliseconds at batch 1 / ``batch_size`` in PyTorch eager;
+        ``ort_latency_ms_b1`` / ``ort_latency_ms_bN``: the same on ONNX Runtime's CPU provider
+        (:mod:`search_spaces.ort_latency`); ``activation_bytes`` and ``cuda_activation_bytes``:
+        bytes at ``batch_size``.
         """
         return {
             "params": self.params,
             "flops": self.flops,
             "latency_ms_b1": self.latency_b1.median_ms if self.latency_b1 else None,
             "latency_ms_bN": self.latency_bN.median_ms if self.latency_bN else None,
+            "ort_latency_ms_b1": self.ort_latency_b1.median_ms if self.ort_latency_b1 else None,
+            "ort_latency_ms_bN": self.ort_latency_bN.median_ms if self.ort_latency_bN else None,
             "activation_bytes": self.activation_bytes,
             "cuda_activation_bytes": self.cuda_activation_bytes,
             "batch_size": self.batch_size,
@@ -595,6 +610,7 @@ def model_cost(
     *,
     batch_size: int = 32,
     latency: bool = False,
+    ort_latency: bool = False,
     device: torch.device | str | None = None,
     warmup: int = 3,
     repeats: int = 10,
@@ -604,7 +620,9 @@ def model_cost(
     FLOPs are per sample (batch 1, as papers report them); activation memory is that of a
     training batch of ``batch_size`` (training mode needs more than one sample for some blocks'
     BatchNorm); latency (forward, only when ``latency=True``, it is the expensive part) is taken
-    at batch 1 and at ``batch_size``. On CUDA the allocator's peak is recorded too.
+    at batch 1 and at ``batch_size``; so is ONNX Runtime CPU latency with ``ort_latency=True``
+    (an ONNX export and a session, about a second more). On CUDA the allocator's peak is
+    recorded too.
     """
     sample = _check_shape(sample_shape, "sample_shape", ndim=3)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -615,6 +633,14 @@ def model_cost(
         if latency
         else {}
     )
+    ort_timings = {}
+    if ort_latency:
+        # Imported here: search_spaces.ort_latency builds on this module.
+        from .ort_latency import ort_latency_profile
+
+        ort_timings = ort_latency_profile(
+            model, sample, (1, batch_size), warmup=warmup, repeats=repeats
+        )
     on_cuda = _model_device(model).type == "cuda"
     return ModelCost(
         params=count_params(model),
@@ -626,4 +652,6 @@ def model_cost(
         cuda_activation_bytes=(
             cuda_activation_memory(model, (batch_size, *sample)) if on_cuda else None
         ),
+        ort_latency_b1=ort_timings.get(1),
+        ort_latency_bN=ort_timings.get(batch_size),
     )

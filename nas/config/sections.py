@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from search_spaces.ort_latency import INSTALL_LINE, missing_requirements
 from search_spaces.space import GRANULARITIES, SearchSpace
 from search_spaces.spec import POSITIONS
 
@@ -39,7 +40,15 @@ from ._validation import (
 _Sampler = Literal["nsga2", "tpe", "gp", "random", "additive"]
 _Pruner = Literal["pareto", "moasha", "noise", "median", "percentile", "asha", "none"]
 #: Cost names an objective may minimise (keys of ``search_spaces.cost.ModelCost.to_dict``).
-_Cost = Literal["flops", "params", "latency_ms_b1", "latency_ms_bN", "activation_bytes"]
+_Cost = Literal[
+    "flops",
+    "params",
+    "latency_ms_b1",
+    "latency_ms_bN",
+    "activation_bytes",
+    "ort_latency_ms_b1",
+    "ort_latency_ms_bN",
+]
 _Metric = Literal["val_acc"]
 _Optimizer = Literal["sgd", "adamw"]
 _Schedule = Literal["cosine", "onecycle", "constant"]
@@ -432,7 +441,9 @@ class ObjectivesSection:
     """``maximize`` a validation metric and ``minimize`` zero or more costs.
 
     ``constraints`` caps costs (``{params = 1e6}``): with no cost to minimise this is a
-    single-objective study with constraints (Optuna's ``constraints_func``).
+    single-objective study with constraints (Optuna's ``constraints_func``). ``latency_ms_*``
+    time PyTorch eager, ``ort_latency_ms_*`` ONNX Runtime on the CPU (one thread,
+    ``search_spaces.ort_latency``; needs the ``export`` extra, checked here).
     """
 
     maximize: _Metric = _field("val_acc", allowed=_one_of(METRICS), doc="Metric to maximise.")
@@ -450,7 +461,10 @@ class ObjectivesSection:
         default_factory=dict,
     )
     latency_batch: _Int = _field(
-        32, allowed="an int >= 1", doc="Input batch size of latency_ms_bN.", ge=1
+        32,
+        allowed="an int >= 1",
+        doc="Input batch size of latency_ms_bN and ort_latency_ms_bN.",
+        ge=1,
     )
 
     @property
@@ -466,6 +480,26 @@ class ObjectivesSection:
     def needs_latency(self) -> bool:
         used = set(self.minimize) | set(self.constraints)
         return bool(used & {"latency_ms_b1", "latency_ms_bN"})
+
+    @property
+    def needs_ort_latency(self) -> bool:
+        """Whether a minimised or capped cost is ONNX Runtime latency."""
+        used = set(self.minimize) | set(self.constraints)
+        return bool(used & {"ort_latency_ms_b1", "ort_latency_ms_bN"})
+
+    @model_validator(mode="after")
+    def _ort_installed(self) -> ObjectivesSection:
+        """ONNX Runtime latency needs onnx and onnxruntime: refuse it now, not in a trial."""
+        missing = missing_requirements()
+        for name, used in (("minimize", self.minimize), ("constraints", self.constraints)):
+            ort = sorted(c for c in used if c.startswith("ort_latency"))
+            if ort and missing:
+                raise _invalid(
+                    name,
+                    f"asks for {', '.join(ort)}, ONNX Runtime latency, which needs "
+                    f"{' and '.join(missing)} (not installed); install them: {INSTALL_LINE}",
+                )
+        return self
 
 
 @_one_line_errors

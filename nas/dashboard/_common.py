@@ -27,6 +27,8 @@ COST_LABELS = {
     "latency_ms_b1": "latency, batch 1 (ms)",
     "latency_ms_bN": "latency, batch N (ms)",
     "activation_bytes": "activation memory (bytes)",
+    "ort_latency_ms_b1": "ONNX Runtime CPU latency, batch 1 (ms)",
+    "ort_latency_ms_bN": "ONNX Runtime CPU latency, batch N (ms)",
 }
 #: fANOVA on fewer completed trials than this is noise; the figure says so instead.
 MIN_IMPORTANCE_TRIALS = 3

@@ -126,7 +126,7 @@ def confirm_figure(confirm: optuna.Study, frame: pd.DataFrame) -> go.Figure:
     low = pd.to_numeric(rows["val_acc_low"], errors="coerce").to_numpy(dtype=float)
     high = pd.to_numeric(rows["val_acc_high"], errors="coerce").to_numpy(dtype=float)
     on_front = rows["on_confirmed_front"].astype(bool).to_numpy()
-    x_format = ":.3f" if cost and cost.startswith("latency") else (":,.0f" if cost else "")
+    x_format = ":.3f" if cost and "latency" in cost else (":,.0f" if cost else "")
     customdata = np.column_stack(
         [
             rows["architecture"],

@@ -97,7 +97,7 @@ def front_figure(
     if tied is None:
         tied = {t.number for t in tied_with_front(study)}
     finished["tied"] = finished["trial"].isin(tied)
-    x_format = ".3f" if cost.startswith("latency") else ",.0f"
+    x_format = ".3f" if "latency" in cost else ",.0f"
     has_pruned = bool((finished["state"] == "PRUNED").any())
     fig = make_subplots(
         rows=2 if has_pruned else 1,

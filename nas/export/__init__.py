@@ -22,8 +22,10 @@ Modules: :mod:`.trials` (choosing trials and writing their folders), :mod:`.form
 TorchScript, verified), :mod:`.card` (costs, model card, index), :mod:`.loading` (:func:`load`).
 """
 
+from search_spaces.ort_latency import ONNX_OPSET
+
 from .card import INDEX_FIELDS
-from .formats import ONNX_OPSET, VERIFY_ATOL, VERIFY_RTOL
+from .formats import VERIFY_ATOL, VERIFY_RTOL
 from .loading import load
 from .trials import export_arch, export_confirmed_front, export_trials
 

@@ -16,12 +16,20 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from search_spaces.cost import measure_latency
+from search_spaces.ort_latency import ONNX_OPSET, ORT_THREADS, ort_latency_profile
 from search_spaces.spec import ArchSpec
 
 from .. import trial_schema as schema
-from .formats import _TORCHSCRIPT_NOTES, ONNX_OPSET, VERIFY_ATOL, VERIFY_RTOL
+from .formats import _TORCHSCRIPT_NOTES, VERIFY_ATOL, VERIFY_RTOL
 
-INDEX_COSTS = ("params", "flops", "latency_ms_b1", "latency_ms_bN")
+INDEX_COSTS = (
+    "params",
+    "flops",
+    "latency_ms_b1",
+    "latency_ms_bN",
+    "ort_latency_ms_b1",
+    "ort_latency_ms_bN",
+)
 INDEX_FIELDS = (
     "dir",
     "study",
@@ -38,8 +46,8 @@ INDEX_FIELDS = (
 def _costs(
     trial: FrozenTrial, model: nn.Module, shape: tuple[int, ...]
 ) -> dict[str, tuple[Any, str]]:
-    """Each cost with where it comes from; latencies the search did not take are measured now
-    on this machine's CPU."""
+    """Each cost with where it comes from; latencies the search did not take (eager, and ONNX
+    Runtime's with :data:`ORT_THREADS` threads) are measured now on this machine's CPU."""
     cost = schema.cost(trial)
     batch = int(cost.get("batch_size") or 32)
     host = schema.worker_host_pid(trial)[0] or "?"
@@ -49,6 +57,11 @@ def _costs(
             result = measure_latency(model, (size, *shape), device="cpu")
             where = f"{socket.gethostname()}'s CPU, {torch.get_num_threads()} threads"
             costs[key] = (result.median_ms, f"measured at export on {where}")
+    if cost.get("ort_latency_ms_b1") is None or cost.get("ort_latency_ms_bN") is None:
+        timings = ort_latency_profile(model, shape, (1, batch))
+        where = f"measured at export on {socket.gethostname()}'s CPU"
+        costs["ort_latency_ms_b1"] = (timings[1].median_ms, where)
+        costs["ort_latency_ms_bN"] = (timings[batch].median_ms, where)
     costs["batch_size"] = (batch, "")
     return costs
 
@@ -133,6 +146,11 @@ def _model_card(
         f"batch 1, {costs['latency_ms_b1'][1]} |",
         f"| latency_ms_bN | {_fmt(_value(costs, 'latency_ms_bN'), ' ms')} | median forward at "
         f"batch {batch}, {costs['latency_ms_bN'][1]} |",
+        f"| ort_latency_ms_b1 | {_fmt(_value(costs, 'ort_latency_ms_b1'), ' ms')} | median "
+        f"ONNX Runtime run of this model.onnx at batch 1 (CPUExecutionProvider, {ORT_THREADS} "
+        f"intra-op and inter-op thread), {costs['ort_latency_ms_b1'][1]} |",
+        f"| ort_latency_ms_bN | {_fmt(_value(costs, 'ort_latency_ms_bN'), ' ms')} | the same at "
+        f"batch {batch}, {costs['ort_latency_ms_bN'][1]} |",
         f"| activation_bytes | {_mib(_value(costs, 'activation_bytes'))} | saved for "
         f"backward, training batch of {batch} |",
         f"| cuda_activation_bytes | {_mib(_value(costs, 'cuda_activation_bytes'))} | CUDA "

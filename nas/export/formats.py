@@ -1,5 +1,6 @@
-"""The deployable formats of an exported model: ONNX and TorchScript, each verified against the
-eager model's logits before anything is written."""
+"""The deployable formats of an exported model: ONNX (written by
+:func:`search_spaces.ort_latency.export_onnx`) and TorchScript, each verified against the eager
+model's logits before anything is written."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+# The ONNX export is search_spaces.ort_latency's: the search's ONNX Runtime latency times the
+# graph written here (same exporter, opset ONNX_OPSET, names and dynamic batch axis).
+from search_spaces.ort_latency import EXPORT_BATCH, INSTALL_LINE, example_input
+
 from .loading import load
 
-#: ONNX opset of ``model.onnx``: supported by every onnxruntime release since 1.14.
-ONNX_OPSET = 17
 #: Exported formats must match eager logits within these tolerances.
 VERIFY_ATOL = 1e-4
 VERIFY_RTOL = 1e-4
 #: Batch size of the verification input; differs from the export example's to test the batch axis.
 VERIFY_BATCH = 3
-EXPORT_BATCH = 2
 _TORCHSCRIPT_NOTES = {
     "script": "compiled with torch.jit.script",
     "trace": "recorded with torch.jit.trace (scripting failed), so Python control flow is fixed "
@@ -33,29 +35,8 @@ def _require_onnxruntime() -> None:
     except ImportError as exc:
         raise RuntimeError(
             f"export writes and verifies ONNX, which needs onnx and onnxruntime ({exc}); "
-            "install them: pip install 'attention-nas[export]' (onnx, onnxruntime, onnxscript)"
+            f"install them: {INSTALL_LINE} (onnx, onnxruntime, onnxscript)"
         ) from None
-
-
-def _example(shape: tuple[int, ...], batch: int) -> torch.Tensor:
-    return torch.randn((batch, *shape), generator=torch.Generator().manual_seed(batch))
-
-
-def _export_onnx(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter warns that it is deprecated, and about constant folding;
-        # correctness is checked by _verify instead.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (_example(shape, EXPORT_BATCH),),
-            str(path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
 
 
 def _export_torchscript(model: nn.Module, shape: tuple[int, ...], path: Path) -> str:
@@ -66,7 +47,7 @@ def _export_torchscript(model: nn.Module, shape: tuple[int, ...], path: Path) ->
             module, method = torch.jit.script(model), "script"
         except Exception:  # a Python construct TorchScript does not support
             with torch.no_grad():
-                module = torch.jit.trace(model, _example(shape, EXPORT_BATCH))
+                module = torch.jit.trace(model, example_input(shape, EXPORT_BATCH))
             method = "trace"
         torch.jit.save(module, str(path))
     return method
@@ -76,7 +57,7 @@ def _verify(model: nn.Module, shape: tuple[int, ...], folder: Path, label: str) 
     """Raise unless the written ONNX, TorchScript and weights files reproduce eager logits."""
     import onnxruntime
 
-    x = _example(shape, VERIFY_BATCH)
+    x = example_input(shape, VERIFY_BATCH)
     with torch.no_grad():
         expected = model(x)
         session = onnxruntime.InferenceSession(

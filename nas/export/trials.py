@@ -15,6 +15,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from search_spaces.ort_latency import export_onnx
 from search_spaces.spec import ArchSpec
 
 from .. import trial_schema as schema
@@ -23,7 +24,7 @@ from ..checkpoints import checkpoint_location, load_checkpoint
 from ..data import default_cache_dir
 from ..pareto import front_trials
 from .card import INDEX_COSTS, _costs, _model_card, _update_index, _value, _write_json
-from .formats import _export_onnx, _export_torchscript, _require_onnxruntime, _verify
+from .formats import _export_torchscript, _require_onnxruntime, _verify
 from .loading import _model_from_payload
 
 if TYPE_CHECKING:
@@ -288,7 +289,7 @@ def _export_one(
         (staging / "arch.json").write_text(spec.to_json(indent=2) + "\n")
         torch.save(payload, staging / "weights.pt")
         _write_json(staging / "config.json", _retrain_config(study, trial))
-        _export_onnx(model, shape, staging / "model.onnx")
+        export_onnx(model, shape, staging / "model.onnx")
         method = _export_torchscript(model, shape, staging / "model.ts")
         _verify(model, shape, staging, f"trial {trial.number}")
         costs = _costs(trial, model, shape)

@@ -427,7 +427,10 @@ def test_invalid_configs_name_the_field(tiny_config, override, match):
         StudyConfig.from_dict(data)
 
 
-COSTS_LIST = "['flops', 'params', 'latency_ms_b1', 'latency_ms_bN', 'activation_bytes']"
+COSTS_LIST = (
+    "['flops', 'params', 'latency_ms_b1', 'latency_ms_bN', 'activation_bytes', "
+    "'ort_latency_ms_b1', 'ort_latency_ms_bN']"
+)
 
 
 @pytest.mark.parametrize(

@@ -276,6 +276,8 @@ def test_model_cost_without_latency():
         "flops": count_flops(model, (1, 3, 8, 8)),
         "latency_ms_b1": None,
         "latency_ms_bN": None,
+        "ort_latency_ms_b1": None,
+        "ort_latency_ms_bN": None,
         "activation_bytes": activation_memory(model, (2, 3, 8, 8)),
         "cuda_activation_bytes": None,
         "batch_size": 2,
