@@ -7,6 +7,7 @@ import math
 import optuna
 import pandas as pd
 import pytest
+from optuna.trial import TrialState, create_trial
 
 from nas import trial_schema as schema
 from nas.config import StudyConfig
@@ -305,3 +306,325 @@ def test_the_front_table_lists_the_best_first_objective_first(direction):
     for accuracy, flops in ((0.70, 1.0), (0.80, 2.0), (0.90, 3.0), (0.90, 3.0)):
         study.add_trial(optuna.trial.create_trial(values=[sign * accuracy, flops]))
     assert list(front_frame(study)["trial"]) == [2, 3, 1, 0]
+
+
+# -- the reference point, objective by objective ---------------------------------------------------
+
+
+def _study_of(directions, names, trials=()) -> optuna.Study:
+    """An in-memory study of hand-made trials: ``(values, user_attrs)`` or a FrozenTrial."""
+    study = optuna.create_study(directions=directions)
+    study.set_metric_names(names)
+    for trial in trials:
+        if isinstance(trial, tuple):
+            values, attrs = trial
+            trial = create_trial(values=values, user_attrs=attrs)
+        study.add_trial(trial)
+    return study
+
+
+def test_reference_point_measures_only_the_trials_it_is_given():
+    """A caller may pass the trials to measure (e.g. the study as of an earlier time): the
+    reference then ignores the others."""
+    study = _hand_made_study()
+    ref = reference_point(study, trials=[study.trials[1], study.trials[4]])
+    # Complete accuracies 0.8 and 0.6; flops 50 and 20: 1.1 x 50.
+    assert ref.worst == (0.6, pytest.approx(55.0)) and ref.ideal == (1.0, 0.0)
+    assert reference_point(study).worst == (0.6, pytest.approx(110.0))
+
+
+def test_a_minimised_accuracy_is_referenced_at_its_bound():
+    """A minimised accuracy has no baseline rule: its worst is the bound 1 and its ideal 0."""
+    study = _study_of(["minimize", "minimize"], ["val_acc", "flops"], [([0.3, 20.0], {})])
+    ref = reference_point(study)
+    assert ref.worst == (1.0, pytest.approx(22.0)) and ref.ideal == (0.0, 0.0)
+    assert ref.describe() == "val_acc=1 (the bound), flops=22 (1.1 x the largest measured)"
+
+
+def test_another_maximised_objective_spans_its_observed_values():
+    """A maximised objective without known bounds (throughput) is referenced at its smallest
+    observed value (a pruned trial's included), with the largest as ideal."""
+    study = _study_of(
+        ["maximize", "maximize"],
+        ["val_acc", "throughput"],
+        [([0.8, 200.0], {}), ([0.7, 50.0], {}), ([0.9, 120.0], {})],
+    )
+    study.add_trial(create_trial(state=TrialState.PRUNED, values=[0.6, 80.0]))
+    ref = reference_point(study)
+    assert ref.worst == (0.7, 50.0) and ref.ideal == (1.0, 200.0)
+    assert ref.basis == ("the worst complete trial", "the smallest observed")
+    assert ref.describe() == (
+        "val_acc=0.7 (the worst complete trial), throughput=50 (the smallest observed)"
+    )
+
+
+def test_reference_point_before_any_trial_finished():
+    """Nothing measured yet: accuracy at its bound 0, another maximised objective between 0 and
+    1, a cost at 1 with ideal 0, each saying so."""
+    study = _study_of(["maximize", "maximize", "minimize"], ["val_acc", "throughput", "flops"])
+    ref = reference_point(study)
+    assert ref.worst == (0.0, 0.0, 1.0) and ref.ideal == (1.0, 1.0, 0.0)
+    assert ref.describe() == (
+        "val_acc=0 (the bound: no complete trial yet), throughput=0 (the smallest observed), "
+        "flops=1 (1.1 x the largest measured)"
+    )
+
+
+# -- the tables' rows -----------------------------------------------------------------------------
+
+
+def test_empty_tables_keep_their_documented_columns():
+    study = _study_of(["maximize", "minimize"], ["val_acc", "flops"])
+    assert list(trials_frame(study).columns) == [
+        "trial",
+        "state",
+        "summary",
+        "baseline",
+        "val_acc",
+        "flops",
+        "val_acc_se",
+        "on_front",
+        "tied_with_front",
+        "epochs",
+        "pruned_at_epoch",
+        "duration_s",
+        "worker",
+        "note",
+    ]
+    assert list(front_frame(study).columns) == [
+        "trial",
+        "summary",
+        "val_acc",
+        "flops",
+        "val_acc_se",
+        "epochs",
+        "baseline",
+    ]
+
+
+def test_trials_table_notes_say_why_a_trial_ended_and_what_it_retries():
+    """The note keeps a failure reason verbatim, says how far a pruned trial trained and whose
+    result a duplicate reused, and appends the trial a retry repeats."""
+    study = _study_of(["maximize", "minimize"], ["val_acc", "flops"])
+    for state, values, attrs in [
+        (TrialState.FAIL, None, {"fail_reason": "XLA device lost", "retry_of": 0}),
+        (TrialState.COMPLETE, [0.8, 5.0], {"retry_of": 1, "epochs_run": 4}),
+        (TrialState.PRUNED, [0.5, 5.0], {"retry_of": 1, "epochs_run": 2}),
+        (TrialState.COMPLETE, [0.8, 5.0], {"duplicate_of": 1}),
+        (TrialState.FAIL, None, {"fail_reason": "CUDA out of memory"}),
+    ]:
+        study.add_trial(create_trial(state=state, values=values, user_attrs=attrs))
+    assert list(trials_frame(study)["note"]) == [
+        "XLA device lost; retry of trial 0",
+        "retry of trial 1",
+        "pruned after 2 epochs; retry of trial 1",
+        "duplicate of trial 1",
+        "CUDA out of memory",
+    ]
+
+
+def test_trials_table_leaves_what_a_trial_did_not_record_blank():
+    """A trial written without the engine's attrs has empty text fields and NaN numbers; a
+    queued trial has no duration; only a PRUNED trial has a pruned-at epoch (a trial failed as
+    stale while being pruned keeps the attr, not the state)."""
+    study = _study_of(["maximize", "minimize"], ["val_acc", "flops"], [([0.8, 5.0], {})])
+    study.add_trial(
+        create_trial(state=TrialState.PRUNED, values=[0.5, 5.0], user_attrs={"pruned_at_epoch": 1})
+    )
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"pruned_at_epoch": 3}))
+    study.enqueue_trial({})
+    frame = trials_frame(study)
+    bare = frame.iloc[0]
+    assert (bare["summary"], bare["baseline"], bare["worker"], bare["note"]) == ("", "", "", "")
+    assert frame["val_acc_se"].dtype == float and frame["val_acc_se"].isna().all()
+    assert list(frame["state"]) == ["COMPLETE", "PRUNED", "FAIL", "WAITING"]
+    assert frame["pruned_at_epoch"].iloc[1] == 1
+    assert frame["pruned_at_epoch"].drop(index=1).isna().all()
+    assert frame["duration_s"].iloc[:3].notna().all() and math.isnan(frame["duration_s"].iloc[3])
+
+
+def test_trials_table_states_who_ran_a_trial_and_what_it_is():
+    attrs = {
+        "summary": "resnet8 se@2",
+        "baseline": "se",
+        "worker": "node3:4242",
+        "val_acc_se": 0.01,
+    }
+    study = _study_of(["maximize", "minimize"], ["val_acc", "flops"], [([0.8, 5.0], attrs)])
+    row = trials_frame(study).iloc[0]
+    assert (row["summary"], row["baseline"], row["worker"]) == ("resnet8 se@2", "se", "node3:4242")
+    assert row["val_acc_se"] == 0.01
+
+
+# -- baselines, history, summary ------------------------------------------------------------------
+
+
+def test_baseline_gains_compare_the_most_accurate_front_member_and_baseline():
+    """With two costs the most accurate front member (trial 0) is not the costliest in flops
+    (trial 1, on the front for its latency), and the most accurate baseline (se) is not the one
+    with the most flops (none): gains are measured from accuracy alone."""
+    from nas.report import baseline_gains
+
+    study = _study_of(
+        ["maximize", "minimize", "minimize"],
+        ["val_acc", "flops", "latency"],
+        [
+            ([0.90, 100.0, 5.0], {"val_acc_se": 0.01}),
+            ([0.85, 200.0, 1.0], {"val_acc_se": 0.01}),
+            ([0.80, 10.0, 10.0], {"baseline": "none", "val_acc_se": 0.01}),
+            ([0.84, 5.0, 10.0], {"baseline": "se", "val_acc_se": 0.02}),
+        ],
+    )
+    facts = baseline_gains(study)
+    assert facts["best_front"] == {
+        "trial": 0,
+        "summary": "",
+        "val_acc": 0.90,
+        "val_acc_se": 0.01,
+    }
+    assert facts["best_baseline"]["name"] == "se" and facts["best_baseline"]["trial"] == 3
+    vs_se = facts["vs_best_baseline"]
+    assert vs_se["gain"] == pytest.approx(0.06)
+    assert vs_se["se"] == pytest.approx(math.sqrt(0.01**2 + 0.02**2))
+    assert vs_se["exceeds_noise"] is True  # 0.06 > 2 x 0.0224
+    assert facts["none"]["trial"] == 2 and facts["vs_none"]["gain"] == pytest.approx(0.10)
+
+
+def test_hypervolume_is_zero_until_a_trial_completes():
+    """A pruned trial's partial values and a failed trial add nothing: the history starts at 0
+    and rises with the first complete trial."""
+    from nas.report import Reference
+
+    study = _study_of(["maximize", "minimize"], ["val_acc", "flops"])
+    study.add_trial(
+        create_trial(state=TrialState.PRUNED, values=[0.95, 1.0], user_attrs={"epochs_run": 1})
+    )
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"epochs_run": 2}))
+    study.add_trial(create_trial(values=[0.8, 6.0], user_attrs={"epochs_run": 3}))
+    reference = Reference(("val_acc", "flops"), ("maximize", "minimize"), (0.5, 10.0), (1.0, 0.0))
+    history = hypervolume_history(study, reference)
+    assert list(history["trial"]) == [0, 1, 2]
+    assert list(history["finished"]) == [1, 1, 2] and list(history["epochs_spent"]) == [1, 3, 6]
+    # By hand: (0.8 - 0.5) x (10 - 6) = 1.2 of a box of 0.5 x 10.
+    assert list(history["hypervolume"]) == pytest.approx([0.0, 0.0, 1.2])
+    assert list(history["hypervolume_norm"]) == pytest.approx([0.0, 0.0, 0.24])
+
+
+def test_summary_reports_the_last_row_of_the_history_it_is_given():
+    """Given a history (the study as of trial 0), the summary states its last row, not the
+    study's present hypervolume."""
+    from nas.report import summary
+
+    study = _hand_made_study()
+    reference = reference_point(study)
+    history = hypervolume_history(study, reference)
+    early = summary(study, reference, history.iloc[:1])
+    assert early["epochs_spent"] == 5 and early["hypervolume"] == pytest.approx(3.0)
+    assert early["hypervolume_norm"] == pytest.approx(3.0 / 44.0)
+    assert summary(study, reference)["hypervolume"] == pytest.approx(13.0)
+
+
+def test_summary_lists_the_trials_tied_with_the_front():
+    """Trial 1 is 1 point below trial 0 at more flops, within 2 standard errors (1.41 points):
+    tied; trial 2, 10 points below, is not."""
+    from nas.report import summary
+
+    study = _study_of(
+        ["maximize", "minimize"],
+        ["val_acc", "flops"],
+        [
+            ([0.90, 100.0], {"val_acc_se": 0.01}),
+            ([0.89, 120.0], {"val_acc_se": 0.01}),
+            ([0.80, 120.0], {"val_acc_se": 0.01}),
+        ],
+    )
+    facts = summary(study, reference_point(study))
+    assert facts["tied_with_front"] == [1] and facts["front_size"] == 1
+    assert list(trials_frame(study)["tied_with_front"]) == [False, True, False]
+
+
+# -- the report on disk ---------------------------------------------------------------------------
+
+
+def test_summary_json_is_indented_by_two_spaces_and_ends_with_a_newline(tmp_path):
+    paths = write_report(_hand_made_study(), tmp_path)
+    text = paths["summary"].read_text()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert text.startswith('{\n  "study": ')
+
+
+def _searched_with_confirm(complete: bool):
+    """A searched study and its confirm study in one storage: ``trial 1`` and ``baseline
+    none`` repeated with 3 seeds each; where not ``complete`` the last run of ``trial 1``
+    failed and has no complete trial yet."""
+    storage = optuna.storages.InMemoryStorage()
+    searched = optuna.create_study(
+        storage=storage, study_name="searched", directions=["maximize", "minimize"]
+    )
+    searched.set_metric_names(["val_acc", "flops"])
+    for values, attrs in [
+        ([0.80, 10.0], {"baseline": "none"}),
+        ([0.88, 30.0], {"summary": "se@2"}),
+    ]:
+        searched.add_trial(create_trial(values=values, user_attrs=attrs))
+    confirm = optuna.create_study(
+        storage=storage, study_name="searched-confirm", directions=["maximize", "minimize"]
+    )
+    confirm.set_metric_names(["val_acc", "flops"])
+    keys = ["baseline none", "trial 1"]
+    confirm.set_user_attr(
+        schema.CONFIRM,
+        {"of": "searched", "top": 1, "seeds": [0, 1, 2], "architectures": keys, "looks": [3]},
+    )
+    runs = {"baseline none": ([0.80, 0.81, 0.79], 10.0), "trial 1": ([0.86, 0.88, 0.87], 30.0)}
+    for key, (accuracies, flops) in runs.items():
+        for r, acc in enumerate(accuracies):
+            attrs = {"replicate": r, "test_acc": acc - 0.01}
+            if key == "baseline none":
+                attrs["baseline"] = "none"
+            else:
+                attrs["source_trial"] = 1
+            if not complete and key == "trial 1" and r == 2:
+                confirm.add_trial(create_trial(state=TrialState.FAIL, user_attrs=attrs))
+            else:
+                confirm.add_trial(create_trial(values=[acc, flops], user_attrs=attrs))
+    return searched, confirm
+
+
+def test_write_report_writes_the_confirm_table_once_every_planned_run_is_complete(tmp_path):
+    """confirm.csv is the confirm study's table next to the search values it repeats, and the
+    summary names the confirm study, its verdict and that no run is left."""
+    from nas.confirm import confirm_frame, verdict
+
+    searched, confirm = _searched_with_confirm(complete=True)
+    paths = write_report(searched, tmp_path / "report")
+    assert paths["confirm"] == tmp_path / "report" / "confirm.csv"
+    table = pd.read_csv(paths["confirm"])
+    expected = confirm_frame(confirm, searched)
+    assert list(table.columns) == list(expected.columns)
+    assert list(table["architecture"]) == list(expected["architecture"])
+    row = table.set_index("architecture").loc["trial 1"]
+    assert row["seeds"] == 3 and row["val_acc_mean"] == pytest.approx(0.87)
+    assert row["search_val_acc"] == pytest.approx(0.88)  # searched trial 1's value
+    stored = json.loads(paths["summary"].read_text())
+    assert stored["confirm"] == {
+        "study": "searched-confirm",
+        "verdict": verdict(expected),
+        "unfinished_runs": 0,
+    }
+    assert stored["confirm"]["verdict"].startswith("best gain over none: trial 1, +7.00 points")
+
+
+def test_write_report_keeps_the_last_complete_confirm_table_while_runs_are_unfinished(tmp_path):
+    """A confirmation with a run still unfinished is reported in the summary (how many runs are
+    left), and never overwrites a complete confirm.csv already written."""
+    searched, _ = _searched_with_confirm(complete=False)
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "confirm.csv").write_text("the complete table\n")
+    paths = write_report(searched, out)
+    assert "confirm" not in paths
+    assert (out / "confirm.csv").read_text() == "the complete table\n"
+    stored = json.loads(paths["summary"].read_text())
+    assert stored["confirm"]["study"] == "searched-confirm"
+    assert stored["confirm"]["unfinished_runs"] == 1
