@@ -208,6 +208,7 @@ class TrialRunner:
             accelerator="gpu" if on_gpu else "cpu",
             devices=[torch.device(self.device).index or 0] if on_gpu else 1,
             logger=loggers,
+            val_every_n_epochs=cfg.training.epochs if self._final_value_only(pruner) else 1,
         )
         history = module.val_history
         # The data modules of nas.data draw batches and augmentation from their seed.
@@ -228,6 +229,14 @@ class TrialRunner:
         if schema.table_plan(self.study) is None:  # a table keeps values, not 1,000 weights
             self._save_weights(trial, spec, module)
         return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
+
+    def _final_value_only(self, pruner: optuna.pruners.BasePruner) -> bool:
+        """Whether only the trial's last validation is read: a confirm repeat (nothing prunes
+        it, only its final value counts and no view draws its curve). Searched and table trials
+        validate every epoch: pruners, the dashboard's curves and the tables read each one."""
+        return isinstance(pruner, optuna.pruners.NopPruner) and (
+            schema.confirm_plan(self.study) is not None
+        )
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
         """Finish a trial whose architecture already finished with that trial's outcome: its
@@ -289,7 +298,8 @@ class TrialRunner:
         """The curve, the epochs run, the training's seconds and the measurement noise of the
         last ``val_acc``."""
         schema.VAL_HISTORY.set(trial, [dict(h) for h in history])
-        schema.EPOCHS_RUN.set(trial, len(history))
+        # The last validation's epoch: a confirm repeat validates only after its last one.
+        schema.EPOCHS_RUN.set(trial, int(history[-1]["epoch"]) + 1 if history else 0)
         schema.TRAIN_SECONDS.set(trial, clock.wall_s)
         schema.CPU_SECONDS.set(trial, clock.cpu_s)
         schema.TORCH_THREADS.set(trial, torch.get_num_threads())

@@ -442,6 +442,7 @@ def _make_trainer(
     max_epochs: int | None,
     logger: bool | Iterable[Logger],
     validate: bool = True,
+    val_every_n_epochs: int = 1,
     plugins: Iterable[Any] = (),
 ) -> L.Trainer:
     device_type = resolve_accelerator(accelerator)
@@ -462,6 +463,7 @@ def _make_trainer(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=None if validate else 0,
+            check_val_every_n_epoch=val_every_n_epochs,
             plugins=list(plugins) or None,
             gradient_clip_val=cfg.gradient_clip,
             gradient_clip_algorithm="norm",
@@ -488,6 +490,7 @@ def build_trainer(
     max_epochs: int | None = None,
     logger: bool | Iterable[Logger] = False,
     validate: bool = True,
+    val_every_n_epochs: int = 1,
     plugins: Iterable[Any] = (),
 ) -> L.Trainer:
     """A seeded, quiet Lightning ``Trainer`` for ``cfg``.
@@ -500,8 +503,9 @@ def build_trainer(
     ``lightning.Trainer``: a :class:`RunScope` callback, ahead of ``callbacks``, sets the torch
     determinism flags and Lightning's log levels only while ``fit`` / ``validate`` / ``test`` /
     ``predict`` run, and restores them also when they raise. ``max_epochs`` overrides
-    ``cfg.epochs`` (schedules follow it); ``validate=False`` runs no validation during fit;
-    ``plugins`` go to the Trainer (e.g. an :class:`AtomicCheckpointIO`).
+    ``cfg.epochs`` (schedules follow it); ``validate=False`` runs no validation during fit, and
+    ``val_every_n_epochs`` validates after every n-th epoch only (n = the epochs: once, at the
+    end); ``plugins`` go to the Trainer (e.g. an :class:`AtomicCheckpointIO`).
     """
     if not _is_int(seed):
         raise ValueError(f"build_trainer seed must be an int, got {seed!r}")
@@ -516,6 +520,7 @@ def build_trainer(
         max_epochs=max_epochs,
         logger=logger,
         validate=validate,
+        val_every_n_epochs=val_every_n_epochs,
         plugins=plugins,
     )
 

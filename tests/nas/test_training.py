@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from nas.config import DataConfig
+from nas.data import build_datamodule
 from nas.training import (
     ClassifierModule,
     NonFiniteLossError,
@@ -240,6 +242,21 @@ def test_same_seed_reproduces_history_and_weights_and_another_seed_does_not():
     assert_same_weights(first, second)
     assert first.val_history != other.val_history
     assert not torch.equal(first.model.fc.weight, other.model.fc.weight)
+
+
+def test_validating_only_after_the_last_epoch_trains_the_same_weights():
+    """The project's loaders draw nothing from torch's global RNG (their own generators), so
+    skipping validations changes no training step."""
+    cfg = TrainingConfig(epochs=3, lr=0.05)
+    data = DataConfig(name="digits", per_class=8, val_per_class=4, batch_size=16)
+    spec = ArchSpec("resnet8", {"width": 4}, in_channels=1, num_classes=10, sites={})
+    every, once = (ClassifierModule(spec, config=cfg, seed=0) for _ in range(2))
+    for module, n in ((every, 1), (once, 3)):
+        trainer = build_trainer(cfg, seed=0, val_every_n_epochs=n)
+        trainer.fit(module, datamodule=build_datamodule(data, seed=0))
+    assert [h["epoch"] for h in every.val_history] == [0, 1, 2]
+    assert once.val_history == every.val_history[-1:]  # the same final validation, bit for bit
+    assert_same_weights(every, once)
 
 
 class FlagProbe(L.Callback):
