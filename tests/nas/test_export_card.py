@@ -1,15 +1,19 @@
 """The costs an export states and how the model card writes them, with known values."""
 
+import copy
 import socket
 from types import SimpleNamespace
 
+import optuna
 import pytest
 import torch
-from optuna.trial import create_trial
+from optuna.trial import FrozenTrial, create_trial
 
 from nas import trial_schema as schema
+from nas.config import StudyConfig
 from nas.export import card
-from nas.export.card import _costs, _fmt, _mib
+from nas.export.card import _costs, _fmt, _mib, _model_card
+from search_spaces.spec import ArchSpec, BlockChoice
 
 
 def _trial(cost: dict, worker: str = "search-host:4242"):
@@ -72,3 +76,141 @@ def test_numbers_in_the_card(value, unit, text):
 def test_memory_in_the_card_is_in_mib():
     assert _mib(3 * 2**20) == "3.00 MiB"
     assert _mib(None) == "not measured"
+
+
+def _card_study(names: list[str] | None, **data) -> optuna.Study:
+    """A study as ``nas search`` stores it (the tiny config), without any trial."""
+    from conftest import TINY
+
+    config = copy.deepcopy(TINY)
+    config["study"]["runs_dir"] = "/runs"
+    config["data"].update(data)
+    study = optuna.create_study(study_name="tiny", directions=["maximize", "minimize"])
+    if names:
+        study.set_metric_names(names)
+    study.set_user_attr(schema.STUDY_CONFIG, StudyConfig.from_dict(config).to_dict())
+    return study
+
+
+def _card_trial(number: int, attrs: dict) -> FrozenTrial:
+    trial = create_trial(values=[0.8125, 56789.0], user_attrs=attrs)
+    trial.number = number
+    return trial
+
+
+CARD_COSTS = {
+    "params": (1234, "measured during the search on hostA"),
+    "flops": (56789.0, "measured during the search on hostA"),
+    "latency_ms_b1": (0.123456, "measured during the search on hostA"),
+    "latency_ms_bN": (2.5, "measured at export on hostB's CPU, 1 threads"),
+    "ort_latency_ms_b1": (0.05, "measured at export on hostB's CPU"),
+    "ort_latency_ms_bN": (0.75, "measured during the search on hostA"),
+    "activation_bytes": (3 * 2**20, "measured during the search on hostA"),
+    "cuda_activation_bytes": (None, "measured during the search on hostA"),
+    "batch_size": (16, ""),
+}
+#: The whole card of trial 7 (a duplicate of trial 3, SE and ECA blocks, normalised digits).
+CARD = """\
+# resnet8 | stage1: se(r=2)@post | stage2: eca(k=3)@standard
+
+Trial 7 of the attention-nas study `tiny` (objectives: val_acc (maximize), flops (minimize)). Architecture digest `{digest}`.
+
+This trial repeated the architecture of trial 3; the weights are those of trial 3, which trained it.
+
+## Architecture
+
+Backbone `resnet8` {{"width": 4}}, input channels: 1, classes: 3. Attention blocks:
+
+| site | block | params | position |
+|---|---|---|---|
+| stage1.0 | se | {{"reduction": 2}} | post |
+| stage2.0 | eca | {{"beta": 1, "gamma": 2, "kernel_size": 3}} | standard |
+
+`arch.json` is the full ArchSpec: `search_spaces.build.build_model(ArchSpec.from_json(text))` rebuilds the untrained network.
+
+## Metrics
+
+| metric | value | note |
+|---|---|---|
+| val_acc | 0.8125 | search-time validation accuracy after 1 epochs, on the search's validation split of `digits` (val_fraction=0.1, per_class=6, val_per_class=4). The search selected on it, so it is optimistic. **It is not a test accuracy**: retrain with `nas train` for one. |
+| params | 1,234 | every parameter, buffers excluded |
+| flops | 56,789 | one forward pass of one sample, a multiply-add counts 2 |
+| latency_ms_b1 | 0.1235 ms | median forward at batch 1, measured during the search on hostA |
+| latency_ms_bN | 2.5 ms | median forward at batch 16, measured at export on hostB's CPU, 1 threads |
+| ort_latency_ms_b1 | 0.05 ms | median ONNX Runtime run of this model.onnx at batch 1 (CPUExecutionProvider, 1 intra-op and inter-op thread), measured at export on hostB's CPU |
+| ort_latency_ms_bN | 0.75 ms | the same at batch 16, measured during the search on hostA |
+| activation_bytes | 3.00 MiB | saved for backward, training batch of 16 |
+| cuda_activation_bytes | not measured | CUDA allocator peak, training batch of 16 |
+
+## Input and output
+
+Input: float32 `(batch, 1, 8, 8)`. Scale pixel values to [0, 1], then normalise per channel: `(x - mean) / std` with mean = [0.25] and std = [0.125] (statistics of the search's training split).
+
+Output: logits `(batch, 3)`; class i is ["a", "b", "c"][i].
+
+## Files and loading
+
+- `weights.pt`: state dict and the metadata above (`torch.load(path, weights_only=True)`).
+- `model.onnx`: ONNX opset 17, input `input`, output `logits`, dynamic batch.
+- `model.ts`: TorchScript, compiled with torch.jit.script.
+- `config.json`: the study's data and training settings, for retraining.
+
+All three formats were checked against the eager model on a random batch (atol 0.0001, rtol 0.0001) when exported.
+
+```python
+import nas  # attention-nas
+model = nas.load("trial_7")  # eval mode; model.checkpoint_info: mean, std, classes
+logits = model(x)
+
+import onnxruntime
+session = onnxruntime.InferenceSession("trial_7/model.onnx")
+logits = session.run(None, {{"input": x.numpy()}})[0]
+
+import torch
+logits = torch.jit.load("trial_7/model.ts")(x)
+```
+
+## Retraining
+
+`nas train trial_7/arch.json` retrains the architecture from scratch on the full training pool (the search's train and validation images, without per-class cuts) with the settings of `config.json` (2 epochs, sgd, lr 0.05, cosine schedule) and reports the accuracy on the held-out test split, which the search never saw. Results go to `trial_7/retrained/`.
+"""
+
+
+def test_the_model_card_states_architecture_metrics_inputs_and_how_to_load_and_retrain():
+    spec = ArchSpec(
+        "resnet8",
+        {"width": 4},
+        in_channels=1,
+        num_classes=3,
+        sites={
+            "stage1.0": BlockChoice("se", {"reduction": 2}, "post"),
+            "stage2.0": BlockChoice("eca", {"kernel_size": 3}, "standard"),
+        },
+    )
+    payload = {"input_shape": [1, 8, 8], "mean": [0.25], "std": [0.125], "class_names": list("abc")}
+    study = _card_study(["val_acc", "flops"])
+    trial = _card_trial(7, {schema.EPOCHS_RUN.key: 1, schema.DUPLICATE_OF.key: 3})
+    card = _model_card(study, trial, spec, payload, CARD_COSTS, "script")
+    assert card == CARD.format(digest=spec.digest())
+
+
+def test_a_card_without_attention_names_or_normalisation_says_so():
+    spec = ArchSpec("resnet8", {"width": 4}, in_channels=1, num_classes=10, sites={})
+    payload = {
+        "input_shape": [1, 8, 8],
+        "mean": None,
+        "std": None,
+        "class_names": list("0123456789"),
+    }
+    study = _card_study(None, per_class=None, val_per_class=None)  # metric names unset
+    card = _model_card(study, _card_trial(2, {}), spec, payload, CARD_COSTS, "trace")
+    assert "(objectives: val_acc (maximize)). Architecture digest" in card
+    assert "\n| (none) | | | |\n" in card
+    assert "This trial repeated" not in card
+    assert (
+        "| val_acc | 0.8125 | search-time validation accuracy after 2 epochs, on the search's "
+        in card
+    )
+    assert "validation split of `digits` (val_fraction=0.1). The search selected on it" in card
+    assert "`(x - mean) / std` with nothing (the study trained without normalisation)." in card
+    assert "- `model.ts`: TorchScript, recorded with torch.jit.trace (scripting failed)" in card
