@@ -1,10 +1,8 @@
 """benchmarks/noise.py: its seed scheme, architectures and statistics, and a smoke run on digits."""
 
 import argparse
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,17 +10,13 @@ import torch
 from search_spaces.build import build_model
 from search_spaces.space import spec_to_params
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "noise.py"
 TINY = ["--data", "digits", "--seeds", "0", "1", "--epochs", "2", "--width", "4"]
 TINY += ["--per-class", "10", "--val-per-class", "5", "--rank-archs", "4", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("noise_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("noise")
 
 
 def _space(bench, width=4):

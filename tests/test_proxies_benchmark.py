@@ -1,6 +1,5 @@
 """benchmarks/proxies.py: its scores are the proxies' and its rankings the direct computation."""
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -18,15 +17,10 @@ from search_spaces.build import build_model
 from search_spaces.proxies import naswot, synflow
 from search_spaces.space import suggest_arch
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "proxies.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("proxies_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("proxies")
 
 
 def test_scores_and_rankings_match_a_direct_computation(bench):

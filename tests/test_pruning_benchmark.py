@@ -1,6 +1,5 @@
 """benchmarks/pruning.py: its per-epoch ranking and its pruner scores against direct computations."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,15 +13,10 @@ from _tables import synthetic_table_data
 
 from nas.tabular import table_from_data
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "pruning.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("pruning_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("pruning")
 
 
 def _noisy_table_data(seed: int = 0) -> dict:

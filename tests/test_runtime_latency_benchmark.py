@@ -1,23 +1,16 @@
 """benchmarks/runtime_latency.py: its rankings are nas.stats.rank_correlation's, the noise rows pair
 each architecture with its own re-measurement, and a re-run resumes from the log."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from nas.stats import rank_correlation
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "runtime_latency.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("runtime_latency_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("runtime_latency")
 
 
 def _record(i: int, scale: float = 1.0) -> dict:

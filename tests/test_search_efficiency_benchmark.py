@@ -1,7 +1,6 @@
 """benchmarks/search_efficiency.py: its measures, and a smoke run on the bundled digits."""
 
 import argparse
-import importlib.util
 import itertools
 import json
 import math
@@ -20,18 +19,14 @@ from search_spaces.space import SearchSpace
 from search_spaces.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-PATH = ROOT / "benchmarks" / "search_efficiency.py"
 TINY = ["--data", "digits", "--trials", "4", "--epochs", "2", "--per-class", "10"]
 TINY += ["--val-per-class", "5", "--width", "4", "--threads", "1", "--n-startup-trials", "1"]
 TINY += ["--reduction-factor", "2"]  # MO-ASHA's one rung (1 epoch) needs 1 x 2 <= 2 epochs
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("search_efficiency_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("search_efficiency")
 
 
 def test_front_recovered_counts_weakly_dominated_and_equal_points(bench):

@@ -1,6 +1,5 @@
 """benchmarks/strategies.py: its scores against a direct computation, its tests, its resume."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -16,15 +15,10 @@ from benchmarks._harness import read_runs
 from nas.replay import replay_search, reported_digests, reports_best, true_front_share
 from nas.stats import holm_adjust
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("strategies_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("strategies")
 
 
 @pytest.fixture

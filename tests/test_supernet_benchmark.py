@@ -1,22 +1,15 @@
 """benchmarks/supernet.py: the multi-trial replay, fronts, and a smoke run on digits."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from search_spaces.space import SearchSpace
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "supernet.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("supernet_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("supernet")
 
 
 def test_the_space_is_enumerated_once_each(bench):

@@ -1,6 +1,5 @@
 """benchmarks/supernet_table.py: settings, few-shot paths, rankings against the table's truth."""
 
-import importlib.util
 import json
 import math
 import sys
@@ -16,16 +15,10 @@ from _tables import synthetic_table, synthetic_table_data
 from nas.stats import rank_correlation
 from search_spaces.supernet import PathSampler
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "supernet_table.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("supernet_table_bench", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass resolves its annotations there
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("supernet_table")
 
 
 def test_settings_parse_and_count_the_few_shot_children(bench):
