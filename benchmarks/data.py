@@ -116,10 +116,13 @@ def train_rate(model: torch.nn.Module, batches: Any, steps: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def endless(loader: Any):
-    """The loader's batches, epoch after epoch."""
+def endless(dm: Any):
+    """The training batches of ``dm``, epoch after epoch, as the model takes them (a stream's
+    uint8 batches scaled and normalised, as the Trainer does after moving them)."""
+    loader = dm.train_dataloader()
     while True:
-        yield from loader
+        for batch in loader:
+            yield dm.on_after_batch_transfer(batch, 0)
 
 
 def measure(name: str, cfg: DataConfig, backbone: str, batches: int, steps: int) -> dict[str, Any]:
@@ -151,9 +154,7 @@ def measure(name: str, cfg: DataConfig, backbone: str, batches: int, steps: int)
     result["train_step_per_s"] = train_rate(model, iter(lambda: fixed, None), steps)
     print(f"# {name} {backbone} step alone: {result['train_step_per_s']:.1f} images/s", flush=True)
     for row in rows:
-        row["fed_step_per_s"] = train_rate(
-            model, endless(modules[row["loader"]].train_dataloader()), steps
-        )
+        row["fed_step_per_s"] = train_rate(model, endless(modules[row["loader"]]), steps)
         print(f"# {name} step fed by {row['loader']}: {row['fed_step_per_s']:.1f}", flush=True)
     result["rows"] = rows
     return result

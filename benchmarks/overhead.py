@@ -486,7 +486,8 @@ def run_plain(
             train_loader.sampler.set_epoch(epoch)
             timer.start(TRAIN)
             model.train()
-            for x, y in train_loader:
+            for batch in train_loader:
+                x, y = dm.on_after_batch_transfer(batch, 0)
                 loss = F.cross_entropy(model(x), y, label_smoothing=tcfg.label_smoothing)
                 opt.zero_grad()
                 loss.backward()
@@ -497,7 +498,8 @@ def run_plain(
             model.eval()
             loss_sum = correct = count = 0.0
             with torch.inference_mode():
-                for x, y in val_loader:
+                for batch in val_loader:
+                    x, y = dm.on_after_batch_transfer(batch, 0)
                     logits = model(x)
                     loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                     correct += float((logits.argmax(dim=1) == y).sum())

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     datamodule = build_datamodule(table.config.data, seed=0)
     datamodule.setup("fit")
-    images, _ = next(iter(datamodule.train_dataloader()))
+    images, _ = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
     scores = proxy_scores(table, images[: args.batch].float(), args.init_seeds)
     rows = rankings(table, scores, args.n_boot)
     body = render(table, rows, float(np.mean(scores["seconds"])), args)

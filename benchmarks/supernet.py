@@ -485,7 +485,8 @@ def trial_timing(args: argparse.Namespace, command: str) -> dict[str, Any]:
     build_s = time.perf_counter() - t0
     module = ClassifierModule(config=cfg.training, model=net)
     batches = [
-        x for x, _ in itertools.islice(dm.train_dataloader(), cfg.search.calibration_batches)
+        dm.on_after_batch_transfer(batch, 0)[0]
+        for batch in itertools.islice(dm.train_dataloader(), cfg.search.calibration_batches)
     ]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     cost_s, estimate_s, specs = [], [], []

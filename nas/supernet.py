@@ -397,8 +397,8 @@ def calibration_batches(
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(0)
     batches = []
-    for images, _ in loader:
-        batches.append(images)
+    for batch in loader:  # the model's input, as the Trainer hands it on (a stream's uint8 scaled)
+        batches.append(datamodule.on_after_batch_transfer(batch, 0)[0])
         if len(batches) == count:
             break
     return batches

@@ -170,19 +170,12 @@ class ImageFileDataset(Dataset[tuple[Tensor, int]]):
         return image, int(self.split.labels[index])
 
 
-@dataclass(frozen=True, eq=False)
-class NormalizeCollate:
-    """The stream loaders' ``collate_fn``: stacks uint8 images into a float batch in [0, 1] and
-    normalises it per channel (``mean``/``std`` None: no normalisation), in the worker."""
-
-    mean: Tensor | None = None
-    std: Tensor | None = None
-
-    def __call__(self, samples: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
-        images = _as_float(torch.stack([image for image, _ in samples]))
-        if self.mean is not None:
-            images = (images - self.mean[:, None, None]) / self.std[:, None, None]
-        return images, torch.tensor([label for _, label in samples], dtype=torch.int64)
+def collate_uint8(samples: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+    """The stream loaders' ``collate_fn``: the uint8 images stacked as they are (a quarter of
+    float32's bytes to pin and copy to the device) and the int64 labels;
+    :meth:`StreamDataModule.on_after_batch_transfer` scales and normalises them on the device."""
+    images = torch.stack([image for image, _ in samples])
+    return images, torch.tensor([label for _, label in samples], dtype=torch.int64)
 
 
 def _stack_uint8(samples: list[tuple[Tensor, int]]) -> Tensor:
@@ -196,7 +189,8 @@ class StreamDataModule(_SplitDataModule):
 
     Files are decoded and transformed (:func:`stream_transforms` at ``image_size``) in
     ``num_workers`` DataLoader processes (persistent across epochs; pinned memory when
-    ``device`` is CUDA). Shuffling follows :class:`SeededSampler`, augmentation (train only,
+    ``device`` is CUDA) and sent as uint8 batches, scaled and normalised once on the device
+    (:meth:`on_after_batch_transfer`). Shuffling follows :class:`SeededSampler`, augmentation (train only,
     with ``augment``) is seeded per ``(seed, epoch, index)``. With ``normalize`` the per-channel
     mean and std are estimated from :data:`STATS_IMAGES` training images drawn with
     :data:`STATS_SEED` (evaluation view, no augmentation), not from the whole set.
@@ -273,10 +267,23 @@ class StreamDataModule(_SplitDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.device.type == "cuda",
-            collate_fn=NormalizeCollate(self.mean, self.std),
+            collate_fn=collate_uint8,
             # Its own generator: the workers' base seed is not drawn from torch's global RNG.
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
+        """A uint8 batch, now on the device, as the model's float input: scaled to [0, 1] and
+        normalised per channel (``mean``/``std`` None: no normalisation). Lightning calls it for
+        every batch; whoever reads the loaders directly calls it too."""
+        images, labels = batch
+        images = _as_float(images)
+        if self.mean is not None:
+            mean = self.mean.to(images.device)[:, None, None]
+            images = (images - mean) / self.std.to(images.device)[:, None, None]
+        return images, labels
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, train=True)

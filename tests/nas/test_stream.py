@@ -220,7 +220,7 @@ def test_evaluation_resizes_then_centre_crops_and_normalises_with_sampled_stats(
         dm.mean, channel_stats(torch.stack([eval_view(p) for p in _paths(train)]))[0]
     )
 
-    val = torch.cat([x for x, _ in dm.val_dataloader()])
+    val = torch.cat([dm.on_after_batch_transfer(batch, 0)[0] for batch in dm.val_dataloader()])
     raw = torch.stack([eval_view(p) for p in _paths(dm.val_split)]).float() / 255
     assert torch.allclose(val * dm.std[:, None, None] + dm.mean[:, None, None], raw, atol=1e-5)
 
@@ -349,9 +349,15 @@ def test_cifar10_streams_with_the_splits_and_statistics_of_the_memory_path(
     # 500 sampled images (after resize 37 + centre crop 32) against the whole train split.
     assert torch.allclose(stream.mean, memory.mean, atol=0.02)
     assert torch.allclose(stream.std, memory.std, atol=0.02)
-    images, labels = next(iter(stream.train_dataloader()))
-    assert images.shape == (128, 3, 32, 32) and images.dtype == torch.float32
-    assert labels.shape == (128,)
+    raw, labels = next(iter(stream.train_dataloader()))
+    assert raw.shape == (128, 3, 32, 32) and labels.shape == (128,)
+    # The loader sends uint8 (a quarter of float32's bytes to the device); the model's input is
+    # scaled and normalised after the transfer, exactly as the formula says.
+    assert raw.dtype == torch.uint8
+    images, same_labels = stream.on_after_batch_transfer((raw, labels), 0)
+    mean, std = stream.mean[:, None, None], stream.std[:, None, None]
+    assert torch.equal(images, (raw.float() / 255.0 - mean) / std)
+    assert images.dtype == torch.float32 and same_labels is labels
 
 
 # --------------------------------------------------------------------------- a whole study
