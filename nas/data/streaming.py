@@ -190,10 +190,10 @@ class StreamDataModule(_SplitDataModule):
     Files are decoded and transformed (:func:`stream_transforms` at ``image_size``) in
     ``num_workers`` DataLoader processes (persistent across epochs; pinned memory when
     ``device`` is CUDA) and sent as uint8 batches, scaled and normalised once on the device
-    (:meth:`on_after_batch_transfer`). Shuffling follows :class:`SeededSampler`, augmentation (train only,
-    with ``augment``) is seeded per ``(seed, epoch, index)``. With ``normalize`` the per-channel
-    mean and std are estimated from :data:`STATS_IMAGES` training images drawn with
-    :data:`STATS_SEED` (evaluation view, no augmentation), not from the whole set.
+    (:meth:`on_after_batch_transfer`). Shuffling follows :class:`SeededSampler`, augmentation
+    (train only, with ``augment``) is seeded per ``(seed, epoch, index)``. With ``normalize``
+    the per-channel mean and std are estimated from :data:`STATS_IMAGES` training images drawn
+    with :data:`STATS_SEED` (evaluation view, no augmentation), not from the whole set.
     """
 
     def __init__(
