@@ -157,6 +157,23 @@ def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_c
     assert kept.is_dir() and [int(row["trial"]) for row in _index(out)] == exported
 
 
+class _ReadCounter:
+    """An artifact store that counts the artifacts read through it."""
+
+    def __init__(self, store) -> None:
+        self.store, self.reads = store, 0
+
+    def open_reader(self, artifact_id: str):
+        self.reads += 1
+        return self.store.open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body) -> None:
+        self.store.write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(artifact_id)
+
+
 def test_the_confirmed_front_is_exported_with_each_members_median_repeat(tiny_config, tmp_path):
     study = _search(tiny_config, n_trials=3)
     assert export_confirmed_front(study, tmp_path) is None  # not confirmed yet
@@ -185,8 +202,10 @@ def test_the_confirmed_front_is_exported_with_each_members_median_repeat(tiny_co
             number += 1
             if number == 1:  # one repeat is no confirmation: no front yet
                 assert export_confirmed_front(study, tmp_path) is None
-    folders, what = export_confirmed_front(study, tmp_path / "out")
+    store = _ReadCounter(study_artifact_store(study))
+    folders, what = export_confirmed_front(study, tmp_path / "out", store=store)
     members = list(repeats)[:2]
+    assert store.reads == 2  # the weights come from the store given, one read per member
     assert [f.name for f in folders] == [f"trial_{medians[k]}" for k in members]
     assert all(f.parent == tmp_path / "out" / "confirmed" for f in folders)
     assert what == (
