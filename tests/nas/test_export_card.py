@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, create_trial
 from nas import trial_schema as schema
 from nas.config import StudyConfig
 from nas.export import card
-from nas.export.card import _costs, _fmt, _mib, _model_card
+from nas.export.card import INDEX_FIELDS, _costs, _fmt, _mib, _model_card, _update_index
 from search_spaces.spec import ArchSpec, BlockChoice
 
 
@@ -214,3 +214,27 @@ def test_a_card_without_attention_names_or_normalisation_says_so():
     assert "validation split of `digits` (val_fraction=0.1). The search selected on it" in card
     assert "`(x - mean) / std` with nothing (the study trained without normalisation)." in card
     assert "- `model.ts`: TorchScript, recorded with torch.jit.trace (scripting failed)" in card
+
+
+def _index_rows(path) -> list[dict[str, str]]:
+    import csv
+
+    with (path / "index.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_index_keeps_rows_of_folders_still_there_sorted_by_trial_number(tmp_path):
+    def row(name: str, trial: int) -> dict:
+        return {"dir": name, "study": "s", "trial": trial, "val_acc": 0.5, "extra": "ignored"}
+
+    for name in ("trial_2", "trial_10", "trial_9", "notes"):
+        (tmp_path / name).mkdir()
+    _update_index(tmp_path, [row("trial_10", 10), row("trial_2", 2)])
+    _update_index(tmp_path, [row("trial_9", 9), row("notes", -1), row("trial_2", 22)])
+    rows = _index_rows(tmp_path)
+    assert [r["dir"] for r in rows] == ["notes", "trial_2", "trial_9", "trial_10"]
+    assert rows[1]["trial"] == "22"  # the newer row of a folder replaces the older
+    assert list(rows[0]) == list(INDEX_FIELDS)  # the documented columns, nothing else
+    (tmp_path / "trial_9").rmdir()  # a folder removed by hand loses its row at the next export
+    _update_index(tmp_path, [])
+    assert [r["dir"] for r in _index_rows(tmp_path)] == ["notes", "trial_2", "trial_10"]
