@@ -238,3 +238,74 @@ def test_the_index_keeps_rows_of_folders_still_there_sorted_by_trial_number(tmp_
     (tmp_path / "trial_9").rmdir()  # a folder removed by hand loses its row at the next export
     _update_index(tmp_path, [])
     assert [r["dir"] for r in _index_rows(tmp_path)] == ["notes", "trial_2", "trial_10"]
+
+
+def _exported(folder, model, spec, onnx_model=None, ts_model=None):
+    """``folder`` as export writes it: weights.pt of ``model``, ONNX and TorchScript of the
+    models given (``model`` where None)."""
+    from nas.checkpoints import save_checkpoint
+    from nas.export.formats import _export_torchscript
+    from search_spaces.ort_latency import export_onnx
+
+    save_checkpoint(
+        folder / "weights.pt", model=model, spec=spec, trial_number=0, study_name="s",
+        input_shape=(1, 8, 8), class_names=tuple("0123456789"), mean=None, std=None,
+    )  # fmt: skip
+    export_onnx(onnx_model or model, (1, 8, 8), folder / "model.onnx")
+    _export_torchscript(ts_model or model, (1, 8, 8), folder / "model.ts")
+    return folder
+
+
+def _digits_model(seed: int = 0, num_classes: int = 10):
+    from search_spaces.build import build_model
+
+    spec = ArchSpec("resnet8", {"width": 4}, in_channels=1, num_classes=num_classes, sites={})
+    return build_model(spec, seed=seed).eval(), spec
+
+
+def test_verification_passes_formats_that_reproduce_the_eager_logits(tmp_path):
+    from nas.export.formats import _verify
+
+    model, spec = _digits_model()
+    _verify(model, (1, 8, 8), _exported(tmp_path, model, spec), "trial 0")  # raises otherwise
+
+
+def test_a_format_off_by_more_than_its_tolerance_fails_with_its_largest_error(tmp_path):
+    from nas.export.formats import VERIFY_BATCH, _verify
+    from search_spaces.ort_latency import example_input
+
+    model, spec = _digits_model()
+    drifted = copy.deepcopy(model)
+    with torch.no_grad():
+        drifted.fc.bias.add_(torch.linspace(0.0, 0.01, 10))  # up to 100x the tolerance
+    folder = _exported(tmp_path, model, spec, ts_model=drifted)
+    x = example_input((1, 8, 8), VERIFY_BATCH)
+    with torch.no_grad():
+        error = (drifted(x) - model(x)).abs().max().item()
+    with pytest.raises(RuntimeError) as caught:
+        _verify(model, (1, 8, 8), folder, "trial 4")
+    assert str(caught.value) == (
+        f"export of trial 4 failed verification: TorchScript output differs from the eager "
+        f"model (max abs error {error}, tolerance atol=0.0001, rtol=0.0001) on a random batch "
+        "of 3; nothing was written"
+    )
+
+
+def test_a_format_with_other_output_shape_fails_naming_the_shape(tmp_path):
+    from nas.export.formats import _verify
+
+    model, spec = _digits_model()
+    other, _ = _digits_model(num_classes=5)
+    folder = _exported(tmp_path, model, spec, onnx_model=other)
+    with pytest.raises(RuntimeError, match=r"ONNX \(onnxruntime\) output differs .*shape \(3, 5\)"):
+        _verify(model, (1, 8, 8), folder, "trial 4")
+
+
+def test_a_difference_within_the_tolerance_is_accepted(tmp_path):
+    from nas.export.formats import _verify
+
+    model, spec = _digits_model()
+    nudged = copy.deepcopy(model)
+    with torch.no_grad():
+        nudged.fc.bias.add_(5e-5)  # below atol 1e-4 (plus rtol of the logits)
+    _verify(model, (1, 8, 8), _exported(tmp_path, model, spec, ts_model=nudged), "trial 0")
