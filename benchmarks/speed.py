@@ -1,0 +1,222 @@
+"""Speed of one training step: eager, channels-last and ``torch.compile``, against a plain loop.
+
+For each model (a backbone with one attention block in every unit: none, SE, ECA, CBAM) this
+times a training step (forward, cross-entropy, backward, SGD with momentum) on a fixed batch, in
+the same process and interleaved so that a change of the machine's load hits every variant alike:
+
+* ``plain``: the model as ``search_spaces.build.build_model`` returns it, in a hand-written loop
+  (the floor the project's own training has to reach);
+* ``channels_last``: the model and its input in channels-last memory format;
+* ``compiled``: ``torch.compile`` of the model (default mode, inductor), timed after its warm-up;
+  the warm-up is reported apart, once with an empty inductor cache (a folder of this run's own)
+  and once again with that cache warm (a fresh compile of the same model).
+
+Each variant runs ``--steps`` steps per repeat, ``--repeats`` times; the table gives the median
+images per second with the spread of the repeats, and each variant's speed-up over ``plain``
+with a 95% interval from the repeats (a ratio of medians, bootstrapped over repeats). A
+variant slower than its noise is a finding only where the interval excludes 1.
+
+    .venv/bin/python benchmarks/speed.py                          # ResNet-8/20 and resnet18
+    .venv/bin/python benchmarks/speed.py --smoke --out -          # tiny: a check that it runs
+
+Results go to ``benchmarks/results/speed.md`` (and ``.json`` beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks._harness import (
+    RESULTS,
+    command_line,
+    markdown_table,
+    provenance,
+    results_head,
+    start_session,
+    utc_now,
+    write_json,
+    write_markdown,
+)
+from search_spaces.backbones import backbone_sites
+from search_spaces.build import build_model
+from search_spaces.spec import ArchSpec, BlockChoice
+
+#: (backbone, its args, input side): the two CIFAR ResNets of the studies and a torchvision one.
+MODELS = (
+    ("resnet8", {"width": 16}, 32),
+    ("resnet20", {}, 32),
+    ("resnet18", {"small_input": True}, 32),
+)
+BLOCKS = ("none", "se", "eca", "cbam")
+VARIANTS = ("plain", "channels_last", "compiled")
+
+
+def spec_of(backbone: str, args: dict[str, Any], block: str, classes: int = 10) -> ArchSpec:
+    """The backbone with ``block`` (its default parameters) in every insertion site."""
+    sites = {s.name: BlockChoice(block) for s in backbone_sites(backbone, **args)}
+    return ArchSpec(backbone, args, in_channels=3, num_classes=classes, sites=sites)
+
+
+def step_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One SGD training step of ``model`` on the batch ``(x, y)``, as a closure."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def variant_steps(spec: ArchSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """Each variant's step closure, and the compiled one's warm-up seconds (cold, then warm)."""
+    base = build_model(spec, seed=0).train()
+    steps = {"plain": step_function(copy.deepcopy(base), x, y)}
+    last = copy.deepcopy(base).to(memory_format=torch.channels_last)
+    steps["channels_last"] = step_function(last, x.contiguous(memory_format=torch.channels_last), y)
+    warmups = []
+    for _ in range(2):  # the first against an empty cache, the second reads what it wrote
+        torch._dynamo.reset()
+        step = step_function(torch.compile(copy.deepcopy(base)), x, y)
+        start = time.perf_counter()
+        step()
+        warmups.append(time.perf_counter() - start)
+    steps["compiled"] = step
+    return {"steps": steps, "warmup_cold_s": warmups[0], "warmup_warm_s": warmups[1]}
+
+
+def time_variants(
+    steps: dict[str, Callable[[], None]], n_steps: int, repeats: int
+) -> dict[str, list[float]]:
+    """Seconds per step of each variant, ``repeats`` times, the variants interleaved."""
+    for step in steps.values():  # one step each before timing (allocator, first kernels)
+        step()
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(n_steps):
+                step()
+            seconds[name].append((time.perf_counter() - start) / n_steps)
+    return seconds
+
+
+def speedup_interval(
+    plain: list[float], other: list[float], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Median plain time / median ``other`` time, with a 95% percentile-bootstrap interval
+    (repeats resampled with replacement, each list on its own)."""
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(plain), np.asarray(other)
+    ratios = [
+        np.median(rng.choice(a, a.size)) / np.median(rng.choice(b, b.size)) for _ in range(n_boot)
+    ]
+    low, high = np.quantile(ratios, [0.025, 0.975])
+    return float(np.median(a) / np.median(b)), float(low), float(high)
+
+
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every model x block: images/s of each variant, speed-ups and compile warm-ups."""
+    rows = []
+    generator = torch.Generator().manual_seed(0)
+    for backbone, backbone_args, side in args.models:
+        for block in args.blocks:
+            x = torch.randn(args.batch, 3, side, side, generator=generator)
+            y = torch.randint(0, 10, (args.batch,), generator=generator)
+            made = variant_steps(spec_of(backbone, backbone_args, block), x, y)
+            seconds = time_variants(made["steps"], args.steps, args.repeats)
+            row = {"model": backbone, "block": block, "batch": args.batch, "seconds": seconds}
+            for name in VARIANTS:
+                row[f"{name}_images_per_s"] = args.batch / float(np.median(seconds[name]))
+            for name in VARIANTS[1:]:
+                row[f"{name}_speedup"] = speedup_interval(seconds["plain"], seconds[name])
+            row["warmup_cold_s"], row["warmup_warm_s"] = (
+                made["warmup_cold_s"],
+                made["warmup_warm_s"],
+            )
+            rows.append(row)
+            print(f"# {backbone} {block}: {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def render(rows: list[dict[str, Any]]) -> list[str]:
+    """The table: images/s per variant, speed-ups over plain with intervals, warm-ups."""
+
+    def ratio(value: tuple[float, float, float]) -> str:
+        return f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
+
+    return markdown_table(
+        [
+            "model", "block", "plain img/s", "channels-last img/s", "compiled img/s",
+            "channels-last / plain", "compiled / plain", "compile warm-up cold / warm (s)",
+        ],
+        "llrrrrrr",
+        [
+            [
+                r["model"], r["block"], f"{r['plain_images_per_s']:,.0f}",
+                f"{r['channels_last_images_per_s']:,.0f}", f"{r['compiled_images_per_s']:,.0f}",
+                ratio(r["channels_last_speedup"]), ratio(r["compiled_speedup"]),
+                f"{r['warmup_cold_s']:.1f} / {r['warmup_warm_s']:.1f}",
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--smoke", action="store_true", help="ResNet-8 none/se, tiny batches")
+    parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
+    args = parser.parse_args(argv)
+    args.models, args.blocks = MODELS, BLOCKS
+    if args.smoke:
+        args.models, args.blocks = (("resnet8", {"width": 4}, 16),), ("none", "se")
+        args.batch, args.steps, args.repeats = 8, 1, 3
+    session = start_session(args.threads)
+    with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
+        rows = measure(args)
+    command = command_line(__file__, argv)
+    info = session.machine()
+    lines = [
+        *results_head(
+            "Training-step speed: eager, channels-last, compiled",
+            provenance(command, utc_now(), info, "other processes' load is noise in every time"),
+        ),
+        f"Batch {args.batch}, random 32x32 images (10 classes), SGD with momentum; {args.steps} "
+        f"steps per repeat, {args.repeats} repeats, the variants interleaved. 95% intervals: "
+        "percentile bootstrap over repeats.",
+        "",
+        *render(rows),
+    ]
+    print("\n".join(lines))
+    if args.out != "-":
+        out = Path(args.out)
+        write_markdown(out, lines)
+        write_json(out.with_suffix(".json"), {"command": command, "machine": info, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
