@@ -34,6 +34,38 @@ def timed(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def ort_timed(monkeypatch):
+    """ort_latency_profile replaced by a record of its calls: 0.25 ms at batch 1, 2 ms else."""
+    calls = []
+
+    def profile(model, shape, batches):
+        calls.append((tuple(shape), tuple(batches)))
+        return {b: SimpleNamespace(median_ms=0.25 if b == 1 else 2.0) for b in batches}
+
+    monkeypatch.setattr(card, "ort_latency_profile", profile)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{}, {"ort_latency_ms_b1": 0.1}, {"ort_latency_ms_bN": 0.9}],
+    ids=["neither", "only b1", "only bN"],
+)
+def test_onnx_runtime_latency_missing_either_batch_is_measured_at_export(timed, ort_timed, stored):
+    costs = _costs(_trial({**stored, "batch_size": 16}), torch.nn.Identity(), (1, 8, 8))
+    assert ort_timed == [((1, 8, 8), (1, 16))]
+    where = f"measured at export on {socket.gethostname()}'s CPU"
+    assert (costs["ort_latency_ms_b1"], costs["ort_latency_ms_bN"]) == ((0.25, where), (2.0, where))
+
+
+def test_onnx_runtime_latency_of_the_search_is_kept(timed, ort_timed):
+    stored = {"ort_latency_ms_b1": 0.1, "ort_latency_ms_bN": 0.9, "batch_size": 16}
+    costs = _costs(_trial(stored), torch.nn.Identity(), (1, 8, 8))
+    assert ort_timed == []
+    assert costs["ort_latency_ms_bN"] == (0.9, "measured during the search on search-host")
+
+
 def test_search_costs_are_kept_with_the_searching_host(timed):
     stored = {"params": 1234, "flops": 5e6, "latency_ms_b1": 0.8, "latency_ms_bN": 3.0}
     costs = _costs(_trial({**stored, "batch_size": 16}), torch.nn.Identity(), (1, 8, 8))
@@ -203,7 +235,11 @@ def test_a_card_without_attention_names_or_normalisation_says_so():
         "class_names": list("0123456789"),
     }
     study = _card_study(None, per_class=None, val_per_class=None)  # metric names unset
-    card = _model_card(study, _card_trial(2, {}), spec, payload, CARD_COSTS, "trace")
+    costs = {**CARD_COSTS, "cuda_activation_bytes": (2 * 2**20, "measured on a GPU")}
+    card = _model_card(study, _card_trial(2, {}), spec, payload, costs, "trace")
+    assert (
+        "| cuda_activation_bytes | 2.00 MiB | CUDA allocator peak, training batch of 16 |" in card
+    )
     assert "(objectives: val_acc (maximize)). Architecture digest" in card
     assert "\n| (none) | | | |\n" in card
     assert "This trial repeated" not in card
@@ -227,17 +263,21 @@ def test_the_index_keeps_rows_of_folders_still_there_sorted_by_trial_number(tmp_
     def row(name: str, trial: int) -> dict:
         return {"dir": name, "study": "s", "trial": trial, "val_acc": 0.5, "extra": "ignored"}
 
-    for name in ("trial_2", "trial_10", "trial_9", "notes"):
+    for name in ("trial_1", "trial_2", "trial_10", "trial_9", "notes", "old_trial_5"):
         (tmp_path / name).mkdir()
-    _update_index(tmp_path, [row("trial_10", 10), row("trial_2", 2)])
+    (tmp_path / "index.csv").write_text("trial,val_acc\n3,0.5\n")  # not ours: no dir column
+    _update_index(tmp_path, [row("trial_10", 10), row("trial_2", 2), row("trial_1", 1)])
     _update_index(tmp_path, [row("trial_9", 9), row("notes", -1), row("trial_2", 22)])
+    _update_index(tmp_path, [row("old_trial_5", 5)])
     rows = _index_rows(tmp_path)
-    assert [r["dir"] for r in rows] == ["notes", "trial_2", "trial_9", "trial_10"]
-    assert rows[1]["trial"] == "22"  # the newer row of a folder replaces the older
+    # Folders without a number after their last "_" first, then by that number.
+    order = ["notes", "trial_1", "trial_2", "old_trial_5", "trial_9", "trial_10"]
+    assert [r["dir"] for r in rows] == order
+    assert rows[2]["trial"] == "22"  # the newer row of a folder replaces the older
     assert list(rows[0]) == list(INDEX_FIELDS)  # the documented columns, nothing else
     (tmp_path / "trial_9").rmdir()  # a folder removed by hand loses its row at the next export
     _update_index(tmp_path, [])
-    assert [r["dir"] for r in _index_rows(tmp_path)] == ["notes", "trial_2", "trial_10"]
+    assert [r["dir"] for r in _index_rows(tmp_path)] == [n for n in order if n != "trial_9"]
 
 
 def _exported(folder, model, spec, onnx_model=None, ts_model=None):
