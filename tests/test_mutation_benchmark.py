@@ -61,3 +61,12 @@ def test_the_table_lists_survivors_and_takes_before_from_an_older_run(work, tmp_
     assert json.loads(out.with_suffix(".json").read_text())["nas/pareto.py"]["before"] == {
         "score": 0.25
     }
+
+
+def test_a_checkout_without_some_selected_test_files_runs_those_it_has(work, tmp_path):
+    tests = tmp_path / "repo" / "tests" / "nas"
+    tests.mkdir(parents=True)
+    (tests / "test_confirm.py").write_text("")  # the newer test files of the selection are absent
+    settings = (mutation.work_folder("nas/confirm") / "pyproject.toml").read_text()
+    assert 'pytest_add_cli_args_test_selection = ["tests/nas/test_confirm.py"]' in settings
+    assert 'only_mutate = ["nas/confirm/*"]' in settings
