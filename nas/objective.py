@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -36,6 +37,13 @@ from search_spaces.spec import ArchSpec
 from . import trial_schema as schema
 from .artifacts import open_artifact_store, upload_weights
 from .checkpoints import save_checkpoint
+from .compiling import (
+    CompileDecision,
+    compile_cache_dir,
+    decide,
+    expected_training_s,
+    use_compile_cache,
+)
 from .config import StudyConfig
 from .data import build_datamodule
 from .pruning import PruningCallback, record_epoch
@@ -89,6 +97,8 @@ def check_runnable(cfg: StudyConfig, device: str = "cpu") -> LightningDataModule
         num_classes=datamodule.num_classes,
     )
     build_model(spec, seed=cfg.study.seed, pretrained=cfg.pretrained)
+    if cfg.training.compile is not False:
+        use_compile_cache(compile_cache_dir(cfg))
     return datamodule
 
 
@@ -115,6 +125,11 @@ class TrialRunner:
             cfg.study.artifacts_url(), cfg.study.artifacts_endpoint
         )
         self.pruner = study.pruner
+        if cfg.training.compile is not False:
+            searched = (schema.confirm_plan(study) or {}).get("of")
+            use_compile_cache(compile_cache_dir(cfg, searched))
+        #: The last compile decision said (each change is said once).
+        self.compile_said = ""
         #: Trackers that failed in this process (each warns once).
         self.tracking_warned: set[str] = set()
 
@@ -192,6 +207,7 @@ class TrialRunner:
         cfg, dm = self.cfg, self.datamodule
         module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
         cost = self.store_cost(trial, module.model)
+        module.compile_units = self._compile_decision(cost).compile
 
         # Baselines are references: they train their full epochs, whatever the pruner thinks.
         pruner = optuna.pruners.NopPruner() if schema.BASELINE.has(trial) else self.pruner
@@ -229,6 +245,21 @@ class TrialRunner:
         if schema.table_plan(self.study) is None:  # a table keeps values, not 1,000 weights
             self._save_weights(trial, spec, module)
         return TrialOutcome(TrialState.COMPLETE, self._values(history[-1]["val_acc"], cost))
+
+    def _compile_decision(self, cost: dict[str, float | None]) -> CompileDecision:
+        """``training.compile`` for this trial (:func:`nas.compiling.decide`, from its FLOPs and
+        the training split), said on stderr when it differs from the last trial's."""
+        training = self.cfg.training
+        samples = split_size(self.datamodule, "train") or 0
+        expected = expected_training_s(
+            float(cost.get("flops") or 0.0), samples, training.epochs, self.device.split(":")[0]
+        )
+        decision = decide(training.compile, expected, self.device.split(":")[0])
+        text = f"compile: {'on' if decision.compile else 'off'} ({decision.why})"
+        if text.split(" (")[0] != self.compile_said.split(" (")[0]:
+            print(text, file=sys.stderr)
+        self.compile_said = text
+        return decision
 
     def _final_value_only(self, pruner: optuna.pruners.BasePruner) -> bool:
         """Whether only the trial's last validation is read: a confirm repeat (nothing prunes

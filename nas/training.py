@@ -27,6 +27,7 @@ from torchmetrics import Metric
 
 from search_spaces.spec import ArchSpec
 
+from .compiling import compile_regions
 from .config import TrainingConfig
 
 SPLITS = ("test", "val")
@@ -216,6 +217,9 @@ class ClassifierModule(L.LightningModule):
         )
         self.val_history: list[dict[str, float | int]] = []
         self._channels_last = False
+        #: Compile each residual unit of the spec's backbone at setup (``nas.compiling``; the
+        #: caller decides, e.g. ``TrialRunner`` from ``training.compile``).
+        self.compile_units = False
         self.train_metrics = EpochMetrics()
         self.val_metrics = EpochMetrics()
         self.test_metrics = EpochMetrics()
@@ -230,6 +234,11 @@ class ClassifierModule(L.LightningModule):
         self._channels_last = _resolve_flag(self.config.channels_last, device_type, True)
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.compile_units and self.spec is not None:
+            from search_spaces.backbones import backbone_sites
+
+            sites = backbone_sites(self.spec.backbone, **self.spec.backbone_args)
+            compile_regions(self.model, [site.path for site in sites])
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         if self._channels_last and x.dim() == 4:

@@ -329,8 +329,9 @@ class TrainingConfig:
     ``constant``, and sets the rising fraction of ``onecycle`` (its default 0.3 when 0).
     ``"auto"`` settings resolve from the device: ``precision`` is ``bf16-mixed`` on a CUDA GPU
     and ``32`` elsewhere, ``channels_last`` is on for a CUDA GPU, ``deterministic`` is on for the
-    CPU (on a GPU it is off and cuDNN autotuning is on instead). ``gradient_clip`` is a max
-    gradient norm. Numbers must be finite.
+    CPU (on a GPU it is off and cuDNN autotuning is on instead), ``compile`` compiles each
+    residual unit where the trial's expected training outlasts compiling (``nas.compiling``).
+    ``gradient_clip`` is a max gradient norm. Numbers must be finite.
     """
 
     epochs: _Int = _field(allowed="an int >= 1", doc="Epochs per trial.", ge=1)
@@ -366,6 +367,12 @@ class TrainingConfig:
     )
     deterministic: StrictBool | Literal["auto"] = _field(
         "auto", allowed="true, false or 'auto'", doc="auto: on for the CPU, off on a GPU."
+    )
+    compile: StrictBool | Literal["auto"] = _field(
+        "auto", allowed="true, false or 'auto'", doc="auto: where training outlasts compiling."
+    )
+    compile_cache: StrictStr = _field(
+        "", allowed="a folder, or '' for runs_dir/<name>/compile-cache", doc="Compiled code."
     )
 
     @model_validator(mode="after")

@@ -361,6 +361,7 @@ ADDED_SINCE_0_1_0 = {
     },
     "data": {"loader": "auto", "num_workers": 2},
     "backbone": {"pretrained": False},
+    "training": {"compile": "auto", "compile_cache": ""},
     "pruning": {"auto_min_rho": 0.5},
     "evaluation": {
         "seeding": "common",
@@ -514,8 +515,8 @@ COSTS_LIST = (
         ({"study": 3}, "study must be a table, got 3"),
         (
             {"training": {"epoch": 3}},
-            "unknown key(s) ['training.epoch']; allowed: ['channels_last', 'deterministic', "
-            "'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', 'nesterov', "
+            "unknown key(s) ['training.epoch']; allowed: ['channels_last', 'compile', "
+            "'compile_cache', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', 'nesterov', "
             "'optimizer', 'precision', 'schedule', 'warmup_epochs', 'weight_decay']",
         ),
     ],
@@ -593,8 +594,8 @@ def test_load_reports_the_file_and_toml_errors(tmp_path):
         ),
         (
             lambda: TrainingConfig.from_dict({"epochs": 1, "lr_max": 0.1}),
-            "TrainingConfig: unknown key(s) ['lr_max']; allowed: ['channels_last', "
-            "'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', "
+            "TrainingConfig: unknown key(s) ['lr_max']; allowed: ['channels_last', 'compile', "
+            "'compile_cache', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', "
             "'nesterov', 'optimizer', 'precision', 'schedule', 'warmup_epochs', 'weight_decay']",
         ),
         (lambda: DataConfig(batch_size=0), "DataConfig.batch_size must be an int >= 1, got 0"),

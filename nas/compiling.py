@@ -1,0 +1,129 @@
+"""Compiled training (``training.compile``): each residual unit compiled on its own.
+
+A network of this project is a stem, residual units (its insertion sites, each with its attention
+block) and a head. Compiling per unit (PyTorch's regional compilation: ``module.compile()`` on
+each, in place, so the weights keep their names) lets the many small element-wise and pooling
+ops of an attention block fuse, and makes a unit's compiled code a function of its own type and
+shapes only: a second architecture made of units already seen loads their code from the inductor
+cache (:func:`use_compile_cache`: one folder shared by every trial, worker and ``nas confirm`` run
+of a study) instead of compiling them again. The stem and the head stay eager.
+
+Compiling costs a warm-up before the first step (tens of seconds per unit type on a CPU with an
+empty cache, about a second with it warm: ``benchmarks/speed.py``), so ``"auto"`` compiles only
+where the trial's expected training time (:func:`expected_training_s`, from its FLOPs and the
+device) is at least :data:`PAYOFF` times that warm-up. A unit the compiler cannot handle runs
+eager (dynamo's own fallback, with its warning); a platform with no working compiler trains
+eager and says so once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from .config import StudyConfig
+
+#: The environment variable inductor reads for its cache folder.
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+#: Expected training must be this many times the warm-up for ``"auto"`` to compile.
+PAYOFF = 10.0
+#: Seconds of warm-up expected with an empty cache (per trial: its unit types compiled), on the
+#: CPU and on a GPU; measured on this project's 2-core machines at 25-52 s for ResNet-8.
+COLD_WARMUP_S = {"cpu": 40.0, "cuda": 60.0}
+#: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
+#: per device type, for :func:`expected_training_s`: one CPU core, and a data-centre GPU.
+TRAINING_FLOPS = {"cpu": 5e9, "cuda": 5e12}
+
+
+@dataclass(frozen=True)
+class CompileDecision:
+    """Whether a trial's units are compiled, and why (the log line)."""
+
+    compile: bool
+    why: str
+
+
+def compiler_missing(device_type: str) -> str | None:
+    """Why ``torch.compile`` cannot work on ``device_type`` here, or None where it can: inductor
+    needs a C++ compiler for the CPU and Triton for a GPU, and supports neither on Windows."""
+    if sys.platform == "win32":
+        return "torch.compile's inductor does not run on Windows"
+    if device_type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "Triton is not installed (pip install triton)"
+    if device_type == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        return "no C++ compiler on PATH (install g++ or clang)"
+    return None
+
+
+def expected_training_s(
+    flops_per_sample: float, samples_per_epoch: int, epochs: int, device_type: str
+) -> float:
+    """Rough seconds of a trial's training: 3 x forward FLOPs per sample (backward ~ 2x the
+    forward), over every sample of every epoch, at :data:`TRAINING_FLOPS` of the device."""
+    flops = 3.0 * flops_per_sample * samples_per_epoch * epochs
+    return flops / TRAINING_FLOPS.get(device_type, TRAINING_FLOPS["cpu"])
+
+
+def decide(setting: bool | str, expected_s: float, device_type: str) -> CompileDecision:
+    """``training.compile`` for one trial: ``false`` never, ``true`` always and ``"auto"`` where
+    the expected training is at least :data:`PAYOFF` x the cold warm-up; never where
+    :func:`compiler_missing` says the platform cannot."""
+    if setting is False:
+        return CompileDecision(False, "training.compile = false")
+    missing = compiler_missing(device_type)
+    if missing is not None:
+        return CompileDecision(False, f"no working compiler ({missing}); training runs eager")
+    if setting is True:
+        return CompileDecision(True, "training.compile = true")
+    warmup = COLD_WARMUP_S.get(device_type, COLD_WARMUP_S["cpu"])
+    pays = expected_s >= PAYOFF * warmup
+    return CompileDecision(
+        pays,
+        f"expected training ~{expected_s:.0f} s per trial, "
+        f"{'at least' if pays else 'below'} {PAYOFF:g} x the ~{warmup:.0f} s a cold compile "
+        "takes",
+    )
+
+
+def compile_regions(model: nn.Module, paths: Sequence[str]) -> list[str]:
+    """Compile the modules at ``paths`` (the residual units) in place; returns the paths. The
+    compiled code is made at their first call, and found in the cache where a unit of the same
+    type and shapes was compiled before."""
+    for path in paths:
+        model.get_submodule(path).compile()
+    return list(paths)
+
+
+def use_compile_cache(folder: str | os.PathLike) -> Path:
+    """Make ``folder`` inductor's cache for this process (and the workers it starts); a folder
+    that cannot be created or written is refused with its path."""
+    path = Path(folder).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"training.compile_cache: {path} is not a writable folder ({exc.strerror or exc}); "
+            "choose another folder, or set training.compile = false"
+        ) from None
+    os.environ[CACHE_ENV] = str(path)
+    return path
+
+
+def compile_cache_dir(cfg: StudyConfig, searched: str | None = None) -> Path:
+    """``training.compile_cache``, else ``<runs_dir>/<study>/compile-cache``, where ``<study>``
+    is ``searched`` for a confirm or table study of that study: one folder for every trial,
+    worker and ``nas confirm`` run of a search."""
+    default = Path(cfg.study.runs_dir) / (searched or cfg.study.name) / "compile-cache"
+    return Path(cfg.training.compile_cache or default)
