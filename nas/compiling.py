@@ -41,8 +41,10 @@ PAYOFF = 10.0
 #: CPU and on a GPU; measured on this project's 2-core machines at 25-52 s for ResNet-8.
 COLD_WARMUP_S = {"cpu": 40.0, "cuda": 60.0}
 #: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
-#: per device type, for :func:`expected_training_s`: one CPU core, and a data-centre GPU.
-TRAINING_FLOPS = {"cpu": 5e9, "cuda": 5e12}
+#: per device type, for :func:`expected_training_s`: one CPU core (a ResNet-20 step at batch 128
+#: runs ~500 images/s there, ~1.2e11 FLOP/s; smaller models use the core less well), and a
+#: data-centre GPU.
+TRAINING_FLOPS = {"cpu": 5e10, "cuda": 5e12}
 
 
 @dataclass(frozen=True)
