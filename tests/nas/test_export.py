@@ -112,9 +112,14 @@ def test_export_round_trip(tiny_config, tmp_path):
     ):
         assert text in card, text
 
+    assert (folder / "arch.json").read_text() == spec.to_json(indent=2) + "\n"
     (row,) = _index(tmp_path / "out")
     assert row["trial"] == str(trial.number) and row["digest"] == spec.digest()
     assert row["torchscript"] == "script" and float(row["val_acc"]) == trial.values[0]
+    assert (row["dir"], row["study"], row["duplicate_of"]) == (folder.name, "tiny", "")
+    assert row["summary"] == spec.summary() == schema.SUMMARY.get(trial)
+    assert (int(row["params"]), float(row["flops"])) == (cost["params"], cost["flops"])
+    assert float(row["latency_ms_b1"]) > 0 and float(row["latency_ms_bN"]) > 0
 
 
 def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_config, tmp_path):
@@ -149,6 +154,9 @@ def test_pareto_exports_exactly_the_front_and_duplicates_use_the_original(tiny_c
     )
     card = (out / f"trial_{duplicate.number}" / "model_card.md").read_text()
     assert f"repeated the architecture of trial {original.number}" in card
+    rows = {int(row["trial"]): row for row in _index(out)}
+    assert rows[duplicate.number]["duplicate_of"] == str(original.number)
+    assert rows[original.number]["duplicate_of"] == ""
 
     # Re-exporting one trial replaces its files, keeps a retrained/ folder and the index rows.
     kept = out / f"trial_{original.number}" / "retrained"
@@ -285,6 +293,29 @@ def test_errors_name_the_trial_and_the_fix(tiny_config, tmp_path):
         export_trials(study, out, trials=[lost])
     assert not out.exists()
 
+    # Whole messages: what happened to the trial and what to do instead.
+    unknown_epoch = _add(study, TrialState.PRUNED, [0.9, 1.0])
+    quiet_failure = _add(study, TrialState.FAIL)
+    expected = {
+        pruned: f"trial {pruned} of study 'tiny' was pruned (at epoch 1): pruned trials are never "
+        "on the front and keep no weights; export a COMPLETE trial, or retrain its architecture "
+        f"with `nas train` (`nas export --arch-only --trial {pruned}` writes its arch.json)",
+        unknown_epoch: f"trial {unknown_epoch} of study 'tiny' was pruned (at epoch ?): ",
+        failed: f"trial {failed} of study 'tiny' is FAIL, not COMPLETE (NonFiniteLossError: loss "
+        "is nan): only completed trials have trained weights; export a COMPLETE trial",
+        quiet_failure: f"trial {quiet_failure} of study 'tiny' is FAIL, not COMPLETE: only "
+        "completed trials have trained weights; export a COMPLETE trial",
+        lost: f"the weights of trial {lost} of study 'tiny' (artifact lost) are missing from "
+        f"{store}: removed by hand, or the study's workers wrote to another store (a relative "
+        "study.artifacts folder is read from the current folder); export where the workers' "
+        "store is reachable, or retrain the architecture with `nas train`",
+    }
+    for number, message in expected.items():
+        with pytest.raises(ValueError) as caught:
+            export_trials(study, out, trials=[number])
+        assert str(caught.value).startswith(message)
+        assert number == unknown_epoch or str(caught.value) == message
+
     # The whole message of a dominated trial: why its weights are gone and what to do.
     with pytest.raises(ValueError) as caught:
         export_trials(study, out, trials=[dominated])
@@ -325,7 +356,10 @@ def test_failed_verification_writes_nothing(tiny_config, tmp_path, monkeypatch):
     trial = study.best_trials[0]
     save_torchscript = export.trials._export_torchscript
 
+    staged = []
+
     def perturbed(model, shape, path):
+        staged.append(path.parent)
         broken = copy.deepcopy(model)
         with torch.no_grad():
             next(broken.parameters()).add_(1.0)
@@ -338,6 +372,10 @@ def test_failed_verification_writes_nothing(tiny_config, tmp_path, monkeypatch):
     ):
         export_trials(study, out, trials=[trial.number])
     assert list(out.iterdir()) == []
+    # Built in a hidden folder beside its destination (one rename away), removed after.
+    (folder,) = staged
+    assert folder.parent == out and folder.name.startswith(f".trial_{trial.number}-")
+    assert not folder.exists()
 
 
 def test_load_reads_folders_weights_and_search_checkpoints(tiny_config, tmp_path):
@@ -396,3 +434,19 @@ def test_old_studies_export_the_checkpoint_on_this_host(tiny_config, tmp_path):
     (folder,) = export_trials(study, tmp_path / "out", trials=[old])
     exported = torch.load(folder / "weights.pt", weights_only=True)
     assert exported["trial"] == trial.number and path.exists()
+    # A weights file that holds another architecture than the trial's is refused, nothing written.
+    other = copy.deepcopy(schema.ARCH.get(trial))
+    other["num_classes"] = 5
+    wrong = _add(
+        study,
+        TrialState.COMPLETE,
+        list(trial.values),
+        [(schema.ARCH, other), (schema.CHECKPOINT, schema.checkpoint_value(path))],
+    )
+    with pytest.raises(ValueError) as caught:
+        export_trials(study, tmp_path / "wrong", trials=[wrong])
+    assert str(caught.value) == (
+        f"{path} holds a different architecture than trial {wrong} of study 'tiny' (another "
+        "study wrote to the same runs_dir?); re-run the search under a new study name"
+    )
+    assert not (tmp_path / "wrong" / f"trial_{wrong}").exists()
