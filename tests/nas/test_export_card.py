@@ -1,6 +1,8 @@
-"""The costs an export states and how the model card writes them, with known values."""
+"""What an export states, checks and refuses, on hand-made studies and models (no search): its
+costs and model card, index.csv, the verification of its formats, the trials it takes."""
 
 import copy
+import json
 import socket
 from types import SimpleNamespace
 
@@ -349,3 +351,91 @@ def test_a_difference_within_the_tolerance_is_accepted(tmp_path):
     with torch.no_grad():
         nudged.fc.bias.add_(5e-5)  # below atol 1e-4 (plus rtol of the logits)
     _verify(model, (1, 8, 8), _exported(tmp_path, model, spec, ts_model=nudged), "trial 0")
+
+
+# -- which trials an export takes, and what it refuses, on hand-made studies -------------------
+
+
+def _stored_study(tiny: dict | None = None) -> optuna.Study:
+    from conftest import TINY
+
+    data = copy.deepcopy(tiny or TINY)
+    data["study"]["runs_dir"] = "/runs"
+    study = optuna.create_study(study_name="tiny", directions=["maximize", "minimize"])
+    study.set_user_attr(schema.STUDY_CONFIG, StudyConfig.from_dict(data).to_dict())
+    spec = ArchSpec("resnet8", {"width": 4}, in_channels=1, num_classes=10, sites={})
+    for values in ([0.5, 2.0], [0.9, 1.0], [0.7, 3.0]):
+        study.add_trial(create_trial(values=values, user_attrs={schema.ARCH.key: spec.to_dict()}))
+    return study
+
+
+def test_trials_to_export_are_checked_by_number(tmp_path):
+    from nas.export.trials import _choose
+
+    study = _stored_study()
+    assert [t.number for t in _choose(study, [2, 0, 2], pareto=False)] == [2, 0]  # once each
+    assert [t.number for t in _choose(study, None, pareto=True)] == [1]
+    for bad in (3, -1, True, 1.0, "1"):
+        with pytest.raises(ValueError) as caught:
+            _choose(study, [bad], pareto=False)
+        assert str(caught.value) == (
+            f"study 'tiny' has no trial {bad!r}; its trials are numbered 0 to 2 (see nas status)"
+        )
+    for trials, pareto in (([1], True), (None, False), ([], False)):
+        with pytest.raises(ValueError) as caught:
+            _choose(study, trials, pareto)
+        assert str(caught.value) == (
+            "choose the trials to export: give trial numbers or pareto=True, not both"
+        )
+    empty = optuna.create_study(study_name="empty", directions=["maximize", "minimize"])
+    with pytest.raises(ValueError) as caught:
+        _choose(empty, None, pareto=True)
+    assert str(caught.value) == (
+        "study 'empty' has no completed (feasible) trial, so no Pareto front to export; run the "
+        "search further (nas search)"
+    )
+
+
+def test_a_study_not_made_by_nas_search_is_refused(tmp_path):
+    from nas.export import export_arch
+
+    study = optuna.create_study(study_name="elsewhere")
+    spec = ArchSpec("resnet8", {"width": 4}, in_channels=1, num_classes=10, sites={})
+    study.add_trial(create_trial(value=0.5, user_attrs={schema.ARCH.key: spec.to_dict()}))
+    with pytest.raises(ValueError) as caught:
+        export_arch(study, 0, tmp_path)
+    assert str(caught.value) == (
+        "study 'elsewhere' was not created by `nas search` (no stored config), so its trials "
+        "cannot be exported"
+    )
+
+
+def test_retraining_settings_keep_the_pretrained_start_of_the_search(tmp_path):
+    from conftest import TINY
+
+    from nas.export import export_arch
+
+    plain = json.loads(
+        (export_arch(_stored_study(), 1, tmp_path / "a") / "config.json").read_text()
+    )
+    assert set(plain) == {"source", "data", "training"}
+    pretrained = copy.deepcopy(TINY)
+    pretrained["backbone"]["pretrained"] = "/weights/resnet8.pt"
+    folder = export_arch(_stored_study(pretrained), 1, tmp_path / "b")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["backbone"] == {"pretrained": "/weights/resnet8.pt"}
+    assert config["source"] == {"study": "tiny", "trial": 1}
+
+
+def test_export_without_onnxruntime_says_what_to_install(monkeypatch):
+    import sys
+
+    from nas.export.formats import _require_onnxruntime
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(RuntimeError) as caught:
+        _require_onnxruntime()
+    assert str(caught.value).startswith("export writes and verifies ONNX, which needs onnx and ")
+    assert str(caught.value).endswith(
+        "; install them: pip install 'attention-nas[export]' (onnx, onnxruntime, onnxscript)"
+    )
