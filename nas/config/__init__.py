@@ -11,7 +11,8 @@ TOML file for editors.
 
 Only pydantic and the search space are imported here (no Lightning): loading a config stays light.
 
-Modules: :mod:`.sections` (one dataclass per section), :mod:`.tracking` (``[tracking]``),
+Modules: :mod:`.sections` (one dataclass per section), :mod:`.training` (``[training]``),
+:mod:`.tracking` (``[tracking]``),
 :mod:`.study` (the whole file: loading, storing, schema), :mod:`._validation` (what turns
 pydantic's errors into those one-line messages).
 """
@@ -25,12 +26,9 @@ from .sections import (
     EVALUATION_BEFORE_0_2,
     LOADERS,
     METRICS,
-    OPTIMIZERS,
     PATH_SAMPLINGS,
-    PRECISIONS,
     PRUNERS,
     SAMPLERS,
-    SCHEDULES,
     SEEDINGS,
     STRATEGIES,
     BackboneSection,
@@ -41,11 +39,11 @@ from .sections import (
     SearchSection,
     SpaceSection,
     StudySection,
-    TrainingConfig,
     default_cache_dir,
 )
 from .study import StudyConfig, json_schema, supernet_epochs
 from .tracking import TRACKERS, WANDB_MODES, TrackingSection
+from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingConfig
 
 __all__ = [
     "AUGMENTATIONS",

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    ConfigDict,
     Field,
     Strict,
     StrictBool,
@@ -50,9 +48,6 @@ _Cost = Literal[
     "ort_latency_ms_bN",
 ]
 _Metric = Literal["val_acc"]
-_Optimizer = Literal["sgd", "adamw"]
-_Schedule = Literal["cosine", "onecycle", "constant"]
-_Precision = Literal["auto", "32", "bf16-mixed"]
 _Dataset = Literal["digits", "cifar10", "cifar100", "mnist", "fashionmnist", "svhn", "imagefolder"]
 _Augmentation = Literal["none", "flip_crop"]
 _Loader = Literal["auto", "memory", "stream"]
@@ -65,9 +60,6 @@ SAMPLERS: tuple[str, ...] = get_args(_Sampler)
 PRUNERS: tuple[str, ...] = get_args(_Pruner)
 COSTS: tuple[str, ...] = get_args(_Cost)
 METRICS: tuple[str, ...] = get_args(_Metric)
-OPTIMIZERS: tuple[str, ...] = get_args(_Optimizer)
-SCHEDULES: tuple[str, ...] = get_args(_Schedule)
-PRECISIONS: tuple[str, ...] = get_args(_Precision)
 DATASETS: tuple[str, ...] = get_args(_Dataset)
 AUGMENTATIONS: tuple[str, ...] = get_args(_Augmentation)
 LOADERS: tuple[str, ...] = get_args(_Loader)
@@ -313,88 +305,6 @@ class DataConfig:
                 f"only applies to name='imagefolder' (got name={self.name!r}); leave it unset",
             )
         return self
-
-
-@_one_line_errors
-@dataclass(frozen=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
-class TrainingConfig:
-    """How one candidate is trained.
-
-    ``lr`` is the peak learning rate (the plateau of ``constant``, the start of ``cosine`` after
-    warm-up, ``max_lr`` of ``onecycle``). ``momentum`` and ``nesterov`` apply to SGD only.
-    ``weight_decay`` is applied to conv / linear weights only, never to normalisation parameters
-    or biases (Goyal et al. 2017, "Accurate, Large Minibatch SGD", sec. 3; AdamW decouples it
-    from the gradient, Loshchilov & Hutter 2019, so it usually wants a larger value there).
-    ``warmup_epochs`` ramps the LR linearly from ``lr/steps`` to ``lr`` for ``cosine`` and
-    ``constant``, and sets the rising fraction of ``onecycle`` (its default 0.3 when 0).
-    ``"auto"`` settings resolve from the device: ``precision`` is ``bf16-mixed`` on a CUDA GPU
-    and ``32`` elsewhere, ``channels_last`` is on for a CUDA GPU, ``deterministic`` is on for the
-    CPU (on a GPU it is off and cuDNN autotuning is on instead), ``compile`` compiles each
-    residual unit where the trial's expected training outlasts compiling (``nas.compiling``).
-    ``gradient_clip`` is a max gradient norm. Numbers must be finite.
-    """
-
-    epochs: _Int = _field(allowed="an int >= 1", doc="Epochs per trial.", ge=1)
-    optimizer: _Optimizer = _field("sgd", allowed=_one_of(OPTIMIZERS), doc="Optimizer.")
-    lr: _Number = _field(0.1, allowed="a positive number", doc="Peak learning rate.", gt=0)
-    momentum: _Number = _field(0.9, allowed="a number in [0, 1)", doc="SGD momentum.", ge=0, lt=1)
-    nesterov: StrictBool = _field(
-        True, allowed="true or false", doc="Nesterov momentum (SGD; needs momentum > 0)."
-    )
-    weight_decay: _Number = _field(
-        5e-4, allowed="a number >= 0", doc="Weight decay of conv and linear weights.", ge=0
-    )
-    schedule: _Schedule = _field("cosine", allowed=_one_of(SCHEDULES), doc="LR schedule.")
-    warmup_epochs: _Number = _field(
-        0,
-        allowed="a number >= 0 and below epochs",
-        doc="Linear LR warm-up (cosine, constant) or rising fraction (onecycle), in epochs.",
-        ge=0,
-    )
-    label_smoothing: _Number = _field(
-        0.0, allowed="a number in [0, 1)", doc="Label smoothing of the loss.", ge=0, lt=1
-    )
-    precision: _Precision = _field(
-        "auto", allowed=_one_of(PRECISIONS), doc="auto: bf16-mixed on a CUDA GPU, else 32."
-    )
-    channels_last: StrictBool | Literal["auto"] = _field(
-        "auto", allowed="true, false or 'auto'", doc="auto: on for a CUDA GPU."
-    )
-    gradient_clip: _PositiveNumber | None = _field(
-        None,
-        allowed="a positive max gradient norm or absent",
-        doc="Clip gradients to this norm (absent: no clipping).",
-    )
-    deterministic: StrictBool | Literal["auto"] = _field(
-        "auto", allowed="true, false or 'auto'", doc="auto: on for the CPU, off on a GPU."
-    )
-    compile: StrictBool | Literal["auto"] = _field(
-        "auto", allowed="true, false or 'auto'", doc="auto: where training outlasts compiling."
-    )
-    compile_cache: StrictStr = _field(
-        "", allowed="a folder, or '' for runs_dir/<name>/compile-cache", doc="Compiled code."
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainingConfig:
-        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
-            raise _invalid(
-                "nesterov",
-                "needs momentum > 0 with SGD; set momentum (e.g. 0.9) or nesterov=False",
-            )
-        if self.warmup_epochs >= self.epochs:
-            raise _invalid(
-                "warmup_epochs",
-                f"must be >= 0 and below epochs={self.epochs}, got {self.warmup_epochs!r}",
-            )
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
-        return cls(**data)
 
 
 @_one_line_errors

@@ -34,9 +34,9 @@ from .sections import (
     SearchSection,
     SpaceSection,
     StudySection,
-    TrainingConfig,
 )
 from .tracking import TrackingSection
+from .training import TrainingConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
