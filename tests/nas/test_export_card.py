@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, create_trial
 from nas import trial_schema as schema
 from nas.config import StudyConfig
 from nas.export import card
+from nas.export import load as nas_load
 from nas.export.card import INDEX_FIELDS, _costs, _fmt, _mib, _model_card, _update_index
 from search_spaces.spec import ArchSpec, BlockChoice
 
@@ -252,6 +253,9 @@ def test_a_card_without_attention_names_or_normalisation_says_so():
     assert "validation split of `digits` (val_fraction=0.1). The search selected on it" in card
     assert "`(x - mean) / std` with nothing (the study trained without normalisation)." in card
     assert "- `model.ts`: TorchScript, recorded with torch.jit.trace (scripting failed)" in card
+    rgb = {**payload, "mean": [0.49139968, 0.48215841, 0.44653091], "std": [0.25, 0.5, 1.0]}
+    card = _model_card(study, _card_trial(2, {}), spec, rgb, costs, "script")
+    assert "mean = [0.4914, 0.482158, 0.446531] and std = [0.25, 0.5, 1]" in card
 
 
 def _index_rows(path) -> list[dict[str, str]]:
@@ -265,15 +269,15 @@ def test_the_index_keeps_rows_of_folders_still_there_sorted_by_trial_number(tmp_
     def row(name: str, trial: int) -> dict:
         return {"dir": name, "study": "s", "trial": trial, "val_acc": 0.5, "extra": "ignored"}
 
-    for name in ("trial_1", "trial_2", "trial_10", "trial_9", "notes", "old_trial_5"):
+    for name in ("trial_1", "trial_2", "trial_10", "trial_9", "zoo", "old_trial_5"):
         (tmp_path / name).mkdir()
     (tmp_path / "index.csv").write_text("trial,val_acc\n3,0.5\n")  # not ours: no dir column
     _update_index(tmp_path, [row("trial_10", 10), row("trial_2", 2), row("trial_1", 1)])
-    _update_index(tmp_path, [row("trial_9", 9), row("notes", -1), row("trial_2", 22)])
+    _update_index(tmp_path, [row("trial_9", 9), row("zoo", -1), row("trial_2", 22)])
     _update_index(tmp_path, [row("old_trial_5", 5)])
     rows = _index_rows(tmp_path)
     # Folders without a number after their last "_" first, then by that number.
-    order = ["notes", "trial_1", "trial_2", "old_trial_5", "trial_9", "trial_10"]
+    order = ["zoo", "trial_1", "trial_2", "old_trial_5", "trial_9", "trial_10"]
     assert [r["dir"] for r in rows] == order
     assert rows[2]["trial"] == "22"  # the newer row of a folder replaces the older
     assert list(rows[0]) == list(INDEX_FIELDS)  # the documented columns, nothing else
@@ -331,6 +335,16 @@ def test_a_format_off_by_more_than_its_tolerance_fails_with_its_largest_error(tm
         f"model (max abs error {error}, tolerance atol=0.0001, rtol=0.0001) on a random batch "
         "of 3; nothing was written"
     )
+
+
+def test_weights_that_do_not_reproduce_the_model_are_named(tmp_path):
+    from nas.export.formats import _verify
+
+    model, spec = _digits_model()
+    other, _ = _digits_model(seed=1)
+    folder = _exported(tmp_path, other, spec, onnx_model=model, ts_model=model)
+    with pytest.raises(RuntimeError, match=r"verification: weights\.pt \(nas\.load\) output"):
+        _verify(model, (1, 8, 8), folder, "trial 4")
 
 
 def test_a_format_with_other_output_shape_fails_naming_the_shape(tmp_path):
@@ -415,10 +429,24 @@ def test_retraining_settings_keep_the_pretrained_start_of_the_search(tmp_path):
 
     from nas.export import export_arch
 
-    plain = json.loads(
-        (export_arch(_stored_study(), 1, tmp_path / "a") / "config.json").read_text()
-    )
+    folder = export_arch(_stored_study(), 1, tmp_path / "a")
+    text = (folder / "config.json").read_text()
+    plain = json.loads(text)
+    assert text == json.dumps(plain, indent=2, sort_keys=True) + "\n"  # stable, readable diffs
     assert set(plain) == {"source", "data", "training"}
+    with pytest.raises(FileNotFoundError) as caught:
+        nas_load(folder)
+    assert str(caught.value) == (
+        f"{folder} holds an architecture without weights (arch.json only); train it with "
+        "`nas train` first, then load its retrained/ folder"
+    )
+    old = _stored_study()  # a 0.1.0 study stored no backbone section
+    old.set_user_attr(
+        schema.STUDY_CONFIG,
+        {k: v for k, v in schema.stored_config(old).items() if k != "backbone"},
+    )
+    config = json.loads((export_arch(old, 1, tmp_path / "c") / "config.json").read_text())
+    assert "backbone" not in config
     pretrained = copy.deepcopy(TINY)
     pretrained["backbone"]["pretrained"] = "/weights/resnet8.pt"
     folder = export_arch(_stored_study(pretrained), 1, tmp_path / "b")
@@ -439,3 +467,44 @@ def test_export_without_onnxruntime_says_what_to_install(monkeypatch):
     assert str(caught.value).endswith(
         "; install them: pip install 'attention-nas[export]' (onnx, onnxruntime, onnxscript)"
     )
+
+
+def test_trials_without_weights_to_export_say_what_to_do_instead(tmp_path):
+    from nas.export import export_trials
+
+    study = _stored_study()
+    spec = schema.ARCH.get(study.trials[0])
+    here = socket.gethostname()
+    cases = {
+        "supernet": {schema.EVALUATED_BY.key: "supernet"},
+        "no checkpoint": {},
+        "moved": {schema.CHECKPOINT.key: f"{here}:{tmp_path}/moved.pt"},
+    }
+    numbers, messages = {}, {}
+    for name, attrs in cases.items():
+        user_attrs = {schema.ARCH.key: spec, **attrs}
+        study.add_trial(create_trial(values=[0.99, 0.5], user_attrs=user_attrs))
+        numbers[name] = len(study.trials) - 1
+    for name, number in numbers.items():
+        with pytest.raises(ValueError) as caught:
+            export_trials(study, tmp_path / "out", trials=[number])
+        messages[name] = str(caught.value)
+    n = numbers["supernet"]
+    assert messages["supernet"] == (
+        f"trial {n} of study 'tiny' was evaluated on the study's supernet (shared weights), not "
+        "trained on its own, so it has no weights to export; run `nas confirm` to train the "
+        "front stand-alone, then `nas export --pareto` exports the confirmed front (`nas export "
+        f"--arch-only --trial {n}` writes its arch.json for `nas train`)"
+    )
+    n = numbers["no checkpoint"]
+    assert messages["no checkpoint"] == (
+        f"trial {n} of study 'tiny' has no recorded checkpoint (the study predates saved "
+        f"weights); retrain its architecture with `nas train` (`nas export --arch-only --trial "
+        f"{n}` writes its arch.json)"
+    )
+    assert messages["moved"] == (
+        f"the checkpoint of trial {numbers['moved']} of study 'tiny' is missing from "
+        f"{tmp_path}/moved.pt (moved or deleted by hand); restore the file, or retrain the "
+        "architecture with `nas train`"
+    )
+    assert not (tmp_path / "out").exists()
