@@ -420,11 +420,12 @@ def test_top_fills_from_the_next_non_dominated_fronts(tiny_config):
 def test_none_is_planned_where_the_search_ran_no_baselines_and_repeated_once(tiny_config):
     cfg = StudyConfig.from_dict(tiny_config())
     none_params = baselines(cfg.space, blocks=[], limit=1)["none"]
+    # The input channels and classes are the searched study's (7: not a default of anything).
     none_digest = suggest_arch(
-        optuna.trial.FixedTrial(none_params), cfg.space, in_channels=1, num_classes=10
+        optuna.trial.FixedTrial(none_params), cfg.space, in_channels=1, num_classes=7
     ).digest()
     study = optuna.create_study(directions=["maximize", "minimize"])
-    arch = {"in_channels": 1, "num_classes": 10}
+    arch = {"in_channels": 1, "num_classes": 7}
     for acc, flops, digest in ((0.9, 10.0, "d-se"), (0.5, 1.0, none_digest)):
         study.add_trial(
             optuna.trial.create_trial(

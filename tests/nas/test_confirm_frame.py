@@ -328,6 +328,8 @@ def test_median_repeat_is_the_lower_median_by_value_then_trial_number():
             create_trial(values=[value, 1.0], user_attrs=_attrs("baseline none", repeat))
         )
     assert median_repeat(study, "baseline none").number == 5  # (0.7, trial 5) is third
+    study.add_trial(create_trial(values=[0.95, 1.0], user_attrs=_attrs("baseline none", 6)))
+    assert median_repeat(study, "baseline none").number == 3  # the middle of 7: (0.8, trial 3)
 
 
 def test_sequential_looks_decide_early_and_queue_only_the_undecided():
@@ -369,3 +371,46 @@ def test_a_sequential_design_stops_when_decided_or_when_the_budget_is_spent():
         [],
         "no run of none to compare with",
     )
+
+
+def test_a_run_that_gave_up_is_described_in_one_line():
+    from nas.confirm.runs import MAX_ATTEMPTS, QUOTED_REASON, GaveUp, gave_up_message
+
+    short = GaveUp(2, "trial 7", 5, "  CUDA out of memory\n  at line 3  ")
+    assert short.describe() == "trial 7 repeat 2 (5 failed, the last: CUDA out of memory)"
+    assert GaveUp(0, "baseline none", 5, "").describe() == (
+        "baseline none repeat 0 (5 failed, the last: no reason recorded)"
+    )
+    exact = GaveUp(1, "trial 3", 6, "x" * QUOTED_REASON).describe()
+    assert exact == f"trial 3 repeat 1 (6 failed, the last: {'x' * QUOTED_REASON})"
+    long = GaveUp(1, "trial 3", 6, "y" * (QUOTED_REASON + 1)).describe()
+    assert long == f"trial 3 repeat 1 (6 failed, the last: {'y' * (QUOTED_REASON - 3)}...)"
+    assert gave_up_message("s-confirm", [short, GaveUp(0, "trial 9", 5, "disk full")]) == (
+        f"2 run(s) of 's-confirm' gave up after {MAX_ATTEMPTS} failed trials: trial 7 repeat 2 "
+        "(5 failed, the last: CUDA out of memory); trial 9 repeat 0 (5 failed, the last: disk "
+        "full); the confirmation cannot complete: fix the cause, then confirm again under "
+        "another name (--name NEW; the trials stored here are kept)"
+    )
+
+
+def test_the_seed_options_a_plan_was_made_with():
+    from nas.confirm.planning import _seeds_option
+
+    assert _seeds_option({"top": 2, "seeds": [1, 2, 3]}) == "--top 2 --seeds 3"
+    sequential = {"top": 1, "seeds": list(range(10)), "looks": [3, 6, 10]}
+    assert _seeds_option(sequential) == "--top 1 --seeds 3 --max-seeds 10"
+
+
+def test_queued_runs_give_back_each_architecture_as_it_was_planned():
+    from nas.confirm.planning import Planned
+    from nas.confirm.rounds import _planned_from_runs
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial({"stage1.block": "se"}, user_attrs=_attrs("trial 3", 0))
+    study.enqueue_trial({"stage1.block": "none"}, user_attrs=_attrs("baseline none", 0))
+    study.enqueue_trial({"stage1.block": "se"}, user_attrs=_attrs("trial 3", 1))
+    study.add_trial(create_trial(values=[0.5, 1.0]))  # no repeat: not a planned run
+    assert _planned_from_runs(study) == {
+        "trial 3": Planned("trial 3", {"stage1.block": "se"}, 3, None),
+        "baseline none": Planned("baseline none", {"stage1.block": "none"}, None, "none"),
+    }
