@@ -212,13 +212,47 @@ def test_bad_requests_are_refused_and_touch_nothing(searched, tiny_config, capsy
         prepare_confirm(empty, empty_url, top=1, seeds=2)
     assert [name for name, _ in _studies(empty_url)] == ["empty"]
 
+    with pytest.raises(ValueError) as caught:
+        prepare_confirm(study, url, top=1, seeds=2, name="tiny")
+    assert str(caught.value) == (
+        "study 'tiny' exists and is not a confirm study; give the confirmation another name "
+        "(--name)"
+    )
+    assert _studies(url) == before
+
     prepare_confirm(study, url, top=1, seeds=2)
     started = _studies(url)
-    with pytest.raises(ValueError, match="started with --top 1 --seeds 2"):
+    with pytest.raises(ValueError) as caught:
         prepare_confirm(study, url, top=2, seeds=2)
+    assert str(caught.value) == (
+        "'tiny-confirm' was started with --top 1 --seeds 2; resume it with those (its finished "
+        "runs are kept), or start another confirmation with --name"
+    )
     with pytest.raises(ValueError, match="is itself a confirm study"):
         prepare_confirm(find_confirm_study(study), url, top=1, seeds=2)
     assert _studies(url) == started
+
+    # A new best architecture on the front: the plan stored is not the front any more.
+    then = schema.confirm_plan(find_confirm_study(study))["architectures"]
+    best = study.best_trials[0]
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[1.0, 0.0],
+            params=best.params,
+            distributions=best.distributions,
+            user_attrs={**best.user_attrs, "digest": "a-new-architecture"},
+        )
+    )
+    now = [p.key for p in plan_architectures(study, cfg, 1)]
+    assert now != then
+    with pytest.raises(ValueError) as caught:
+        prepare_confirm(study, url, top=1, seeds=2)
+    assert str(caught.value) == (
+        f"the front of 'tiny' changed since 'tiny-confirm' was planned (then: {then}, now: "
+        f"{now}); confirm the new front under another name (--name), or report the "
+        "confirmation that exists"
+    )
+    assert _studies(url) == [(n, c + (n == "tiny")) for n, c in started]
 
 
 def test_a_confirm_study_is_joined_by_workers_like_any_study(searched):
@@ -611,11 +645,12 @@ def test_a_finished_confirmation_is_extended_by_max_seeds(searched):
     log = []
     confirm, why = run_confirm(confirm, confirm_cfg, url, _fake_run(effects, log))
     assert why == "" and len(log) == 2 * len(keys)
-    confirm, confirm_cfg = prepare_confirm(study, url, top=1, seeds="auto", max_seeds=6)
+    # The smallest extension: one more look (2 -> 4 seeds).
+    confirm, confirm_cfg = prepare_confirm(study, url, top=1, seeds="auto", max_seeds=4)
     plan = schema.confirm_plan(confirm)
-    assert plan["looks"] == [2, 4, 6] and plan["seeds"][:2] == confirm_seeds(cfg.study.seed, 2)
+    assert plan["looks"] == [2, 4] and plan["seeds"][:2] == confirm_seeds(cfg.study.seed, 2)
     confirm, why = run_confirm(confirm, confirm_cfg, url, _fake_run(effects, log))
     done = _complete(confirm)
-    assert done["baseline none"] == done["baseline se"] == list(range(6))
-    assert len(log) == len(set(log)) == 2 * len(keys) + 2 * 4
-    assert why == "the budget of 6 seeds is spent"
+    assert done["baseline none"] == done["baseline se"] == list(range(4))
+    assert len(log) == len(set(log)) == 2 * len(keys) + 2 * 2
+    assert why == "the budget of 4 seeds is spent"
