@@ -97,7 +97,7 @@ def check_runnable(cfg: StudyConfig, device: str = "cpu") -> LightningDataModule
         num_classes=datamodule.num_classes,
     )
     build_model(spec, seed=cfg.study.seed, pretrained=cfg.pretrained)
-    if cfg.training.compile is not False:
+    if cfg.training.compile is True or cfg.training.compile_cache:  # "auto" may never compile
         use_compile_cache(compile_cache_dir(cfg))
     return datamodule
 
@@ -125,9 +125,10 @@ class TrialRunner:
             cfg.study.artifacts_url(), cfg.study.artifacts_endpoint
         )
         self.pruner = study.pruner
-        if cfg.training.compile is not False:
-            searched = (schema.confirm_plan(study) or {}).get("of")
-            use_compile_cache(compile_cache_dir(cfg, searched))
+        #: Where compiled code is kept (the searched study's folder for its confirm study); made
+        #: and used from the first trial that compiles.
+        self.compile_cache = compile_cache_dir(cfg, (schema.confirm_plan(study) or {}).get("of"))
+        self.compile_cache_ready = False
         #: The last compile decision said (each change is said once).
         self.compile_said = ""
         #: Trackers that failed in this process (each warns once).
@@ -255,6 +256,12 @@ class TrialRunner:
             float(cost.get("flops") or 0.0), samples, training.epochs, self.device.split(":")[0]
         )
         decision = decide(training.compile, expected, self.device.split(":")[0])
+        if decision.compile and not self.compile_cache_ready:
+            try:
+                use_compile_cache(self.compile_cache)
+                self.compile_cache_ready = True
+            except ValueError as exc:  # checked at the start where it was asked for explicitly
+                decision = CompileDecision(False, f"{exc}; training runs eager")
         text = f"compile: {'on' if decision.compile else 'off'} ({decision.why})"
         if text.split(" (")[0] != self.compile_said.split(" (")[0]:
             print(text, file=sys.stderr)

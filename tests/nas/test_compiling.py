@@ -153,7 +153,20 @@ def test_a_search_says_its_compile_decision_once(tiny_config, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("compile:")]
     assert len(lines) == 1  # the same decision for every trial: said once
     assert lines[0].startswith("compile: off (expected training ~0 s per trial, below 10 x the")
-    assert (Path(cfg.study.runs_dir) / "tiny" / "compile-cache").is_dir()
+    assert not (Path(cfg.study.runs_dir) / "tiny" / "compile-cache").exists()  # nothing compiled
+
+
+def test_a_confirm_study_compiles_into_its_searched_studys_cache(tiny_config):
+    from nas.compiling import compile_cache_dir
+    from nas.config import StudyConfig
+    from nas.confirm import confirm_config
+
+    cfg = StudyConfig.from_dict(tiny_config())
+    confirm = confirm_config(cfg, cfg.study.storage_url(), 4, "tiny-confirm")
+    expected = Path(cfg.study.runs_dir) / "tiny" / "compile-cache"
+    assert compile_cache_dir(confirm, searched="tiny") == compile_cache_dir(cfg) == expected
+    given = StudyConfig.from_dict(tiny_config(training={"compile_cache": "/shared/cache"}))
+    assert compile_cache_dir(given, searched="tiny") == Path("/shared/cache")
 
 
 def test_a_search_with_an_unwritable_compile_cache_stores_nothing(
