@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 #: Expected training must be this many times the warm-up for ``"auto"`` to compile.
 PAYOFF = 10.0
-#: Seconds of warm-up expected with an empty cache (per trial: its unit types compiled), on the
-#: CPU and on a GPU; measured on this project's 2-core machines at 25-52 s for ResNet-8.
+#: Seconds of warm-up expected with an empty cache (per trial: its unit types compiled). CPU:
+#: ``benchmarks/speed.py --smoke`` measured 25-52 s for ResNet-8 (width 4) on this project's
+#: 2-core machines; GPU: assumed, not yet measured (no GPU has run ``benchmarks/gpu.py``).
 COLD_WARMUP_S = {"cpu": 40.0, "cuda": 60.0}
 #: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
 #: per device type, for :func:`expected_training_s`: one CPU core (a ResNet-20 step at batch 128

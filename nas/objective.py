@@ -125,12 +125,15 @@ class TrialRunner:
             cfg.study.artifacts_url(), cfg.study.artifacts_endpoint
         )
         self.pruner = study.pruner
+        confirming = schema.confirm_plan(study)
+        #: A confirm study's runs are read at their last validation only (:meth:`measure`).
+        self.final_value_only = confirming is not None
         #: Where compiled code is kept (the searched study's folder for its confirm study); made
         #: and used from the first trial that compiles.
-        self.compile_cache = compile_cache_dir(cfg, (schema.confirm_plan(study) or {}).get("of"))
+        self.compile_cache = compile_cache_dir(cfg, (confirming or {}).get("of"))
         self.compile_cache_ready = False
-        #: The last compile decision said (each change is said once).
-        self.compile_said = ""
+        #: Whether the last trial compiled (None before the first): each change is said once.
+        self.compiled_last: bool | None = None
         #: Trackers that failed in this process (each warns once).
         self.tracking_warned: set[str] = set()
 
@@ -250,31 +253,29 @@ class TrialRunner:
     def _compile_decision(self, cost: dict[str, float | None]) -> CompileDecision:
         """``training.compile`` for this trial (:func:`nas.compiling.decide`, from its FLOPs and
         the training split), said on stderr when it differs from the last trial's."""
-        training = self.cfg.training
+        training, device_type = self.cfg.training, self.device.split(":")[0]
         samples = split_size(self.datamodule, "train") or 0
-        expected = expected_training_s(
-            float(cost.get("flops") or 0.0), samples, training.epochs, self.device.split(":")[0]
-        )
-        decision = decide(training.compile, expected, self.device.split(":")[0])
+        flops = float(cost.get("flops") or 0.0)
+        expected = expected_training_s(flops, samples, training.epochs, device_type)
+        decision = decide(training.compile, expected, device_type)
         if decision.compile and not self.compile_cache_ready:
             try:
                 use_compile_cache(self.compile_cache)
                 self.compile_cache_ready = True
             except ValueError as exc:  # checked at the start where it was asked for explicitly
                 decision = CompileDecision(False, f"{exc}; training runs eager")
-        text = f"compile: {'on' if decision.compile else 'off'} ({decision.why})"
-        if text.split(" (")[0] != self.compile_said.split(" (")[0]:
-            print(text, file=sys.stderr)
-        self.compile_said = text
+        if decision.compile != self.compiled_last:
+            print(
+                f"compile: {'on' if decision.compile else 'off'} ({decision.why})", file=sys.stderr
+            )
+        self.compiled_last = decision.compile
         return decision
 
     def _final_value_only(self, pruner: optuna.pruners.BasePruner) -> bool:
         """Whether only the trial's last validation is read: a confirm repeat (nothing prunes
         it, only its final value counts and no view draws its curve). Searched and table trials
         validate every epoch: pruners, the dashboard's curves and the tables read each one."""
-        return isinstance(pruner, optuna.pruners.NopPruner) and (
-            schema.confirm_plan(self.study) is not None
-        )
+        return self.final_value_only and isinstance(pruner, optuna.pruners.NopPruner)
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
         """Finish a trial whose architecture already finished with that trial's outcome: its
