@@ -223,6 +223,7 @@ class StreamDataModule(_SplitDataModule):
         self.num_workers = num_workers
         self.mean: Tensor | None = None
         self.std: Tensor | None = None
+        self._device_stats: tuple[Tensor, Tensor] | None = None
         if normalize:
             mean, std = self._estimate_stats()
             self.mean, self.std = mean, std.clamp_min(1e-6)
@@ -281,9 +282,19 @@ class StreamDataModule(_SplitDataModule):
         images, labels = batch
         images = _as_float(images)
         if self.mean is not None:
-            mean = self.mean.to(images.device)[:, None, None]
-            images = (images - mean) / self.std.to(images.device)[:, None, None]
+            mean, std = self._stats_on(images.device)
+            images = (images - mean) / std
         return images, labels
+
+    def _stats_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``mean`` and ``std`` shaped for a batch, on ``device``: copied there once, not per
+        batch (``mean``/``std`` themselves stay on the CPU, as checkpoints store them)."""
+        if self._device_stats is None or self._device_stats[0].device != device:
+            self._device_stats = (
+                self.mean.to(device)[:, None, None],
+                self.std.to(device)[:, None, None],
+            )
+        return self._device_stats
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, train=True)
