@@ -14,16 +14,24 @@ where the trial's expected training time (:func:`expected_training_s`, from its 
 device) is at least :data:`PAYOFF` times that warm-up. A unit the compiler cannot handle runs
 eager (dynamo's own fallback, with its warning); a platform with no working compiler trains
 eager and says so once.
+
+Every unit runs the same ``forward``, and dynamo compiles a function once per variant (unit
+shapes, training or evaluation, grad mode) and past ``recompile_limit`` (8 by default) runs it
+eager for the rest of the process: one ResNet-20 (5 unit shapes x train / eval) reaches that, and a
+worker's trials accumulate variants. :func:`compiled_units_scope` therefore starts each compiled
+run from a clean dynamo state (the model's units come back from the on-disk cache) with a limit
+that fits the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +54,9 @@ COLD_WARMUP_S = {"cpu": 40.0, "cuda": 60.0}
 #: runs ~500 images/s there, ~1.2e11 FLOP/s; smaller models use the core less well), and a
 #: data-centre GPU.
 TRAINING_FLOPS = {"cpu": 5e10, "cuda": 5e12}
+#: Compiled variants allowed per unit in one run: training and evaluation, each possibly again
+#: with a dynamic batch size (an epoch's smaller last batch).
+VARIANTS_PER_UNIT = 4
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,20 @@ def compile_regions(model: nn.Module, paths: Sequence[str]) -> list[str]:
     for path in paths:
         model.get_submodule(path).compile()
     return list(paths)
+
+
+@contextlib.contextmanager
+def compiled_units_scope(n_units: int) -> Iterator[None]:
+    """One run (fit, validate, test) of a model with ``n_units`` compiled units: dynamo's
+    in-process code dropped first, so no earlier model's variants count against the limit (this
+    model's come back from the inductor cache, warm), and ``recompile_limit`` raised to
+    :data:`VARIANTS_PER_UNIT` per unit for the run, then restored."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    limit = max(torch._dynamo.config.recompile_limit, VARIANTS_PER_UNIT * n_units)
+    with torch._dynamo.config.patch(recompile_limit=limit):
+        yield
 
 
 def use_compile_cache(folder: str | os.PathLike) -> Path:

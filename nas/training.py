@@ -25,9 +25,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 from torchmetrics import Metric
 
+from search_spaces.backbones import backbone_family, backbone_sites
 from search_spaces.spec import ArchSpec
 
-from .compiling import compile_regions
+from .compiling import compile_regions, compiled_units_scope
 from .config import TrainingConfig
 
 SPLITS = ("test", "val")
@@ -57,6 +58,24 @@ def resolve_precision(precision: str, accelerator: str) -> str:
         on_bf16_gpu = accelerator == "cuda" and torch.cuda.is_bf16_supported()
         return "bf16-mixed" if on_bf16_gpu else "32-true"
     return "32-true" if precision == "32" else precision
+
+
+#: Backbone families (``search_spaces.backbones.backbone_family``) whose training step runs
+#: faster in channels-last memory format on a CPU, so that ``channels_last = "auto"`` turns it on
+#: there (a CUDA GPU turns it on for every model). From ``benchmarks/speed.py``
+#: (``benchmarks/results/speed.md``: one training step, batch 128, 32x32, SE / ECA / CBAM / none
+#: in every unit, 95% intervals over repeats): the CIFAR ResNets ran 1.16-1.31x contiguous.
+#: A fixed rule, not a measurement at run time, so that a config trains the same way on every
+#: run; families not listed (timm's, a ``model=`` module) were not measured and stay contiguous.
+CPU_CHANNELS_LAST_FAMILIES = frozenset({"cifar_resnet"})
+
+
+def resolve_channels_last(value: bool | str, device_type: str, family: str | None) -> bool:
+    """``training.channels_last`` for a model of backbone ``family`` on ``device_type``:
+    ``"auto"`` is on for a CUDA GPU and, on the CPU, for :data:`CPU_CHANNELS_LAST_FAMILIES`."""
+    if value != "auto":
+        return bool(value)
+    return device_type == "cuda" or (device_type == "cpu" and family in CPU_CHANNELS_LAST_FAMILIES)
 
 
 def _resolve_flag(value: bool | str, device_type: str, auto_when_cuda: bool) -> bool:
@@ -216,7 +235,8 @@ class ClassifierModule(L.LightningModule):
             }
         )
         self.val_history: list[dict[str, float | int]] = []
-        self._channels_last = False
+        #: Whether the model trains in channels-last memory format (resolved at setup).
+        self.channels_last = False
         #: Compile each residual unit of the spec's backbone at setup (``nas.compiling``; the
         #: caller decides, e.g. ``TrialRunner`` from ``training.compile``).
         self.compile_units = False
@@ -231,17 +251,21 @@ class ClassifierModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         device_type = self.trainer.strategy.root_device.type
-        self._channels_last = _resolve_flag(self.config.channels_last, device_type, True)
-        if self._channels_last:
+        family = None if self.spec is None else backbone_family(self.spec.backbone)
+        self.channels_last = resolve_channels_last(self.config.channels_last, device_type, family)
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if self.compile_units and self.spec is not None:
-            from search_spaces.backbones import backbone_sites
+        compile_regions(self.model, self.compiled_unit_paths())
 
-            sites = backbone_sites(self.spec.backbone, **self.spec.backbone_args)
-            compile_regions(self.model, [site.path for site in sites])
+    def compiled_unit_paths(self) -> list[str]:
+        """The residual units compiled at setup: every insertion site of the spec's backbone
+        where ``compile_units`` is set, else none (a ``model=`` module is never compiled)."""
+        if not self.compile_units or self.spec is None:
+            return []
+        return [s.path for s in backbone_sites(self.spec.backbone, **self.spec.backbone_args)]
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
-        if self._channels_last and x.dim() == 4:
+        if self.channels_last and x.dim() == 4:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -415,8 +439,10 @@ class RunScope(Callback):
     Torch: deterministic algorithms (with a fixed cuBLAS workspace on CUDA) or, when not
     deterministic, cuDNN autotuning on CUDA; ``use_deterministic_algorithms`` (and warn-only)
     and ``cudnn.benchmark`` are restored, ``CUBLAS_WORKSPACE_CONFIG`` stays set (cuBLAS reads it
-    once, when it starts). Lightning: its loggers at WARNING and its num_workers hint hidden (the
-    data is in memory; there are no workers to add). Set in ``setup`` and restored in
+    once, when it starts). A :class:`ClassifierModule` with compiled units: dynamo reset and its
+    recompile limit fitted to the model (:func:`~nas.compiling.compiled_units_scope`). Lightning:
+    its loggers at WARNING and its num_workers hint hidden (the data is in memory; there are no
+    workers to add). Set in ``setup`` and restored in
     ``teardown``; when the run raises (a pruned trial, a NaN loss) Lightning 2.6 calls
     ``on_exception`` but no ``teardown`` hook, so they are restored there too. One callback, not
     two: Lightning calls every hook of every callback at every step.
@@ -430,6 +456,8 @@ class RunScope(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stack.enter_context(_torch_flags(self.deterministic, self.device_type))
         self._stack.enter_context(_quiet_lightning())
+        if isinstance(pl_module, ClassifierModule) and pl_module.compiled_unit_paths():
+            self._stack.enter_context(compiled_units_scope(len(pl_module.compiled_unit_paths())))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stack.close()

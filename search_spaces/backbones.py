@@ -481,6 +481,8 @@ class _Backbone:
     head: tuple[str, ...] = ("fc",)
     #: builds the model with its published weights; ``None`` where there are none
     published: Callable[[int, int, dict], nn.Module] | None = None
+    #: the family whose measured speed settings it shares (:func:`backbone_family`)
+    family: str = ""
 
 
 _ZERO_INIT = bool_param(
@@ -515,11 +517,14 @@ def _tv_resnet_backbone(name: str) -> _Backbone:
         functools.partial(_tv_resnet_sites, name),
         build,
         published=_torchvision_published(name, build, ("fc",)),
+        family="torchvision_resnet",
     )
 
 
 _BACKBONES: dict[str, _Backbone] = {
-    "cifar_resnet": _Backbone("cifar_resnet", _CIFAR_ARGS, _cifar_sites, _build_cifar),
+    "cifar_resnet": _Backbone(
+        "cifar_resnet", _CIFAR_ARGS, _cifar_sites, _build_cifar, family="cifar_resnet"
+    ),
     **{
         f"resnet{depth}": _Backbone(
             f"resnet{depth}",
@@ -527,6 +532,7 @@ _BACKBONES: dict[str, _Backbone] = {
             _cifar_sites,
             _build_cifar,
             fixed={"depth": depth},
+            family="cifar_resnet",
         )
         for depth in (8, 20, 56)
     },
@@ -541,6 +547,7 @@ _BACKBONES: dict[str, _Backbone] = {
         _build_mobilenet_v2,
         head=("classifier.1",),
         published=_torchvision_published("mobilenet_v2", _build_mobilenet_v2, ("classifier.1",)),
+        family="mobilenet_v2",
     ),
 }
 
@@ -548,6 +555,15 @@ _BACKBONES: dict[str, _Backbone] = {
 def available_backbones() -> list[str]:
     """Names of the registered backbones."""
     return sorted(_BACKBONES)
+
+
+def backbone_family(name: str) -> str:
+    """The family of backbone ``name`` (``cifar_resnet`` for ``resnet20``, ``torchvision_resnet``,
+    ``mobilenet_v2``, ``timm`` for every ``timm:`` model): backbones of one family share their
+    measured training settings (``nas.training.CPU_CHANNELS_LAST_FAMILIES``)."""
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+        return "timm"
+    return _get(name).family
 
 
 def _get(name: str) -> _Backbone:

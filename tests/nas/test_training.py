@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import attn_blocks
 from nas.config import DataConfig
 from nas.data import build_datamodule
 from nas.training import (
@@ -23,9 +24,12 @@ from nas.training import (
     build_trainer,
     evaluate,
     param_groups_weight_decay,
+    resolve_channels_last,
     resolve_precision,
 )
-from search_spaces.spec import ArchSpec
+from search_spaces.backbones import backbone_family, backbone_sites
+from search_spaces.build import build_model
+from search_spaces.spec import ArchSpec, BlockChoice
 
 NUM_CLASSES = 4
 BATCH = 16
@@ -545,6 +549,65 @@ def test_precision_resolves_from_the_device():
     assert resolve_precision("auto", "cpu") == "32-true"
     assert resolve_precision("32", "cuda") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+
+
+def test_channels_last_auto_follows_the_device_and_the_measured_backbone_families():
+    assert backbone_family("resnet20") == backbone_family("cifar_resnet") == "cifar_resnet"
+    assert backbone_family("resnet18") == "torchvision_resnet"
+    assert backbone_family("timm:resnet18") == "timm"
+    assert resolve_channels_last("auto", "cuda", "timm") and resolve_channels_last(
+        "auto", "cuda", None
+    )
+    assert resolve_channels_last("auto", "cpu", "cifar_resnet")
+    assert not resolve_channels_last("auto", "cpu", "timm")  # not measured: contiguous
+    assert not resolve_channels_last("auto", "cpu", None)  # a model= module
+    assert not resolve_channels_last("auto", "mps", "cifar_resnet")
+    assert resolve_channels_last(True, "cpu", None)
+    assert not resolve_channels_last(False, "cuda", "cifar_resnet")
+
+
+def _channels_last_convs(model: nn.Module) -> set[bool]:
+    """For each conv weight with several input channels (one channel is both layouts at once):
+    whether it is stored channels-last."""
+    return {
+        p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+        if p.dim() == 4 and p.shape[1] > 1
+    }
+
+
+def test_auto_trains_a_cifar_resnet_channels_last_on_the_cpu_and_a_given_model_as_it_is():
+    cfg = TrainingConfig(epochs=1)
+    module = ClassifierModule(toy_spec(), config=cfg)
+    fit(module, cfg)
+    assert _channels_last_convs(module.model) == {True}
+    own_model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, NUM_CLASSES),
+    )
+    own = ClassifierModule(model=own_model, config=cfg)
+    fit(own, cfg)
+    assert _channels_last_convs(own.model) == {False}
+
+
+@pytest.mark.parametrize("block", [b for b in attn_blocks.available() if b != "none"])
+def test_channels_last_leaves_each_blocks_numerics_unchanged(block):
+    sites = {s.name: BlockChoice(block) for s in backbone_sites("resnet8", width=16)}
+    spec = ArchSpec("resnet8", {"width": 16}, in_channels=3, num_classes=10, sites=sites)
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    results = []
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        model = build_model(spec, seed=0).to(memory_format=memory_format).train()
+        out = model(x.contiguous(memory_format=memory_format))
+        out.square().sum().backward()
+        results.append((out, {n: p.grad for n, p in model.named_parameters()}))
+    (out, grads), (out_last, grads_last) = results
+    torch.testing.assert_close(out_last, out, rtol=1e-4, atol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_last[name], grad, rtol=1e-3, atol=1e-4, msg=name)
 
 
 def test_gpu_defaults_bf16_and_channels_last_also_run_on_the_cpu():
