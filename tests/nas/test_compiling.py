@@ -13,7 +13,9 @@ from nas.compiling import (
     CACHE_ENV,
     COLD_WARMUP_S,
     PAYOFF,
+    VARIANTS_PER_UNIT,
     compile_regions,
+    compiled_units_scope,
     compiler_missing,
     decide,
     expected_training_s,
@@ -76,6 +78,49 @@ def test_each_residual_unit_is_compiled_in_place_and_nothing_else():
     compiled = {name for name, m in model.named_modules() if m._compiled_call_impl is not None}
     assert compiled == set(paths)
     assert list(model.state_dict()) == keys  # weights keep their names: checkpoints load as before
+
+
+def _variants_compiled(shapes: int) -> int:
+    """Call one compiled function (dynamo only, no code generation) with ``shapes`` input
+    shapes; how many of the calls dynamo compiled (the rest ran eager past the limit)."""
+    from torch._dynamo.utils import counters
+
+    fn = torch.compile(lambda x: x.sin() + 1, backend="eager", dynamic=False)
+    before = counters["stats"]["unique_graphs"]
+    for n in range(1, shapes + 1):
+        fn(torch.ones(n))
+    return counters["stats"]["unique_graphs"] - before
+
+
+def test_a_compiled_run_may_compile_every_variant_of_its_units_then_the_limit_is_back():
+    import torch._dynamo
+
+    default = torch._dynamo.config.recompile_limit
+    torch._dynamo.reset()
+    assert _variants_compiled(default + 4) == default  # past the limit: eager
+    with compiled_units_scope(n_units=3):
+        # the earlier variants were dropped; 3 units allow 3 x VARIANTS_PER_UNIT
+        assert torch._dynamo.config.recompile_limit == 3 * VARIANTS_PER_UNIT > default
+        assert _variants_compiled(default + 4) == default + 4
+    assert torch._dynamo.config.recompile_limit == default
+
+
+def test_the_run_scope_fits_dynamo_to_a_module_with_compiled_units():
+    import torch._dynamo
+
+    from nas.training import ClassifierModule, RunScope
+
+    default = torch._dynamo.config.recompile_limit
+    module = ClassifierModule(_spec(), config={"epochs": 1})
+    assert module.compiled_unit_paths() == []  # compile_units off: nothing compiled
+    module.compile_units = True
+    paths = module.compiled_unit_paths()
+    assert paths == [site.path for site in backbone_sites("resnet8", width=4)]
+    scope = RunScope(deterministic=True, device_type="cpu")
+    scope.setup(None, module, "fit")
+    assert torch._dynamo.config.recompile_limit == max(default, VARIANTS_PER_UNIT * len(paths))
+    scope.teardown(None, module, "fit")
+    assert torch._dynamo.config.recompile_limit == default
 
 
 def test_the_cache_folder_is_made_and_used(tmp_path, monkeypatch):
@@ -154,6 +199,14 @@ def test_a_search_says_its_compile_decision_once(tiny_config, capsys):
     assert len(lines) == 1  # the same decision for every trial: said once
     assert lines[0].startswith("compile: off (expected training ~0 s per trial, below 10 x the")
     assert not (Path(cfg.study.runs_dir) / "tiny" / "compile-cache").exists()  # nothing compiled
+    from nas import trial_schema as schema
+    from nas.study import load_or_create_study
+
+    # Each trial says what "auto" resolved to: a CIFAR ResNet trains channels-last on the CPU.
+    trials = load_or_create_study(cfg).trials
+    assert [schema.TRAINED_WITH.get(t) for t in trials] == [
+        {"channels_last": True, "compiled": False, "precision": "32-true"}
+    ] * 3
 
 
 def test_a_confirm_study_compiles_into_its_searched_studys_cache(tiny_config):
