@@ -240,8 +240,10 @@ class TrialRunner:
                 trainer.fit(module, datamodule=dm)
         except optuna.TrialPruned:
             self._store_history(trial, history, clock)
+            self._store_settings(trial, module, trainer)
             return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
         self._store_history(trial, history, clock)
+        self._store_settings(trial, module, trainer)
         if schema.REPLICATE.has(trial):  # a confirm or table run: the held-out test split too
             accelerator = "gpu" if on_gpu else "cpu"
             scores = evaluate(module, dm, "test", accelerator=accelerator)
@@ -346,6 +348,20 @@ class TrialRunner:
         if history and val_size:
             schema.VAL_SIZE.set(trial, val_size)
             schema.VAL_ACC_SE.set(trial, binomial_se(history[-1]["val_acc"], val_size))
+
+    @staticmethod
+    def _store_settings(
+        trial: optuna.Trial, module: ClassifierModule, trainer: lightning.Trainer
+    ) -> None:
+        """What the ``"auto"`` settings resolved to for this trial (``trained_with``)."""
+        schema.TRAINED_WITH.set(
+            trial,
+            {
+                "channels_last": module.channels_last,
+                "compiled": module.compile_units,
+                "precision": str(trainer.precision),
+            },
+        )
 
     def _earlier_duplicate(self, digest: str, number: int, seed: int) -> FrozenTrial | None:
         """The first trial before ``number`` that finished or runs the same training: the same

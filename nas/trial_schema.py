@@ -124,6 +124,9 @@ TABLE_ARCH: Attr[int] = Attr("table_arch", "table studies: index of the architec
 TRAIN_SECONDS: Attr[float] = Attr("train_seconds", "wall-clock seconds of the training")
 CPU_SECONDS: Attr[float] = Attr("cpu_seconds", "CPU seconds of the training process")
 TORCH_THREADS: Attr[int] = Attr("torch_threads", "torch intra-op threads of the training")
+TRAINED_WITH: Attr[dict[str, Any]] = Attr(
+    "trained_with", "resolved training settings: channels_last, compiled, precision"
+)
 
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     ARCH,
@@ -153,6 +156,7 @@ TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     TRAIN_SECONDS,
     CPU_SECONDS,
     TORCH_THREADS,
+    TRAINED_WITH,
 )
 #: Attrs a duplicate copies from the completed trial whose results it reuses.
 REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
@@ -164,6 +168,7 @@ REUSED_BY_DUPLICATES: tuple[Attr[Any], ...] = (
     VAL_SIZE,
     VAL_ACC_SE,
     EVALUATED_BY,
+    TRAINED_WITH,
 )
 #: Attrs a re-queued trial keeps: what it was queued as, not what it measured.
 QUEUED_ATTRS: tuple[Attr[Any], ...] = (BASELINE, REPLICATE, SOURCE_TRIAL, TABLE_ARCH)
