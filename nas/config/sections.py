@@ -243,7 +243,7 @@ class DataConfig:
     eval_batch_size: Annotated[_Int, Field(ge=1)] | None = _field(
         None,
         allowed="an int >= 1 or absent",
-        doc="Evaluation batch size (default: batch_size).",
+        doc="Evaluation batch size (default: 4 x batch_size).",
     )
     augment: _Augmentation = _field(
         "none", allowed=_one_of(AUGMENTATIONS), doc="Training augmentation."

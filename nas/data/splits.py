@@ -142,6 +142,12 @@ class _EpochOrder:
         return epoch, generator, order[: self._kept()]
 
 
+#: The evaluation batch, in training batches, where ``eval_batch_size`` is not given. Evaluation
+#: keeps no activations for a backward pass, so this fits wherever training fits, and a larger
+#: batch costs less per image (``benchmarks/trial_speed.py``).
+EVAL_BATCH_FACTOR = 4
+
+
 class _SplitDataModule(LightningDataModule):
     """What both data modules share: ``train_split``, ``val_split`` (None when training on the
     full pool) and ``test_split``, and an ``input_shape``; the checks and settings both take."""
@@ -172,7 +178,7 @@ class _SplitDataModule(LightningDataModule):
             raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
         self.train_split, self.val_split, self.test_split = train, val, test
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = eval_batch_size or EVAL_BATCH_FACTOR * batch_size
         self.seed = seed
 
     @property

@@ -281,6 +281,19 @@ def test_trailing_batch_of_one_is_dropped_for_training_only():
     assert sum(x.shape[0] for x, _ in dm.val_dataloader()) == 50
 
 
+def test_evaluation_batches_default_to_four_training_batches_and_follow_the_config():
+    default = build_datamodule(DataConfig(per_class=5, val_per_class=9, batch_size=7))  # 90 val
+    assert [x.shape[0] for x, _ in default.val_dataloader()] == [28, 28, 28, 6]
+    given = build_datamodule(
+        DataConfig(per_class=5, val_per_class=9, batch_size=7, eval_batch_size=50)
+    )
+    assert [x.shape[0] for x, _ in given.val_dataloader()] == [50, 40]
+    assert torch.equal(
+        torch.cat([x for x, _ in default.val_dataloader()]),
+        torch.cat([x for x, _ in given.val_dataloader()]),
+    )  # the same images, in the same order
+
+
 def test_datamodule_rejects_inconsistent_splits():
     good = Split(torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="val"):
