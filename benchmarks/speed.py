@@ -17,20 +17,25 @@ with a 95% interval from the repeats (a ratio of medians, bootstrapped over repe
 variant slower than its noise is a finding only where the interval excludes 1.
 
     .venv/bin/python benchmarks/speed.py                          # ResNet-8/20 and resnet18
+    .venv/bin/python benchmarks/speed.py --models quickstart --threads 2
     .venv/bin/python benchmarks/speed.py --smoke --out -          # tiny: a check that it runs
 
-Results go to ``benchmarks/results/speed.md`` (and ``.json`` beside it).
+Results go to ``benchmarks/results/speed.md`` (and ``.json`` beside it). A run resumes: rows of
+the JSON already there (the same case, block and threads) are kept, not measured again, and each
+new row is saved as it is measured (``--fresh`` starts over).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +61,38 @@ from search_spaces.backbones import backbone_sites
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec, BlockChoice
 
-#: (backbone, its args, input side): the two CIFAR ResNets of the studies and a torchvision one.
-MODELS = (
-    ("resnet8", {"width": 16}, 32),
-    ("resnet20", {}, 32),
-    ("resnet18", {"small_input": True}, 32),
-)
+
+@dataclass(frozen=True)
+class Case:
+    """A backbone, its arguments and the batch it is timed on: ``batch`` images of ``channels``
+    x ``side`` x ``side``."""
+
+    backbone: str
+    args: dict[str, Any]
+    channels: int
+    side: int
+    batch: int
+
+
+#: The cases by name: the two CIFAR ResNets of the studies and a torchvision one on CIFAR-sized
+#: batches, and the quickstart's ResNet-8 on its 8x8 one-channel digits and batch of 64.
+CASES = {
+    "resnet8": Case("resnet8", {"width": 16}, 3, 32, 128),
+    "resnet20": Case("resnet20", {}, 3, 32, 128),
+    "resnet18": Case("resnet18", {"small_input": True}, 3, 32, 128),
+    "quickstart": Case("resnet8", {"width": 16}, 1, 8, 64),
+}
+SMOKE = {"smoke": Case("resnet8", {"width": 4}, 3, 16, 8)}
 BLOCKS = ("none", "se", "eca", "cbam")
 VARIANTS = ("plain", "channels_last", "compiled")
 
 
-def spec_of(backbone: str, args: dict[str, Any], block: str, classes: int = 10) -> ArchSpec:
+def spec_of(
+    backbone: str, args: dict[str, Any], block: str, classes: int = 10, in_channels: int = 3
+) -> ArchSpec:
     """The backbone with ``block`` (its default parameters) in every insertion site."""
     sites = {s.name: BlockChoice(block) for s in backbone_sites(backbone, **args)}
-    return ArchSpec(backbone, args, in_channels=3, num_classes=classes, sites=sites)
+    return ArchSpec(backbone, args, in_channels=in_channels, num_classes=classes, sites=sites)
 
 
 def step_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -132,19 +155,26 @@ def speedup_interval(
     return float(np.median(a) / np.median(b)), float(low), float(high)
 
 
-def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every model x block: images/s of each variant, speed-ups and compile warm-ups."""
-    rows = []
-    generator = torch.Generator().manual_seed(0)
-    for backbone, backbone_args, side in args.models:
+def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable[[], None]) -> None:
+    """Every case x block not in ``rows`` yet (at these threads): images/s of each variant,
+    speed-ups and compile warm-ups, appended to ``rows`` and saved one by one."""
+    threads = torch.get_num_threads()
+    done = {(r["model"], r["block"], r.get("threads", 1)) for r in rows}
+    for label, case in args.cases.items():
+        generator = torch.Generator().manual_seed(0)
         for block in args.blocks:
-            x = torch.randn(args.batch, 3, side, side, generator=generator)
-            y = torch.randint(0, 10, (args.batch,), generator=generator)
-            made = variant_steps(spec_of(backbone, backbone_args, block), x, y)
+            if (label, block, threads) in done:
+                continue
+            shape = (case.batch, case.channels, case.side, case.side)
+            x = torch.randn(shape, generator=generator)
+            y = torch.randint(0, 10, (case.batch,), generator=generator)
+            spec = spec_of(case.backbone, case.args, block, in_channels=case.channels)
+            made = variant_steps(spec, x, y)
             seconds = time_variants(made["steps"], args.steps, args.repeats)
-            row = {"model": backbone, "block": block, "batch": args.batch, "seconds": seconds}
+            row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
+            row.update(side=case.side, channels=case.channels, seconds=seconds)
             for name in VARIANTS:
-                row[f"{name}_images_per_s"] = args.batch / float(np.median(seconds[name]))
+                row[f"{name}_images_per_s"] = case.batch / float(np.median(seconds[name]))
             for name in VARIANTS[1:]:
                 row[f"{name}_speedup"] = speedup_interval(seconds["plain"], seconds[name])
             row["warmup_cold_s"], row["warmup_warm_s"] = (
@@ -152,8 +182,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 made["warmup_warm_s"],
             )
             rows.append(row)
-            print(f"# {backbone} {block}: {row}", file=sys.stderr, flush=True)
-    return rows
+            save()
+            print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
 
 
 def render(rows: list[dict[str, Any]]) -> list[str]:
@@ -164,13 +194,16 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
 
     return markdown_table(
         [
-            "model", "block", "plain img/s", "channels-last img/s", "compiled img/s",
-            "channels-last / plain", "compiled / plain", "compile warm-up cold / warm (s)",
+            "case", "block", "input", "threads", "plain img/s", "channels-last img/s",
+            "compiled img/s", "channels-last / plain", "compiled / plain",
+            "compile warm-up cold / warm (s)",
         ],
-        "llrrrrrr",
+        "llllrrrrrr",
         [
             [
-                r["model"], r["block"], f"{r['plain_images_per_s']:,.0f}",
+                r["model"], r["block"],
+                f"{r['batch']} x {r.get('channels', 3)} x {r.get('side', 32)}\u00b2",
+                str(r.get("threads", 1)), f"{r['plain_images_per_s']:,.0f}",
                 f"{r['channels_last_images_per_s']:,.0f}", f"{r['compiled_images_per_s']:,.0f}",
                 ratio(r["channels_last_speedup"]), ratio(r["compiled_speedup"]),
                 f"{r['warmup_cold_s']:.1f} / {r['warmup_warm_s']:.1f}",
@@ -180,41 +213,69 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
     )  # fmt: skip
 
 
+def load_runs(path: Path | None) -> dict[str, Any]:
+    """The results JSON at ``path`` (its runs and rows), or an empty one."""
+    if path is None or not path.is_file():
+        return {"runs": [], "rows": []}
+    stored = json.loads(path.read_text())
+    if "runs" not in stored:  # a file of one run, written before runs resumed
+        stored = {"runs": [{k: stored[k] for k in ("command", "machine")}], "rows": stored["rows"]}
+    return stored
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--models", nargs="+", choices=sorted(CASES), default=None,
+                        help="cases to time (default: resnet8 resnet20 resnet18)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--smoke", action="store_true", help="ResNet-8 none/se, tiny batches")
+    parser.add_argument("--fresh", action="store_true", help="ignore the rows already stored")
     parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
     args = parser.parse_args(argv)
-    args.models, args.blocks = MODELS, BLOCKS
+    names = args.models or ["resnet8", "resnet20", "resnet18"]
+    args.cases, args.blocks = {name: CASES[name] for name in names}, BLOCKS
     if args.smoke:
-        args.models, args.blocks = (("resnet8", {"width": 4}, 16),), ("none", "se")
-        args.batch, args.steps, args.repeats = 8, 1, 3
+        args.cases, args.blocks = SMOKE, ("none", "se")
+        args.steps, args.repeats = 1, 3
+    json_path = None if args.out == "-" else Path(args.out).with_suffix(".json")
+    stored = load_runs(None if args.fresh else json_path)
     session = start_session(args.threads)
+    command = command_line(__file__, argv)
+    stored["runs"].append({"command": command, "machine": session.machine(), "date": utc_now()})
+
+    def save() -> None:
+        if json_path is not None:
+            write_json(json_path, stored)
+
     with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
-        rows = measure(args)
-    command = command_line(__file__, argv)
-    info = session.machine()
+        measure(args, stored["rows"], save)
+    stored["runs"][-1]["machine"] = session.machine()
+    save()
+    head = results_head(
+        "Training-step speed: eager, channels-last, compiled",
+        [
+            line
+            for run in stored["runs"]
+            for line in provenance(
+                run["command"], run.get("date", "-"), run["machine"],
+                "other processes' load is noise in every time",
+            )
+        ],
+    )  # fmt: skip
     lines = [
-        *results_head(
-            "Training-step speed: eager, channels-last, compiled",
-            provenance(command, utc_now(), info, "other processes' load is noise in every time"),
-        ),
-        f"Batch {args.batch}, random 32x32 images (10 classes), SGD with momentum; {args.steps} "
-        f"steps per repeat, {args.repeats} repeats, the variants interleaved. 95% intervals: "
-        "percentile bootstrap over repeats.",
+        *head,
+        "Random images (10 classes), SGD with momentum; the input column gives batch x channels x "
+        f"side\u00b2; {args.steps} steps per repeat, {args.repeats} repeats, the variants "
+        "interleaved. 95% intervals: percentile bootstrap over repeats.",
         "",
-        *render(rows),
+        *render(stored["rows"]),
     ]
     print("\n".join(lines))
     if args.out != "-":
-        out = Path(args.out)
-        write_markdown(out, lines)
-        write_json(out.with_suffix(".json"), {"command": command, "machine": info, "rows": rows})
+        write_markdown(Path(args.out), lines)
     return 0
 
 

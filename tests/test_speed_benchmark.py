@@ -33,3 +33,43 @@ def test_smoke_run_times_every_variant(bench, tmp_path):
     rows = [line for line in out.read_text().splitlines() if line.startswith("| resnet8 |")]
     assert [row.split(" | ")[1] for row in rows] == ["none", "se"]
     assert (tmp_path / "speed.json").is_file()
+
+
+def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    import torch
+
+    threads = torch.get_num_threads()
+    old = {"model": "resnet8", "block": "none", "threads": threads, "batch": 128}
+    path = tmp_path / "speed.json"  # a file of one run, as written before runs resumed
+    path.write_text(json.dumps({"command": "c", "machine": {"cores": 2}, "rows": [old]}))
+    stored = bench.load_runs(path)
+    assert stored == {"runs": [{"command": "c", "machine": {"cores": 2}}], "rows": [old]}
+
+    measured = []
+
+    def fake_steps(spec, x, y):
+        measured.append((spec.backbone, {c.block for c in spec.sites.values()}, tuple(x.shape)))
+        steps = {name: (lambda: None) for name in bench.VARIANTS}
+        return {"steps": steps, "warmup_cold_s": 2.0, "warmup_warm_s": 0.5}
+
+    monkeypatch.setattr(bench, "variant_steps", fake_steps)
+    saves = []
+    args = argparse.Namespace(
+        cases={"resnet8": bench.CASES["resnet8"], "quickstart": bench.CASES["quickstart"]},
+        blocks=("none", "se"),
+        steps=1,
+        repeats=2,
+    )
+    bench.measure(args, stored["rows"], lambda: saves.append(len(stored["rows"])))
+    assert measured == [
+        ("resnet8", {"se"}, (128, 3, 32, 32)),
+        ("resnet8", {"none"}, (64, 1, 8, 8)),
+        ("resnet8", {"se"}, (64, 1, 8, 8)),
+    ]
+    assert saves == [2, 3, 4]  # each new row saved as it is measured
+    assert [(r["model"], r["block"]) for r in stored["rows"][1:]] == [
+        ("resnet8", "se"), ("quickstart", "none"), ("quickstart", "se"),
+    ]  # fmt: skip

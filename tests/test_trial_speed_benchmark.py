@@ -1,0 +1,91 @@
+"""benchmarks/trial_speed.py: the arms' settings and the summary of paired trials."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("trial_speed")
+
+
+def test_the_before_arm_turns_off_what_today_adds_and_now_keeps_the_config(bench, tmp_path):
+    data = bench.problem_config("quickstart", None, str(tmp_path))
+    before = bench.arm_config(data, "before", 3, {})
+    now = bench.arm_config(data, "now", 3, {})
+    plain = bench.arm_config(data, "plain", 3, {})
+    assert before.study.seed == now.study.seed == 3
+    assert (before.training.channels_last, before.training.compile) == (False, False)
+    assert before.data.eval_batch_size == before.data.batch_size == 64
+    assert (now.training.channels_last, now.training.compile) == ("auto", "auto")
+    assert now.data.eval_batch_size is None  # the default: 4 training batches
+    assert plain == before  # the plain loop trains as the before arm does
+    forced = bench.arm_config(data, "now", 0, {"compile": True})
+    assert forced.training.compile is True
+
+
+def test_geometric_mean_interval_is_a_t_interval_on_the_log_ratios(bench):
+    ratios = [1.1, 1.3, 1.2, 1.25]
+    mean, low, high = bench.geometric_interval(ratios)
+    logs = np.log(ratios)
+    half = scipy.stats.t.ppf(0.975, 3) * logs.std(ddof=1) / 2
+    assert mean == pytest.approx(math.exp(logs.mean()))
+    assert (low, high) == pytest.approx(
+        (math.exp(logs.mean() - half), math.exp(logs.mean() + half))
+    )
+    assert bench.geometric_interval([1.5]) == (pytest.approx(1.5), None, None)
+
+
+def _runs(before_s, now_s, before_acc, now_acc):
+    runs = []
+    for (arch, seed), b, n, ba, na in zip(
+        [("none", 0), ("se", 0), ("none", 1), ("se", 1)],
+        before_s,
+        now_s,
+        before_acc,
+        now_acc,
+        strict=True,
+    ):
+        common = {"arch": arch, "seed": seed, "compiled": False}
+        before = {"seconds": b, "epoch_seconds": [b / 2, b / 2], "val_acc": ba}
+        # now: a warm-up in its first epoch, 3 x its later one (longer with a cold cache)
+        warm_up = 2.0 if seed == 0 else 1.0
+        now = {"seconds": n, "epoch_seconds": [n / 4 + warm_up, n / 4], "val_acc": na}
+        runs.append({**common, "arm": "before", **before})
+        runs.append({**common, "arm": "now", **now})
+        plain = {"seconds": b / 2, "epoch_seconds": [b / 4, b / 4]}
+        runs.append({"arch": arch, "seed": seed, "arm": "plain", **plain})
+    return {
+        "runs": runs,
+        "epochs": 2,
+        "split_sizes": {"train": 400, "val": 400},
+        "full_trial": {"images": 800, "epochs": 3},
+    }
+
+
+def test_summary_splits_cold_and_warm_cache_pairs_and_compares_accuracy_paired(bench):
+    result = _runs([4.0, 4.0, 2.0, 2.0], [2.0, 2.0, 1.0, 1.0], [0.5, 0.6, 0.7, 0.8],
+                   [0.52, 0.61, 0.69, 0.8])  # fmt: skip
+    summary = bench.summarise(result)
+    cold, warm = (summary["speed"][k] for k in list(summary["speed"])[:2])
+    assert cold["pairs"] == warm["pairs"] == 2
+    assert cold["now_speedup"][0] == pytest.approx(2.0) and cold["median_s"]["before"] == 4.0
+    assert warm["plain_speedup"][0] == pytest.approx(2.0)
+    accuracy = summary["accuracy"]
+    expected = scipy.stats.ttest_rel([0.52, 0.61, 0.69, 0.8], [0.5, 0.6, 0.7, 0.8])
+    assert accuracy["mean"] == pytest.approx(0.005)
+    assert accuracy["p_value"] == pytest.approx(expected.pvalue)
+    assert accuracy["binomial_se"] == pytest.approx(math.sqrt(0.65 * 0.35 / 400))
+    assert summary["compiled_now"] == [False]
+    epochs = summary["epochs"]  # epochs after the first: before b / 2, now n / 4
+    assert epochs["median_s"] == {"before": 1.5, "now": 0.375, "plain": 0.75}
+    assert epochs["now_speedup"][0] == pytest.approx(4.0)
+    assert epochs["plain_speedup"][0] == pytest.approx(2.0)
+    assert list(epochs["now_warmup_s"].values()) == [pytest.approx(2.0), pytest.approx(1.0)]
+    # the full trial: 3 epochs of twice the images = 6 measured epochs, one warm warm-up
+    assert epochs["projection"]["before_s"] == pytest.approx(6 * 1.5)
+    assert epochs["projection"]["now_s"] == pytest.approx(6 * 0.375 + 1.0)
+    assert bench.summarise({**result, "epochs": 1})["epochs"] is None
