@@ -21,7 +21,7 @@ paired difference ``now - before`` of the final ``val_acc`` (same seeds), its 95
 the binomial standard error of one accuracy for scale. ``--search`` also times the quickstart's
 whole search (``nas search``) under both settings, each in a fresh process and folder.
 
-    .venv/bin/python benchmarks/trial_speed.py                       # both problems, ~25 min
+    .venv/bin/python benchmarks/trial_speed.py                       # both problems, ~35 min
     .venv/bin/python benchmarks/trial_speed.py --problems quickstart --seeds 2 --out -
 
 Results go to ``benchmarks/results/trial_speed.md`` (and ``.json`` beside it).
@@ -77,6 +77,9 @@ BEFORE = {"channels_last": False, "compile": False}
 #: The full-size trial of a cut-down problem (``compile = "auto"`` is decided for it, and its
 #: time is projected from the measured epochs): CIFAR-10's 45,000 training images, 30 epochs.
 FULL_TRIAL = {"cifar10_resnet20": {"images": 45_000, "epochs": 30}}
+#: The blocks a problem's baselines place (default: every block of its space): for ResNet-20,
+#: the three timed in ``benchmarks/speed.py``.
+PROBLEM_BLOCKS = {"cifar10_resnet20": ["se", "eca", "cbam"]}
 
 
 def _study(name: str) -> dict[str, Any]:
@@ -187,7 +190,7 @@ def measure_problem(problem: str, args: argparse.Namespace) -> dict[str, Any]:
         for datamodule in datamodules.values():
             datamodule.setup("fit")
         datamodule = datamodules["now"]
-        archs = baselines(base.space, args.blocks)
+        archs = baselines(base.space, args.blocks or PROBLEM_BLOCKS.get(problem))
         specs = {
             name: suggest_arch(
                 optuna.trial.FixedTrial(params),
@@ -436,10 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problems", nargs="+", default=["quickstart", "cifar10_resnet20"])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--blocks", nargs="+", default=None, help="baselines (default: all)")
-    parser.add_argument("--per-class", type=int, default=250, help="cifar10_resnet20 images")
+    parser.add_argument("--blocks", nargs="+", default=None, help="baselines besides none")
+    parser.add_argument("--per-class", type=int, default=500, help="cifar10_resnet20 images")
     parser.add_argument("--val-per-class", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=2, help="cifar10_resnet20 epochs")
+    parser.add_argument("--epochs", type=int, default=3, help="cifar10_resnet20 epochs")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--search", action="store_true", help="also time the whole quickstart")
     parser.add_argument("--out", default=str(RESULTS / "trial_speed.md"), help="'-': print only")

@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from optuna.trial import TrialState
 
+from search_spaces.backbones import backbone_family
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec
 from search_spaces.supernet import (
@@ -191,6 +192,7 @@ class SupernetModule(ClassifierModule):
             optimizer_states=optimizer_states(cfg),
         )
         super().__init__(config=cfg.training, model=net, seed=cfg.study.seed)
+        self.backbone_family = backbone_family(cfg.space.backbone)
         self.identity = supernet_identity(cfg, in_channels, num_classes)
         self.sampler = PathSampler(
             cfg.space,
@@ -430,6 +432,7 @@ class SupernetTrialRunner(TrialRunner):
             cfg, record, self.artifact_store, dm.in_channels, dm.num_classes
         )
         self.module = ClassifierModule(config=cfg.training, model=net, seed=cfg.study.seed)
+        self.module.backbone_family = backbone_family(cfg.space.backbone)
         self.module.to(self.device)
         self.batches = calibration_batches(dm, cfg.search.calibration_batches, cfg.study.seed)
 

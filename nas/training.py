@@ -235,6 +235,9 @@ class ClassifierModule(L.LightningModule):
             }
         )
         self.val_history: list[dict[str, float | int]] = []
+        #: The backbone family whose measured settings apply (``channels_last = "auto"``): the
+        #: spec's; None for a ``model=`` module unless its builder says (a supernet does).
+        self.backbone_family = None if self.spec is None else backbone_family(self.spec.backbone)
         #: Whether the model trains in channels-last memory format (resolved at setup).
         self.channels_last = False
         #: Compile each residual unit of the spec's backbone at setup (``nas.compiling``; the
@@ -251,8 +254,9 @@ class ClassifierModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         device_type = self.trainer.strategy.root_device.type
-        family = None if self.spec is None else backbone_family(self.spec.backbone)
-        self.channels_last = resolve_channels_last(self.config.channels_last, device_type, family)
+        self.channels_last = resolve_channels_last(
+            self.config.channels_last, device_type, self.backbone_family
+        )
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         compile_regions(self.model, self.compiled_unit_paths())

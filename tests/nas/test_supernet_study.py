@@ -164,7 +164,9 @@ def test_a_checkpoint_of_another_space_is_refused_by_name(supernet_config, tmp_p
     cfg = supernet_config(search={"supernet_epochs": 1})
     dm = load_data(cfg)
     folder = tmp_path / "supernet"
-    engine.train_supernet(cfg, dm, progress=False, folder=folder)
+    trained = engine.train_supernet(cfg, dm, progress=False, folder=folder)
+    # A CIFAR ResNet's supernet trains channels-last on the CPU, as its sub-networks do.
+    assert trained.backbone_family == "cifar_resnet" and trained.channels_last
     other = supernet_config(space={"blocks": ["none", "se", "cbam"]}, search={"supernet_epochs": 1})
     with pytest.raises(ValueError) as err:
         engine.train_supernet(other, dm, progress=False, folder=folder)
