@@ -446,10 +446,10 @@ class RunScope(Callback):
     once, when it starts). A :class:`ClassifierModule` with compiled units: dynamo reset and its
     recompile limit fitted to the model (:func:`~nas.compiling.compiled_units_scope`). Lightning:
     its loggers at WARNING and its num_workers hint hidden (the data is in memory; there are no
-    workers to add). Set in ``setup`` and restored in
-    ``teardown``; when the run raises (a pruned trial, a NaN loss) Lightning 2.6 calls
-    ``on_exception`` but no ``teardown`` hook, so they are restored there too. One callback, not
-    two: Lightning calls every hook of every callback at every step.
+    workers to add). Set in ``setup`` and restored in ``teardown``; when the run raises (a
+    pruned trial, a NaN loss) Lightning 2.6 calls ``on_exception`` but no ``teardown`` hook, so
+    they are restored there too. One callback, not two: Lightning calls every hook of every
+    callback at every step.
     """
 
     def __init__(self, deterministic: bool, device_type: str) -> None:
@@ -460,8 +460,9 @@ class RunScope(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stack.enter_context(_torch_flags(self.deterministic, self.device_type))
         self._stack.enter_context(_quiet_lightning())
-        if isinstance(pl_module, ClassifierModule) and pl_module.compiled_unit_paths():
-            self._stack.enter_context(compiled_units_scope(len(pl_module.compiled_unit_paths())))
+        units = pl_module.compiled_unit_paths() if isinstance(pl_module, ClassifierModule) else []
+        if units:
+            self._stack.enter_context(compiled_units_scope(len(units)))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stack.close()

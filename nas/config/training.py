@@ -37,9 +37,9 @@ class TrainingConfig:
     and ``32`` elsewhere, ``channels_last`` is on for a CUDA GPU and, on the CPU, for the
     backbone families measured faster so (``nas.training.CPU_CHANNELS_LAST_FAMILIES``),
     ``deterministic`` is on for the CPU (on a GPU it is off and cuDNN autotuning is on instead),
-    ``compile`` compiles each
-    residual unit where the trial's expected training outlasts compiling (``nas.compiling``).
-    ``gradient_clip`` is a max gradient norm. Numbers must be finite.
+    ``compile`` compiles each residual unit where the trial's expected training outlasts
+    compiling (``nas.compiling``). ``gradient_clip`` is a max gradient norm. Numbers must be
+    finite.
     """
 
     epochs: _Int = _field(allowed="an int >= 1", doc="Epochs per trial.", ge=1)
