@@ -45,6 +45,7 @@ SELECTION = {
     "nas/journal.py": ["tests/nas/test_journal.py", "tests/nas/test_journal_lock.py"],
     "nas/confirm": [
         "tests/nas/test_confirm_frame.py",
+        "tests/nas/test_confirm_resume_checks.py",
         "tests/nas/test_confirm.py",
         "tests/nas/test_retries.py",
     ],

@@ -1,0 +1,106 @@
+"""Which confirmations ``nas confirm`` resumes and what it says when it will not: the checks of
+a stored plan against the asked one, on in-memory confirm studies (no training)."""
+
+import optuna
+import pytest
+
+from nas import trial_schema as schema
+from nas.confirm.planning import _check_resumable
+
+ARCHS = ["baseline none", "trial 3"]
+
+
+def _confirm(plan: dict | None, waiting: int = 0) -> optuna.Study:
+    """An in-memory study named like a confirmation, holding ``plan`` and ``waiting`` queued
+    runs (not finished)."""
+    study = optuna.create_study(study_name="quick-confirm", directions=["maximize"])
+    if plan is not None:
+        study.set_user_attr(schema.CONFIRM, plan)
+    for _ in range(waiting):
+        study.enqueue_trial({})
+    return study
+
+
+def _plan(looks: list[int], top: int = 1, **extra) -> dict:
+    plan = {"of": "quick", "top": top, "seeds": list(range(looks[-1])), "architectures": ARCHS}
+    plan["looks"] = looks
+    return {**plan, **extra}
+
+
+def test_the_same_plan_resumes_and_a_finished_fixed_one_extends_to_a_sequential_design():
+    stored = _plan([2], comparison="dunnett")
+    _check_resumable(_confirm(stored), stored)
+    _check_resumable(_confirm(stored), _plan([2, 4, 6], comparison="dunnett"))
+
+
+def test_a_study_that_is_no_confirmation_is_refused_with_the_fix():
+    with pytest.raises(ValueError) as err:
+        _check_resumable(_confirm(None), _plan([2]))
+    assert str(err.value) == (
+        "study 'quick-confirm' exists and is not a confirm study; give the confirmation another "
+        "name (--name)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("asked", "stored_option"),
+    [
+        (_plan([3]), "--top 1 --seeds 2"),  # other seeds
+        (_plan([2], top=2), "--top 1 --seeds 2"),  # other top
+        (_plan([2, 4, 6], top=2), "--top 1 --seeds 2"),  # an extension must keep top
+        (_plan([3, 6]), "--top 1 --seeds 2"),  # an extension must start from the same seeds
+    ],
+)
+def test_other_seeds_or_top_are_refused_naming_the_options_it_started_with(asked, stored_option):
+    with pytest.raises(ValueError) as err:
+        _check_resumable(_confirm(_plan([2])), asked)
+    assert str(err.value) == (
+        f"'quick-confirm' was started with {stored_option}; resume it with those (its finished "
+        "runs are kept), or start another confirmation with --name"
+    )
+
+
+def test_a_sequential_plan_is_not_shrunk_or_changed_back_to_fixed_seeds():
+    stored = _plan([3, 6], comparison="dunnett")
+    with pytest.raises(ValueError, match="started with --top 1 --seeds 3 --max-seeds 6; resume"):
+        _check_resumable(_confirm(stored), _plan([3]))
+    with pytest.raises(ValueError, match="started with --top 1 --seeds 3 --max-seeds 6; resume"):
+        _check_resumable(_confirm(stored), _plan([3, 6, 9], comparison="dunnett"))
+
+
+def test_a_changed_front_is_refused_with_both_lists():
+    asked = {**_plan([2]), "architectures": ["baseline none", "trial 7"]}
+    with pytest.raises(ValueError) as err:
+        _check_resumable(_confirm(_plan([2])), asked)
+    assert str(err.value) == (
+        "the front of 'quick' changed since 'quick-confirm' was planned (then: ['baseline none', "
+        "'trial 3'], now: ['baseline none', 'trial 7']); confirm the new front under another "
+        "name (--name), or report the confirmation that exists"
+    )
+
+
+def test_an_extension_waits_until_every_run_of_the_fixed_plan_has_finished():
+    with pytest.raises(ValueError) as err:
+        _check_resumable(_confirm(_plan([2]), waiting=3), _plan([2, 4, 8], comparison="holm"))
+    assert str(err.value) == (
+        "'quick-confirm' has 3 unfinished runs: finish it first (nas confirm ... --top 1 "
+        "--seeds 2 resumes it), then add --max-seeds 8 to extend it"
+    )
+    # Unfinished runs of the same plan are what a resume is for.
+    _check_resumable(_confirm(_plan([2]), waiting=3), _plan([2]))
+
+
+def test_rounds_keep_their_comparison_and_a_plan_stored_without_one_decides_by_dunnett():
+    old = _plan([3, 6])  # stored before --comparison existed
+    _check_resumable(_confirm(old), _plan([3, 6], comparison="dunnett"))
+    with pytest.raises(ValueError) as err:
+        _check_resumable(_confirm(old), _plan([3, 6], comparison="holm"))
+    assert str(err.value) == (
+        "'quick-confirm' decides its rounds with --comparison dunnett; resume it with that, or "
+        "start another confirmation with --name"
+    )
+    holm = _plan([3, 6], comparison="holm")
+    with pytest.raises(ValueError, match="decides its rounds with --comparison holm; resume"):
+        _check_resumable(_confirm(holm), _plan([3, 6], comparison="dunnett"))
+    # One look has no rounds: its comparison is only a report setting, re-judged freely.
+    _check_resumable(_confirm(_plan([2], comparison="holm")), _plan([2], comparison="dunnett"))
