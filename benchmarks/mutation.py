@@ -46,6 +46,7 @@ SELECTION = {
     "nas/confirm": [
         "tests/nas/test_confirm_frame.py",
         "tests/nas/test_confirm_resume_checks.py",
+        "tests/nas/test_confirm_lines.py",
         "tests/nas/test_confirm.py",
         "tests/nas/test_retries.py",
     ],
