@@ -104,3 +104,45 @@ def test_rounds_keep_their_comparison_and_a_plan_stored_without_one_decides_by_d
         _check_resumable(_confirm(holm), _plan([3, 6], comparison="dunnett"))
     # One look has no rounds: its comparison is only a report setting, re-judged freely.
     _check_resumable(_confirm(_plan([2], comparison="holm")), _plan([2], comparison="dunnett"))
+
+
+def _failed(study: optuna.Study, replicate: int, reason: str | None, baseline: str = "none"):
+    attrs = {schema.REPLICATE.key: replicate, schema.BASELINE.key: baseline}
+    if reason is not None:
+        attrs[schema.FAIL_REASON.key] = reason
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=attrs))
+
+
+def test_a_run_gives_up_after_max_attempts_failures_quoting_the_last_reason():
+    from nas.confirm.runs import MAX_ATTEMPTS, GaveUp, gave_up
+
+    study = _confirm(_plan([2]))
+    for attempt in range(MAX_ATTEMPTS):
+        _failed(study, 0, f"OOM {attempt}")
+    for attempt in range(MAX_ATTEMPTS - 1):  # one short of the cap: queued again, not given up
+        _failed(study, 1, f"OOM {attempt}")
+    for _ in range(MAX_ATTEMPTS):
+        _failed(study, 0, None, baseline="se")
+    assert gave_up(study) == [
+        GaveUp(0, "baseline none", MAX_ATTEMPTS, f"OOM {MAX_ATTEMPTS - 1}"),
+        GaveUp(0, "baseline se", MAX_ATTEMPTS, ""),
+    ]
+    assert gave_up(study)[1].describe() == (
+        f"baseline se repeat 0 ({MAX_ATTEMPTS} failed, the last: no reason recorded)"
+    )
+
+
+def test_the_newest_confirmation_of_a_study_is_found_in_its_storage():
+    from nas.confirm.planning import find_confirm_study
+
+    storage = optuna.storages.InMemoryStorage()
+    searched = optuna.create_study(study_name="quick", storage=storage)
+    assert find_confirm_study(searched) is None
+    optuna.create_study(study_name="plain", storage=storage)  # no plan at all
+    for name, of in [("quick-confirm", "quick"), ("quick-b", "quick"), ("other-confirm", "other")]:
+        study = optuna.create_study(study_name=name, storage=storage)
+        study.set_user_attr(schema.CONFIRM, {"of": of})
+    found = find_confirm_study(searched)
+    assert found is not None and found.study_name == "quick-b"
+    other = optuna.create_study(study_name="other", storage=storage)
+    assert find_confirm_study(other).study_name == "other-confirm"
