@@ -223,37 +223,8 @@ def load_runs(path: Path | None) -> dict[str, Any]:
     return stored
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(CASES), default=None,
-                        help="cases to time (default: resnet8 resnet20 resnet18)")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--smoke", action="store_true", help="ResNet-8 none/se, tiny batches")
-    parser.add_argument("--fresh", action="store_true", help="ignore the rows already stored")
-    parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
-    args = parser.parse_args(argv)
-    names = args.models or ["resnet8", "resnet20", "resnet18"]
-    args.cases, args.blocks = {name: CASES[name] for name in names}, BLOCKS
-    if args.smoke:
-        args.cases, args.blocks = SMOKE, ("none", "se")
-        args.steps, args.repeats = 1, 3
-    json_path = None if args.out == "-" else Path(args.out).with_suffix(".json")
-    stored = load_runs(None if args.fresh else json_path)
-    session = start_session(args.threads)
-    command = command_line(__file__, argv)
-    stored["runs"].append({"command": command, "machine": session.machine(), "date": utc_now()})
-
-    def save() -> None:
-        if json_path is not None:
-            write_json(json_path, stored)
-
-    with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
-        measure(args, stored["rows"], save)
-    stored["runs"][-1]["machine"] = session.machine()
-    save()
+def results_lines(stored: dict[str, Any]) -> list[str]:
+    """The results file: every run's command, date and machine, then the table of all rows."""
     head = results_head(
         "Training-step speed: eager, channels-last, compiled",
         [
@@ -265,14 +236,50 @@ def main(argv: list[str] | None = None) -> int:
             )
         ],
     )  # fmt: skip
-    lines = [
+    return [
         *head,
         "Random images (10 classes), SGD with momentum; the input column gives batch x channels x "
-        f"side\u00b2; {args.steps} steps per repeat, {args.repeats} repeats, the variants "
-        "interleaved. 95% intervals: percentile bootstrap over repeats.",
+        "side\u00b2; --steps steps per repeat (default 5), --repeats repeats (default 7), the "
+        "variants interleaved. 95% intervals: percentile bootstrap over repeats.",
         "",
         *render(stored["rows"]),
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(CASES), default=None,
+                        help="cases to time (default: resnet8 resnet20 resnet18)")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--smoke", action="store_true", help="ResNet-8 none/se, tiny batches")
+    parser.add_argument("--fresh", action="store_true", help="ignore the rows already stored")
+    parser.add_argument("--render", action="store_true", help="measure nothing: rewrite the .md")
+    parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
+    args = parser.parse_args(argv)
+    names = args.models or ["resnet8", "resnet20", "resnet18"]
+    args.cases, args.blocks = {name: CASES[name] for name in names}, BLOCKS
+    if args.smoke:
+        args.cases, args.blocks = SMOKE, ("none", "se")
+        args.steps, args.repeats = 1, 3
+    json_path = None if args.out == "-" else Path(args.out).with_suffix(".json")
+    stored = load_runs(None if args.fresh else json_path)
+    if not args.render:
+        session = start_session(args.threads)
+        command = command_line(__file__, argv)
+        stored["runs"].append({"command": command, "machine": session.machine(), "date": utc_now()})
+
+        def save() -> None:
+            if json_path is not None:
+                write_json(json_path, stored)
+
+        with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
+            measure(args, stored["rows"], save)
+        stored["runs"][-1]["machine"] = session.machine()
+        save()
+    lines = results_lines(stored)
     print("\n".join(lines))
     if args.out != "-":
         write_markdown(Path(args.out), lines)

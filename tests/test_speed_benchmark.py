@@ -73,3 +73,29 @@ def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, m
     assert [(r["model"], r["block"]) for r in stored["rows"][1:]] == [
         ("resnet8", "se"), ("quickstart", "none"), ("quickstart", "se"),
     ]  # fmt: skip
+
+
+def test_render_rewrites_the_results_file_from_its_json_without_measuring(
+    bench, tmp_path, monkeypatch
+):
+    import json
+
+    row = {
+        "model": "quickstart", "block": "se", "batch": 64, "threads": 2, "side": 8, "channels": 1,
+        "plain_images_per_s": 7546.2, "channels_last_images_per_s": 8277.0,
+        "compiled_images_per_s": 9000.4, "channels_last_speedup": [1.10, 1.00, 1.16],
+        "compiled_speedup": [1.19, 1.14, 1.36], "warmup_cold_s": 14.4, "warmup_warm_s": 0.5,
+    }  # fmt: skip
+    machine = {"platform": "p", "python": "3", "cpu": "c", "cores": 2, "torch_threads": 2,
+               "gpu": None, "torch": "t", "lightning": "l", "optuna": "o",
+               "load_average": [1.0, 1.3]}  # fmt: skip
+    run = {"command": "speed.py --models quickstart", "machine": machine, "date": "D"}
+    (tmp_path / "speed.json").write_text(json.dumps({"runs": [run], "rows": [row]}))
+    monkeypatch.setattr(bench, "measure", lambda *a: pytest.fail("--render measured"))
+    assert bench.main(["--render", "--out", str(tmp_path / "speed.md")]) == 0
+    text = (tmp_path / "speed.md").read_text()
+    assert "Command: `speed.py --models quickstart`" in text and "Date: D" in text
+    assert (
+        "| quickstart | se | 64 x 1 x 8\u00b2 | 2 | 7,546 | 8,277 | 9,000 | 1.10x [1.00, 1.16] | "
+        "1.19x [1.14, 1.36] | 14.4 / 0.5 |" in text
+    )
