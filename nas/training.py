@@ -63,11 +63,12 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 #: Backbone families (``search_spaces.backbones.backbone_family``) whose training step runs
 #: faster in channels-last memory format on a CPU, so that ``channels_last = "auto"`` turns it on
 #: there (a CUDA GPU turns it on for every model). From ``benchmarks/speed.py``
-#: (``benchmarks/results/speed.md``: one training step, batch 128, 32x32, SE / ECA / CBAM / none
-#: in every unit, 95% intervals over repeats): the CIFAR ResNets ran 1.16-1.31x contiguous.
-#: A fixed rule, not a measurement at run time, so that a config trains the same way on every
-#: run; families not listed (timm's, a ``model=`` module) were not measured and stay contiguous.
-CPU_CHANNELS_LAST_FAMILIES = frozenset({"cifar_resnet"})
+#: (``benchmarks/results/speed.md``: one training step, batch 128, 32x32, none / SE / ECA / CBAM
+#: in every unit, 1 thread): the CIFAR ResNets ran 1.16-1.31x and torchvision's ResNet-18
+#: 1.13-1.15x contiguous. A fixed rule, not a measurement at run time, so that a config trains
+#: the same way on every run; families not listed (MobileNetV2, timm's, a ``model=`` module) were
+#: not measured and stay contiguous.
+CPU_CHANNELS_LAST_FAMILIES = frozenset({"cifar_resnet", "torchvision_resnet"})
 
 
 def resolve_channels_last(value: bool | str, device_type: str, family: str | None) -> bool:

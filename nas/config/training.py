@@ -68,7 +68,7 @@ class TrainingConfig:
     channels_last: StrictBool | Literal["auto"] = _field(
         "auto",
         allowed="true, false or 'auto'",
-        doc="auto: on for a CUDA GPU, and on the CPU for the CIFAR ResNets (measured faster).",
+        doc="auto: on for a CUDA GPU, and on the CPU for the ResNets (measured faster there).",
     )
     gradient_clip: _PositiveNumber | None = _field(
         None,

@@ -559,6 +559,8 @@ def test_channels_last_auto_follows_the_device_and_the_measured_backbone_familie
         "auto", "cuda", None
     )
     assert resolve_channels_last("auto", "cpu", "cifar_resnet")
+    assert resolve_channels_last("auto", "cpu", "torchvision_resnet")
+    assert not resolve_channels_last("auto", "cpu", "mobilenet_v2")
     assert not resolve_channels_last("auto", "cpu", "timm")  # not measured: contiguous
     assert not resolve_channels_last("auto", "cpu", None)  # a model= module
     assert not resolve_channels_last("auto", "mps", "cifar_resnet")
