@@ -18,6 +18,7 @@ variant slower than its noise is a finding only where the interval excludes 1.
 
     .venv/bin/python benchmarks/speed.py                          # ResNet-8/20 and resnet18
     .venv/bin/python benchmarks/speed.py --models quickstart --threads 2
+    .venv/bin/python benchmarks/speed.py --regional --models resnet20   # units, as training does
     .venv/bin/python benchmarks/speed.py --smoke --out -          # tiny: a check that it runs
 
 Results go to ``benchmarks/results/speed.md`` (and ``.json`` beside it). A run resumes: rows of
@@ -57,6 +58,7 @@ from benchmarks._harness import (
     write_json,
     write_markdown,
 )
+from nas.compiling import compile_regions, compiled_units_scope
 from search_spaces.backbones import backbone_sites
 from search_spaces.build import build_model
 from search_spaces.spec import ArchSpec, BlockChoice
@@ -85,6 +87,9 @@ CASES = {
 SMOKE = {"smoke": Case("resnet8", {"width": 4}, 3, 16, 8)}
 BLOCKS = ("none", "se", "eca", "cbam")
 VARIANTS = ("plain", "channels_last", "compiled")
+#: ``--regional``: each residual unit compiled in place (what ``training.compile`` does), in
+#: either layout.
+REGIONAL_VARIANTS = ("plain", "channels_last", "regional", "regional_channels_last")
 
 
 def spec_of(
@@ -108,20 +113,51 @@ def step_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callabl
     return step
 
 
-def variant_steps(spec: ArchSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """Each variant's step closure, and the compiled one's warm-up seconds (cold, then warm)."""
-    base = build_model(spec, seed=0).train()
-    steps = {"plain": step_function(copy.deepcopy(base), x, y)}
-    last = copy.deepcopy(base).to(memory_format=torch.channels_last)
-    steps["channels_last"] = step_function(last, x.contiguous(memory_format=torch.channels_last), y)
+def _compiled_step(make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor) -> tuple:
+    """The step of a freshly compiled model from ``make``, twice: against the cache as it is,
+    then again after a dynamo reset (the second reads what the first wrote); the last step and
+    both warm-ups (seconds of each first step)."""
     warmups = []
-    for _ in range(2):  # the first against an empty cache, the second reads what it wrote
+    for _ in range(2):
         torch._dynamo.reset()
-        step = step_function(torch.compile(copy.deepcopy(base)), x, y)
+        step = step_function(make(), x, y)
         start = time.perf_counter()
         step()
         warmups.append(time.perf_counter() - start)
-    steps["compiled"] = step
+    return step, warmups
+
+
+def variant_steps(
+    spec: ArchSpec, x: torch.Tensor, y: torch.Tensor, regional: bool = False
+) -> dict[str, Any]:
+    """Each variant's step closure, and the compiled one's warm-up seconds (cold, then warm):
+    the whole model compiled, or with ``regional`` each residual unit compiled in place as
+    ``training.compile`` does (contiguous, and channels-last)."""
+    base = build_model(spec, seed=0).train()
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    steps = {"plain": step_function(copy.deepcopy(base), x, y)}
+    last = copy.deepcopy(base).to(memory_format=torch.channels_last)
+    steps["channels_last"] = step_function(last, x_last, y)
+    if not regional:
+        steps["compiled"], warmups = _compiled_step(
+            lambda: torch.compile(copy.deepcopy(base)), x, y
+        )
+        return {"steps": steps, "warmup_cold_s": warmups[0], "warmup_warm_s": warmups[1]}
+    paths = [s.path for s in backbone_sites(spec.backbone, **spec.backbone_args)]
+
+    def units_compiled(memory_format: torch.memory_format) -> nn.Module:
+        model = copy.deepcopy(base).to(memory_format=memory_format)
+        compile_regions(model, paths)
+        return model
+
+    with compiled_units_scope(len(paths)):
+        steps["regional"], warmups = _compiled_step(
+            lambda: units_compiled(torch.contiguous_format), x, y
+        )
+    with compiled_units_scope(len(paths)):
+        steps["regional_channels_last"], _ = _compiled_step(
+            lambda: units_compiled(torch.channels_last), x_last, y
+        )
     return {"steps": steps, "warmup_cold_s": warmups[0], "warmup_warm_s": warmups[1]}
 
 
@@ -160,6 +196,7 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
     speed-ups and compile warm-ups, appended to ``rows`` and saved one by one."""
     threads = torch.get_num_threads()
     done = {(r["model"], r["block"], r.get("threads", 1)) for r in rows}
+    variants = REGIONAL_VARIANTS if args.regional else VARIANTS
     for label, case in args.cases.items():
         generator = torch.Generator().manual_seed(0)
         for block in args.blocks:
@@ -169,14 +206,18 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
             x = torch.randn(shape, generator=generator)
             y = torch.randint(0, 10, (case.batch,), generator=generator)
             spec = spec_of(case.backbone, case.args, block, in_channels=case.channels)
-            made = variant_steps(spec, x, y)
+            made = variant_steps(spec, x, y, regional=args.regional)
             seconds = time_variants(made["steps"], args.steps, args.repeats)
             row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
             row.update(side=case.side, channels=case.channels, seconds=seconds)
-            for name in VARIANTS:
+            for name in variants:
                 row[f"{name}_images_per_s"] = case.batch / float(np.median(seconds[name]))
-            for name in VARIANTS[1:]:
+            for name in variants[1:]:
                 row[f"{name}_speedup"] = speedup_interval(seconds["plain"], seconds[name])
+            if args.regional:  # against the faster eager layout too
+                row["regional_channels_last_over_channels_last"] = speedup_interval(
+                    seconds["channels_last"], seconds["regional_channels_last"]
+                )
             row["warmup_cold_s"], row["warmup_warm_s"] = (
                 made["warmup_cold_s"],
                 made["warmup_warm_s"],
@@ -213,13 +254,40 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
     )  # fmt: skip
 
 
+def render_regional(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``--regional`` table: per-unit compilation against eager, in both layouts."""
+
+    def ratio(value: tuple[float, float, float]) -> str:
+        return f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
+
+    return markdown_table(
+        [
+            "case", "block", "input", "threads", "plain img/s", "units compiled / plain",
+            "channels-last / plain", "units compiled channels-last / channels-last",
+            "compile warm-up cold / warm (s)",
+        ],
+        "llllrrrrr",
+        [
+            [
+                r["model"], r["block"], f"{r['batch']} x {r['channels']} x {r['side']}\u00b2",
+                str(r["threads"]), f"{r['plain_images_per_s']:,.0f}",
+                ratio(r["regional_speedup"]), ratio(r["channels_last_speedup"]),
+                ratio(r["regional_channels_last_over_channels_last"]),
+                f"{r['warmup_cold_s']:.1f} / {r['warmup_warm_s']:.1f}",
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
 def load_runs(path: Path | None) -> dict[str, Any]:
     """The results JSON at ``path`` (its runs and rows), or an empty one."""
     if path is None or not path.is_file():
-        return {"runs": [], "rows": []}
+        return {"runs": [], "rows": [], "regional_rows": []}
     stored = json.loads(path.read_text())
     if "runs" not in stored:  # a file of one run, written before runs resumed
         stored = {"runs": [{k: stored[k] for k in ("command", "machine")}], "rows": stored["rows"]}
+    stored.setdefault("regional_rows", [])
     return stored
 
 
@@ -243,6 +311,20 @@ def results_lines(stored: dict[str, Any]) -> list[str]:
         "variants interleaved. 95% intervals: percentile bootstrap over repeats.",
         "",
         *render(stored["rows"]),
+        *(
+            [
+                "",
+                "## Residual units compiled one by one (`training.compile`)",
+                "",
+                "`--regional`: each unit compiled in place (`nas.compiling.compile_regions`, "
+                "dynamo reset and its recompile limit fitted as in training), against the eager "
+                "step in the same layout; warm-ups of the contiguous one.",
+                "",
+                *render_regional(stored["regional_rows"]),
+            ]
+            if stored["regional_rows"]
+            else []
+        ),
     ]
 
 
@@ -255,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--smoke", action="store_true", help="ResNet-8 none/se, tiny batches")
     parser.add_argument("--fresh", action="store_true", help="ignore the rows already stored")
+    parser.add_argument("--regional", action="store_true", help="time per-unit compilation")
     parser.add_argument("--render", action="store_true", help="measure nothing: rewrite the .md")
     parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
     args = parser.parse_args(argv)
@@ -276,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
-            measure(args, stored["rows"], save)
+            measure(args, stored["regional_rows" if args.regional else "rows"], save)
         stored["runs"][-1]["machine"] = session.machine()
         save()
     lines = results_lines(stored)

@@ -8,10 +8,11 @@ shapes only: a second architecture made of units already seen loads their code f
 cache (:func:`use_compile_cache`: one folder shared by every trial, worker and ``nas confirm`` run
 of a study) instead of compiling them again. The stem and the head stay eager.
 
-Compiling costs a warm-up before the first step (tens of seconds per unit type on a CPU with an
-empty cache, about a second with it warm: ``benchmarks/speed.py``), so ``"auto"`` compiles only
-where the trial's expected training time (:func:`expected_training_s`, from its FLOPs and the
-device) is at least :data:`PAYOFF` times that warm-up. A unit the compiler cannot handle runs
+Compiling costs a warm-up before the first step (tens of seconds per unit type with an empty
+cache, a few seconds with it warm: ``benchmarks/speed.py``), so ``"auto"`` compiles only on the
+devices where compiled units train faster (:data:`AUTO_COMPILE_DEVICES`) and where the trial's
+expected training time (:func:`expected_training_s`, from its FLOPs and the device) is at least
+:data:`PAYOFF` times that warm-up. A unit the compiler cannot handle runs
 eager (dynamo's own fallback, with its warning); a platform with no working compiler trains
 eager and says so once.
 
@@ -45,10 +46,16 @@ if TYPE_CHECKING:
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 #: Expected training must be this many times the warm-up for ``"auto"`` to compile.
 PAYOFF = 10.0
-#: Seconds of warm-up expected with an empty cache (per trial: its unit types compiled). CPU:
-#: ``benchmarks/speed.py --smoke`` measured 25-52 s for ResNet-8 (width 4) on this project's
-#: 2-core machines; GPU: assumed, not yet measured (no GPU has run ``benchmarks/gpu.py``).
-COLD_WARMUP_S = {"cpu": 40.0, "cuda": 60.0}
+#: Device types on which ``"auto"`` compiles: those where units compiled one by one train
+#: faster than eager. Not the CPU: there a ResNet-20 step with its units compiled ran 0.84-1.11x
+#: eager and 0.74-0.97x channels-last eager (``benchmarks/speed.py --regional``, results in
+#: ``benchmarks/results/speed.md``), although the whole model compiled ran 1.1-1.5x eager. A CUDA
+#: GPU is assumed to gain until ``benchmarks/gpu.py`` measures it.
+AUTO_COMPILE_DEVICES = frozenset({"cuda"})
+#: Seconds of warm-up expected with an empty cache (per trial: its unit types compiled): assumed
+#: for a GPU, not yet measured (no GPU has run ``benchmarks/gpu.py``); a CPU took 15-49 s for a
+#: ResNet-20 step (``benchmarks/speed.py --regional``).
+COLD_WARMUP_S = {"cuda": 60.0}
 #: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
 #: per device type, for :func:`expected_training_s`: one CPU core (a ResNet-20 step at batch 128
 #: runs ~500 images/s there, ~1.2e11 FLOP/s; smaller models use the core less well), and a
@@ -89,9 +96,9 @@ def expected_training_s(
 
 
 def decide(setting: bool | str, expected_s: float, device_type: str) -> CompileDecision:
-    """``training.compile`` for one trial: ``false`` never, ``true`` always and ``"auto"`` where
-    the expected training is at least :data:`PAYOFF` x the cold warm-up; never where
-    :func:`compiler_missing` says the platform cannot."""
+    """``training.compile`` for one trial: ``false`` never, ``true`` always and ``"auto"`` on
+    :data:`AUTO_COMPILE_DEVICES` where the expected training is at least :data:`PAYOFF` x the
+    cold warm-up; never where :func:`compiler_missing` says the platform cannot."""
     if setting is False:
         return CompileDecision(False, "training.compile = false")
     missing = compiler_missing(device_type)
@@ -99,7 +106,13 @@ def decide(setting: bool | str, expected_s: float, device_type: str) -> CompileD
         return CompileDecision(False, f"no working compiler ({missing}); training runs eager")
     if setting is True:
         return CompileDecision(True, "training.compile = true")
-    warmup = COLD_WARMUP_S.get(device_type, COLD_WARMUP_S["cpu"])
+    if device_type not in AUTO_COMPILE_DEVICES:
+        return CompileDecision(
+            False,
+            f"compiled units train slower than eager on the {device_type} "
+            "(benchmarks/results/speed.md); training.compile = true forces them",
+        )
+    warmup = COLD_WARMUP_S[device_type]
     pays = expected_s >= PAYOFF * warmup
     return CompileDecision(
         pays,

@@ -46,11 +46,15 @@ def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, m
     path = tmp_path / "speed.json"  # a file of one run, as written before runs resumed
     path.write_text(json.dumps({"command": "c", "machine": {"cores": 2}, "rows": [old]}))
     stored = bench.load_runs(path)
-    assert stored == {"runs": [{"command": "c", "machine": {"cores": 2}}], "rows": [old]}
+    assert stored == {
+        "runs": [{"command": "c", "machine": {"cores": 2}}],
+        "rows": [old],
+        "regional_rows": [],
+    }
 
     measured = []
 
-    def fake_steps(spec, x, y):
+    def fake_steps(spec, x, y, regional):
         measured.append((spec.backbone, {c.block for c in spec.sites.values()}, tuple(x.shape)))
         steps = {name: (lambda: None) for name in bench.VARIANTS}
         return {"steps": steps, "warmup_cold_s": 2.0, "warmup_warm_s": 0.5}
@@ -62,6 +66,7 @@ def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, m
         blocks=("none", "se"),
         steps=1,
         repeats=2,
+        regional=False,
     )
     bench.measure(args, stored["rows"], lambda: saves.append(len(stored["rows"])))
     assert measured == [
