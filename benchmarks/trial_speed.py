@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import subprocess
 import sys
@@ -330,7 +331,8 @@ def epoch_summary(
     if full:
         # The full trial's epochs are longer by its share of images; the warm-up is paid once.
         epochs = full["epochs"] * full["images"] / result["split_sizes"]["train"]
-        warm = min(summary["now_warmup_s"].values())
+        compiled = any(r["compiled"] for r in result["runs"] if r["arm"] == "now")
+        warm = min(summary["now_warmup_s"].values()) if compiled else 0.0
         before_s = epochs * summary["median_s"]["before"]
         now_s = epochs * summary["median_s"]["now"] + max(warm, 0.0)
         summary["projection"] = {**full, "before_s": before_s, "now_s": now_s}
@@ -376,6 +378,7 @@ def render(problem: str, result: dict[str, Any], summary: dict[str, Any]) -> lis
             ratio(s["now_speedup"]), ratio(s["plain_speedup"]),
         ]
         for label, s in summary["speed"].items()
+        if label == "all" or True in summary["compiled_now"]  # a cache matters where it compiled
     ]  # fmt: skip
     epochs = summary["epochs"]
     if epochs is not None:
@@ -413,23 +416,55 @@ def render(problem: str, result: dict[str, Any], summary: dict[str, Any]) -> lis
         f"{acc['high']:+.4f}] (95%, paired t, p = {acc['p_value']:.2f}); one accuracy's binomial "
         f"s.e. {acc['binomial_se']:.4f}.",
         "",
-        *epoch_lines(epochs),
+        *epoch_lines(epochs, compiled=True in summary["compiled_now"]),
     ]
 
 
-def epoch_lines(epochs: dict[str, Any] | None) -> list[str]:
-    """The ``now`` arm's warm-up and, for a cut-down problem, the projected full trial."""
+def epoch_lines(epochs: dict[str, Any] | None, compiled: bool) -> list[str]:
+    """The ``now`` arm's compile warm-up (where it compiled) and, for a cut-down problem, the
+    projected full trial."""
     if epochs is None:
         return []
-    warmups = ", ".join(f"{label} {value:.1f} s" for label, value in epochs["now_warmup_s"].items())
-    lines = [f"`now`'s warm-up (its first epoch less its later ones, median): {warmups}.", ""]
+    lines = []
+    if compiled:
+        warmups = ", ".join(
+            f"{label} {value:.1f} s" for label, value in epochs["now_warmup_s"].items()
+        )
+        lines += [f"`now`'s warm-up (its first epoch less its later ones, median): {warmups}.", ""]
     projection = epochs.get("projection")
     if projection:
         lines += [
             f"Projected to the full trial ({projection['images']:,} images x "
-            f"{projection['epochs']} epochs, from the epoch medians and the warm-cache warm-up): "
+            f"{projection['epochs']} epochs, from the epoch medians"
+            f"{' and the warm-cache warm-up' if compiled else ''}): "
             f"before {projection['before_s'] / 60:.0f} min, now {projection['now_s'] / 60:.0f} "
             f"min, {projection['before_s'] / projection['now_s']:.2f}x.",
+            "",
+        ]
+    return lines
+
+
+def results_lines(stored: dict[str, Any]) -> list[str]:
+    """The results file from what a run stored: its provenance, each problem's section and the
+    whole-search times. Summaries are recomputed from the runs."""
+    lines = results_head(
+        "Seconds per trial: before and now",
+        provenance(
+            stored["command"], stored["date"], stored["machine"],
+            "other processes' load is noise in every time",
+        ),
+    )  # fmt: skip
+    for problem in stored["problems"]:
+        result = stored[problem]
+        lines += render(problem, result, summarise(result))
+    searches = stored.get("search")
+    if searches:
+        lines += [
+            "## The quickstart's whole search",
+            "",
+            "`nas search studies/quickstart.toml` (48 trials), each run in a fresh process and "
+            f"folder, alternating: before {[round(s, 1) for s in searches['before']]} s, now "
+            f"{[round(s, 1) for s in searches['now']]} s.",
             "",
         ]
     return lines
@@ -445,41 +480,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="cifar10_resnet20 epochs")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--search", action="store_true", help="also time the whole quickstart")
+    parser.add_argument("--render", action="store_true", help="run nothing: rewrite the .md")
     parser.add_argument("--out", default=str(RESULTS / "trial_speed.md"), help="'-': print only")
     args = parser.parse_args(argv)
-    session = start_session(args.threads)
-    results, lines = {}, []
-    for problem in args.problems:
-        result = measure_problem(problem, args)
-        summary = summarise(result)
-        results[problem] = {**result, "summary": summary}
-        lines += render(problem, result, summary)
-    if args.search:
-        searches = {"before": [], "now": []}
-        for _ in range(2):
-            for arm in ("before", "now"):
-                searches[arm].append(time_search(arm == "before"))
-        results["search"] = searches
-        lines += [
-            "## The quickstart's whole search",
-            "",
-            "`nas search studies/quickstart.toml` (48 trials), each run in a fresh process and "
-            f"folder, alternating: before {[round(s, 1) for s in searches['before']]} s, now "
-            f"{[round(s, 1) for s in searches['now']]} s.",
-            "",
-        ]
-    command = command_line(__file__, argv)
-    info = session.machine()
-    head = results_head(
-        "Seconds per trial: before and now",
-        provenance(command, utc_now(), info, "other processes' load is noise in every time"),
-    )
-    lines = [*head, *lines]
+    json_path = Path(args.out).with_suffix(".json")
+    if args.render:
+        stored = json.loads(json_path.read_text())
+    else:
+        session = start_session(args.threads)
+        stored = {"command": command_line(__file__, argv), "date": utc_now()}
+        stored["problems"] = list(args.problems)
+        for problem in args.problems:
+            stored[problem] = measure_problem(problem, args)
+        if args.search:
+            searches: dict[str, list[float]] = {"before": [], "now": []}
+            for _ in range(2):
+                for arm in ("before", "now"):
+                    searches[arm].append(time_search(arm == "before"))
+            stored["search"] = searches
+        stored["machine"] = session.machine()
+    lines = results_lines(stored)
     print("\n".join(lines))
     if args.out != "-":
-        out = Path(args.out)
-        write_markdown(out, lines)
-        write_json(out.with_suffix(".json"), {"command": command, "machine": info, **results})
+        write_markdown(Path(args.out), lines)
+        if not args.render:
+            write_json(json_path, stored)
     return 0
 
 

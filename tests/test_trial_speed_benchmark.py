@@ -39,7 +39,7 @@ def test_geometric_mean_interval_is_a_t_interval_on_the_log_ratios(bench):
     assert bench.geometric_interval([1.5]) == (pytest.approx(1.5), None, None)
 
 
-def _runs(before_s, now_s, before_acc, now_acc):
+def _runs(before_s, now_s, before_acc, now_acc, compiled=True):
     runs = []
     for (arch, seed), b, n, ba, na in zip(
         [("none", 0), ("se", 0), ("none", 1), ("se", 1)],
@@ -49,7 +49,7 @@ def _runs(before_s, now_s, before_acc, now_acc):
         now_acc,
         strict=True,
     ):
-        common = {"arch": arch, "seed": seed, "compiled": False}
+        common = {"arch": arch, "seed": seed, "compiled": compiled}
         before = {"seconds": b, "epoch_seconds": [b / 2, b / 2], "val_acc": ba}
         # now: a warm-up in its first epoch, 3 x its later one (longer with a cold cache)
         warm_up = 2.0 if seed == 0 else 1.0
@@ -79,7 +79,7 @@ def test_summary_splits_cold_and_warm_cache_pairs_and_compares_accuracy_paired(b
     assert accuracy["mean"] == pytest.approx(0.005)
     assert accuracy["p_value"] == pytest.approx(expected.pvalue)
     assert accuracy["binomial_se"] == pytest.approx(math.sqrt(0.65 * 0.35 / 400))
-    assert summary["compiled_now"] == [False]
+    assert summary["compiled_now"] == [True]
     epochs = summary["epochs"]  # epochs after the first: before b / 2, now n / 4
     assert epochs["median_s"] == {"before": 1.5, "now": 0.375, "plain": 0.75}
     assert epochs["now_speedup"][0] == pytest.approx(4.0)
@@ -89,3 +89,37 @@ def test_summary_splits_cold_and_warm_cache_pairs_and_compares_accuracy_paired(b
     assert epochs["projection"]["before_s"] == pytest.approx(6 * 1.5)
     assert epochs["projection"]["now_s"] == pytest.approx(6 * 0.375 + 1.0)
     assert bench.summarise({**result, "epochs": 1})["epochs"] is None
+    eager = _runs([4.0] * 4, [2.0] * 4, [0.5] * 4, [0.5] * 4, compiled=False)
+    # nothing compiled: a slow first epoch is no compile warm-up, the projection adds none
+    assert bench.summarise(eager)["epochs"]["projection"]["now_s"] == pytest.approx(6 * 0.5)
+
+
+def test_the_section_shows_cache_rows_and_warm_ups_only_where_now_compiled(bench):
+    result = {**_runs([4.0] * 4, [2.0] * 4, [0.5] * 4, [0.5] * 4, compiled=False)}
+    result.update(epochs=2, eval_batch={"before": 64, "now": 256}, now_settings={})
+    text = "\n".join(bench.render("quickstart", result, bench.summarise(result)))
+    assert "cold compile cache" not in text and "warm-up" not in text
+    assert "| all | 4 | 4.00 | 2.00 | 2.00 | 2.00x [2.00, 2.00] | 2.00x [2.00, 2.00] |" in text
+    assert "Projected to the full trial (800 images x 3 epochs" in text
+    compiled = {**result, **_runs([4.0] * 4, [2.0] * 4, [0.5] * 4, [0.5] * 4)}
+    text = "\n".join(bench.render("quickstart", compiled, bench.summarise(compiled)))
+    assert "first seed (cold compile cache)" in text and "`now`'s warm-up" in text
+
+
+def test_render_rewrites_the_results_file_from_its_json(bench, tmp_path, monkeypatch):
+    import json
+
+    result = _runs([4.0] * 4, [2.0] * 4, [0.5] * 4, [0.5] * 4, compiled=False)
+    result.update(epochs=2, eval_batch={"before": 64, "now": 256}, now_settings={})
+    machine = {"platform": "p", "python": "3", "cpu": "c", "cores": 2, "torch_threads": 2,
+               "gpu": None, "torch": "t", "lightning": "l", "optuna": "o",
+               "load_average": [1.0, 1.1]}  # fmt: skip
+    stored = {"command": "trial_speed.py", "date": "D", "machine": machine,
+              "problems": ["quickstart"], "quickstart": result,
+              "search": {"before": [80.0, 82.0], "now": [70.0, 71.5]}}  # fmt: skip
+    (tmp_path / "trial_speed.json").write_text(json.dumps(stored))
+    monkeypatch.setattr(bench, "measure_problem", lambda *a: pytest.fail("--render measured"))
+    assert bench.main(["--render", "--out", str(tmp_path / "trial_speed.md")]) == 0
+    text = (tmp_path / "trial_speed.md").read_text()
+    assert "Command: `trial_speed.py`" in text and "## quickstart" in text
+    assert "before [80.0, 82.0] s, now [70.0, 71.5] s" in text
