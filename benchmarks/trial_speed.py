@@ -10,21 +10,25 @@ saved), in three arms run back to back for every (architecture, seed), in an ord
 * ``now``: the study's config as written (``"auto"`` for both), except that for a problem cut
   down to fit this machine (``cifar10_resnet20``) ``compile`` is what ``"auto"`` decides for the
   study's full-size trial (45,000 images x 30 epochs), so the cut-down trial runs as a full one
-  would; the compile cache is this run's own, empty at the start, so the first seed of each
-  architecture pays its units' cold compile and later seeds find them warm;
+  would (on a CPU ``"auto"`` compiles nothing); where it compiles, the compile cache is this
+  run's own, empty at the start, so the first seed of each architecture pays its units' cold
+  compile and later seeds find them warm;
 * ``plain``: the same training (model, batches, optimiser, schedule) in a hand-written eager loop
   (``benchmarks/overhead.py``'s ``run_plain``): no costs, no checkpoint, no Lightning.
 
 Speed-up ``before / now`` per (architecture, seed) pair, summarised by its geometric mean with a
-95% Student-t interval on the log ratios, apart for cold and warm compile caches. Accuracy: the
+95% Student-t interval on the log ratios (apart for cold and warm compile caches where ``now``
+compiled), and per epoch after the first, with a cut-down problem's full trial projected from
+the epochs. Accuracy: the
 paired difference ``now - before`` of the final ``val_acc`` (same seeds), its 95% interval, and
 the binomial standard error of one accuracy for scale. ``--search`` also times the quickstart's
 whole search (``nas search``) under both settings, each in a fresh process and folder.
 
-    .venv/bin/python benchmarks/trial_speed.py                       # both problems, ~35 min
+    .venv/bin/python benchmarks/trial_speed.py --search              # both problems, ~35 min
     .venv/bin/python benchmarks/trial_speed.py --problems quickstart --seeds 2 --out -
 
-Results go to ``benchmarks/results/trial_speed.md`` (and ``.json`` beside it).
+Results go to ``benchmarks/results/trial_speed.md`` (and ``.json`` beside it); ``--render``
+rewrites the table from the JSON.
 """
 
 from __future__ import annotations
