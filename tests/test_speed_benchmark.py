@@ -26,12 +26,17 @@ def test_speedup_is_the_ratio_of_median_times_with_an_interval_around_it(bench):
     assert bench.speedup_interval(same, same) == (1.0, 1.0, 1.0)
 
 
-@pytest.mark.slow  # compiles twice (about a minute with a cold inductor cache)
+@pytest.mark.slow  # compiles whole models, then units (a few minutes with a cold inductor cache)
 def test_smoke_run_times_every_variant(bench, tmp_path):
     out = tmp_path / "speed.md"
     assert bench.main(["--smoke", "--out", str(out)]) == 0
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| resnet8 |")]
-    assert [row.split(" | ")[1] for row in rows] == ["none", "se"]
+    assert bench.main(["--smoke", "--regional", "--out", str(out)]) == 0  # resumes into it
+    text = out.read_text()
+    whole, regional = text.split("## Residual units compiled one by one")
+    for table in (whole, regional):
+        rows = [line for line in table.splitlines() if line.startswith("| smoke |")]
+        assert [row.split(" | ")[1] for row in rows] == ["none", "se"]
+    assert text.count("Command: ") == 2
     assert (tmp_path / "speed.json").is_file()
 
 
