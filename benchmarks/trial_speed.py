@@ -73,6 +73,7 @@ from nas.compiling import decide, expected_training_s
 from nas.config import StudyConfig
 from nas.objective import TrialRunner, load_data
 from nas.stats import binomial_se, paired_comparison
+from search_spaces.build import build_model
 from search_spaces.cost import model_cost
 from search_spaces.space import baselines, suggest_arch
 
@@ -239,8 +240,6 @@ def measure_problem(problem: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def model_cost_flops(spec: Any, datamodule: Any) -> float:
     """Forward FLOPs per image of ``spec`` on the data's input shape."""
-    from search_spaces.build import build_model
-
     model = build_model(spec, seed=0)
     return float(model_cost(model, tuple(datamodule.input_shape)).flops)
 
