@@ -12,9 +12,8 @@ Compiling costs a warm-up before the first step (tens of seconds per unit type w
 cache, a few seconds with it warm: ``benchmarks/speed.py``), so ``"auto"`` compiles only on the
 devices where compiled units train faster (:data:`AUTO_COMPILE_DEVICES`) and where the trial's
 expected training time (:func:`expected_training_s`, from its FLOPs and the device) is at least
-:data:`PAYOFF` times that warm-up. A unit the compiler cannot handle runs
-eager (dynamo's own fallback, with its warning); a platform with no working compiler trains
-eager and says so once.
+:data:`PAYOFF` times that warm-up. A unit the compiler cannot handle runs eager (dynamo's own
+fallback, with its warning); a platform with no working compiler trains eager and says so once.
 
 Every unit runs the same ``forward``, and dynamo compiles a function once per variant (unit
 shapes, training or evaluation, grad mode) and past ``recompile_limit`` (8 by default) runs it

@@ -235,15 +235,16 @@ class TrialRunner:
         if hasattr(dm, "seed"):
             dm.seed = data_seed
         clock = TrainingClock()
+        pruned = False
         try:
             with clock, ctrl_c_restored(trainer):
                 trainer.fit(module, datamodule=dm)
         except optuna.TrialPruned:
-            self._store_history(trial, history, clock)
-            self._store_settings(trial, module, trainer)
-            return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
+            pruned = True
         self._store_history(trial, history, clock)
         self._store_settings(trial, module, trainer)
+        if pruned:
+            return TrialOutcome(TrialState.PRUNED, self._values(history[-1]["val_acc"], cost))
         if schema.REPLICATE.has(trial):  # a confirm or table run: the held-out test split too
             accelerator = "gpu" if on_gpu else "cpu"
             scores = evaluate(module, dm, "test", accelerator=accelerator)

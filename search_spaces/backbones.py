@@ -481,7 +481,7 @@ class _Backbone:
     head: tuple[str, ...] = ("fc",)
     #: builds the model with its published weights; ``None`` where there are none
     published: Callable[[int, int, dict], nn.Module] | None = None
-    #: the family whose measured speed settings it shares (:func:`backbone_family`)
+    #: the family whose measured speed settings it shares (:func:`backbone_family`; default: name)
     family: str = ""
 
 
@@ -507,6 +507,10 @@ _MODEL_ARGS = (
 )
 
 
+def _cifar_backbone(name: str, **fixed: Any) -> _Backbone:
+    return _Backbone(name, _CIFAR_ARGS, _cifar_sites, _build_cifar, fixed, family="cifar_resnet")
+
+
 def _tv_resnet_backbone(name: str) -> _Backbone:
     def build(in_channels: int, num_classes: int, args: dict) -> nn.Module:
         return _build_tv_resnet(name, in_channels, num_classes, args)
@@ -522,20 +526,8 @@ def _tv_resnet_backbone(name: str) -> _Backbone:
 
 
 _BACKBONES: dict[str, _Backbone] = {
-    "cifar_resnet": _Backbone(
-        "cifar_resnet", _CIFAR_ARGS, _cifar_sites, _build_cifar, family="cifar_resnet"
-    ),
-    **{
-        f"resnet{depth}": _Backbone(
-            f"resnet{depth}",
-            _CIFAR_ARGS,
-            _cifar_sites,
-            _build_cifar,
-            fixed={"depth": depth},
-            family="cifar_resnet",
-        )
-        for depth in (8, 20, 56)
-    },
+    "cifar_resnet": _cifar_backbone("cifar_resnet"),
+    **{f"resnet{depth}": _cifar_backbone(f"resnet{depth}", depth=depth) for depth in (8, 20, 56)},
     **{name: _tv_resnet_backbone(name) for name in _TV_RESNET_LAYERS},
     "mobilenet_v2": _Backbone(
         "mobilenet_v2",
@@ -547,7 +539,6 @@ _BACKBONES: dict[str, _Backbone] = {
         _build_mobilenet_v2,
         head=("classifier.1",),
         published=_torchvision_published("mobilenet_v2", _build_mobilenet_v2, ("classifier.1",)),
-        family="mobilenet_v2",
     ),
 }
 
@@ -558,12 +549,12 @@ def available_backbones() -> list[str]:
 
 
 def backbone_family(name: str) -> str:
-    """The family of backbone ``name`` (``cifar_resnet`` for ``resnet20``, ``torchvision_resnet``,
-    ``mobilenet_v2``, ``timm`` for every ``timm:`` model): backbones of one family share their
-    measured training settings (``nas.training.CPU_CHANNELS_LAST_FAMILIES``)."""
+    """``name``'s family (``cifar_resnet`` for ``resnet20``, ``torchvision_resnet``, ``timm``...),
+    whose measured training settings it shares (``nas.training.CPU_CHANNELS_LAST_FAMILIES``)."""
     if isinstance(name, str) and name.startswith(TIMM_PREFIX):
         return "timm"
-    return _get(name).family
+    backbone = _get(name)
+    return backbone.family or backbone.name
 
 
 def _get(name: str) -> _Backbone:
