@@ -16,14 +16,18 @@ behaviour any caller can see; a timeout counts as killed.
     python benchmarks/mutation.py --render --before OLD/benchmarks/results/mutation.json
 
 mutmut keeps each mutant's result in the module's work folder, so an interrupted run resumes
-where it stopped. ``--before`` takes the figures of a run on an older checkout (this script
-copied into it) as the "before" column, kept in ``benchmarks/results/mutation.json``.
+where it stopped; those results are also kept in ``benchmarks/results/mutation_state/`` (committed,
+restored into a new work folder), so a run resumes on a fresh clone too. mutmut checks again the
+mutants of every function whose source has changed since. ``--before`` takes the figures of a
+run on an older checkout (this script copied into it) as the "before" column, kept in
+``benchmarks/results/mutation.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -38,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.toml"
 WORK = ROOT / ".mutation"
+#: Each mutant's result (mutmut's ``.meta`` files), kept with the results so a run resumes anywhere.
+STATE = RESULTS / "mutation_state"
 #: Each module (or package), in the order they run, with the test files that exercise it.
 SELECTION = {
     "nas/pareto.py": ["tests/nas/test_pareto.py", "tests/nas/test_verdicts.py"],
@@ -94,8 +100,9 @@ KILLED = {"killed", "timeout", "caught by type check"}
 def work_folder(module: str) -> Path:
     """The module's mutmut folder: links to the project and a pyproject.toml that adds the
     module's mutmut settings to the project's own (pytest's among them)."""
-    folder = WORK / module.removesuffix(".py").replace("/", "-")
+    folder = WORK / _folder_name(module)
     folder.mkdir(parents=True, exist_ok=True)
+    restore_state(module, folder)
     for name in LINKED:
         if not (folder / name).is_symlink():
             (folder / name).symlink_to(ROOT / name)
@@ -112,6 +119,30 @@ def work_folder(module: str) -> Path:
     return folder
 
 
+def _folder_name(module: str) -> str:
+    return module.removesuffix(".py").replace("/", "-")
+
+
+def restore_state(module: str, folder: Path) -> None:
+    """Copy the kept results of ``module`` into a work folder that has none (a fresh clone)."""
+    kept = STATE / _folder_name(module)
+    for meta in kept.rglob("*.meta") if kept.is_dir() else ():
+        target = folder / "mutants" / meta.relative_to(kept)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(meta, target)
+
+
+def keep_state(module: str) -> None:
+    """Copy the work folder's results of ``module`` to :data:`STATE`, to be committed."""
+    mutants = WORK / _folder_name(module) / "mutants"
+    kept = STATE / _folder_name(module)
+    for meta in _metas(mutants / module):
+        target = kept / meta.relative_to(mutants)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(meta, target)
+
+
 def run(modules: list[str], recheck: bool = False) -> None:
     """Run mutmut on each module in turn; it skips mutants it has already checked. ``recheck``:
     check the surviving ones again (after new tests) and nothing else."""
@@ -122,23 +153,29 @@ def run(modules: list[str], recheck: bool = False) -> None:
             if not names:
                 continue
         print(f"== {module}" + (f": {len(names)} survivors again" if recheck else ""), flush=True)
-        subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", *names], cwd=work_folder(module), check=True
-        )
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "mutmut", "run", *names], cwd=work_folder(module), check=True
+            )
+        finally:
+            keep_state(module)
 
 
 def statuses(module: str) -> dict[str, str]:
     """Each mutant of ``module`` with its status (killed, survived, no tests, ...)."""
     from mutmut.stats import status_by_exit_code
 
-    base = work_folder(module) / "mutants" / module
-    metas = sorted(base.rglob("*.py.meta")) if base.is_dir() else [Path(f"{base}.meta")]
     found: dict[str, str] = {}
-    for meta in metas:
-        if meta.is_file():
-            codes = json.loads(meta.read_text())["exit_code_by_key"]
-            found.update({name: status_by_exit_code[code] for name, code in codes.items()})
+    for meta in _metas(work_folder(module) / "mutants" / module):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        found.update({name: status_by_exit_code[code] for name, code in codes.items()})
     return found
+
+
+def _metas(base: Path) -> list[Path]:
+    """mutmut's result files of a module (one file) or a package (a folder)."""
+    metas = sorted(base.rglob("*.py.meta")) if base.is_dir() else [Path(f"{base}.meta")]
+    return [meta for meta in metas if meta.is_file()]
 
 
 def equivalent_mutants() -> dict[str, str]:
@@ -190,6 +227,7 @@ def render(modules: list[str], out: Path, command: str, before: Path | None = No
     ]
     survivors: list[str] = []
     for module in modules:
+        keep_state(module)
         found = statuses(module)
         now = score(found, equivalent)
         entry = figures.setdefault(module, {})

@@ -2,6 +2,7 @@
 the table with the figures of an older run as "before"."""
 
 import json
+import shutil
 
 import pytest
 
@@ -13,6 +14,7 @@ def work(tmp_path, monkeypatch):
     monkeypatch.setattr(mutation, "ROOT", tmp_path / "repo")
     monkeypatch.setattr(mutation, "WORK", tmp_path / "work")
     monkeypatch.setattr(mutation, "EQUIVALENT", tmp_path / "equivalent.toml")
+    monkeypatch.setattr(mutation, "STATE", tmp_path / "state")
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "pyproject.toml").write_text('[project]\nname = "x"\n')
 
@@ -70,3 +72,24 @@ def test_a_checkout_without_some_selected_test_files_runs_those_it_has(work, tmp
     settings = (mutation.work_folder("nas/confirm") / "pyproject.toml").read_text()
     assert 'pytest_add_cli_args_test_selection = ["tests/nas/test_confirm.py"]' in settings
     assert 'only_mutate = ["nas/confirm/*"]' in settings
+
+
+def test_results_are_kept_and_a_fresh_work_folder_resumes_from_them(work, tmp_path):
+    codes = {"nas.confirm.frame.x_f__mutmut_1": 1, "nas.confirm.frame.x_f__mutmut_2": None}
+    meta = mutation.work_folder("nas/confirm") / "mutants" / "nas" / "confirm" / "frame.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))  # a package: a file per module
+    (meta.parent.parent / "pareto.py.meta").write_text("{}")  # another module's: not kept
+    mutation.keep_state("nas/confirm")
+    kept = tmp_path / "state" / "nas-confirm" / "nas" / "confirm" / "frame.py.meta"
+    assert json.loads(kept.read_text())["exit_code_by_key"] == codes
+    assert not (tmp_path / "state" / "nas-confirm" / "nas" / "pareto.py.meta").exists()
+    # A fresh clone: no work folder; its statuses come back from what was kept.
+    shutil.rmtree(tmp_path / "work")
+    assert mutation.statuses("nas/confirm") == {
+        "nas.confirm.frame.x_f__mutmut_1": "killed",
+        "nas.confirm.frame.x_f__mutmut_2": "not checked",
+    }
+    # What a run has written since is never replaced by what was kept.
+    meta.write_text(json.dumps({"exit_code_by_key": {"nas.confirm.frame.x_f__mutmut_1": 0}}))
+    assert mutation.statuses("nas/confirm") == {"nas.confirm.frame.x_f__mutmut_1": "survived"}
