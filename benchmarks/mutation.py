@@ -73,6 +73,7 @@ SELECTION = {
         "tests/search_spaces/test_space.py",
     ],
     "search_spaces/supernet.py": [
+        "tests/search_spaces/test_supernet_contract.py",
         "tests/search_spaces/test_supernet.py",
         "tests/nas/test_supernet_study.py",
     ],

@@ -35,7 +35,6 @@ import attn_blocks
 
 from .backbones import backbone_sites, build_backbone
 from .insertion import (
-    DRY_RUN_SIZE,
     AttentiveResidual,
     InsertionRule,
     PrePostAttention,
@@ -281,8 +280,7 @@ def supernet_size(
     targets = _space_targets(space, sites)
     with torch.device("meta"):
         backbone = build_backbone(space.backbone, in_channels, num_classes, **space.backbone_args)
-        example = torch.zeros(1, in_channels, DRY_RUN_SIZE, DRY_RUN_SIZE)
-        shapes = _dry_run(backbone, list(targets), example)
+        shapes = _dry_run(backbone, list(targets), None)  # its first conv's channels
     channels = {p: (s[0][1], s[1][1]) for p, s in shapes.items()}
     return _size(backbone, targets, channels, optimizer_states)
 
@@ -324,8 +322,7 @@ def build_supernet(
         model = build_backbone(
             space.backbone, in_channels, num_classes, pretrained=pretrained, **space.backbone_args
         )
-        example = torch.zeros(1, in_channels, DRY_RUN_SIZE, DRY_RUN_SIZE)
-        insert_candidates(model, _space_targets(space, sites), example, seed=seed)
+        insert_candidates(model, _space_targets(space, sites), seed=seed)
     if pretrained is not False:
         for mixed in _mixed_sites(model).values():
             for block in mixed[1].candidates.values():
