@@ -96,6 +96,7 @@ timeout_constant = 5.0
 """
 TARGET = 0.85
 KILLED = {"killed", "timeout", "caught by type check"}
+SURVIVED = ("survived", "no tests")
 
 
 def work_folder(module: str) -> Path:
@@ -150,7 +151,7 @@ def run(modules: list[str], recheck: bool = False) -> None:
     for module in modules:
         names = []
         if recheck:
-            names = [n for n, s in statuses(module).items() if s in ("survived", "no tests")]
+            names = [n for n, s in statuses(module).items() if s in SURVIVED]
             if not names:
                 continue
         print(f"== {module}" + (f": {len(names)} survivors again" if recheck else ""), flush=True)
@@ -190,7 +191,7 @@ def score(found: dict[str, str], equivalent: dict[str, str]) -> dict[str, int | 
     """The counts of one module and its score over its non-equivalent checked mutants."""
     counts = Counter(found.values())
     killed = sum(counts[s] for s in KILLED)
-    equal = sum(1 for name, status in found.items() if name in equivalent and status not in KILLED)
+    equal = sum(1 for name, status in found.items() if name in equivalent and status in SURVIVED)
     checked = len(found) - counts["not checked"]
     scored = checked - equal
     return {
@@ -230,20 +231,23 @@ def render(modules: list[str], out: Path, command: str, before: Path | None = No
     for module in modules:
         keep_state(module)
         found = statuses(module)
-        now = score(found, equivalent)
         entry = figures.setdefault(module, {})
-        entry["now"] = now
+        if found or "now" not in entry:
+            entry["now"] = score(found, equivalent)
+            entry["survivors"] = sorted(
+                name
+                for name, status in found.items()
+                if status in SURVIVED and name not in equivalent
+            )
+        # else: no results at hand (kept from before this script kept them): the figures stay.
+        now = entry["now"]
         before = entry.get("before", {}).get("score")
         lines.append(
             f"| `{module}` | {now['mutants']} | {now['checked']} | {now['killed']} | "
             f"{now['survived']} | {now['no_tests']} | {now['equivalent']} | "
             f"{_percent(before)} | {_percent(now['score'])} |"
         )
-        survivors += sorted(
-            name
-            for name, status in found.items()
-            if status in ("survived", "no tests") and name not in equivalent
-        )
+        survivors += entry.get("survivors", [])
     lines += [
         "",
         f"## Surviving mutants ({len(survivors)})",

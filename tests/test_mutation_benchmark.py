@@ -33,6 +33,8 @@ def test_the_score_counts_timeouts_as_killed_and_leaves_out_equivalents(work, tm
     work("nas/pareto.py", codes)
     mutation.EQUIVALENT.write_text(
         '["nas.pareto.x_f__mutmut_9"]\nchange = "a -> b"\nwhy = "the same"\n'
+        # Not checked yet: it counts nowhere until it is.
+        '["nas.pareto.x_f__mutmut_10"]\nchange = "c -> d"\nwhy = "the same"\n'
     )
     found = mutation.statuses("nas/pareto.py")
     assert mutation.score(found, mutation.equivalent_mutants()) == {
@@ -93,3 +95,14 @@ def test_results_are_kept_and_a_fresh_work_folder_resumes_from_them(work, tmp_pa
     # What a run has written since is never replaced by what was kept.
     meta.write_text(json.dumps({"exit_code_by_key": {"nas.confirm.frame.x_f__mutmut_1": 0}}))
     assert mutation.statuses("nas/confirm") == {"nas.confirm.frame.x_f__mutmut_1": "survived"}
+
+
+def test_a_module_without_results_at_hand_keeps_its_figures_and_survivors(work, tmp_path):
+    work("nas/pareto.py", {"nas.pareto.x_f__mutmut_1": 1, "nas.pareto.x_f__mutmut_2": 0})
+    out = tmp_path / "mutation.md"
+    mutation.render(["nas/pareto.py"], out, "cmd")
+    shutil.rmtree(tmp_path / "work")
+    shutil.rmtree(tmp_path / "state")  # results from before they were kept: only the figures
+    text = mutation.render(["nas/pareto.py"], out, "cmd")
+    assert "| `nas/pareto.py` | 2 | 2 | 1 | 1 | 0 | 0 | - | 50.0% |" in text
+    assert "- `nas.pareto.x_f__mutmut_2`" in text
