@@ -143,11 +143,11 @@ def next_round(confirm: optuna.Study) -> tuple[list[tuple[int, str]], str]:
         return [], f"the budget of {v.looks[-1]} seeds is spent" if sequential else ""
     if v.reached and not undecided:
         return [], f"every verdict against none is decided at {v.looks[v.reached - 1]} seeds"
-    start = v.looks[v.reached - 1] if v.reached else 0
     seeds = v.looks[v.reached]
     scheduled = _scheduled(confirm)
-    waiting = ["baseline none", *undecided] if v.reached else v.keys
-    runs = [(r, k) for r in range(start, seeds) for k in waiting]
+    # The first look's runs of every architecture are queued with the plan, a later look's for
+    # those still undecided: what is missing is this look's.
+    runs = [(r, k) for r in range(seeds) for k in ("baseline none", *undecided)]
     missing = [run for run in runs if run not in scheduled]
     if missing:
         return missing, ""

@@ -468,10 +468,14 @@ def test_none_is_planned_where_the_search_ran_no_baselines_and_repeated_once(tin
 # -- --seeds auto: looks in rounds ------------------------------------------------------------------
 
 
-def _fake_run(effects: dict[str, float], log: list, stop_at: int | None = None):
+def _fake_run(
+    effects: dict[str, float], log: list, stop_at: int | None = None, budgets: list | None = None
+):
     """A stand-in for run_search: completes the confirm study's queued runs at once, val_acc =
     0.8 + the architecture's effect + a seed effect + noise (fixed per run), logging each
-    (repeat, key); with ``stop_at``, raises KeyboardInterrupt once ``log`` holds that many."""
+    (repeat, key); with ``stop_at``, raises KeyboardInterrupt once ``log`` holds that many.
+    ``budgets`` gets, per call, (the n_trials it is given, the one stored with the study, the
+    trials the study has), as a worker joining the study would see them."""
     noise = np.random.default_rng(5).normal(0, 0.004, (64, 16))
     seed_effect = np.random.default_rng(6).normal(0, 0.01, 16)
 
@@ -479,6 +483,9 @@ def _fake_run(effects: dict[str, float], log: list, stop_at: int | None = None):
         confirm = optuna.load_study(
             study_name=cfg.study.name, storage=open_storage(cfg.study.storage)
         )
+        if budgets is not None:
+            stored = confirm.user_attrs[schema.STUDY_CONFIG]["study"]["n_trials"]
+            budgets.append((cfg.study.n_trials, stored, len(confirm.trials)))
         for _ in confirm.get_trials(states=(TrialState.WAITING,)):
             if len(log) == stop_at:
                 raise KeyboardInterrupt
@@ -537,9 +544,11 @@ def test_auto_seeds_add_seeds_only_to_the_undecided_until_the_budget(searched):
         return {"baseline none": 0.0, "baseline se": 0.0}.get(key, -0.1)
 
     confirm, cfg, url, effects = _auto(searched, effect)
-    log = []
-    confirm, why = run_confirm(confirm, cfg, url, _fake_run(effects, log))
+    log, budgets = [], []
+    confirm, why = run_confirm(confirm, cfg, url, _fake_run(effects, log, budgets=budgets))
     assert why == "the budget of 10 seeds is spent"
+    # Each round's runs raise the study's n_trials, given to the run and stored for any worker.
+    assert budgets == [(n, n, n) for n in (3 * len(effects), 3 * len(effects) + 6, len(log))]
     done = _complete(confirm)
     assert done["baseline none"] == done["baseline se"] == list(range(10))
     assert all(v == [0, 1, 2] for k, v in done.items() if k not in ("baseline none", "baseline se"))
@@ -556,6 +565,24 @@ def test_auto_seeds_add_seeds_only_to_the_undecided_until_the_budget(searched):
     smallest = min(float(look.p_adjusted[look.rows.index(i)]) for look in looks)
     assert frame.loc["baseline se", "p_adjusted"] == pytest.approx(min(1.0, 3 * smallest))
     assert frame.loc["baseline se", "gain_confidence"] == pytest.approx(1 - 0.05 / 3)
+
+
+def test_rounds_are_queued_under_the_lock_the_studys_workers_take(searched, monkeypatch):
+    """Queueing a look's runs holds this machine's lock of the confirm study (the one
+    ``run_search`` takes to count and ask), so no worker of the study asks meanwhile."""
+    import nas.confirm.rounds as rounds
+
+    confirm, cfg, url, effects = _auto(searched, lambda key: 0.0)
+    taken = []
+    real_lock = rounds.machine_lock
+
+    def recording_lock(lock_url, study_name):
+        taken.append((lock_url, study_name))
+        return real_lock(lock_url, study_name)
+
+    monkeypatch.setattr(rounds, "machine_lock", recording_lock)
+    run_confirm(confirm, cfg, url, _fake_run(effects, []))
+    assert taken and set(taken) == {(url, confirm.study_name)}
 
 
 def test_a_killed_auto_confirmation_resumes_without_repeating_a_run(searched):
