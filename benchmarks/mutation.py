@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -205,23 +206,85 @@ def score(found: dict[str, str], equivalent: dict[str, str]) -> dict[str, int | 
     }
 
 
-def render(modules: list[str], out: Path, command: str, before: Path | None = None) -> str:
+def _git_show(commit: str, path: Path) -> str | None:
+    shown = subprocess.run(
+        ["git", "show", f"{commit}:{path.relative_to(ROOT).as_posix()}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def figures_at(commit: str, module: str, equivalent: dict[str, str]) -> dict:
+    """The figures of ``module`` from the results committed at ``commit`` (a first run, before
+    tests were written for its survivors), scored with today's equivalent mutants: its kept
+    results where that commit has them, else its counts and survivors from that commit's table."""
+    from mutmut.stats import status_by_exit_code
+
+    listing = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", commit, f"{STATE.relative_to(ROOT).as_posix()}/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    prefix = f"{STATE.relative_to(ROOT).as_posix()}/{_folder_name(module)}/"
+    found: dict[str, str] = {}
+    for name in (n for n in listing if n.startswith(prefix)):
+        codes = json.loads(_git_show(commit, ROOT / name) or "{}")["exit_code_by_key"]
+        found.update({key: status_by_exit_code[code] for key, code in codes.items()})
+    if found:
+        return {**score(found, equivalent), "at": commit}
+    table, figures = (
+        _git_show(commit, RESULTS / "mutation.md"),
+        _git_show(commit, RESULTS / "mutation.json"),
+    )
+    if table is None or figures is None or module not in json.loads(figures):
+        raise ValueError(f"commit {commit} has no mutation results of {module}")
+    counts = json.loads(figures)[module]["now"]
+    dotted = module.removesuffix(".py").replace("/", ".") + "."
+    survivors = [n for n in re.findall(r"^- `([^`]+)`$", table, re.M) if n.startswith(dotted)]
+    equal = len(set(survivors) & set(equivalent))
+    scored = counts["checked"] - equal
+    return {
+        **counts,
+        "equivalent": equal,
+        "score": round(counts["killed"] / scored, 4) if scored else None,
+        "at": commit,
+    }
+
+
+def render(
+    modules: list[str],
+    out: Path,
+    command: str,
+    before: Path | None = None,
+    before_at: tuple[str, list[str]] | None = None,
+) -> str:
     """Write the table (markdown) and the figures (JSON: "now", and "before" from the figures
-    of an older checkout's run, kept once given); returns the markdown."""
+    of an older checkout's run, or of a first run committed earlier (``before_at``: commit and
+    modules), kept once given); returns the markdown."""
     equivalent = equivalent_mutants()
     figures_file = out.with_suffix(".json")
     figures = json.loads(figures_file.read_text()) if figures_file.is_file() else {}
     if before is not None:
         for module, entry in json.loads(before.read_text()).items():
             figures.setdefault(module, {})["before"] = entry["now"]
+    if before_at is not None:
+        commit, chosen = before_at
+        for module in chosen:
+            figures.setdefault(module, {})["before"] = figures_at(commit, module, equivalent)
     lines = [
         "# Mutation score of the engine's logic",
         "",
         f"Command: `{command}` (mutmut; each module with the test files `SELECTION` names).",
         "Score: killed (timeouts included) / checked mutants that are not equivalent "
         f"(`benchmarks/mutation_equivalent.toml`); target {TARGET:.0%} per module. Before: the "
-        "same run on an older checkout's tests (`--before`; which one: docs/development.md). "
-        "A module with fewer checked than mutants is still running (the command resumes).",
+        "same run on an older checkout's tests (`--before`; which one: docs/development.md), "
+        "or, where a commit is named, the module's first run as committed there (`--before-at`), "
+        "before tests were written for its survivors. A module with fewer checked than mutants "
+        "is still running (the command resumes).",
         "",
         "| module | mutants | checked | killed | survived | no tests | equivalent | score "
         "before | score now |",
@@ -241,11 +304,12 @@ def render(modules: list[str], out: Path, command: str, before: Path | None = No
             )
         # else: no results at hand (kept from before this script kept them): the figures stay.
         now = entry["now"]
-        before = entry.get("before", {}).get("score")
+        before = entry.get("before", {})
+        at = f" ({before['at']})" if "at" in before else ""
         lines.append(
             f"| `{module}` | {now['mutants']} | {now['checked']} | {now['killed']} | "
             f"{now['survived']} | {now['no_tests']} | {now['equivalent']} | "
-            f"{_percent(before)} | {_percent(now['score'])} |"
+            f"{_percent(before.get('score'))}{at} | {_percent(now['score'])} |"
         )
         survivors += entry.get("survivors", [])
     lines += [
@@ -275,13 +339,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "mutation.md")
     parser.add_argument("--before", type=Path, help="mutation.json of an older checkout's run")
+    parser.add_argument(
+        "--before-at",
+        metavar="COMMIT",
+        help="with --render: 'before' of --modules from the first run's results at COMMIT",
+    )
     args = parser.parse_args(argv)
+    if args.before_at and not args.render:
+        parser.error("--before-at goes with --render (it reads committed results, runs nothing)")
     if not args.render:
         run(args.modules, args.recheck)
     command = "python benchmarks/mutation.py" + (
-        "" if args.modules == list(MODULES) else " --modules " + " ".join(args.modules)
+        ""
+        if args.modules == list(MODULES) or args.before_at
+        else " --modules " + " ".join(args.modules)
     )
-    print(render(list(MODULES), args.out, command, args.before))
+    before_at = (args.before_at, args.modules) if args.before_at else None
+    print(render(list(MODULES), args.out, command, args.before, before_at))
 
 
 if __name__ == "__main__":

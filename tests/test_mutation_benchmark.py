@@ -106,3 +106,47 @@ def test_a_module_without_results_at_hand_keeps_its_figures_and_survivors(work, 
     text = mutation.render(["nas/pareto.py"], out, "cmd")
     assert "| `nas/pareto.py` | 2 | 2 | 1 | 1 | 0 | 0 | - | 50.0% |" in text
     assert "- `nas.pareto.x_f__mutmut_2`" in text
+
+
+def test_before_figures_come_from_a_first_run_committed_earlier(work, tmp_path, monkeypatch):
+    """From the results kept at that commit, or, where none were kept, from its table (counts
+    and survivors); either way scored with today's equivalent mutants."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    results = repo / "benchmarks" / "results"
+    monkeypatch.setattr(mutation, "RESULTS", results)
+    monkeypatch.setattr(mutation, "STATE", results / "mutation_state")
+    meta = results / "mutation_state" / "nas-pareto" / "nas" / "pareto.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(
+        json.dumps(
+            {
+                "exit_code_by_key": {
+                    "nas.pareto.x_f__mutmut_1": 1,
+                    "nas.pareto.x_f__mutmut_2": 0,
+                    "nas.pareto.x_f__mutmut_3": 0,
+                }
+            }
+        )
+    )
+    counts = {"mutants": 4, "checked": 4, "killed": 2, "survived": 2, "no_tests": 0}
+    (results / "mutation.json").write_text(json.dumps({"nas/stats.py": {"now": counts}}))
+    (results / "mutation.md").write_text(
+        "## Surviving mutants (2)\n\n- `nas.stats.x_g__mutmut_3`\n- `nas.stats.x_g__mutmut_4`\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "first run"], cwd=repo, check=True)
+    mutation.EQUIVALENT.write_text(
+        '["nas.pareto.x_f__mutmut_3"]\nchange = "a"\nwhy = "b"\n'
+        '["nas.stats.x_g__mutmut_4"]\nchange = "a"\nwhy = "b"\n'
+    )
+    equivalent = mutation.equivalent_mutants()
+    pareto = mutation.figures_at("HEAD", "nas/pareto.py", equivalent)
+    assert (pareto["killed"], pareto["equivalent"], pareto["score"]) == (1, 1, 0.5)
+    stats = mutation.figures_at("HEAD", "nas/stats.py", equivalent)
+    assert (stats["killed"], stats["equivalent"], stats["score"]) == (2, 1, round(2 / 3, 4))
+    with pytest.raises(ValueError, match=r"has no mutation results of nas/report\.py"):
+        mutation.figures_at("HEAD", "nas/report.py", equivalent)
