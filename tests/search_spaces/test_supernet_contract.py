@@ -113,6 +113,22 @@ def test_backbone_arguments_and_classes_shape_the_supernet_and_its_size_estimate
     assert build_model(spec)(torch.randn(1, 1, 16, 16)).shape == (1, 7)
 
 
+def test_the_size_estimate_finds_the_sites_the_backbone_arguments_make():
+    """A MobileNetV2 at width 0.25 has one residual site more than at width 1 (stage1.0: its
+    first block keeps the stem's 8 channels), and the estimate counts its candidates."""
+    space = SearchSpace(
+        backbone="mobilenet_v2",
+        backbone_args={"width_mult": 0.25},
+        blocks=("none", "eca"),
+        eca_kernels=(3,),
+        granularity="per_block",
+    )
+    size = sn.supernet_size(space)
+    supernet = sn.build_supernet(space)
+    assert size.sites == len(sn._mixed_sites(supernet)) == 11
+    assert size.parameters == sum(p.numel() for p in supernet.parameters())
+
+
 def test_the_memory_limit_counts_the_optimizer_states_it_is_given():
     space = se_space()
     one = sn.supernet_size(space, optimizer_states=1).training_bytes
@@ -328,6 +344,8 @@ def test_uniform_paths_are_independent_draws_and_the_default_is_uniform_with_see
     space = se_space(blocks=("none", "se", "eca"), eca_kernels=(3,))
     sampler = sn.PathSampler(space)
     assert (sampler.seed, sampler.sampling) == (0, "uniform")
+    # Its paths fit the supernet build_supernet makes by default: 3 input channels, 10 classes.
+    assert (sampler(0).in_channels, sampler(0).num_classes) == (3, 10)
     assert all(sampler(s) == sn.PathSampler(space, seed=0, sampling="uniform")(s) for s in range(9))
     m = len(space.choices())
     cycles = np.array([[sampler.indices(c * m + i) for i in range(m)] for c in range(40)])
