@@ -22,6 +22,7 @@ from nas.confirm import (
     verdict,
 )
 from nas.confirm.rounds import next_round, verdicts
+from nas.stats import mean_intervals
 
 SEEDS = [10, 11, 12, 13]
 SEED_SHIFT = np.array([0.0, 0.01, -0.01, 0.005])
@@ -108,6 +109,12 @@ def _power(effect: float, sd: float, n: int, m: int) -> float:
 def test_per_row_table_against_scipy_paired_t_tests_and_holm():
     frame = confirm_frame(_confirm_study("holm")).set_index("architecture")
     others = ["trial 3", "trial 5", "baseline se"]
+    # Each metric's intervals come from its own runs: test accuracy is validation's - 0.01.
+    val = np.array([_val_acc(key) for key in RUNS])
+    for metric, table in (("val_acc", val), ("test_acc", val - 0.01)):
+        low, high = mean_intervals(table, False, 0.95)
+        assert list(frame[f"{metric}_low"]) == pytest.approx(list(low), abs=1e-12)
+        assert list(frame[f"{metric}_high"]) == pytest.approx(list(high), abs=1e-12)
     p_holm = dict(zip(others, _holm([_paired(k)[2] for k in others]), strict=True))
     for key in RUNS:
         values = _val_acc(key)
