@@ -197,6 +197,99 @@ def test_pooled_model_residual_sd_is_the_two_way_anova_one():
     )
 
 
+def _study_of(
+    values: dict[str, np.ndarray], comparison: str, test_acc=None, unsummarised=()
+) -> optuna.Study:
+    """A confirm study whose architecture ``key`` has the runs ``values[key]`` (validation
+    accuracy per repeat) and test accuracy ``test_acc[key]`` (validation's where not given);
+    the runs of ``unsummarised`` architectures store no summary."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["val_acc", "params"])
+    plan = {"of": "searched", "top": 2, "seeds": SEEDS, "architectures": list(values)}
+    study.set_user_attr(schema.CONFIRM, {**plan, "looks": [4], "comparison": comparison})
+    for key, runs in values.items():
+        tests = (test_acc or {}).get(key, runs)
+        for r, (value, test) in enumerate(zip(runs, tests, strict=True)):
+            attrs = {**_attrs(key, r), schema.TEST_ACC.key: float(test)}
+            if key in unsummarised:
+                del attrs[schema.SUMMARY.key]
+            study.add_trial(
+                create_trial(
+                    state=TrialState.COMPLETE, values=[float(value), 1.0], user_attrs=attrs
+                )
+            )
+    return study
+
+
+def _two_way_residuals(table: np.ndarray) -> np.ndarray:
+    return (
+        table - table.mean(axis=1, keepdims=True) - table.mean(axis=0, keepdims=True) + table.mean()
+    )
+
+
+def test_a_pooled_request_with_unequal_variances_falls_back_to_per_row_and_says_why():
+    """Eight steady architectures and one that swings by +-5 points: Bartlett's test on the
+    two-way residuals (scipy) rejects one shared variance, so the rows are compared one by one."""
+    values = {"baseline none": np.full(4, 0.80)}
+    values |= {f"trial {i}": np.full(4, 0.80 + 0.01 * i) for i in range(1, 8)}
+    values["trial 8"] = 0.80 + np.array([0.05, -0.05, 0.04, -0.04])
+    frame = confirm_frame(_study_of(values, "dunnett"))
+    p = scipy.stats.bartlett(*_two_way_residuals(np.array(list(values.values())))).pvalue
+    row = frame.iloc[0]
+    assert (row["model"], row["comparison"]) == ("per-row", "holm")
+    assert row["variance_p"] == pytest.approx(p, rel=1e-9) and p < 0.01
+    assert row["model_note"] == (
+        f"the architectures' residual variances are clearly unequal (Bartlett p = {p:.2g} < 0.01)"
+    )
+    pooled = confirm_frame(_confirm_study("dunnett")).iloc[0]
+    table = np.array([_val_acc(k) for k in RUNS])
+    expected = scipy.stats.bartlett(*_two_way_residuals(table)).pvalue
+    assert pooled["variance_p"] == pytest.approx(expected, rel=1e-9) and pooled["model_note"] == ""
+
+
+def test_row_figures_of_few_repeats_and_of_a_planned_architecture_without_runs():
+    values = {"baseline none": np.array([0.80, 0.81]), "trial 3": np.array([0.84, 0.86])}
+    test_acc = {"trial 3": np.array([0.70, 0.90])}  # its spread differs from validation's
+    study = _study_of(values, "holm", test_acc, unsummarised=["trial 3"])
+    plan = schema.confirm_plan(study)
+    study.set_user_attr(schema.CONFIRM, {**plan, "architectures": [*values, "trial 9"]})
+    frame = confirm_frame(study).set_index("architecture")
+    # Two repeats have an SD: validation accuracy's own, whatever the test accuracy did.
+    assert frame.loc["trial 3", "val_acc_sd"] == pytest.approx(np.std([0.84, 0.86], ddof=1))
+    assert frame.loc["trial 3", "test_acc_mean"] == pytest.approx(0.80)
+    assert frame.loc["trial 3", "summary"] == ""  # runs stored without a summary
+    # Planned, never run: no summary, no figures, no cost.
+    empty = frame.loc["trial 9"]
+    assert (empty["summary"], empty["seeds"]) == ("", 0)
+    assert all(math.isnan(empty[c]) for c in ("val_acc_mean", "val_acc_sd", "params"))
+
+
+def test_a_gain_equal_in_every_seed_has_no_power_figures_and_one_comparison_needs_no_split():
+    """The paired SD of a gain that is the same in every seed is 0: no t-test power applies.
+    With one architecture against none, the detectable gain is the unsplit test's (m = 1)."""
+    none = _val_acc("baseline none")
+    steady = confirm_frame(_study_of({"baseline none": none, "trial 3": none + 0.02}, "holm"))
+    row = steady.set_index("architecture").loc["trial 3"]
+    assert math.isnan(row["detectable_gain"]) and math.isnan(row["seeds_needed"])
+    frame = confirm_frame(_confirm_study("holm", keys=("baseline none", "trial 3")))
+    _, sd, _ = _paired("trial 3")
+    gain = frame.set_index("architecture").loc["trial 3", "detectable_gain"]
+    assert _power(gain, sd, 4, 1) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_the_table_has_the_columns_confirm_csv_documents():
+    frame = confirm_frame(_confirm_study("holm"))
+    assert list(frame.columns) == [
+        "architecture", "summary", "seeds", "val_acc_mean", "val_acc_low", "val_acc_high",
+        "val_acc_sd", "test_acc_mean", "test_acc_low", "test_acc_high", "params",
+        "search_val_acc", "search_estimate", "gain_vs_none",
+        "gain_vs_none_low", "gain_vs_none_high", "gain_confidence", "p_value", "p_adjusted",
+        "p_holm", "significant", "vs_none", "decided_at", "model", "comparison", "model_note",
+        "variance_p", "residual_sd", "residual_df", "detectable_gain", "seeds_needed",
+        "on_confirmed_front",
+    ]  # fmt: skip
+
+
 def test_per_row_model_line_says_why():
     frame = confirm_frame(_confirm_study("holm"))
     assert model_line(frame).startswith("model: per-architecture intervals")
