@@ -146,3 +146,109 @@ def test_the_newest_confirmation_of_a_study_is_found_in_its_storage():
     assert found is not None and found.study_name == "quick-b"
     other = optuna.create_study(study_name="other", storage=storage)
     assert find_confirm_study(other).study_name == "other-confirm"
+
+
+# -- what a plan is made of: seeds, counts, the searched config, failed runs queued again ------
+
+
+def test_repeat_seeds_are_stable_31_bit_draws_of_the_study_seed():
+    """A resumed confirmation must draw the seeds it started with, release after release."""
+    from nas.confirm.planning import confirm_seeds
+
+    assert confirm_seeds(0, 3) == [1119383258, 406786280, 1951393159]
+    seeds = confirm_seeds(7, 50)
+    assert len(set(seeds)) == 50 and all(0 <= s < 2**31 for s in seeds)
+    assert confirm_seeds(7, 3) == seeds[:3]
+
+
+@pytest.mark.parametrize(
+    ("top", "seeds", "max_seeds", "message"),
+    [
+        (True, 3, None, "--top must be an int >= 1 (front architectures to repeat), got True"),
+        ("2", 3, None, "--top must be an int >= 1 (front architectures to repeat), got '2'"),
+        (
+            1,
+            "auto",
+            None,
+            "--seeds auto needs a budget: add --max-seeds N (the most seeds any architecture "
+            "gets, e.g. --max-seeds 10)",
+        ),
+    ],
+)
+def test_bad_counts_are_refused_by_whole_message(top, seeds, max_seeds, message):
+    from nas.confirm.planning import _check_counts
+
+    with pytest.raises(ValueError) as err:
+        _check_counts(top, seeds, max_seeds, None)
+    assert str(err.value) == message
+
+
+def test_the_confirm_config_keeps_the_searched_artifact_store_and_samples_nothing(tiny_config):
+    from nas.config import StudyConfig
+    from nas.confirm.planning import confirm_config
+
+    cfg = StudyConfig.from_dict(tiny_config())
+    confirm = confirm_config(cfg, "sqlite:///elsewhere.db", 12, "tiny-confirm")
+    assert confirm.study.artifacts == cfg.study.artifacts_url()  # weights beside the search's
+    assert (confirm.study.sampler, confirm.study.n_trials) == ("random", 12)
+    assert (confirm.study.name, confirm.study.storage) == ("tiny-confirm", "sqlite:///elsewhere.db")
+
+
+def test_the_searched_config_is_refused_by_whole_message_where_it_cannot_be_trusted(tiny_config):
+    from nas.config import StudyConfig
+    from nas.confirm.planning import searched_config
+
+    cfg = StudyConfig.from_dict(tiny_config())
+    study = optuna.create_study(study_name="tiny", directions=["maximize"])
+    with pytest.raises(ValueError) as err:
+        searched_config(study, None, "journal.log")
+    assert str(err.value) == (
+        "study 'tiny' was not created by `nas search` (no stored config); `nas confirm` repeats "
+        "the trials of a nas search study"
+    )
+    study.set_user_attr(schema.STUDY_CONFIG, cfg.to_dict())
+    assert searched_config(study, cfg, "journal.log") == cfg
+    other = StudyConfig.from_dict(
+        tiny_config(study={"n_trials": 99}, training={"epochs": 9, "lr": 0.5})
+    )
+    with pytest.raises(ValueError) as err:
+        searched_config(study, other, "journal.log")
+    assert str(err.value) == (
+        "study 'tiny' in journal.log was searched with a different config (changed: "
+        "training.epochs, training.lr); confirm it with the config it was searched with, "
+        "or by its name"
+    )
+    study.set_user_attr(schema.STUDY_CONFIG, {**cfg.to_dict(), "training": {"epochs": "x"}})
+    with pytest.raises(ValueError, match=r"^the config stored with study 'tiny' is not valid"):
+        searched_config(study, cfg, "journal.log")
+
+
+def _failed_run(study: optuna.Study, replicate: int, attempts: int, baseline: str) -> None:
+    """``attempts`` failed trials of one run, each with the parameters it was queued with."""
+    attrs = {schema.REPLICATE.key: replicate, schema.BASELINE.key: baseline}
+    for _ in range(attempts):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.FAIL,
+                params={"block": baseline},
+                distributions={
+                    "block": optuna.distributions.CategoricalDistribution(["none", "se"])
+                },
+                user_attrs=attrs,
+            )
+        )
+
+
+def test_failed_runs_below_the_cap_are_queued_once_each_and_counted():
+    from nas.confirm.runs import MAX_ATTEMPTS, requeue_failed
+
+    study = _confirm(_plan([2]))
+    _failed_run(study, 0, 1, "none")
+    _failed_run(study, 1, MAX_ATTEMPTS - 1, "none")  # its last attempt
+    _failed_run(study, 0, MAX_ATTEMPTS, "se")  # gave up: never again
+    assert requeue_failed(study) == 2
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(
+        (t.user_attrs[schema.REPLICATE.key], t.user_attrs[schema.RETRIES.key]) for t in waiting
+    ) == [(0, 1), (1, MAX_ATTEMPTS - 1)]
+    assert requeue_failed(study) == 0  # queued already: not twice
