@@ -567,12 +567,12 @@ def test_auto_seeds_add_seeds_only_to_the_undecided_until_the_budget(searched):
     assert frame.loc["baseline se", "gain_confidence"] == pytest.approx(1 - 0.05 / 3)
 
 
-def test_rounds_are_queued_under_the_lock_the_studys_workers_take(searched, monkeypatch):
-    """Queueing a look's runs holds this machine's lock of the confirm study (the one
-    ``run_search`` takes to count and ask), so no worker of the study asks meanwhile."""
+def test_runs_are_queued_under_the_lock_the_studys_workers_take(searched, monkeypatch):
+    """Planning and queueing a look's runs hold this machine's lock of the confirm study (the
+    one ``run_search`` takes to count and ask), so no worker of the study asks meanwhile."""
+    import nas.confirm.planning as planning
     import nas.confirm.rounds as rounds
 
-    confirm, cfg, url, effects = _auto(searched, lambda key: 0.0)
     taken = []
     real_lock = rounds.machine_lock
 
@@ -580,9 +580,11 @@ def test_rounds_are_queued_under_the_lock_the_studys_workers_take(searched, monk
         taken.append((lock_url, study_name))
         return real_lock(lock_url, study_name)
 
+    monkeypatch.setattr(planning, "machine_lock", recording_lock)
     monkeypatch.setattr(rounds, "machine_lock", recording_lock)
+    confirm, cfg, url, effects = _auto(searched, lambda key: 0.0)
     run_confirm(confirm, cfg, url, _fake_run(effects, []))
-    assert taken and set(taken) == {(url, confirm.study_name)}
+    assert len(taken) > 1 and set(taken) == {(url, confirm.study_name)}
 
 
 def test_a_killed_auto_confirmation_resumes_without_repeating_a_run(searched):

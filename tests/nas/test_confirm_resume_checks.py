@@ -168,6 +168,23 @@ def test_repeat_seeds_are_stable_31_bit_draws_of_the_study_seed():
         ("2", 3, None, "--top must be an int >= 1 (front architectures to repeat), got '2'"),
         (
             1,
+            True,
+            None,
+            "--seeds must be an int >= 2 or auto, got True: an interval needs at least two seeds "
+            "(one seed has no spread to estimate); use --seeds 3 or more",
+        ),
+        (1, "auto", True, "--max-seeds must be an int >= 2, got True"),
+        (1, "auto", "5", "--max-seeds must be an int >= 2, got '5'"),
+        (1, "auto", 1, "--max-seeds must be an int >= 2, got 1"),
+        (
+            1,
+            5,
+            3,
+            "--max-seeds 3 is below --seeds 5: give --max-seeds >= 5 (the budget per "
+            "architecture), or leave --max-seeds out for a fixed design",
+        ),
+        (
+            1,
             "auto",
             None,
             "--seeds auto needs a budget: add --max-seeds N (the most seeds any architecture "
@@ -181,6 +198,46 @@ def test_bad_counts_are_refused_by_whole_message(top, seeds, max_seeds, message)
     with pytest.raises(ValueError) as err:
         _check_counts(top, seeds, max_seeds, None)
     assert str(err.value) == message
+
+
+def test_the_smallest_counts_are_accepted_and_a_bad_comparison_is_refused_first():
+    from nas.confirm.planning import _check_counts, prepare_confirm
+
+    _check_counts(1, 2, 2, "holm")  # two seeds, a budget of two: the least that has a spread
+    _check_counts(1, "auto", 2, "dunnett")
+    with pytest.raises(ValueError) as err:  # before the study is even read
+        prepare_confirm(_confirm(None), "journal.log", top=1, seeds=2, comparison="bogus")
+    assert str(err.value) == "--comparison must be one of dunnett, holm, got 'bogus'"
+
+
+def test_a_study_without_a_complete_trial_has_nothing_to_confirm(tiny_config):
+    from nas.config import StudyConfig
+    from nas.confirm.planning import prepare_confirm
+
+    cfg = StudyConfig.from_dict(tiny_config())
+    study = optuna.create_study(study_name="tiny", directions=cfg.objectives.directions)
+    study.set_user_attr(schema.STUDY_CONFIG, cfg.to_dict())
+    with pytest.raises(ValueError) as err:
+        prepare_confirm(study, cfg.study.storage_url(), top=1, seeds=2)
+    assert str(err.value) == (
+        "study 'tiny' has no complete (feasible) trial to confirm; run the search further "
+        "(nas search) first"
+    )
+
+
+def test_queueing_skips_the_runs_already_there_and_queues_the_rest():
+    from nas.confirm.planning import Planned, _enqueue
+
+    study = _confirm(_plan([2]))
+    none = Planned("baseline none", {"block": "none"}, None, "none")
+    trial = Planned("trial 3", {"block": "se"}, 3, None)
+    _enqueue(study, [(0, none)])
+    _enqueue(study, [(0, none), (1, none), (0, trial)])
+    queued = [
+        (t.user_attrs[schema.REPLICATE.key], t.user_attrs.get(schema.BASELINE.key))
+        for t in study.get_trials()
+    ]
+    assert queued == [(0, "none"), (1, "none"), (0, None)]
 
 
 def test_the_confirm_config_keeps_the_searched_artifact_store_and_samples_nothing(tiny_config):
@@ -252,3 +309,45 @@ def test_failed_runs_below_the_cap_are_queued_once_each_and_counted():
         (t.user_attrs[schema.REPLICATE.key], t.user_attrs[schema.RETRIES.key]) for t in waiting
     ) == [(0, 1), (1, MAX_ATTEMPTS - 1)]
     assert requeue_failed(study) == 0  # queued already: not twice
+
+
+def test_a_plan_keeps_the_stored_comparison_unless_another_is_asked(tiny_config):
+    from nas.config import StudyConfig
+    from nas.confirm.planning import Planned
+    from nas.confirm.planning import _plan as plan_of
+
+    cfg = StudyConfig.from_dict(tiny_config())
+    study = optuna.create_study(study_name="tiny")
+    planned = [Planned("baseline none", {}, None, "none")]
+    stored = _plan([2], comparison="holm")
+    assert plan_of(study, cfg, planned, 1, (2, None, None), stored)["comparison"] == "holm"
+    assert plan_of(study, cfg, planned, 1, (2, None, "dunnett"), stored)["comparison"] == "dunnett"
+    assert plan_of(study, cfg, planned, 1, (2, None, None), None)["comparison"] == "dunnett"
+
+
+def test_only_baselines_that_completed_are_planned_besides_none(tiny_config):
+    """A baseline the search pruned or lost is not repeated (none is, always)."""
+    from nas.config import StudyConfig
+    from nas.confirm.planning import plan_architectures
+
+    cfg = StudyConfig.from_dict(tiny_config())
+    study = optuna.create_study(directions=cfg.objectives.directions)
+    values = [0.9] + [1.0] * (len(cfg.objectives.directions) - 1)
+    for state, attrs in [
+        (
+            "COMPLETE",
+            {schema.DIGEST.key: "d-front", schema.ARCH.key: {"in_channels": 3, "num_classes": 10}},
+        ),
+        ("PRUNED", {schema.DIGEST.key: "d-se", schema.BASELINE.key: "se"}),
+        ("FAIL", {schema.DIGEST.key: "d-eca", schema.BASELINE.key: "eca"}),
+    ]:
+        complete = state == "COMPLETE"
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState[state],
+                values=values if complete else None,
+                user_attrs=attrs,
+            )
+        )
+    keys = [p.key for p in plan_architectures(study, cfg, top=1)]
+    assert keys == ["baseline none", "trial 0"]

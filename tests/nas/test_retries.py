@@ -306,7 +306,7 @@ def test_a_repeat_that_gave_up_is_named_and_nothing_is_changed(confirming, capsy
     assert main([*args, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"gave up after {MAX_ATTEMPTS} failed trials" in err
+    assert f"1 run(s) of {confirm.study_name!r} gave up after {MAX_ATTEMPTS} failed trials" in err
     assert "baseline none repeat 0 (5 failed, the last: OSError: disk full (attempt 5))" in err
     assert "--name" in err
     assert _stored(url, confirm.study_name) == before and not csv.exists()
