@@ -1,6 +1,7 @@
 """Which confirmations ``nas confirm`` resumes and what it says when it will not: the checks of
 a stored plan against the asked one, on in-memory confirm studies (no training)."""
 
+import numpy as np
 import optuna
 import pytest
 
@@ -325,29 +326,66 @@ def test_a_plan_keeps_the_stored_comparison_unless_another_is_asked(tiny_config)
     assert plan_of(study, cfg, planned, 1, (2, None, None), None)["comparison"] == "dunnett"
 
 
-def test_only_baselines_that_completed_are_planned_besides_none(tiny_config):
-    """A baseline the search pruned or lost is not repeated (none is, always)."""
+def _trial(state: str, values=None, params=None, **attrs) -> optuna.trial.FrozenTrial:
+    names = list(params or {})
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState[state],
+        values=values,
+        params=params or {},
+        distributions={
+            n: optuna.distributions.CategoricalDistribution(["se", "none"]) for n in names
+        },
+        user_attrs=attrs,
+    )
+
+
+def test_the_plan_is_none_first_then_completed_baselines_then_the_front(tiny_config):
+    """Each planned architecture keeps the parameters and number of the trial it repeats; a
+    baseline the search pruned or lost is not repeated, none always is; front trials without a
+    digest are told apart by number."""
     from nas.config import StudyConfig
-    from nas.confirm.planning import plan_architectures
+    from nas.confirm.planning import Planned, plan_architectures
+    from search_spaces.space import baselines
 
     cfg = StudyConfig.from_dict(tiny_config())
     study = optuna.create_study(directions=cfg.objectives.directions)
-    values = [0.9] + [1.0] * (len(cfg.objectives.directions) - 1)
-    for state, attrs in [
-        (
-            "COMPLETE",
-            {schema.DIGEST.key: "d-front", schema.ARCH.key: {"in_channels": 3, "num_classes": 10}},
-        ),
-        ("PRUNED", {schema.DIGEST.key: "d-se", schema.BASELINE.key: "se"}),
-        ("FAIL", {schema.DIGEST.key: "d-eca", schema.BASELINE.key: "eca"}),
+    extra = [1.0] * (len(cfg.objectives.directions) - 1)
+    arch = {"in_channels": 3, "num_classes": 10}
+    se = {"stage1.block": "se"}
+    for state, values, params, attrs in [
+        ("COMPLETE", [0.9, *extra], {"stage2.block": "se"}, {schema.ARCH.key: arch}),
+        ("COMPLETE", [0.7, *extra], se, {schema.DIGEST.key: "d-se", schema.BASELINE.key: "se"}),
+        ("PRUNED", None, {}, {schema.DIGEST.key: "d-eca", schema.BASELINE.key: "eca"}),
+        ("FAIL", None, {}, {schema.DIGEST.key: "d-cbam", schema.BASELINE.key: "cbam"}),
+        ("COMPLETE", [0.9, *extra], {"stage3.block": "se"}, {schema.ARCH.key: arch}),
     ]:
-        complete = state == "COMPLETE"
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState[state],
-                values=values if complete else None,
-                user_attrs=attrs,
-            )
-        )
-    keys = [p.key for p in plan_architectures(study, cfg, top=1)]
-    assert keys == ["baseline none", "trial 0"]
+        study.add_trial(_trial(state, values, params, **attrs))
+    none = baselines(cfg.space, blocks=[], limit=1)["none"]
+    assert plan_architectures(study, cfg, top=2) == [
+        Planned("baseline none", none, None, "none"),
+        Planned("baseline se", se, 1, "se"),
+        Planned("trial 0", {"stage2.block": "se"}, 0, None),
+        Planned("trial 4", {"stage3.block": "se"}, 4, None),
+    ]
+
+
+def test_ranked_trials_take_fronts_in_order_and_accuracy_first_within_one():
+    from nas.confirm.planning import ranked_trials
+
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for values in ([0.8, 300.0, 1.0], [0.9, 100.0, 5.0], [0.7, 400.0, 6.0], [0.85, 200.0, 0.5]):
+        study.add_trial(_trial("COMPLETE", values))
+    # Fronts: {1, 3} (the most accurate first), then {0} (dominated by 3), then {2} (by 0).
+    assert [t.number for t in ranked_trials(study)] == [1, 3, 0, 2]
+
+
+def test_the_runs_table_has_a_column_per_repeat_and_nan_where_none_completed():
+    from nas.confirm.rounds import _table
+
+    run = _trial("COMPLETE", [0.8, 1.0], **{schema.TEST_ACC.key: 0.75})
+    runs = {"baseline none": {0: run, 2: run}, "trial 3": {1: run}}
+    table = _table(runs, ["baseline none", "trial 3"], "val_acc")
+    assert table.dtype == np.float64 and table.shape == (2, 3)
+    np.testing.assert_array_equal(table, [[0.8, np.nan, 0.8], [np.nan, 0.8, np.nan]])
+    np.testing.assert_array_equal(_table(runs, ["trial 3"], "test_acc"), [[np.nan, 0.75]])
+    assert _table({}, ["baseline none"], "val_acc").shape == (1, 1)
