@@ -148,11 +148,14 @@ def keep_state(module: str) -> None:
 
 def run(modules: list[str], recheck: bool = False) -> None:
     """Run mutmut on each module in turn; it skips mutants it has already checked. ``recheck``:
-    check the surviving ones again (after new tests) and nothing else."""
+    check the surviving ones not judged equivalent again (after new tests), nothing else."""
     for module in modules:
         names = []
         if recheck:
-            names = [n for n, s in statuses(module).items() if s in SURVIVED]
+            equivalent = equivalent_mutants()
+            names = [
+                n for n, s in statuses(module).items() if s in SURVIVED and n not in equivalent
+            ]
             if not names:
                 continue
         print(f"== {module}" + (f": {len(names)} survivors again" if recheck else ""), flush=True)

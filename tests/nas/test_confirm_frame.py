@@ -514,3 +514,37 @@ def test_queued_runs_give_back_each_architecture_as_it_was_planned():
         "trial 3": Planned("trial 3", {"stage1.block": "se"}, 3, None),
         "baseline none": Planned("baseline none", {"stage1.block": "none"}, None, "none"),
     }
+
+
+def test_before_its_look_is_reached_the_runs_so_far_decide_at_their_seeds():
+    """Three of the four planned seeds complete: no look is reached, so the verdicts stand on
+    the runs there are, and say so (decided at 3 seeds)."""
+    frame = confirm_frame(_confirm_study("holm", repeats=3)).set_index("architecture")
+    assert frame.loc["trial 3", "vs_none"] == "better" and frame.loc["trial 3", "decided_at"] == 3
+    state = verdicts(_confirm_study("holm", repeats=3))
+    assert state.reached == 0
+
+
+def test_a_look_is_reached_only_when_every_waiting_run_of_it_has_finished():
+    """Repeat 1 of both complete, repeat 0 of one still queued: the look at 2 seeds waits."""
+    for unfinished in ("baseline none", "trial 3"):
+        study = _confirm_study("holm", looks=[2, 4], repeats=0, keys=("baseline none", "trial 3"))
+        for key in ("baseline none", "trial 3"):
+            if key == unfinished:
+                study.enqueue_trial({}, user_attrs=_attrs(key, 0))
+            else:
+                _add_run(study, key, 0)
+            _add_run(study, key, 1)
+        assert verdicts(study).reached == 0, unfinished
+        _add_run(study, unfinished, 0)  # a complete run of the same repeat
+        study.tell(study.ask(), state=TrialState.FAIL)  # the queued one ends too
+        assert verdicts(study).reached == 1, unfinished
+
+
+def test_a_plan_stored_without_seeds_is_judged_on_every_run_it_has():
+    """An older plan lists no seeds: one look of all the repeats there are."""
+    study = _confirm_study("holm")
+    plan = schema.confirm_plan(study)
+    study.set_user_attr(schema.CONFIRM, {k: v for k, v in plan.items() if k != "seeds"})
+    state = verdicts(study)
+    assert state.looks == [4] and state.reached == 1
