@@ -548,3 +548,19 @@ def test_a_plan_stored_without_seeds_is_judged_on_every_run_it_has():
     study.set_user_attr(schema.CONFIRM, {k: v for k, v in plan.items() if k != "seeds"})
     state = verdicts(study)
     assert state.looks == [4] and state.reached == 1
+
+
+def test_a_sequential_p_is_the_smallest_over_the_looks_times_their_number():
+    """trial 5 ties none: its p at 2 seeds is smaller than at 4, and the smaller one counts."""
+    from nas.stats import many_to_one
+
+    state = verdicts(_confirm_study("holm", looks=[2, 4]))
+    assert state.reached == 2
+    p = {}
+    for seeds in (2, 4):
+        look = many_to_one(state.values[:, :seeds], "holm", state.alpha)
+        for i, value in zip(look.rows, look.p_adjusted, strict=True):
+            p.setdefault(state.keys[i], []).append(float(value))
+    assert p["trial 5"][0] < p["trial 5"][1]
+    for key, values in p.items():
+        assert state.p_adjusted[key] == pytest.approx(min(1.0, 2 * min(values)), rel=1e-12)
