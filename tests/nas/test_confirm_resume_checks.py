@@ -174,6 +174,13 @@ def test_repeat_seeds_are_stable_31_bit_draws_of_the_study_seed():
             "--seeds must be an int >= 2 or auto, got True: an interval needs at least two seeds "
             "(one seed has no spread to estimate); use --seeds 3 or more",
         ),
+        (
+            1,
+            "3",
+            None,
+            "--seeds must be an int >= 2 or auto, got '3': an interval needs at least two seeds "
+            "(one seed has no spread to estimate); use --seeds 3 or more",
+        ),
         (1, "auto", True, "--max-seeds must be an int >= 2, got True"),
         (1, "auto", "5", "--max-seeds must be an int >= 2, got '5'"),
         (1, "auto", 1, "--max-seeds must be an int >= 2, got 1"),
@@ -245,7 +252,7 @@ def test_the_confirm_config_keeps_the_searched_artifact_store_and_samples_nothin
     from nas.config import StudyConfig
     from nas.confirm.planning import confirm_config
 
-    cfg = StudyConfig.from_dict(tiny_config())
+    cfg = StudyConfig.from_dict(tiny_config(study={"sampler": "tpe"}))
     confirm = confirm_config(cfg, "sqlite:///elsewhere.db", 12, "tiny-confirm")
     assert confirm.study.artifacts == cfg.study.artifacts_url()  # weights beside the search's
     assert (confirm.study.sampler, confirm.study.n_trials) == ("random", 12)
