@@ -31,7 +31,7 @@ quickstart: install  ## the main job: a real search on the bundled digits data
 bench: install
 	$(BIN)/python benchmarks/blocks.py
 
-mutation: install  ## mutation score of the engine's logic (resumable; about an hour on 2 cores)
+mutation: install  ## mutation score of the engine's logic (resumable; hours on 2 cores, nas/confirm alone about 1.5 h)
 	$(BIN)/python benchmarks/mutation.py
 
 clean:
