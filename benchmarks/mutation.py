@@ -210,13 +210,15 @@ def score(found: dict[str, str], equivalent: dict[str, str]) -> dict[str, int | 
 
 
 def _git_show(commit: str, path: Path) -> str | None:
+    """The text of ``path`` (under :data:`ROOT`) at ``commit``; None where it has none."""
     shown = subprocess.run(
-        ["git", "show", f"{commit}:{path.relative_to(ROOT).as_posix()}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        ["git", "show", f"{commit}:{_relative(path)}"], cwd=ROOT, capture_output=True, text=True
     )
     return shown.stdout if shown.returncode == 0 else None
+
+
+def _relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 
 def figures_at(commit: str, module: str, equivalent: dict[str, str]) -> dict:
@@ -225,27 +227,25 @@ def figures_at(commit: str, module: str, equivalent: dict[str, str]) -> dict:
     results where that commit has them, else its counts and survivors from that commit's table."""
     from mutmut.stats import status_by_exit_code
 
+    kept = STATE / _folder_name(module)
     listing = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", commit, f"{STATE.relative_to(ROOT).as_posix()}/"],
+        ["git", "ls-tree", "-r", "--name-only", commit, f"{_relative(kept)}/"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    prefix = f"{STATE.relative_to(ROOT).as_posix()}/{_folder_name(module)}/"
     found: dict[str, str] = {}
-    for name in (n for n in listing if n.startswith(prefix)):
+    for name in listing:
         codes = json.loads(_git_show(commit, ROOT / name) or "{}")["exit_code_by_key"]
         found.update({key: status_by_exit_code[code] for key, code in codes.items()})
     if found:
         return {**score(found, equivalent), "at": commit}
-    table, figures = (
-        _git_show(commit, RESULTS / "mutation.md"),
-        _git_show(commit, RESULTS / "mutation.json"),
-    )
-    if table is None or figures is None or module not in json.loads(figures):
+    table = _git_show(commit, RESULTS / "mutation.md") or ""
+    figures = json.loads(_git_show(commit, RESULTS / "mutation.json") or "{}")
+    if module not in figures:
         raise ValueError(f"commit {commit} has no mutation results of {module}")
-    counts = json.loads(figures)[module]["now"]
+    counts = figures[module]["now"]
     dotted = module.removesuffix(".py").replace("/", ".") + "."
     survivors = [n for n in re.findall(r"^- `([^`]+)`$", table, re.M) if n.startswith(dotted)]
     equal = len(set(survivors) & set(equivalent))

@@ -179,9 +179,7 @@ def test_an_architecture_with_one_repeat_is_never_on_the_confirmed_front():
 def test_pooled_model_residual_sd_is_the_two_way_anova_one():
     frame = confirm_frame(_confirm_study("dunnett"))
     table = np.array([_val_acc(k) for k in RUNS])
-    residuals = (
-        table - table.mean(axis=1, keepdims=True) - table.mean(axis=0, keepdims=True) + table.mean()
-    )
+    residuals = _two_way_residuals(table)
     df = (table.shape[0] - 1) * (table.shape[1] - 1)
     row = frame.iloc[0]
     assert (row["model"], row["comparison"]) == ("pooled", "dunnett")

@@ -1,5 +1,6 @@
-"""Which confirmations ``nas confirm`` resumes and what it says when it will not: the checks of
-a stored plan against the asked one, on in-memory confirm studies (no training)."""
+"""A confirmation's plan on in-memory studies (no training): which confirmations ``nas confirm``
+resumes and what it says when it will not, and what a plan is made of (seeds, counts, the
+searched config, the planned architectures, failed runs queued again)."""
 
 import numpy as np
 import optuna
@@ -107,11 +108,27 @@ def test_rounds_keep_their_comparison_and_a_plan_stored_without_one_decides_by_d
     _check_resumable(_confirm(_plan([2], comparison="holm")), _plan([2], comparison="dunnett"))
 
 
-def _failed(study: optuna.Study, replicate: int, reason: str | None, baseline: str = "none"):
+def _trial(state: str, values=None, params=None, **attrs) -> optuna.trial.FrozenTrial:
+    """A trial in ``state`` with ``values``, ``params`` (choices of a block) and user attrs."""
+    names = list(params or {})
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState[state],
+        values=values,
+        params=params or {},
+        distributions={
+            n: optuna.distributions.CategoricalDistribution(["se", "none"]) for n in names
+        },
+        user_attrs=attrs,
+    )
+
+
+def _failed(
+    study: optuna.Study, replicate: int, reason: str | None, baseline: str = "none", params=None
+):
     attrs = {schema.REPLICATE.key: replicate, schema.BASELINE.key: baseline}
     if reason is not None:
         attrs[schema.FAIL_REASON.key] = reason
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=attrs))
+    study.add_trial(_trial("FAIL", params=params, **attrs))
 
 
 def test_a_run_gives_up_after_max_attempts_failures_quoting_the_last_reason():
@@ -290,18 +307,8 @@ def test_the_searched_config_is_refused_by_whole_message_where_it_cannot_be_trus
 
 def _failed_run(study: optuna.Study, replicate: int, attempts: int, baseline: str) -> None:
     """``attempts`` failed trials of one run, each with the parameters it was queued with."""
-    attrs = {schema.REPLICATE.key: replicate, schema.BASELINE.key: baseline}
     for _ in range(attempts):
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState.FAIL,
-                params={"block": baseline},
-                distributions={
-                    "block": optuna.distributions.CategoricalDistribution(["none", "se"])
-                },
-                user_attrs=attrs,
-            )
-        )
+        _failed(study, replicate, None, baseline, params={"block": baseline})
 
 
 def test_failed_runs_below_the_cap_are_queued_once_each_and_counted():
@@ -331,19 +338,6 @@ def test_a_plan_keeps_the_stored_comparison_unless_another_is_asked(tiny_config)
     assert plan_of(study, cfg, planned, 1, (2, None, None), stored)["comparison"] == "holm"
     assert plan_of(study, cfg, planned, 1, (2, None, "dunnett"), stored)["comparison"] == "dunnett"
     assert plan_of(study, cfg, planned, 1, (2, None, None), None)["comparison"] == "dunnett"
-
-
-def _trial(state: str, values=None, params=None, **attrs) -> optuna.trial.FrozenTrial:
-    names = list(params or {})
-    return optuna.trial.create_trial(
-        state=optuna.trial.TrialState[state],
-        values=values,
-        params=params or {},
-        distributions={
-            n: optuna.distributions.CategoricalDistribution(["se", "none"]) for n in names
-        },
-        user_attrs=attrs,
-    )
 
 
 def test_the_plan_is_none_first_then_completed_baselines_then_the_front(tiny_config):
