@@ -13,6 +13,7 @@ behaviour any caller can see; a timeout counts as killed.
     python benchmarks/mutation.py --modules nas/pareto.py nas/pruning.py
     python benchmarks/mutation.py --recheck --modules nas/pareto.py  # survivors, after new tests
     python benchmarks/mutation.py --render              # the table from what has run
+    python benchmarks/mutation.py --sample 200 --modules nas/stats.py  # a random 200 of them
     python benchmarks/mutation.py --render --before OLD/benchmarks/results/mutation.json
 
 mutmut keeps each mutant's result in the module's work folder, so an interrupted run resumes
@@ -21,12 +22,18 @@ restored into a new work folder), so a run resumes on a fresh clone too. mutmut 
 mutants of every function whose source has changed since. ``--before`` takes the figures of a
 run on an older checkout (this script copied into it) as the "before" column, kept in
 ``benchmarks/results/mutation.json``.
+
+``--sample N`` checks only N mutants of each module, drawn at random (a fixed ``--seed``): the
+score of a sample estimates the module's, given with its 95% Wilson interval. A "before" run on an
+older checkout's tests, where every mutant would take hours, is sampled this way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import re
 import shutil
 import subprocess
@@ -98,6 +105,20 @@ timeout_constant = 5.0
 TARGET = 0.85
 KILLED = {"killed", "timeout", "caught by type check"}
 SURVIVED = ("survived", "no tests")
+#: Lists every mutant mutmut makes of the files given (run in a work folder: mutmut reads its
+#: settings there on import), from their source, with mutmut's own generator; nothing is run.
+_LIST_MUTANTS = """
+import io, json, sys
+from pathlib import Path
+from mutmut.__main__ import write_all_mutants_to_file
+from mutmut.utils.format_utils import get_mutant_name
+names = []
+for file in sys.argv[1:]:
+    path = Path(file)
+    made = write_all_mutants_to_file(out=io.StringIO(), source=path.read_text(), filename=path)
+    names += [get_mutant_name(path, name) for name in made.mutant_names]
+print(json.dumps(names))
+"""
 
 
 def work_folder(module: str) -> Path:
@@ -146,9 +167,34 @@ def keep_state(module: str) -> None:
         shutil.copyfile(meta, target)
 
 
-def run(modules: list[str], recheck: bool = False) -> None:
+def mutant_names(module: str) -> list[str]:
+    """Every mutant of ``module`` (a file or a package), by name, sorted."""
+    base = ROOT / module
+    files = [base] if base.is_file() else sorted(base.rglob("*.py"))
+    listing = subprocess.run(
+        [sys.executable, "-c", _LIST_MUTANTS, *(_relative(f) for f in files)],
+        cwd=work_folder(module),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted(json.loads(listing.stdout))
+
+
+def sample_of(names: list[str], size: int, seed: int) -> list[str]:
+    """``size`` of ``names`` drawn at random: the first ``size`` of one seeded shuffle, so a
+    larger sample of the same seed contains a smaller one."""
+    shuffled = sorted(names)
+    random.Random(seed).shuffle(shuffled)
+    return shuffled[:size]
+
+
+def run(
+    modules: list[str], recheck: bool = False, sample: int | None = None, seed: int = 0
+) -> None:
     """Run mutmut on each module in turn; it skips mutants it has already checked. ``recheck``:
-    check the surviving ones not judged equivalent again (after new tests), nothing else."""
+    check the surviving ones not judged equivalent again (after new tests), nothing else.
+    ``sample``: check only that many of each module's mutants (:func:`sample_of`)."""
     for module in modules:
         names = []
         if recheck:
@@ -156,9 +202,13 @@ def run(modules: list[str], recheck: bool = False) -> None:
             names = [
                 n for n, s in statuses(module).items() if s in SURVIVED and n not in equivalent
             ]
-            if not names:
-                continue
-        print(f"== {module}" + (f": {len(names)} survivors again" if recheck else ""), flush=True)
+        elif sample is not None:
+            found = statuses(module)
+            chosen = sample_of(mutant_names(module), sample, seed)
+            names = [n for n in chosen if found.get(n, "not checked") == "not checked"]
+        if (recheck or sample is not None) and not names:
+            continue
+        print(f"== {module}" + (f": {len(names)} mutants" if names else ""), flush=True)
         try:
             subprocess.run(
                 [sys.executable, "-m", "mutmut", "run", *names], cwd=work_folder(module), check=True
@@ -191,15 +241,30 @@ def equivalent_mutants() -> dict[str, str]:
     return {name: entry["why"] for name, entry in tomllib.loads(EQUIVALENT.read_text()).items()}
 
 
-def score(found: dict[str, str], equivalent: dict[str, str]) -> dict[str, int | float | None]:
-    """The counts of one module and its score over its non-equivalent checked mutants."""
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion (Wilson 1927): it stays inside [0, 1] and
+    keeps its coverage near 0 and 1, where a mutation score lies."""
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials**2))
+    return centre - half, centre + half
+
+
+def score(
+    found: dict[str, str], equivalent: dict[str, str], sample: list[str] | None = None
+) -> dict:
+    """The counts of one module and its score over its non-equivalent checked mutants; with
+    ``sample`` (names), over those only, with the score's 95% interval and the sample's size."""
+    mutants = len(found)
+    if sample is not None:
+        found = {name: found.get(name, "not checked") for name in sample}
     counts = Counter(found.values())
     killed = sum(counts[s] for s in KILLED)
     equal = sum(1 for name, status in found.items() if name in equivalent and status in SURVIVED)
     checked = len(found) - counts["not checked"]
     scored = checked - equal
-    return {
-        "mutants": len(found),
+    figures = {
+        "mutants": mutants,
         "checked": checked,
         "killed": killed,
         "survived": counts["survived"],
@@ -207,6 +272,10 @@ def score(found: dict[str, str], equivalent: dict[str, str]) -> dict[str, int | 
         "equivalent": equal,
         "score": round(killed / scored, 4) if scored else None,
     }
+    if sample is not None and scored:
+        low, high = wilson_interval(killed, scored)
+        figures |= {"sample": len(sample), "interval": [round(low, 4), round(high, 4)]}
+    return figures
 
 
 def _git_show(commit: str, path: Path) -> str | None:
@@ -262,18 +331,24 @@ def render(
     modules: list[str],
     out: Path,
     command: str,
-    before: Path | None = None,
+    before: tuple[Path, list[str]] | None = None,
     before_at: tuple[str, list[str]] | None = None,
+    sample: tuple[int, int] | None = None,
 ) -> str:
     """Write the table (markdown) and the figures (JSON: "now", and "before" from the figures
-    of an older checkout's run, or of a first run committed earlier (``before_at``: commit and
-    modules), kept once given); returns the markdown."""
+    of an older checkout's run (``before``: its mutation.json and the modules to take), or of a
+    first run committed earlier (``before_at``: commit and modules), kept once given); returns
+    the markdown. ``sample`` (size, seed): score each module over that sample of its mutants."""
     equivalent = equivalent_mutants()
     figures_file = out.with_suffix(".json")
     figures = json.loads(figures_file.read_text()) if figures_file.is_file() else {}
     if before is not None:
-        for module, entry in json.loads(before.read_text()).items():
-            figures.setdefault(module, {})["before"] = entry["now"]
+        older, chosen = before
+        entries = json.loads(older.read_text())
+        for module in chosen:
+            if module not in entries:
+                raise ValueError(f"{older} has no figures of {module}")
+            figures.setdefault(module, {})["before"] = entries[module]["now"]
     if before_at is not None:
         commit, chosen = before_at
         for module in chosen:
@@ -299,7 +374,8 @@ def render(
         found = statuses(module)
         entry = figures.setdefault(module, {})
         if found or "now" not in entry:
-            entry["now"] = score(found, equivalent)
+            chosen = sample_of(list(found), *sample) if sample else None
+            entry["now"] = score(found, equivalent, chosen)
             entry["survivors"] = sorted(
                 name
                 for name, status in found.items()
@@ -312,7 +388,7 @@ def render(
         lines.append(
             f"| `{module}` | {now['mutants']} | {now['checked']} | {now['killed']} | "
             f"{now['survived']} | {now['no_tests']} | {now['equivalent']} | "
-            f"{_percent(before.get('score'))}{at} | {_percent(now['score'])} |"
+            f"{_figure(before)}{at} | {_figure(now)} |"
         )
         survivors += entry.get("survivors", [])
     lines += [
@@ -329,8 +405,15 @@ def render(
     return text
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+def _figure(figures: dict) -> str:
+    """A score, with its 95% interval and sample size where a sample gave it."""
+    value = figures.get("score")
+    if value is None:
+        return "-"
+    if "sample" not in figures:
+        return f"{value:.1%}"
+    low, high = figures["interval"]
+    return f"{value:.1%} [{low:.1%}, {high:.1%}] (sample of {figures['sample']})"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -347,18 +430,26 @@ def main(argv: list[str] | None = None) -> None:
         metavar="COMMIT",
         help="with --render: 'before' of --modules from the first run's results at COMMIT",
     )
+    parser.add_argument(
+        "--sample", type=int, metavar="N", help="check N mutants of each module, drawn at random"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of --sample's draw")
     args = parser.parse_args(argv)
     if args.before_at and not args.render:
         parser.error("--before-at goes with --render (it reads committed results, runs nothing)")
+    if args.sample is not None and (args.sample < 1 or args.recheck):
+        parser.error("--sample takes a positive number of mutants, and not with --recheck")
     if not args.render:
-        run(args.modules, args.recheck)
+        run(args.modules, args.recheck, args.sample, args.seed)
     command = "python benchmarks/mutation.py" + (
         ""
-        if args.modules == list(MODULES) or args.before_at
+        if args.modules == list(MODULES) or args.before_at or args.before
         else " --modules " + " ".join(args.modules)
     )
+    before = (args.before, args.modules) if args.before else None
     before_at = (args.before_at, args.modules) if args.before_at else None
-    print(render(list(MODULES), args.out, command, args.before, before_at))
+    sample = (args.sample, args.seed) if args.sample else None
+    print(render(list(MODULES), args.out, command, before, before_at, sample))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def test_the_table_lists_survivors_and_takes_before_from_an_older_run(work, tmp_
     older = tmp_path / "older.json"
     older.write_text(json.dumps({"nas/pareto.py": {"now": {"score": 0.25}}}))
     out = tmp_path / "mutation.md"
-    text = mutation.render(["nas/pareto.py", "nas/confirm"], out, "cmd", before=older)
+    text = mutation.render(
+        ["nas/pareto.py", "nas/confirm"], out, "cmd", before=(older, ["nas/pareto.py"])
+    )
     assert "| `nas/pareto.py` | 2 | 2 | 1 | 1 | 0 | 0 | 25.0% | 50.0% |" in text
     assert "| `nas/confirm` | 0 | 0 | 0 | 0 | 0 | 0 | - | - |" in text
     assert "- `nas.pareto.x_f__mutmut_2`" in text and "mutmut_1`" not in text
@@ -150,3 +152,77 @@ def test_before_figures_come_from_a_first_run_committed_earlier(work, tmp_path, 
     assert (stats["killed"], stats["equivalent"], stats["score"]) == (2, 1, round(2 / 3, 4))
     with pytest.raises(ValueError, match=r"has no mutation results of nas/report\.py"):
         mutation.figures_at("HEAD", "nas/report.py", equivalent)
+
+
+def test_the_wilson_interval_is_scipys():
+    from scipy.stats import binomtest
+
+    for killed, scored in [(170, 200), (200, 200), (0, 12), (57, 61)]:
+        expected = binomtest(killed, scored).proportion_ci(0.95, method="wilson")
+        low, high = mutation.wilson_interval(killed, scored)
+        assert low == pytest.approx(expected.low, abs=1e-6)
+        assert high == pytest.approx(expected.high, abs=1e-6)
+
+
+def test_a_sample_is_seeded_and_a_larger_one_contains_a_smaller():
+    names = [f"nas.stats.x_f__mutmut_{i}" for i in range(1, 101)]
+    ten = mutation.sample_of(names, 10, seed=0)
+    assert ten == mutation.sample_of(list(reversed(names)), 10, seed=0)  # order does not count
+    assert mutation.sample_of(names, 30, seed=0)[:10] == ten
+    assert len(set(ten)) == 10 and set(ten) <= set(names)
+    assert mutation.sample_of(names, 10, seed=1) != ten
+    assert sorted(mutation.sample_of(names, 500, seed=0)) == sorted(names)
+
+
+def test_a_sampled_score_counts_the_sample_only_and_gives_its_interval(work):
+    names = [f"nas.stats.x_f__mutmut_{i}" for i in range(1, 11)]
+    sample = names[:5]
+    found = dict.fromkeys(names, "not checked")
+    found |= dict.fromkeys(sample[:3], "killed") | {sample[3]: "survived", sample[4]: "survived"}
+    found[names[9]] = "survived"  # checked, but not drawn: it counts nowhere
+    figures = mutation.score(found, {sample[4]: "the same"}, sample)
+    assert figures == {
+        "mutants": 10,
+        "checked": 5,
+        "killed": 3,
+        "survived": 2,
+        "no_tests": 0,
+        "equivalent": 1,
+        "score": 0.75,
+        "sample": 5,
+        "interval": [round(x, 4) for x in mutation.wilson_interval(3, 4)],
+    }
+    assert mutation._figure(figures) == "75.0% [30.1%, 95.4%] (sample of 5)"
+
+
+def test_a_sampled_run_checks_only_the_drawn_mutants_not_yet_checked(work, monkeypatch):
+    names = [f"nas.stats.x_f__mutmut_{i}" for i in range(1, 21)]
+    drawn = mutation.sample_of(names, 6, seed=3)
+    work("nas/stats.py", dict.fromkeys(names) | {drawn[0]: 1})  # one checked already
+    monkeypatch.setattr(mutation, "mutant_names", lambda module: names)
+    calls = []
+    monkeypatch.setattr(mutation.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    mutation.run(["nas/stats.py"], sample=6, seed=3)
+    assert calls[0][3:] == ["run", *drawn[1:]]
+    # All of the sample checked: nothing runs.
+    work("nas/stats.py", dict.fromkeys(names) | dict.fromkeys(drawn, 1))
+    mutation.run(["nas/stats.py"], sample=6, seed=3)
+    assert len(calls) == 1
+
+
+def test_mutants_are_listed_from_the_source_as_mutmut_names_them(work, tmp_path):
+    source = tmp_path / "repo" / "nas" / "pareto.py"
+    source.parent.mkdir()
+    source.write_text("def add(a, b):\n    return a + b\n")
+    names = mutation.mutant_names("nas/pareto.py")
+    assert names and all(n.startswith("nas.pareto.x_add__mutmut_") for n in names)
+    assert len(set(names)) == len(names)
+
+
+def test_before_figures_of_a_module_the_older_run_lacks_are_refused(work, tmp_path):
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({"nas/pareto.py": {"now": {"score": 0.25}}}))
+    with pytest.raises(ValueError, match=r"has no figures of nas/stats\.py"):
+        mutation.render(
+            ["nas/stats.py"], tmp_path / "m.md", "cmd", before=(older, ["nas/stats.py"])
+        )
