@@ -212,6 +212,8 @@ class EpochTimer(lightning.Callback):
         self.clock = clock
         self.train_s: list[float] = []
         self.val_s: list[float] = []
+        #: The epoch of each validation (a run may validate after some epochs only).
+        self.val_epochs: list[int] = []
         #: Cores other processes took during each epoch (see :func:`others_cores`).
         self.train_others: list[float | None] = []
         self.val_others: list[float | None] = []
@@ -245,6 +247,7 @@ class EpochTimer(lightning.Callback):
     def on_validation_end(self, trainer: lightning.Trainer, pl_module: Any) -> None:
         if not trainer.sanity_checking:
             self.stop(VAL, self.val_s)
+            self.val_epochs.append(trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: lightning.Trainer, pl_module: Any) -> None:
         self.stop(TRAIN, self.train_s)
@@ -505,6 +508,7 @@ def run_plain(
                     correct += float((logits.argmax(dim=1) == y).sum())
                     count += len(y)
             timer.stop(VAL, timer.val_s)
+            timer.val_epochs.append(epoch)
     finally:
         torch.use_deterministic_algorithms(previous)
     return timer

@@ -4,10 +4,13 @@ Each problem trains its study's baselines (``none`` and each block everywhere) f
 through the search's own code path (``nas.objective.TrialRunner``: costs, Lightning, weights
 saved), in three arms run back to back for every (architecture, seed), in an order that rotates:
 
-* ``before``: ``channels_last = false``, ``compile = false`` and ``eval_batch_size`` equal to
-  the training batch, what every CPU trial ran with before channels-last was decided per
-  backbone, compiling existed and evaluation batches grew to 4 training batches;
-* ``now``: the study's config as written (``"auto"`` for both), except that for a problem cut
+* ``before``: ``channels_last = false``, ``compile = false``, ``validate = "every_epoch"`` and
+  ``eval_batch_size`` equal to the training batch, what every CPU trial ran with before
+  channels-last was decided per backbone, compiling existed, trials validated only where the
+  accuracy is read and evaluation batches grew to 4 training batches;
+* ``now``: the study's config as written (``"auto"`` for all three), except that a problem whose
+  study prunes (``cifar10_resnet20``; these trials run unpruned) validates every epoch as its
+  pruner's study would, and for a problem cut
   down to fit this machine (``cifar10_resnet20``) ``compile`` is what ``"auto"`` decides for the
   study's full-size trial (45,000 images x 30 epochs), so the cut-down trial runs as a full one
   would (on a CPU ``"auto"`` compiles nothing); where it compiles, the compile cache is this
@@ -79,7 +82,7 @@ from search_spaces.space import baselines, suggest_arch
 
 ARMS = ("before", "now", "plain")
 #: The ``before`` arm's ``[training]`` settings (its ``[data]`` adds ``eval_batch_size``).
-BEFORE = {"channels_last": False, "compile": False}
+BEFORE = {"channels_last": False, "compile": False, "validate": "every_epoch"}
 #: The full-size trial of a cut-down problem (``compile = "auto"`` is decided for it, and its
 #: time is projected from the measured epochs): CIFAR-10's 45,000 training images, 30 epochs.
 FULL_TRIAL = {"cifar10_resnet20": {"images": 45_000, "epochs": 30}}
@@ -114,15 +117,19 @@ def problem_config(problem: str, args: argparse.Namespace, runs_dir: str) -> dic
 
 
 def now_settings(problem: str, cfg: StudyConfig, flops: float) -> dict[str, Any]:
-    """The ``now`` arm's training settings: the config's own, with ``compile`` for a cut-down
-    problem fixed to ``"auto"``'s decision for the full-size trial of ``flops`` per image."""
+    """The ``now`` arm's training settings: the config's own, but validated every epoch where the
+    problem's study prunes (its pruner reads each epoch there; these trials run unpruned), and
+    with ``compile`` for a cut-down problem fixed to ``"auto"``'s decision for the full-size
+    trial of ``flops`` per image."""
+    prunes = _study(problem).get("pruning", {}).get("pruner", "none") != "none"
+    read = {"validate": "every_epoch"} if prunes and cfg.training.validate == "auto" else {}
     if problem == "quickstart":
-        return {}
+        return read
     full = FULL_TRIAL[problem]
     expected = expected_training_s(flops, full["images"], full["epochs"], "cpu")
     decision = decide(cfg.training.compile, expected, "cpu")
     print(f"# {problem}: full-size trial compile = {decision.compile} ({decision.why})")
-    return {"compile": decision.compile}
+    return {**read, "compile": decision.compile}
 
 
 def arm_config(data: dict[str, Any], arm: str, seed: int, now: dict[str, Any]) -> StudyConfig:
@@ -160,8 +167,11 @@ def epoch_timed(timers: list[EpochTimer]) -> Iterator[None]:
 
 
 def epoch_seconds(timer: EpochTimer) -> list[float]:
-    """Seconds of each epoch, training and validation."""
-    return [t + v for t, v in zip(timer.train_s, timer.val_s, strict=True)]
+    """Seconds of each epoch: its training, and its validation where it has one."""
+    seconds = list(timer.train_s)
+    for epoch, validation in zip(timer.val_epochs, timer.val_s, strict=True):
+        seconds[epoch] += validation
+    return seconds
 
 
 def run_trial(cfg: StudyConfig, params: dict[str, Any], datamodule: Any) -> dict[str, Any]:
@@ -301,14 +311,15 @@ def epoch_summary(
     by_key: dict[tuple[str, int, str], dict[str, Any]],
     groups: dict[str, list[tuple[str, int]]],
 ) -> dict[str, Any] | None:
-    """Seconds of an epoch after the first (median per run) and their ratios, the ``now`` arm's
+    """Seconds of an epoch after the first (mean per run: a run validated after its last epoch
+    only spreads that validation over its epochs) and their ratios, the ``now`` arm's
     warm-up (its first epoch less its later ones; cold and warm cache) and, for a cut-down
     problem, the full-size trial projected from them; None with one epoch."""
     if result["epochs"] < 2:
         return None
 
     def steady(arm: str, members: list[tuple[str, int]]) -> list[float]:
-        return [float(np.median(by_key[(*p, arm)]["epoch_seconds"][1:])) for p in members]
+        return [float(np.mean(by_key[(*p, arm)]["epoch_seconds"][1:])) for p in members]
 
     pairs = groups["all"]
     epoch = {arm: steady(arm, pairs) for arm in ARMS}
@@ -349,7 +360,7 @@ def time_search(before: bool) -> float:
         text = (ROOT / "studies" / "quickstart.toml").read_text()
         text = text.replace("[study]\n", f'[study]\nruns_dir = "{folder}"\n', 1)
         if before:
-            lines = "".join(f"{k} = {str(v).lower()}\n" for k, v in BEFORE.items())
+            lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in BEFORE.items())  # TOML
             text = text.replace("[training]\n", f"[training]\n{lines}", 1)
             text = text.replace("[data]\n", "[data]\neval_batch_size = 64\n", 1)
         config = Path(folder) / "quickstart.toml"

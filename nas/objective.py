@@ -50,7 +50,7 @@ from .pruning import PruningCallback, record_epoch
 from .stats import binomial_se
 from .storage import HeartbeatLost
 from .tracking import TrialTracker
-from .training import ClassifierModule, build_trainer, evaluate
+from .training import ClassifierModule, build_trainer, evaluate, validation_interval
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -126,8 +126,12 @@ class TrialRunner:
         )
         self.pruner = study.pruner
         confirming = schema.confirm_plan(study)
-        #: A confirm study's runs are read at their last validation only (:meth:`measure`).
-        self.final_value_only = confirming is not None
+        #: Whether each epoch's accuracy is read: by the study's pruner (also a baseline's, which
+        #: it does not prune but compares other trials with), or as a table's curves.
+        self.curve_read = (
+            not isinstance(study.pruner, optuna.pruners.NopPruner)
+            or schema.table_plan(study) is not None
+        )
         #: Where compiled code is kept (the searched study's folder for its confirm study); made
         #: and used from the first trial that compiles.
         self.compile_cache = compile_cache_dir(cfg, (confirming or {}).get("of"))
@@ -228,7 +232,9 @@ class TrialRunner:
             accelerator="gpu" if on_gpu else "cpu",
             devices=[torch.device(self.device).index or 0] if on_gpu else 1,
             logger=loggers,
-            val_every_n_epochs=cfg.training.epochs if self._final_value_only(pruner) else 1,
+            val_every_n_epochs=validation_interval(
+                cfg.training.validate, cfg.training.epochs, self.curve_read
+            ),
         )
         history = module.val_history
         # The data modules of nas.data draw batches and augmentation from their seed.
@@ -273,12 +279,6 @@ class TrialRunner:
             )
         self.compiled_last = decision.compile
         return decision
-
-    def _final_value_only(self, pruner: optuna.pruners.BasePruner) -> bool:
-        """Whether only the trial's last validation is read: a confirm repeat (nothing prunes
-        it, only its final value counts and no view draws its curve). Searched and table trials
-        validate every epoch: pruners, the dashboard's curves and the tables read each one."""
-        return self.final_value_only and isinstance(pruner, optuna.pruners.NopPruner)
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
         """Finish a trial whose architecture already finished with that trial's outcome: its
@@ -340,7 +340,7 @@ class TrialRunner:
         """The curve, the epochs run, the training's seconds and the measurement noise of the
         last ``val_acc``."""
         schema.VAL_HISTORY.set(trial, [dict(h) for h in history])
-        # The last validation's epoch: a confirm repeat validates only after its last one.
+        # The last validation's epoch: a trial whose curve nothing reads validates only then.
         schema.EPOCHS_RUN.set(trial, int(history[-1]["epoch"]) + 1 if history else 0)
         schema.TRAIN_SECONDS.set(trial, clock.wall_s)
         schema.CPU_SECONDS.set(trial, clock.cpu_s)
@@ -449,8 +449,9 @@ class StopWhenLost(lightning.Callback):
 
 
 class EpochProgress(lightning.Callback):
-    """One tqdm bar per training run, advanced per epoch, showing ``monitor``: per validation
-    epoch for a ``val_*`` metric, per training epoch otherwise (a supernet validates no path)."""
+    """One tqdm bar per training run, advanced per training epoch, showing ``monitor``'s latest
+    value (a ``val_*`` metric is that of the last validation: a run may validate only at its
+    end, and a supernet validates no path)."""
 
     def __init__(self, desc: str, epochs: int, monitor: str = "val_acc") -> None:
         self.desc = desc
@@ -470,24 +471,15 @@ class EpochProgress(lightning.Callback):
             dynamic_ncols=True,
         )
 
-    def _advance(self, trainer: lightning.Trainer) -> None:
-        if self.bar is None or trainer.sanity_checking:
+    def on_train_epoch_end(
+        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
+    ) -> None:
+        # After the epoch's validation, where it has one.
+        if self.bar is None:
             return
         value = trainer.callback_metrics.get(self.monitor)
         self.bar.set_postfix({self.monitor: f"{float(value):.3f}" if value is not None else "-"})
         self.bar.update(1)
-
-    def on_validation_epoch_end(
-        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
-    ) -> None:
-        if self.monitor.startswith("val_"):
-            self._advance(trainer)
-
-    def on_train_epoch_end(
-        self, trainer: lightning.Trainer, pl_module: lightning.LightningModule
-    ) -> None:
-        if not self.monitor.startswith("val_"):
-            self._advance(trainer)
 
     def teardown(
         self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, stage: str

@@ -92,6 +92,11 @@ def prepare_table(
         isinstance(sample, bool) or not isinstance(sample, int) or sample < 2
     ):
         raise ValueError(f"--sample must be an int >= 2 (architectures of a pilot), got {sample!r}")
+    if cfg.training.validate == "last_epoch":
+        raise ValueError(
+            "training.validate = 'last_epoch': a table keeps every epoch's accuracy (pruners are "
+            "replayed on its curves); use 'auto' or 'every_epoch'"
+        )
     indices = planned_indices(cfg.space, sample, cfg.study.seed)
     plan = {
         "seeds": table_seeds(cfg.study.seed, seeds),
@@ -266,7 +271,7 @@ class Table:
         changed = [
             f
             for f in changed_fields(self.config.to_dict(), cfg.to_dict())
-            if f not in MACHINE_SETTINGS
+            if f not in (*MACHINE_SETTINGS, "training.validate")  # the same weights either way
             and not f.startswith(("pruning.", "evaluation.", "search."))
         ]
         if changed:

@@ -79,6 +79,16 @@ def resolve_channels_last(value: bool | str, device_type: str, family: str | Non
     return device_type == "cuda" or (device_type == "cpu" and family in CPU_CHANNELS_LAST_FAMILIES)
 
 
+def validation_interval(validate: str, epochs: int, curve_read: bool) -> int:
+    """``check_val_every_n_epoch`` for a run of ``epochs`` under ``training.validate``: 1 (every
+    epoch) for ``"every_epoch"`` and, under ``"auto"``, where ``curve_read`` (a pruner compares
+    trials at their epochs, a table keeps curves); ``epochs`` (once, after the last) otherwise,
+    where only the final accuracy is read. Skipping validations trains the same weights."""
+    if validate == "every_epoch" or (validate == "auto" and curve_read):
+        return 1
+    return epochs
+
+
 def _resolve_flag(value: bool | str, device_type: str, auto_when_cuda: bool) -> bool:
     if value == "auto":
         return auto_when_cuda if device_type == "cuda" else not auto_when_cuda

@@ -19,8 +19,11 @@ def test_the_before_arm_turns_off_what_today_adds_and_now_keeps_the_config(bench
     plain = bench.arm_config(data, "plain", 3, {})
     assert before.study.seed == now.study.seed == 3
     assert (before.training.channels_last, before.training.compile) == (False, False)
+    assert before.training.validate == "every_epoch"
     assert before.data.eval_batch_size == before.data.batch_size == 64
     assert (now.training.channels_last, now.training.compile) == ("auto", "auto")
+    # The quickstart does not prune: its trials validate after their last epoch only.
+    assert now.training.validate == "auto" and bench.now_settings("quickstart", now, 1e6) == {}
     assert now.data.eval_batch_size is None  # the default: 4 training batches
     assert plain == before  # the plain loop trains as the before arm does
     forced = bench.arm_config(data, "now", 0, {"compile": True})
@@ -123,3 +126,22 @@ def test_render_rewrites_the_results_file_from_its_json(bench, tmp_path, monkeyp
     text = (tmp_path / "trial_speed.md").read_text()
     assert "Command: `trial_speed.py`" in text and "## quickstart" in text
     assert "before [80.0, 82.0] s, now [70.0, 71.5] s" in text
+
+
+def test_a_pruned_problem_validates_every_epoch_as_its_study_would(bench, tmp_path):
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(per_class=10, val_per_class=5, epochs=3)
+    data = bench.problem_config("cifar10_resnet20", args, str(tmp_path))
+    cfg = bench.arm_config(data, "now", 0, {})
+    assert cfg.pruning.pruner == "none"  # the measured trials run unpruned...
+    now = bench.now_settings("cifar10_resnet20", cfg, 4e7)
+    assert now["validate"] == "every_epoch"  # ... validated as the study's moasha reads them
+
+
+def test_an_epoch_counts_its_validation_where_it_had_one(bench):
+    timer = bench.EpochTimer()
+    timer.train_s, timer.val_s, timer.val_epochs = [1.0, 2.0, 3.0], [0.5], [2]
+    assert bench.epoch_seconds(timer) == [1.0, 2.0, 3.5]
+    timer.val_s, timer.val_epochs = [0.5, 0.25, 0.125], [0, 1, 2]
+    assert bench.epoch_seconds(timer) == [1.5, 2.25, 3.125]

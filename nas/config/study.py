@@ -122,6 +122,12 @@ class StudyConfig:
                 "(a supernet of 'none' alone has nothing to share); add blocks, or use "
                 "strategy 'multi_trial'"
             )
+        if self.training.validate == "last_epoch" and self.pruning.pruner != "none":
+            raise ValueError(
+                f"training.validate = 'last_epoch' leaves pruning.pruner = "
+                f"{self.pruning.pruner!r} no accuracy to read before the last epoch; use 'auto' "
+                "or 'every_epoch', or pruning.pruner = 'none'"
+            )
         chosen = self.evaluation.baseline_blocks
         outside = [b for b in chosen or () if b not in self.space.blocks]
         if outside:

@@ -15,10 +15,12 @@ from ._validation import _field, _Int, _invalid, _Number, _one_line_errors, _one
 _Optimizer = Literal["sgd", "adamw"]
 _Schedule = Literal["cosine", "onecycle", "constant"]
 _Precision = Literal["auto", "32", "bf16-mixed"]
+_Validate = Literal["auto", "every_epoch", "last_epoch"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(_Optimizer)
 SCHEDULES: tuple[str, ...] = get_args(_Schedule)
 PRECISIONS: tuple[str, ...] = get_args(_Precision)
+VALIDATE: tuple[str, ...] = get_args(_Validate)
 
 
 @_one_line_errors
@@ -38,8 +40,10 @@ class TrainingConfig:
     backbone families measured faster so (``nas.training.CPU_CHANNELS_LAST_FAMILIES``),
     ``deterministic`` is on for the CPU (on a GPU it is off and cuDNN autotuning is on instead),
     ``compile`` compiles each residual unit where the trial's expected training outlasts
-    compiling (``nas.compiling``). ``gradient_clip`` is a max gradient norm. Numbers must be
-    finite.
+    compiling (``nas.compiling``), ``validate`` validates every epoch only where something reads
+    each epoch's accuracy (a pruner, a table's curves) and once after the last epoch otherwise
+    (``nas.training.validation_interval``). ``gradient_clip`` is a max gradient norm. Numbers
+    must be finite.
     """
 
     epochs: _Int = _field(allowed="an int >= 1", doc="Epochs per trial.", ge=1)
@@ -83,6 +87,11 @@ class TrainingConfig:
     )
     compile_cache: StrictStr = _field(
         "", allowed="a folder, or '' for runs_dir/<name>/compile-cache", doc="Compiled code."
+    )
+    validate: _Validate = _field(
+        "auto",
+        allowed=_one_of(VALIDATE),
+        doc="auto: every epoch where a pruner or a table reads the curve, else after the last.",
     )
 
     @model_validator(mode="after")

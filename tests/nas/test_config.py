@@ -361,7 +361,7 @@ ADDED_SINCE_0_1_0 = {
     },
     "data": {"loader": "auto", "num_workers": 2},
     "backbone": {"pretrained": False},
-    "training": {"compile": "auto", "compile_cache": ""},
+    "training": {"compile": "auto", "compile_cache": "", "validate": "auto"},
     "pruning": {"auto_min_rho": 0.5},
     "evaluation": {
         "seeding": "common",
@@ -517,7 +517,7 @@ COSTS_LIST = (
             {"training": {"epoch": 3}},
             "unknown key(s) ['training.epoch']; allowed: ['channels_last', 'compile', "
             "'compile_cache', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', 'nesterov', "
-            "'optimizer', 'precision', 'schedule', 'warmup_epochs', 'weight_decay']",
+            "'optimizer', 'precision', 'schedule', 'validate', 'warmup_epochs', 'weight_decay']",
         ),
     ],
 )
@@ -559,6 +559,25 @@ def test_single_objective_with_optuna_pruner_is_fine(tiny_config):
     assert cfg.objectives.directions == ["maximize"]
 
 
+def test_validating_only_the_last_epoch_is_refused_where_a_pruner_reads_the_curve(tiny_config):
+    data = tiny_config(
+        training={"validate": "last_epoch"},
+        pruning={"pruner": "moasha", "min_epochs": 1, "reduction_factor": 2},
+    )
+    with pytest.raises(ConfigError) as error:
+        StudyConfig.from_dict(data)
+    assert str(error.value) == (
+        "training.validate = 'last_epoch' leaves pruning.pruner = 'moasha' no accuracy to read "
+        "before the last epoch; use 'auto' or 'every_epoch', or pruning.pruner = 'none'"
+    )
+    assert StudyConfig.from_dict(tiny_config(training={"validate": "last_epoch"}))
+    with pytest.raises(ConfigError) as error:
+        StudyConfig.from_dict(tiny_config(training={"validate": "never"}))
+    assert str(error.value) == (
+        "training.validate must be one of ['auto', 'every_epoch', 'last_epoch'], got 'never'"
+    )
+
+
 def test_moasha_needs_a_rung_within_the_epochs(tiny_config):
     assert asha_rungs(3, 3, 30) == [3, 9] and asha_rungs(2, 3, 5) == []
     cfg = StudyConfig.from_dict(
@@ -596,7 +615,7 @@ def test_load_reports_the_file_and_toml_errors(tmp_path):
             lambda: TrainingConfig.from_dict({"epochs": 1, "lr_max": 0.1}),
             "TrainingConfig: unknown key(s) ['lr_max']; allowed: ['channels_last', 'compile', "
             "'compile_cache', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', "
-            "'nesterov', 'optimizer', 'precision', 'schedule', 'warmup_epochs', 'weight_decay']",
+            "'nesterov', 'optimizer', 'precision', 'schedule', 'validate', 'warmup_epochs', 'weight_decay']",
         ),
         (lambda: DataConfig(batch_size=0), "DataConfig.batch_size must be an int >= 1, got 0"),
         (

@@ -167,7 +167,7 @@ def test_a_worker_killed_mid_trial_loses_nothing(tiny_config, postgres_url, work
     data = tiny_config(
         study={"name": "pgkill", "n_trials": 5, "heartbeat_interval_s": 1, "grace_period_s": 3},
         data={"per_class": 20},
-        training={"epochs": 60},
+        training={"epochs": 60, "validate": "every_epoch"},  # a live trial shows its epochs
     )
     cfg = StudyConfig.from_dict(data)
     load_or_create_study(cfg, postgres_url)
@@ -257,7 +257,7 @@ def _outage_study(tiny_config, url: str, name: str, **study) -> optuna.storages.
     data = tiny_config(
         study={"name": name, "n_trials": 3, "heartbeat_interval_s": 1, **study},
         data={"per_class": 20},
-        training={"epochs": 80},
+        training={"epochs": 80, "validate": "every_epoch"},  # a live trial shows its epochs
     )
     load_or_create_study(StudyConfig.from_dict(data), url)
     return open_storage(url, retry_s=0)

@@ -150,7 +150,10 @@ def test_a_killed_and_resumed_study_trains_distinct_architectures(
 
     from nas.pareto import front_trials
 
-    data = tiny_config(**{**WIDE, "training": {"epochs": 40, "lr": 0.05}}, study={"n_trials": 5})
+    data = tiny_config(
+        **{**WIDE, "training": {"epochs": 40, "lr": 0.05, "validate": "every_epoch"}},
+        study={"n_trials": 5},
+    )
     config = tmp_path / "study.toml"
     config.write_bytes(tomli_w.dumps(data).encode())
     cfg = StudyConfig.from_dict(data)

@@ -43,11 +43,47 @@ def test_search_stores_everything_a_reviewer_needs(tiny_config):
         assert t.user_attrs["digest"] == spec.digest()
         assert t.values[1] == t.user_attrs["cost"]["flops"] > 0
         assert 0.0 <= t.values[0] <= 1.0
-        assert len(t.intermediate_values) == 2  # one accuracy per epoch, in the storage
+        # No pruner reads the curve: one validation, after the last epoch, in the storage.
+        assert list(t.intermediate_values) == [1] and t.user_attrs["epochs_run"] == 2
         assert t.values[0] == t.user_attrs["val_history"][-1]["val_acc"]
         assert t.values[0] == pytest.approx(t.intermediate_values[1], abs=1e-6)
     assert study.user_attrs["config"] == cfg.to_dict()
     assert study.best_trials  # a Pareto front exists
+
+
+def test_validation_runs_at_the_epochs_something_reads(tiny_config, tmp_path):
+    """Every epoch where a pruner reads the curve (baselines too: it compares trials with
+    them) or ``training.validate = "every_epoch"`` asks; once at the end otherwise, with the same
+    trials' values (skipping validations trains the same weights)."""
+
+    def curves(sub: str, **sections) -> dict[int, tuple[tuple, tuple, tuple]]:
+        data = tiny_config(study={"runs_dir": str(tmp_path / sub)}, **sections)
+        study = run_search(StudyConfig.from_dict(data), progress=False)
+        return {
+            t.number: (
+                tuple(sorted(t.intermediate_values)),
+                tuple(h["epoch"] for h in t.user_attrs["val_history"]),
+                tuple(t.values or ()),
+            )
+            for t in study.get_trials()
+        }
+
+    epochs = {"epochs": 3, "lr": 0.05}
+    once = curves("once", training=epochs)
+    assert {c[:2] for c in once.values()} == {((2,), (2,))}
+    every = curves("every", training={**epochs, "validate": "every_epoch"})
+    assert {c[:2] for c in every.values()} == {((0, 1, 2), (0, 1, 2))}
+    assert [c[2] for c in every.values()] == [c[2] for c in once.values()]
+    pruned = curves(
+        "pruned",
+        training=epochs,
+        pruning={"pruner": "moasha", "min_epochs": 1, "reduction_factor": 3},
+        evaluation={"baselines": True},
+    )
+    for number, (steps, validated, _) in pruned.items():
+        # From the first epoch on, up to the last or the one where the trial was pruned.
+        assert steps == validated == tuple(range(len(steps))), number
+    assert sum(c[0] == (0, 1, 2) for c in pruned.values()) >= 4  # the baselines run through
 
 
 def test_rerun_resumes_and_changed_config_is_refused(tiny_config):
@@ -165,6 +201,10 @@ def _write_config(path: Path, data: dict) -> Path:
     return path
 
 
+#: 80 epochs (~2 s trials), each validated: a live trial shows its epochs in the storage.
+EPOCHS_SHOWN = {"epochs": 80, "validate": "every_epoch"}
+
+
 def _newest_trial_training(cfg: StudyConfig) -> bool:
     """The newest trial is RUNNING and has reported an epoch (so its params are complete)."""
     if not Path(cfg.study.storage_url()).exists():
@@ -188,7 +228,7 @@ def _search_stopped_by(sig: signal.Signals, config: Path, cfg: StudyConfig, work
 @pytest.mark.slow  # worker subprocesses
 def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path, worker_procs):
     # ~1.5 s trials: polling every 0.2 s sees the second one training (6 epochs took 0.1 s).
-    data = tiny_config(study={"n_trials": 4}, training={"epochs": 60})
+    data = tiny_config(study={"n_trials": 4}, training={**EPOCHS_SHOWN, "epochs": 60})
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -277,7 +317,7 @@ def test_every_sampler_runs_a_seeded_study(tiny_config, sampler):
 
 @pytest.mark.slow  # worker subprocesses
 def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tiny_config, tmp_path, worker_procs):
-    data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
+    data = tiny_config(study={"n_trials": 3}, training=EPOCHS_SHOWN)
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -328,7 +368,9 @@ def test_four_local_workers_finish_exactly_the_budget(tiny_config):
 def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config, worker_procs):
     # Trials of seconds, so the victim still trains when the second worker has started (with 40
     # epochs of the tiny data a trial takes half a second).
-    data = tiny_config(study={"n_trials": 5}, data={"per_class": 20}, training={"epochs": 60})
+    data = tiny_config(
+        study={"n_trials": 5}, data={"per_class": 20}, training={**EPOCHS_SHOWN, "epochs": 60}
+    )
     cfg = StudyConfig.from_dict(data)
     load_or_create_study(cfg)
     args = ("worker", "--storage", cfg.study.storage_url(), "--study", cfg.study.name)
@@ -376,7 +418,7 @@ def test_a_local_worker_killed_mid_trial_loses_nothing(tiny_config, worker_procs
 
 @pytest.mark.slow  # worker subprocesses
 def test_sigterm_abandons_the_trial_cleanly(tiny_config, tmp_path, worker_procs):
-    data = tiny_config(study={"n_trials": 3}, training={"epochs": 80})  # ~2 s trials
+    data = tiny_config(study={"n_trials": 3}, training=EPOCHS_SHOWN)
     config = _write_config(tmp_path / "study.toml", data)
     cfg = StudyConfig.from_dict(data)
     code, err = _search_stopped_by(signal.SIGTERM, config, cfg, worker_procs)

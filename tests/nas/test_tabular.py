@@ -186,6 +186,12 @@ def test_table_study_refuses_other_seeds_sample_or_config_and_writes_nothing(tmp
         prepare_table(cfg, 0)
     with pytest.raises(ValueError, match="--sample must be an int >= 2"):
         prepare_table(cfg, 2, sample=1)
+    last_only = StudyConfig.from_dict(
+        {**cfg.to_dict(), "training": {**cfg.to_dict()["training"], "validate": "last_epoch"}}
+    )
+    with pytest.raises(ValueError, match=r"^training\.validate = 'last_epoch': a table keeps"):
+        prepare_table(last_only, 2, sample=3)
+    assert len(study.get_trials()) == 6
 
 
 def test_a_searched_study_is_not_a_table(tmp_path):

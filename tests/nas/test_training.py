@@ -26,6 +26,7 @@ from nas.training import (
     param_groups_weight_decay,
     resolve_channels_last,
     resolve_precision,
+    validation_interval,
 )
 from search_spaces.backbones import backbone_family, backbone_sites
 from search_spaces.build import build_model
@@ -261,6 +262,46 @@ def test_validating_only_after_the_last_epoch_trains_the_same_weights():
     assert [h["epoch"] for h in every.val_history] == [0, 1, 2]
     assert once.val_history == every.val_history[-1:]  # the same final validation, bit for bit
     assert_same_weights(every, once)
+
+
+@pytest.mark.parametrize(
+    ("validate", "curve_read", "interval"),
+    [
+        ("auto", True, 1),
+        ("auto", False, 12),
+        ("every_epoch", False, 1),
+        ("every_epoch", True, 1),
+        ("last_epoch", False, 12),
+    ],
+)
+def test_validation_runs_every_epoch_only_where_the_curve_is_read(validate, curve_read, interval):
+    assert validation_interval(validate, 12, curve_read) == interval
+
+
+def test_the_progress_bar_moves_every_epoch_of_a_run_that_validates_at_its_end():
+    from nas.objective import EpochProgress
+
+    class Watched(EpochProgress):
+        """The bar's count and postfix after each epoch."""
+
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.seen: list[tuple[int, str]] = []
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            super().on_train_epoch_end(trainer, pl_module)
+            self.seen.append((self.bar.n, self.bar.postfix))
+
+    cfg = TrainingConfig(epochs=3, lr=0.05)
+    data = DataConfig(name="digits", per_class=4, val_per_class=2, batch_size=16)
+    spec = ArchSpec("resnet8", {"width": 4}, in_channels=1, num_classes=10, sites={})
+    module = ClassifierModule(spec, config=cfg, seed=0)
+    bar = Watched("trial 0", cfg.epochs)
+    trainer = build_trainer(cfg, seed=0, callbacks=[bar], val_every_n_epochs=3)
+    trainer.fit(module, datamodule=build_datamodule(data, seed=0))
+    final = f"{module.val_history[-1]['val_acc']:.3f}"
+    assert bar.seen == [(1, "val_acc=-"), (2, "val_acc=-"), (3, f"val_acc={final}")]
+    assert bar.bar is None  # closed at teardown
 
 
 class FlagProbe(L.Callback):
