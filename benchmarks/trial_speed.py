@@ -449,7 +449,8 @@ def epoch_lines(epochs: dict[str, Any] | None, compiled: bool) -> list[str]:
     if projection:
         lines += [
             f"Projected to the full trial ({projection['images']:,} images x "
-            f"{projection['epochs']} epochs, from the epoch medians"
+            f"{projection['epochs']} epochs, from the median over pairs of each run's mean "
+            "epoch after the first"
             f"{' and the warm-cache warm-up' if compiled else ''}): "
             f"before {projection['before_s'] / 60:.0f} min, now {projection['now_s'] / 60:.0f} "
             f"min, {projection['before_s'] / projection['now_s']:.2f}x.",
