@@ -284,11 +284,13 @@ def test_cli_confirm_report_and_export_prefer_the_confirmed_front(searched, caps
     assert (table["seeds"] == 2).all()
     runs = confirm.get_trials(states=(TrialState.COMPLETE,))
     assert len(runs) == 2 * len(table)
-    # A repeat is validated once, after its last epoch (only its final value counts); the
-    # searched trials after every epoch (their pruner and curves read each).
+    # A repeat is validated once, after its last epoch (only its final value counts), as are
+    # the trials of this search without a pruner.
     assert {(len(schema.VAL_HISTORY.get(t)), schema.EPOCHS_RUN.get(t)) for t in runs} == {(1, 2)}
     searched_runs = study.get_trials(states=(TrialState.COMPLETE,))
-    assert {len(schema.VAL_HISTORY.get(t)) for t in searched_runs} == {2}
+    assert {(len(schema.VAL_HISTORY.get(t)), schema.EPOCHS_RUN.get(t)) for t in searched_runs} == {
+        (1, 2)
+    }
     assert (table["val_acc_mean"] * 2).sum() == pytest.approx(sum(t.values[0] for t in runs))
     assert main(["export", *common, "--pareto", "--out", str(tmp_path / "export")]) == 0
     out = capsys.readouterr().out
