@@ -11,6 +11,10 @@ the same process and interleaved so that a change of the machine's load hits eve
   the warm-up is reported apart, once with an empty inductor cache (a folder of this run's own)
   and once again with that cache warm (a fresh compile of the same model).
 
+``--regional`` times each residual unit compiled in place, as ``training.compile`` does, in
+both layouts; ``--scopes`` compares what a compile covers, all channels-last: each unit, each
+stage (its units as one region) or the whole model, against the channels-last eager step.
+
 Each variant runs ``--steps`` steps per repeat, ``--repeats`` times; the table gives the median
 images per second with the spread of the repeats, and each variant's speed-up over ``plain``
 with a 95% interval from the repeats (a ratio of medians, bootstrapped over repeats). A
@@ -19,6 +23,7 @@ variant slower than its noise is a finding only where the interval excludes 1.
     .venv/bin/python benchmarks/speed.py                          # ResNet-8/20 and resnet18
     .venv/bin/python benchmarks/speed.py --models quickstart --threads 2
     .venv/bin/python benchmarks/speed.py --regional --models resnet20   # units, as training does
+    .venv/bin/python benchmarks/speed.py --scopes --models resnet20     # units, stages, whole
     .venv/bin/python benchmarks/speed.py --smoke --out -          # tiny: a check that it runs
 
 Results go to ``benchmarks/results/speed.md`` (and ``.json`` beside it). A run resumes: rows of
@@ -90,6 +95,9 @@ VARIANTS = ("plain", "channels_last", "compiled")
 #: ``--regional``: each residual unit compiled in place (what ``training.compile`` does), in
 #: either layout.
 REGIONAL_VARIANTS = ("plain", "channels_last", "regional", "regional_channels_last")
+#: ``--scopes``: what a compile covers, all in channels-last against the channels-last eager
+#: step: each residual unit, each stage (its units as one region), or the whole model.
+SCOPE_VARIANTS = ("channels_last", "units", "stages", "whole")
 
 
 def spec_of(
@@ -161,6 +169,38 @@ def variant_steps(
     return {"steps": steps, "warmup_cold_s": warmups[0], "warmup_warm_s": warmups[1]}
 
 
+def stage_paths(unit_paths: list[str]) -> list[str]:
+    """The stages holding the units at ``unit_paths`` (``layer1.0`` -> ``layer1``), in order."""
+    return list(dict.fromkeys(path.rsplit(".", 1)[0] for path in unit_paths))
+
+
+def scope_steps(spec: ArchSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """The channels-last step eager and compiled per unit, per stage and as a whole, and each
+    compiled one's warm-ups (cold, then warm)."""
+    base = build_model(spec, seed=0).train().to(memory_format=torch.channels_last)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    units = [s.path for s in backbone_sites(spec.backbone, **spec.backbone_args)]
+
+    def regions(paths: list[str]) -> Callable[[], nn.Module]:
+        def make() -> nn.Module:
+            model = copy.deepcopy(base)
+            compile_regions(model, paths)
+            return model
+
+        return make
+
+    makers = {
+        "units": regions(units),
+        "stages": regions(stage_paths(units)),
+        "whole": lambda: torch.compile(copy.deepcopy(base)),
+    }
+    steps = {"channels_last": step_function(copy.deepcopy(base), x_last, y)}
+    warmups = {}
+    for name, make in makers.items():
+        steps[name], warmups[name] = _compiled_step(make, x_last, y)
+    return {"steps": steps, "warmups": warmups}
+
+
 def time_variants(
     steps: dict[str, Callable[[], None]], n_steps: int, repeats: int
 ) -> dict[str, list[float]]:
@@ -196,6 +236,9 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
     speed-ups and compile warm-ups, appended to ``rows`` and saved one by one."""
     threads = torch.get_num_threads()
     done = {(r["model"], r["block"], r.get("threads", 1)) for r in rows}
+    if getattr(args, "scopes", False):
+        measure_scopes(args, rows, save, done)
+        return
     variants = REGIONAL_VARIANTS if args.regional else VARIANTS
     for label, case in args.cases.items():
         generator = torch.Generator().manual_seed(0)
@@ -222,6 +265,40 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
                 made["warmup_cold_s"],
                 made["warmup_warm_s"],
             )
+            rows.append(row)
+            save()
+            print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+
+
+def measure_scopes(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    save: Callable[[], None],
+    done: set[tuple[str, str, int]],
+) -> None:
+    """``--scopes``: every case x block not in ``rows``: each compile scope's speed-up over the
+    channels-last eager step, and its warm-ups. Every region's variants fit dynamo's limit."""
+    threads = torch.get_num_threads()
+    for label, case in args.cases.items():
+        generator = torch.Generator().manual_seed(0)
+        for block in args.blocks:
+            if (label, block, threads) in done:
+                continue
+            shape = (case.batch, case.channels, case.side, case.side)
+            x = torch.randn(shape, generator=generator)
+            y = torch.randint(0, 10, (case.batch,), generator=generator)
+            spec = spec_of(case.backbone, case.args, block, in_channels=case.channels)
+            with torch._dynamo.config.patch(recompile_limit=64):
+                made = scope_steps(spec, x, y)
+                seconds = time_variants(made["steps"], args.steps, args.repeats)
+            row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
+            row.update(side=case.side, channels=case.channels, seconds=seconds)
+            row["channels_last_images_per_s"] = case.batch / float(
+                np.median(seconds["channels_last"])
+            )
+            for name in SCOPE_VARIANTS[1:]:
+                row[f"{name}_speedup"] = speedup_interval(seconds["channels_last"], seconds[name])
+            row["warmups"] = made["warmups"]
             rows.append(row)
             save()
             print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
@@ -280,14 +357,43 @@ def render_regional(rows: list[dict[str, Any]]) -> list[str]:
     )  # fmt: skip
 
 
+def render_scopes(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``--scopes`` table: each compile scope against channels-last eager."""
+
+    def ratio(value: tuple[float, float, float]) -> str:
+        return f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
+
+    return markdown_table(
+        [
+            "case", "block", "input", "threads", "channels-last img/s", "units / eager",
+            "stages / eager", "whole model / eager",
+            "warm-up cold / warm (s): units, stages, whole",
+        ],
+        "llllrrrrr",
+        [
+            [
+                r["model"], r["block"], f"{r['batch']} x {r['channels']} x {r['side']}²",
+                str(r["threads"]), f"{r['channels_last_images_per_s']:,.0f}",
+                *(ratio(r[f"{name}_speedup"]) for name in SCOPE_VARIANTS[1:]),
+                ", ".join(
+                    f"{r['warmups'][name][0]:.1f} / {r['warmups'][name][1]:.1f}"
+                    for name in SCOPE_VARIANTS[1:]
+                ),
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
 def load_runs(path: Path | None) -> dict[str, Any]:
     """The results JSON at ``path`` (its runs and rows), or an empty one."""
     if path is None or not path.is_file():
-        return {"runs": [], "rows": [], "regional_rows": []}
+        return {"runs": [], "rows": [], "regional_rows": [], "scope_rows": []}
     stored = json.loads(path.read_text())
     if "runs" not in stored:  # a file of one run, written before runs resumed
         stored = {"runs": [{k: stored[k] for k in ("command", "machine")}], "rows": stored["rows"]}
     stored.setdefault("regional_rows", [])
+    stored.setdefault("scope_rows", [])
     return stored
 
 
@@ -325,6 +431,21 @@ def results_lines(stored: dict[str, Any]) -> list[str]:
             if stored["regional_rows"]
             else []
         ),
+        *(
+            [
+                "",
+                "## What to compile: units, stages or the whole model (channels-last)",
+                "",
+                "`--scopes`: each residual unit, each stage (its units as one region) or the "
+                "whole model compiled, all channels-last, against the channels-last eager step "
+                "in the same process; dynamo's recompile limit raised so that no region falls "
+                "back to eager.",
+                "",
+                *render_scopes(stored["scope_rows"]),
+            ]
+            if stored["scope_rows"]
+            else []
+        ),
     ]
 
 
@@ -338,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="ResNet-8 none/se, tiny batches")
     parser.add_argument("--fresh", action="store_true", help="ignore the rows already stored")
     parser.add_argument("--regional", action="store_true", help="time per-unit compilation")
+    parser.add_argument(
+        "--scopes", action="store_true", help="units vs stages vs the whole model compiled"
+    )
     parser.add_argument("--render", action="store_true", help="measure nothing: rewrite the .md")
     parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
     args = parser.parse_args(argv)
@@ -359,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
-            measure(args, stored["regional_rows" if args.regional else "rows"], save)
+            table = "scope_rows" if args.scopes else "regional_rows" if args.regional else "rows"
+            measure(args, stored[table], save)
         stored["runs"][-1]["machine"] = session.machine()
         save()
     lines = results_lines(stored)

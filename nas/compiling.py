@@ -48,8 +48,9 @@ PAYOFF = 10.0
 #: Device types on which ``"auto"`` compiles: those where units compiled one by one train
 #: faster than eager. Not the CPU: there a ResNet-20 step with its units compiled ran 0.84-1.11x
 #: eager and 0.74-0.97x channels-last eager (``benchmarks/speed.py --regional``, results in
-#: ``benchmarks/results/speed.md``), although the whole model compiled ran 1.1-1.5x eager. A CUDA
-#: GPU is assumed to gain until ``benchmarks/gpu.py`` measures it.
+#: ``benchmarks/results/speed.md``), although the whole model compiled ran 1.1-1.5x eager; each
+#: region boundary costs (``--scopes``: per stage 0.91-1.12x, the whole model 1.10-1.27x the
+#: channels-last eager step). A CUDA GPU is assumed to gain until ``benchmarks/gpu.py`` measures it.
 AUTO_COMPILE_DEVICES = frozenset({"cuda"})
 #: Seconds of warm-up expected with an empty cache (per trial: its unit types compiled): assumed
 #: for a GPU, not yet measured (no GPU has run ``benchmarks/gpu.py``); a CPU took 15-49 s for a

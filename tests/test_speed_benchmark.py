@@ -31,13 +31,21 @@ def test_smoke_run_times_every_variant(bench, tmp_path):
     out = tmp_path / "speed.md"
     assert bench.main(["--smoke", "--out", str(out)]) == 0
     assert bench.main(["--smoke", "--regional", "--out", str(out)]) == 0  # resumes into it
+    assert bench.main(["--smoke", "--scopes", "--out", str(out)]) == 0
     text = out.read_text()
     whole, regional = text.split("## Residual units compiled one by one")
-    for table in (whole, regional):
+    regional, scopes = regional.split("## What to compile: units, stages or the whole model")
+    for table in (whole, regional, scopes):
         rows = [line for line in table.splitlines() if line.startswith("| smoke |")]
         assert [row.split(" | ")[1] for row in rows] == ["none", "se"]
-    assert text.count("Command: ") == 2
+    assert text.count("Command: ") == 3
     assert (tmp_path / "speed.json").is_file()
+
+
+def test_a_stage_is_the_folder_of_its_units_in_order(bench):
+    units = [s.path for s in backbone_sites("resnet20")]
+    assert bench.stage_paths(units) == ["layer1", "layer2", "layer3"]
+    assert bench.stage_paths(["features.1", "features.2", "blocks.0.1"]) == ["features", "blocks.0"]
 
 
 def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, monkeypatch):
@@ -55,6 +63,7 @@ def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, m
         "runs": [{"command": "c", "machine": {"cores": 2}}],
         "rows": [old],
         "regional_rows": [],
+        "scope_rows": [],
     }
 
     measured = []
