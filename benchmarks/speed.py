@@ -40,7 +40,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,15 +231,13 @@ def speedup_interval(
     return float(np.median(a) / np.median(b)), float(low), float(high)
 
 
-def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable[[], None]) -> None:
-    """Every case x block not in ``rows`` yet (at these threads): images/s of each variant,
-    speed-ups and compile warm-ups, appended to ``rows`` and saved one by one."""
+def pending(
+    args: argparse.Namespace, rows: list[dict[str, Any]]
+) -> Iterator[tuple[str, Case, str, ArchSpec, torch.Tensor, torch.Tensor]]:
+    """Every case x block not in ``rows`` yet (at these threads), with its spec and its batch
+    (the same random images and labels in every run)."""
     threads = torch.get_num_threads()
     done = {(r["model"], r["block"], r.get("threads", 1)) for r in rows}
-    if getattr(args, "scopes", False):
-        measure_scopes(args, rows, save, done)
-        return
-    variants = REGIONAL_VARIANTS if args.regional else VARIANTS
     for label, case in args.cases.items():
         generator = torch.Generator().manual_seed(0)
         for block in args.blocks:
@@ -249,79 +247,89 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
             x = torch.randn(shape, generator=generator)
             y = torch.randint(0, 10, (case.batch,), generator=generator)
             spec = spec_of(case.backbone, case.args, block, in_channels=case.channels)
-            made = variant_steps(spec, x, y, regional=args.regional)
-            seconds = time_variants(made["steps"], args.steps, args.repeats)
-            row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
-            row.update(side=case.side, channels=case.channels, seconds=seconds)
-            for name in variants:
-                row[f"{name}_images_per_s"] = case.batch / float(np.median(seconds[name]))
-            for name in variants[1:]:
-                row[f"{name}_speedup"] = speedup_interval(seconds["plain"], seconds[name])
-            if args.regional:  # against the faster eager layout too
-                row["regional_channels_last_over_channels_last"] = speedup_interval(
-                    seconds["channels_last"], seconds["regional_channels_last"]
-                )
-            row["warmup_cold_s"], row["warmup_warm_s"] = (
-                made["warmup_cold_s"],
-                made["warmup_warm_s"],
+            yield label, case, block, spec, x, y
+
+
+def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable[[], None]) -> None:
+    """Every case x block not in ``rows`` yet (at these threads): images/s of each variant,
+    speed-ups and compile warm-ups, appended to ``rows`` and saved one by one."""
+    threads = torch.get_num_threads()
+    if getattr(args, "scopes", False):
+        measure_scopes(args, rows, save)
+        return
+    variants = REGIONAL_VARIANTS if args.regional else VARIANTS
+    for label, case, block, spec, x, y in pending(args, rows):
+        made = variant_steps(spec, x, y, regional=args.regional)
+        seconds = time_variants(made["steps"], args.steps, args.repeats)
+        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
+        row.update(side=case.side, channels=case.channels, seconds=seconds)
+        for name in variants:
+            row[f"{name}_images_per_s"] = case.batch / float(np.median(seconds[name]))
+        for name in variants[1:]:
+            row[f"{name}_speedup"] = speedup_interval(seconds["plain"], seconds[name])
+        if args.regional:  # against the faster eager layout too
+            row["regional_channels_last_over_channels_last"] = speedup_interval(
+                seconds["channels_last"], seconds["regional_channels_last"]
             )
-            rows.append(row)
-            save()
-            print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+        row["warmup_cold_s"], row["warmup_warm_s"] = (
+            made["warmup_cold_s"],
+            made["warmup_warm_s"],
+        )
+        rows.append(row)
+        save()
+        print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
 
 
 def measure_scopes(
     args: argparse.Namespace,
     rows: list[dict[str, Any]],
     save: Callable[[], None],
-    done: set[tuple[str, str, int]],
 ) -> None:
     """``--scopes``: every case x block not in ``rows``: each compile scope's speed-up over the
     channels-last eager step, and its warm-ups. Every region's variants fit dynamo's limit."""
     threads = torch.get_num_threads()
-    for label, case in args.cases.items():
-        generator = torch.Generator().manual_seed(0)
-        for block in args.blocks:
-            if (label, block, threads) in done:
-                continue
-            shape = (case.batch, case.channels, case.side, case.side)
-            x = torch.randn(shape, generator=generator)
-            y = torch.randint(0, 10, (case.batch,), generator=generator)
-            spec = spec_of(case.backbone, case.args, block, in_channels=case.channels)
-            with torch._dynamo.config.patch(recompile_limit=64):
-                made = scope_steps(spec, x, y)
-                seconds = time_variants(made["steps"], args.steps, args.repeats)
-            row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
-            row.update(side=case.side, channels=case.channels, seconds=seconds)
-            row["channels_last_images_per_s"] = case.batch / float(
-                np.median(seconds["channels_last"])
-            )
-            for name in SCOPE_VARIANTS[1:]:
-                row[f"{name}_speedup"] = speedup_interval(seconds["channels_last"], seconds[name])
-            row["warmups"] = made["warmups"]
-            rows.append(row)
-            save()
-            print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+    for label, case, block, spec, x, y in pending(args, rows):
+        with torch._dynamo.config.patch(recompile_limit=64):
+            made = scope_steps(spec, x, y)
+            seconds = time_variants(made["steps"], args.steps, args.repeats)
+        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
+        row.update(side=case.side, channels=case.channels, seconds=seconds)
+        row["channels_last_images_per_s"] = case.batch / float(np.median(seconds["channels_last"]))
+        for name in SCOPE_VARIANTS[1:]:
+            row[f"{name}_speedup"] = speedup_interval(seconds["channels_last"], seconds[name])
+        row["warmups"] = made["warmups"]
+        rows.append(row)
+        save()
+        print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+
+
+def ratio(value: tuple[float, float, float]) -> str:
+    """A speed-up with its interval: ``1.23x [1.10, 1.31]``."""
+    return f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
+
+
+#: The first columns of every table: what was timed.
+CASE_COLUMNS = ["case", "block", "input", "threads"]
+
+
+def case_cells(row: dict[str, Any]) -> list[str]:
+    """A row's case, block, input (batch x channels x side²) and threads."""
+    size = f"{row['batch']} x {row.get('channels', 3)} x {row.get('side', 32)}\u00b2"
+    return [row["model"], row["block"], size, str(row.get("threads", 1))]
 
 
 def render(rows: list[dict[str, Any]]) -> list[str]:
     """The table: images/s per variant, speed-ups over plain with intervals, warm-ups."""
-
-    def ratio(value: tuple[float, float, float]) -> str:
-        return f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
-
     return markdown_table(
         [
-            "case", "block", "input", "threads", "plain img/s", "channels-last img/s",
-            "compiled img/s", "channels-last / plain", "compiled / plain",
+            *CASE_COLUMNS, "plain img/s", "channels-last img/s", "compiled img/s",
+            "channels-last / plain", "compiled / plain",
             "compile warm-up cold / warm (s)",
         ],
         "llllrrrrrr",
         [
             [
-                r["model"], r["block"],
-                f"{r['batch']} x {r.get('channels', 3)} x {r.get('side', 32)}\u00b2",
-                str(r.get("threads", 1)), f"{r['plain_images_per_s']:,.0f}",
+                *case_cells(r), f"{r['plain_images_per_s']:,.0f}",
                 f"{r['channels_last_images_per_s']:,.0f}", f"{r['compiled_images_per_s']:,.0f}",
                 ratio(r["channels_last_speedup"]), ratio(r["compiled_speedup"]),
                 f"{r['warmup_cold_s']:.1f} / {r['warmup_warm_s']:.1f}",
@@ -333,21 +341,16 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
 
 def render_regional(rows: list[dict[str, Any]]) -> list[str]:
     """The ``--regional`` table: per-unit compilation against eager, in both layouts."""
-
-    def ratio(value: tuple[float, float, float]) -> str:
-        return f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
-
     return markdown_table(
         [
-            "case", "block", "input", "threads", "plain img/s", "units compiled / plain",
+            *CASE_COLUMNS, "plain img/s", "units compiled / plain",
             "channels-last / plain", "units compiled channels-last / channels-last",
             "compile warm-up cold / warm (s)",
         ],
         "llllrrrrr",
         [
             [
-                r["model"], r["block"], f"{r['batch']} x {r['channels']} x {r['side']}\u00b2",
-                str(r["threads"]), f"{r['plain_images_per_s']:,.0f}",
+                *case_cells(r), f"{r['plain_images_per_s']:,.0f}",
                 ratio(r["regional_speedup"]), ratio(r["channels_last_speedup"]),
                 ratio(r["regional_channels_last_over_channels_last"]),
                 f"{r['warmup_cold_s']:.1f} / {r['warmup_warm_s']:.1f}",
@@ -359,21 +362,16 @@ def render_regional(rows: list[dict[str, Any]]) -> list[str]:
 
 def render_scopes(rows: list[dict[str, Any]]) -> list[str]:
     """The ``--scopes`` table: each compile scope against channels-last eager."""
-
-    def ratio(value: tuple[float, float, float]) -> str:
-        return f"{value[0]:.2f}x [{value[1]:.2f}, {value[2]:.2f}]"
-
     return markdown_table(
         [
-            "case", "block", "input", "threads", "channels-last img/s", "units / eager",
+            *CASE_COLUMNS, "channels-last img/s", "units / eager",
             "stages / eager", "whole model / eager",
             "warm-up cold / warm (s): units, stages, whole",
         ],
         "llllrrrrr",
         [
             [
-                r["model"], r["block"], f"{r['batch']} x {r['channels']} x {r['side']}²",
-                str(r["threads"]), f"{r['channels_last_images_per_s']:,.0f}",
+                *case_cells(r), f"{r['channels_last_images_per_s']:,.0f}",
                 *(ratio(r[f"{name}_speedup"]) for name in SCOPE_VARIANTS[1:]),
                 ", ".join(
                     f"{r['warmups'][name][0]:.1f} / {r['warmups'][name][1]:.1f}"
