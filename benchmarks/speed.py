@@ -135,6 +135,20 @@ def _compiled_step(make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tens
     return step, warmups
 
 
+def unit_paths(spec: ArchSpec) -> list[str]:
+    """The residual units of the spec's backbone (its insertion sites), by module path."""
+    return [s.path for s in backbone_sites(spec.backbone, **spec.backbone_args)]
+
+
+def regions_compiled(
+    base: nn.Module, paths: list[str], memory_format: torch.memory_format = torch.preserve_format
+) -> nn.Module:
+    """A copy of ``base`` in ``memory_format`` with the modules at ``paths`` compiled in place."""
+    model = copy.deepcopy(base).to(memory_format=memory_format)
+    compile_regions(model, paths)
+    return model
+
+
 def variant_steps(
     spec: ArchSpec, x: torch.Tensor, y: torch.Tensor, regional: bool = False
 ) -> dict[str, Any]:
@@ -151,20 +165,14 @@ def variant_steps(
             lambda: torch.compile(copy.deepcopy(base)), x, y
         )
         return {"steps": steps, "warmup_cold_s": warmups[0], "warmup_warm_s": warmups[1]}
-    paths = [s.path for s in backbone_sites(spec.backbone, **spec.backbone_args)]
-
-    def units_compiled(memory_format: torch.memory_format) -> nn.Module:
-        model = copy.deepcopy(base).to(memory_format=memory_format)
-        compile_regions(model, paths)
-        return model
-
+    paths = unit_paths(spec)
     with compiled_units_scope(len(paths)):
         steps["regional"], warmups = _compiled_step(
-            lambda: units_compiled(torch.contiguous_format), x, y
+            lambda: regions_compiled(base, paths, torch.contiguous_format), x, y
         )
     with compiled_units_scope(len(paths)):
         steps["regional_channels_last"], _ = _compiled_step(
-            lambda: units_compiled(torch.channels_last), x_last, y
+            lambda: regions_compiled(base, paths, torch.channels_last), x_last, y
         )
     return {"steps": steps, "warmup_cold_s": warmups[0], "warmup_warm_s": warmups[1]}
 
@@ -179,19 +187,10 @@ def scope_steps(spec: ArchSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, A
     compiled one's warm-ups (cold, then warm)."""
     base = build_model(spec, seed=0).train().to(memory_format=torch.channels_last)
     x_last = x.contiguous(memory_format=torch.channels_last)
-    units = [s.path for s in backbone_sites(spec.backbone, **spec.backbone_args)]
-
-    def regions(paths: list[str]) -> Callable[[], nn.Module]:
-        def make() -> nn.Module:
-            model = copy.deepcopy(base)
-            compile_regions(model, paths)
-            return model
-
-        return make
-
+    units = unit_paths(spec)
     makers = {
-        "units": regions(units),
-        "stages": regions(stage_paths(units)),
+        "units": lambda: regions_compiled(base, units),
+        "stages": lambda: regions_compiled(base, stage_paths(units)),
         "whole": lambda: torch.compile(copy.deepcopy(base)),
     }
     steps = {"channels_last": step_function(copy.deepcopy(base), x_last, y)}
