@@ -12,7 +12,7 @@ and the others go on, so a single run says everything that breaks:
 * ``stream``: the streaming loader over a folder of JPEG files written for the check (CIFAR-size,
   two worker processes), its batches moved to the device;
 * ``resnet20``: one CIFAR-10 ResNet-20 trial per training setting (precision, channels-last,
-  and compiled units with both on),
+  and with both on, compiled per unit and as a whole model),
   on the CIFAR-10 JPEG copy where ``$ATTN_NAS_DATA`` (or ``../shared/data``) holds it, else on
   random CIFAR-size images (then only its speed means anything).
 
@@ -57,14 +57,16 @@ from benchmarks._harness import (
     write_markdown,
 )
 
-#: Training settings of the ResNet-20 trial: (precision, channels_last, compile). The compiled
-#: one is left out of ``--smoke`` (tests/nas/test_compiling.py covers it on the CPU).
+#: Training settings of the ResNet-20 trial: (precision, channels_last, compile scope or None).
+#: The compiled ones are left out of ``--smoke`` (tests/nas/test_compiling.py covers them on the
+#: CPU).
 SETTINGS = (
-    ("32", False, False),
-    ("32", True, False),
-    ("bf16-mixed", False, False),
-    ("bf16-mixed", True, False),
-    ("bf16-mixed", True, True),
+    ("32", False, None),
+    ("32", True, None),
+    ("bf16-mixed", False, None),
+    ("bf16-mixed", True, None),
+    ("bf16-mixed", True, "units"),
+    ("bf16-mixed", True, "model"),
 )
 
 
@@ -260,7 +262,7 @@ def resnet20_checks(device: torch.device, smoke: bool) -> list[Check]:
             continue
         settings = (
             f"precision {precision}, channels_last {str(channels_last).lower()}, "
-            f"compile {str(compiled).lower()}"
+            f"compile {compiled or 'false'}"
         )
         check = Check("resnet20", settings)
         with timed(check):
@@ -270,7 +272,7 @@ def resnet20_checks(device: torch.device, smoke: bool) -> list[Check]:
                 epochs=1 if smoke else 2, precision=precision, channels_last=channels_last
             )
             module = ClassifierModule(spec, config=cfg, seed=0)
-            module.compile_units = compiled
+            module.compile_scope = compiled
             accelerator = "gpu" if device.type == "cuda" else "cpu"
             clock = EpochClock()
             trainer = build_trainer(cfg, seed=0, accelerator=accelerator, callbacks=[clock])

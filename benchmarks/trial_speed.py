@@ -13,9 +13,9 @@ saved), in three arms run back to back for every (architecture, seed), in an ord
   pruner's study would, and for a problem cut
   down to fit this machine (``cifar10_resnet20``) ``compile`` is what ``"auto"`` decides for the
   study's full-size trial (45,000 images x 30 epochs), so the cut-down trial runs as a full one
-  would (on a CPU ``"auto"`` compiles nothing); where it compiles, the compile cache is this
-  run's own, empty at the start, so the first seed of each architecture pays its units' cold
-  compile and later seeds find them warm;
+  would (on a CPU ``"auto"`` compiles the whole model for it); where it compiles, the compile
+  cache is this run's own, empty at the start, so the first seed of each architecture pays its
+  cold compile and later seeds find it warm;
 * ``plain``: the same training (model, batches, optimiser, schedule) in a hand-written eager loop
   (``benchmarks/overhead.py``'s ``run_plain``): no costs, no checkpoint, no Lightning.
 
@@ -81,6 +81,8 @@ from search_spaces.cost import model_cost
 from search_spaces.space import baselines, suggest_arch
 
 ARMS = ("before", "now", "plain")
+#: The group of pairs whose ``now`` run found an empty compile cache.
+COLD = "first seed (cold compile cache)"
 #: The ``before`` arm's ``[training]`` settings (its ``[data]`` adds ``eval_batch_size``).
 BEFORE = {"channels_last": False, "compile": False, "validate": "every_epoch"}
 #: The full-size trial of a cut-down problem (``compile = "auto"`` is decided for it, and its
@@ -269,7 +271,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     by_key = {(r["arch"], r["seed"], r["arm"]): r for r in result["runs"]}
     pairs = sorted({(r["arch"], r["seed"]) for r in result["runs"]})
     groups: dict[str, list[tuple[str, int]]] = {
-        "first seed (cold compile cache)": [p for p in pairs if p[1] == 0],
+        COLD: [p for p in pairs if p[1] == 0],
         "later seeds (warm compile cache)": [p for p in pairs if p[1] > 0],
         "all": pairs,
     }
@@ -343,12 +345,13 @@ def epoch_summary(
     }
     full = result.get("full_trial")
     if full:
-        # The full trial's epochs are longer by its share of images; the warm-up is paid once.
+        # The full trial's epochs are longer by its share of images; the warm-up is paid once,
+        # with a cold cache (a search's architectures are mostly new to it).
         epochs = full["epochs"] * full["images"] / result["split_sizes"]["train"]
         compiled = any(r["compiled"] for r in result["runs"] if r["arm"] == "now")
-        warm = min(summary["now_warmup_s"].values()) if compiled else 0.0
+        cold = summary["now_warmup_s"].get(COLD, 0.0) if compiled else 0.0
         before_s = epochs * summary["median_s"]["before"]
-        now_s = epochs * summary["median_s"]["now"] + max(warm, 0.0)
+        now_s = epochs * summary["median_s"]["now"] + max(cold, 0.0)
         summary["projection"] = {**full, "before_s": before_s, "now_s": now_s}
     return summary
 
@@ -451,7 +454,7 @@ def epoch_lines(epochs: dict[str, Any] | None, compiled: bool) -> list[str]:
             f"Projected to the full trial ({projection['images']:,} images x "
             f"{projection['epochs']} epochs, from the median over pairs of each run's mean "
             "epoch after the first"
-            f"{' and the warm-cache warm-up' if compiled else ''}): "
+            f"{' and the cold-cache warm-up' if compiled else ''}): "
             f"before {projection['before_s'] / 60:.0f} min, now {projection['now_s'] / 60:.0f} "
             f"min, {projection['before_s'] / projection['now_s']:.2f}x.",
             "",

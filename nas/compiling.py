@@ -1,25 +1,31 @@
-"""Compiled training (``training.compile``): each residual unit compiled on its own.
+"""Compiled training (``training.compile``): the whole model, or each residual unit on its own.
 
 A network of this project is a stem, residual units (its insertion sites, each with its attention
-block) and a head. Compiling per unit (PyTorch's regional compilation: ``module.compile()`` on
-each, in place, so the weights keep their names) lets the many small element-wise and pooling
-ops of an attention block fuse, and makes a unit's compiled code a function of its own type and
-shapes only: a second architecture made of units already seen loads their code from the inductor
-cache (:func:`use_compile_cache`: one folder shared by every trial, worker and ``nas confirm`` run
-of a study) instead of compiling them again. The stem and the head stay eager.
+block) and a head. ``training.compile_scope`` says what is compiled (``module.compile()`` in
+place, so the weights keep their names):
 
-Compiling costs a warm-up before the first step (tens of seconds per unit type with an empty
-cache, a few seconds with it warm: ``benchmarks/speed.py``), so ``"auto"`` compiles only on the
-devices where compiled units train faster (:data:`AUTO_COMPILE_DEVICES`) and where the trial's
-expected training time (:func:`expected_training_s`, from its FLOPs and the device) is at least
-:data:`PAYOFF` times that warm-up. A unit the compiler cannot handle runs eager (dynamo's own
-fallback, with its warning); a platform with no working compiler trains eager and says so once.
+* ``"units"``, each residual unit (PyTorch's regional compilation): the small element-wise and
+  pooling ops of an attention block fuse, and a unit's compiled code is a function of its own type
+  and shapes only, so a second architecture made of units already seen loads their code from the
+  inductor cache (:func:`use_compile_cache`: one folder shared by every trial, worker and
+  ``nas confirm`` run of a study) instead of compiling them again. The stem and head stay eager.
+* ``"model"``, the whole network as one graph: every architecture compiles its own graph (its
+  kernels still come from the cache where another graph made them), and no tensor crosses a
+  region boundary. On the CPU this is what pays: there each boundary costs more than the fusion
+  inside it gains (:data:`AUTO_SCOPE`).
+
+Compiling costs a warm-up before the first step (tens of seconds with an empty cache, a few with
+it warm: ``benchmarks/speed.py``), so ``"auto"`` compiles only where the scope trains faster than
+eager on the device (:data:`AUTO_COMPILES`) and the trial's expected training time
+(:func:`expected_training_s`, from its FLOPs and the device) is at least :data:`PAYOFF` times
+that warm-up. A region the compiler cannot handle runs eager (dynamo's own fallback, with its
+warning); a platform with no working compiler trains eager and says so once.
 
 Every unit runs the same ``forward``, and dynamo compiles a function once per variant (unit
 shapes, training or evaluation, grad mode) and past ``recompile_limit`` (8 by default) runs it
 eager for the rest of the process: one ResNet-20 (5 unit shapes x train / eval) reaches that, and a
-worker's trials accumulate variants. :func:`compiled_units_scope` therefore starts each compiled
-run from a clean dynamo state (the model's units come back from the on-disk cache) with a limit
+worker's trials accumulate variants. :func:`compiled_regions_scope` therefore starts each compiled
+run from a clean dynamo state (the model's code comes back from the on-disk cache) with a limit
 that fits the model.
 """
 
@@ -45,33 +51,48 @@ if TYPE_CHECKING:
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 #: Expected training must be this many times the warm-up for ``"auto"`` to compile.
 PAYOFF = 10.0
-#: Device types on which ``"auto"`` compiles: those where units compiled one by one train
-#: faster than eager. Not the CPU: there a ResNet-20 step with its units compiled ran 0.84-1.11x
-#: eager and 0.74-0.97x channels-last eager (``benchmarks/speed.py --regional``, results in
-#: ``benchmarks/results/speed.md``), although the whole model compiled ran 1.1-1.5x eager; each
-#: region boundary costs (``--scopes``: per stage 0.91-1.12x, the whole model 1.10-1.27x the
-#: channels-last eager step). A CUDA GPU is assumed to gain until ``benchmarks/gpu.py`` measures it.
-AUTO_COMPILE_DEVICES = frozenset({"cuda"})
-#: Seconds of warm-up expected with an empty cache (per trial: its unit types compiled): assumed
-#: for a GPU, not yet measured (no GPU has run ``benchmarks/gpu.py``); a CPU took 15-49 s for a
-#: ResNet-20 step (``benchmarks/speed.py --regional``).
-COLD_WARMUP_S = {"cuda": 60.0}
+#: What ``compile_scope = "auto"`` compiles per device type (else ``"units"``). The CPU compiles
+#: the whole model: there a ResNet-20 step with its units compiled ran 0.73-0.95x the
+#: channels-last eager step, per stage 0.91-1.12x, and the whole model 1.10-1.27x
+#: (``benchmarks/speed.py --scopes``, results in ``benchmarks/results/speed.md``): each region
+#: boundary costs. A GPU compiles units, so that architectures share their compiled regions.
+AUTO_SCOPE = {"cpu": "model"}
+#: (device type, scope) that ``compile = "auto"`` compiles: those measured faster than eager on
+#: the CPU, and on a CUDA GPU both, assumed until ``benchmarks/gpu.py`` measures them.
+AUTO_COMPILES = frozenset({("cpu", "model"), ("cuda", "units"), ("cuda", "model")})
+#: Seconds of warm-up expected with an empty cache (per trial: its graphs compiled). The CPU's is
+#: measured: a whole ResNet-20 took 12-34 s (1 thread, ``speed.py --scopes``) and each of its
+#: evaluation and last-batch variants adds to it. A GPU's is assumed (no GPU has run
+#: ``benchmarks/gpu.py``).
+COLD_WARMUP_S = {"cpu": 40.0, "cuda": 60.0}
 #: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
 #: per device type, for :func:`expected_training_s`: one CPU core (a ResNet-20 step at batch 128
 #: runs ~500 images/s there, ~1.2e11 FLOP/s; smaller models use the core less well), and a
 #: data-centre GPU.
 TRAINING_FLOPS = {"cpu": 5e10, "cuda": 5e12}
-#: Compiled variants allowed per unit in one run: training and evaluation, each possibly again
+#: Compiled variants allowed per region in one run: training and evaluation, each possibly again
 #: with a dynamic batch size (an epoch's smaller last batch).
-VARIANTS_PER_UNIT = 4
+VARIANTS_PER_REGION = 4
+#: What a scope compiles, for the log line.
+SCOPE_WORDS = {"units": "each residual unit", "model": "the whole model"}
 
 
 @dataclass(frozen=True)
 class CompileDecision:
-    """Whether a trial's units are compiled, and why (the log line)."""
+    """What a trial compiles (``"units"``, ``"model"``, or None: eager), and why (the log line)."""
 
-    compile: bool
+    scope: str | None
     why: str
+
+    @property
+    def compile(self) -> bool:
+        return self.scope is not None
+
+
+def resolve_scope(setting: str, device_type: str) -> str:
+    """``training.compile_scope``: as written, or for ``"auto"`` the device's
+    :data:`AUTO_SCOPE` (``"units"`` where it names none)."""
+    return AUTO_SCOPE.get(device_type, "units") if setting == "auto" else setting
 
 
 def compiler_missing(device_type: str) -> str | None:
@@ -95,52 +116,56 @@ def expected_training_s(
     return flops / TRAINING_FLOPS.get(device_type, TRAINING_FLOPS["cpu"])
 
 
-def decide(setting: bool | str, expected_s: float, device_type: str) -> CompileDecision:
-    """``training.compile`` for one trial: ``false`` never, ``true`` always and ``"auto"`` on
-    :data:`AUTO_COMPILE_DEVICES` where the expected training is at least :data:`PAYOFF` x the
-    cold warm-up; never where :func:`compiler_missing` says the platform cannot."""
+def decide(
+    setting: bool | str, expected_s: float, device_type: str, scope_setting: str = "auto"
+) -> CompileDecision:
+    """``training.compile`` for one trial, in the scope :func:`resolve_scope` gives: ``false``
+    never, ``true`` always and ``"auto"`` where :data:`AUTO_COMPILES` has the device and scope
+    and the expected training is at least :data:`PAYOFF` x the cold warm-up; never where
+    :func:`compiler_missing` says the platform cannot."""
     if setting is False:
-        return CompileDecision(False, "training.compile = false")
+        return CompileDecision(None, "training.compile = false")
     missing = compiler_missing(device_type)
     if missing is not None:
-        return CompileDecision(False, f"no working compiler ({missing}); training runs eager")
+        return CompileDecision(None, f"no working compiler ({missing}); training runs eager")
+    scope = resolve_scope(scope_setting, device_type)
     if setting is True:
-        return CompileDecision(True, "training.compile = true")
-    if device_type not in AUTO_COMPILE_DEVICES:
+        return CompileDecision(scope, f"training.compile = true, {SCOPE_WORDS[scope]}")
+    if (device_type, scope) not in AUTO_COMPILES:
         return CompileDecision(
-            False,
-            f"compiled units train slower than eager on the {device_type} "
-            "(benchmarks/results/speed.md); training.compile = true forces them",
+            None,
+            f"{SCOPE_WORDS[scope]} compiled trains slower than eager on the {device_type} "
+            "(benchmarks/results/speed.md); training.compile = true forces it",
         )
-    warmup = COLD_WARMUP_S[device_type]
+    warmup = COLD_WARMUP_S.get(device_type, COLD_WARMUP_S["cuda"])
     pays = expected_s >= PAYOFF * warmup
     return CompileDecision(
-        pays,
-        f"expected training ~{expected_s:.0f} s per trial, "
+        scope if pays else None,
+        f"{SCOPE_WORDS[scope]}: expected training ~{expected_s:.0f} s per trial, "
         f"{'at least' if pays else 'below'} {PAYOFF:g} x the ~{warmup:.0f} s a cold compile "
         "takes",
     )
 
 
 def compile_regions(model: nn.Module, paths: Sequence[str]) -> list[str]:
-    """Compile the modules at ``paths`` (the residual units) in place; returns the paths. The
-    compiled code is made at their first call, and found in the cache where a unit of the same
-    type and shapes was compiled before."""
+    """Compile the modules at ``paths`` (the residual units, or ``""``: the model itself) in
+    place; returns the paths. The compiled code is made at their first call, and found in the
+    cache where a region of the same code and shapes was compiled before."""
     for path in paths:
         model.get_submodule(path).compile()
     return list(paths)
 
 
 @contextlib.contextmanager
-def compiled_units_scope(n_units: int) -> Iterator[None]:
-    """One run (fit, validate, test) of a model with ``n_units`` compiled units: dynamo's
+def compiled_regions_scope(n_regions: int) -> Iterator[None]:
+    """One run (fit, validate, test) of a model with ``n_regions`` compiled regions: dynamo's
     in-process code dropped first, so no earlier model's variants count against the limit (this
     model's come back from the inductor cache, warm), and ``recompile_limit`` raised to
-    :data:`VARIANTS_PER_UNIT` per unit for the run, then restored."""
+    :data:`VARIANTS_PER_REGION` per region for the run, then restored."""
     import torch._dynamo
 
     torch._dynamo.reset()
-    limit = max(torch._dynamo.config.recompile_limit, VARIANTS_PER_UNIT * n_units)
+    limit = max(torch._dynamo.config.recompile_limit, VARIANTS_PER_REGION * n_regions)
     with torch._dynamo.config.patch(recompile_limit=limit):
         yield
 

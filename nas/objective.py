@@ -136,8 +136,10 @@ class TrialRunner:
         #: and used from the first trial that compiles.
         self.compile_cache = compile_cache_dir(cfg, (confirming or {}).get("of"))
         self.compile_cache_ready = False
-        #: Whether the last trial compiled (None before the first): each change is said once.
-        self.compiled_last: bool | None = None
+        #: What the last trial compiled (its scope; None: eager) and whether any trial decided
+        #: yet: each change is said once.
+        self.compiled_last: str | None = None
+        self.compile_said = False
         #: Trackers that failed in this process (each warns once).
         self.tracking_warned: set[str] = set()
 
@@ -215,7 +217,7 @@ class TrialRunner:
         cfg, dm = self.cfg, self.datamodule
         module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
         cost = self.store_cost(trial, module.model)
-        module.compile_units = self._compile_decision(cost).compile
+        module.compile_scope = self._compile_decision(cost).scope
 
         # Baselines are references: they train their full epochs, whatever the pruner thinks.
         pruner = optuna.pruners.NopPruner() if schema.BASELINE.has(trial) else self.pruner
@@ -266,18 +268,18 @@ class TrialRunner:
         samples = split_size(self.datamodule, "train") or 0
         flops = float(cost.get("flops") or 0.0)
         expected = expected_training_s(flops, samples, training.epochs, device_type)
-        decision = decide(training.compile, expected, device_type)
+        decision = decide(training.compile, expected, device_type, training.compile_scope)
         if decision.compile and not self.compile_cache_ready:
             try:
                 use_compile_cache(self.compile_cache)
                 self.compile_cache_ready = True
             except ValueError as exc:  # checked at the start where it was asked for explicitly
-                decision = CompileDecision(False, f"{exc}; training runs eager")
-        if decision.compile != self.compiled_last:
+                decision = CompileDecision(None, f"{exc}; training runs eager")
+        if not self.compile_said or decision.scope != self.compiled_last:
             print(
                 f"compile: {'on' if decision.compile else 'off'} ({decision.why})", file=sys.stderr
             )
-        self.compiled_last = decision.compile
+        self.compiled_last, self.compile_said = decision.scope, True
         return decision
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
@@ -359,7 +361,8 @@ class TrialRunner:
             trial,
             {
                 "channels_last": module.channels_last,
-                "compiled": module.compile_units,
+                "compiled": module.compile_scope is not None,
+                "compile_scope": module.compile_scope,
                 "precision": str(trainer.precision),
             },
         )

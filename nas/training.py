@@ -28,7 +28,7 @@ from torchmetrics import Metric
 from search_spaces.backbones import backbone_family, backbone_sites
 from search_spaces.spec import ArchSpec
 
-from .compiling import compile_regions, compiled_units_scope
+from .compiling import compile_regions, compiled_regions_scope
 from .config import TrainingConfig
 
 SPLITS = ("test", "val")
@@ -251,9 +251,10 @@ class ClassifierModule(L.LightningModule):
         self.backbone_family = None if self.spec is None else backbone_family(self.spec.backbone)
         #: Whether the model trains in channels-last memory format (resolved at setup).
         self.channels_last = False
-        #: Compile each residual unit of the spec's backbone at setup (``nas.compiling``; the
-        #: caller decides, e.g. ``TrialRunner`` from ``training.compile``).
-        self.compile_units = False
+        #: What is compiled at setup: ``"units"`` (each residual unit of the spec's backbone),
+        #: ``"model"`` (the whole network) or None (nothing). The caller decides
+        #: (``nas.compiling``; e.g. ``TrialRunner`` from ``training.compile``).
+        self.compile_scope: str | None = None
         self.train_metrics = EpochMetrics()
         self.val_metrics = EpochMetrics()
         self.test_metrics = EpochMetrics()
@@ -270,13 +271,16 @@ class ClassifierModule(L.LightningModule):
         )
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        compile_regions(self.model, self.compiled_unit_paths())
+        compile_regions(self.model, self.compiled_paths())
 
-    def compiled_unit_paths(self) -> list[str]:
-        """The residual units compiled at setup: every insertion site of the spec's backbone
-        where ``compile_units`` is set, else none (a ``model=`` module is never compiled)."""
-        if not self.compile_units or self.spec is None:
+    def compiled_paths(self) -> list[str]:
+        """The modules compiled at setup, by ``compile_scope``: every insertion site of the
+        spec's backbone, ``[""]`` (the model itself) or none (a ``model=`` module is never
+        compiled)."""
+        if self.compile_scope is None or self.spec is None:
             return []
+        if self.compile_scope == "model":
+            return [""]
         return [s.path for s in backbone_sites(self.spec.backbone, **self.spec.backbone_args)]
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -454,8 +458,8 @@ class RunScope(Callback):
     Torch: deterministic algorithms (with a fixed cuBLAS workspace on CUDA) or, when not
     deterministic, cuDNN autotuning on CUDA; ``use_deterministic_algorithms`` (and warn-only)
     and ``cudnn.benchmark`` are restored, ``CUBLAS_WORKSPACE_CONFIG`` stays set (cuBLAS reads it
-    once, when it starts). A :class:`ClassifierModule` with compiled units: dynamo reset and its
-    recompile limit fitted to the model (:func:`~nas.compiling.compiled_units_scope`). Lightning:
+    once, when it starts). A :class:`ClassifierModule` with compiled regions: dynamo reset and its
+    recompile limit fitted to the model (:func:`~nas.compiling.compiled_regions_scope`). Lightning:
     its loggers at WARNING and its num_workers hint hidden (the data is in memory; there are no
     workers to add). Set in ``setup`` and restored in ``teardown``; when the run raises (a
     pruned trial, a NaN loss) Lightning 2.6 calls ``on_exception`` but no ``teardown`` hook, so
@@ -471,9 +475,9 @@ class RunScope(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stack.enter_context(_torch_flags(self.deterministic, self.device_type))
         self._stack.enter_context(_quiet_lightning())
-        units = pl_module.compiled_unit_paths() if isinstance(pl_module, ClassifierModule) else []
-        if units:
-            self._stack.enter_context(compiled_units_scope(len(units)))
+        regions = pl_module.compiled_paths() if isinstance(pl_module, ClassifierModule) else []
+        if regions:
+            self._stack.enter_context(compiled_regions_scope(len(regions)))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stack.close()

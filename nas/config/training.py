@@ -16,11 +16,13 @@ _Optimizer = Literal["sgd", "adamw"]
 _Schedule = Literal["cosine", "onecycle", "constant"]
 _Precision = Literal["auto", "32", "bf16-mixed"]
 _Validate = Literal["auto", "every_epoch", "last_epoch"]
+_CompileScope = Literal["auto", "units", "model"]
 
 OPTIMIZERS: tuple[str, ...] = get_args(_Optimizer)
 SCHEDULES: tuple[str, ...] = get_args(_Schedule)
 PRECISIONS: tuple[str, ...] = get_args(_Precision)
 VALIDATE: tuple[str, ...] = get_args(_Validate)
+COMPILE_SCOPES: tuple[str, ...] = get_args(_CompileScope)
 
 
 @_one_line_errors
@@ -39,8 +41,9 @@ class TrainingConfig:
     and ``32`` elsewhere, ``channels_last`` is on for a CUDA GPU and, on the CPU, for the
     backbone families measured faster so (``nas.training.CPU_CHANNELS_LAST_FAMILIES``),
     ``deterministic`` is on for the CPU (on a GPU it is off and cuDNN autotuning is on instead),
-    ``compile`` compiles each residual unit where the trial's expected training outlasts
-    compiling (``nas.compiling``), ``validate`` validates every epoch only where something reads
+    ``compile`` compiles where the trial's expected training outlasts compiling,
+    ``compile_scope`` is the whole model on the CPU and each residual unit on a GPU
+    (``nas.compiling``), ``validate`` validates every epoch only where something reads
     each epoch's accuracy (a pruner, a table's curves) and once after the last epoch otherwise
     (``nas.training.validation_interval``). ``gradient_clip`` is a max gradient norm. Numbers
     must be finite.
@@ -84,6 +87,11 @@ class TrainingConfig:
     )
     compile: StrictBool | Literal["auto"] = _field(
         "auto", allowed="true, false or 'auto'", doc="auto: where training outlasts compiling."
+    )
+    compile_scope: _CompileScope = _field(
+        "auto",
+        allowed=_one_of(COMPILE_SCOPES),
+        doc="What is compiled. auto: the whole model on the CPU, each residual unit on a GPU.",
     )
     compile_cache: StrictStr = _field(
         "", allowed="a folder, or '' for runs_dir/<name>/compile-cache", doc="Compiled code."

@@ -2,9 +2,11 @@
 
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
@@ -13,12 +15,14 @@ from nas.compiling import (
     CACHE_ENV,
     COLD_WARMUP_S,
     PAYOFF,
-    VARIANTS_PER_UNIT,
+    VARIANTS_PER_REGION,
+    CompileDecision,
     compile_regions,
-    compiled_units_scope,
+    compiled_regions_scope,
     compiler_missing,
     decide,
     expected_training_s,
+    resolve_scope,
     use_compile_cache,
 )
 from search_spaces.backbones import backbone_sites
@@ -37,35 +41,57 @@ def test_expected_training_is_three_forward_passes_of_every_sample_at_the_device
     assert expected_training_s(1e6, 1000, 10, "cuda") == pytest.approx(6e-3)
 
 
-def test_auto_compiles_only_where_training_outlasts_the_warm_up_tenfold(has_compiler):
-    threshold = PAYOFF * COLD_WARMUP_S["cuda"]
-    below, at = decide("auto", threshold - 1, "cuda"), decide("auto", threshold, "cuda")
-    assert not below.compile and at.compile
-    assert (
-        below.why == "expected training ~599 s per trial, below 10 x the ~60 s a cold compile takes"
+@pytest.mark.parametrize(("device_type", "scope"), [("cuda", "units"), ("cpu", "model")])
+def test_auto_compiles_only_where_training_outlasts_the_warm_up_tenfold(
+    has_compiler, device_type, scope
+):
+    threshold = PAYOFF * COLD_WARMUP_S[device_type]
+    below = decide("auto", threshold - 1, device_type)
+    at = decide("auto", threshold, device_type)
+    assert below.scope is None and not below.compile
+    assert at.scope == scope and at.compile
+    words = {"units": "each residual unit", "model": "the whole model"}[scope]
+    warmup = COLD_WARMUP_S[device_type]
+    assert below.why == (
+        f"{words}: expected training ~{threshold - 1:.0f} s per trial, below 10 x the "
+        f"~{warmup:.0f} s a cold compile takes"
     )
-    assert (
-        at.why == "expected training ~600 s per trial, at least 10 x the ~60 s a cold compile takes"
+    assert at.why == (
+        f"{words}: expected training ~{threshold:.0f} s per trial, at least 10 x the "
+        f"~{warmup:.0f} s a cold compile takes"
     )
 
 
-def test_auto_never_compiles_on_the_cpu_where_compiled_units_measured_slower(has_compiler):
-    decision = decide("auto", 1e9, "cpu")
-    assert decision == compiling.CompileDecision(
-        False,
-        "compiled units train slower than eager on the cpu (benchmarks/results/speed.md); "
-        "training.compile = true forces them",
+def test_the_auto_scope_is_the_whole_model_on_the_cpu_and_units_elsewhere():
+    assert resolve_scope("auto", "cpu") == "model"
+    assert resolve_scope("auto", "cuda") == "units"
+    assert resolve_scope("auto", "mps") == "units"
+    assert resolve_scope("units", "cpu") == "units"  # as written
+    assert resolve_scope("model", "cuda") == "model"
+
+
+def test_auto_never_compiles_units_on_the_cpu_where_they_measured_slower(has_compiler):
+    decision = decide("auto", 1e9, "cpu", "units")
+    assert decision == CompileDecision(
+        None,
+        "each residual unit compiled trains slower than eager on the cpu "
+        "(benchmarks/results/speed.md); training.compile = true forces it",
     )
-    assert decide(True, 0.0, "cpu").compile  # forced, it compiles
-    assert decide(True, 0.0, "cpu") == compiling.CompileDecision(True, "training.compile = true")
-    assert decide(False, 1e9, "cpu") == compiling.CompileDecision(False, "training.compile = false")
+    assert decide(True, 0.0, "cpu", "units") == CompileDecision(
+        "units", "training.compile = true, each residual unit"
+    )  # forced, it compiles
+    assert decide(True, 0.0, "cpu") == CompileDecision(
+        "model", "training.compile = true, the whole model"
+    )
+    assert decide(False, 1e9, "cpu") == CompileDecision(None, "training.compile = false")
+    assert decide("auto", 1e9, "cuda", "model").scope == "model"  # a GPU: both scopes
 
 
 def test_without_a_compiler_training_runs_eager_and_says_why(monkeypatch):
     monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
     assert compiler_missing("cpu") == "no C++ compiler on PATH (install g++ or clang)"
     decision = decide(True, 1e9, "cpu")
-    assert not decision.compile
+    assert not decision.compile and decision.scope is None
     assert decision.why == (
         "no working compiler (no C++ compiler on PATH (install g++ or clang)); training runs eager"
     )
@@ -102,33 +128,44 @@ def _variants_compiled(shapes: int) -> int:
     return counters["stats"]["unique_graphs"] - before
 
 
-def test_a_compiled_run_may_compile_every_variant_of_its_units_then_the_limit_is_back():
+def test_the_whole_model_is_compiled_in_place_as_one_region():
+    model = build_model(_spec(), seed=0)
+    keys = list(model.state_dict())
+    assert compile_regions(model, [""]) == [""]
+    compiled = [name for name, m in model.named_modules() if m._compiled_call_impl is not None]
+    assert compiled == [""]  # the model itself, no unit on its own
+    assert list(model.state_dict()) == keys
+
+
+def test_a_compiled_run_may_compile_every_variant_of_its_regions_then_the_limit_is_back():
     import torch._dynamo
 
     default = torch._dynamo.config.recompile_limit
     torch._dynamo.reset()
     assert _variants_compiled(default + 4) == default  # past the limit: eager
-    with compiled_units_scope(n_units=3):
-        # the earlier variants were dropped; 3 units allow 3 x VARIANTS_PER_UNIT
-        assert torch._dynamo.config.recompile_limit == 3 * VARIANTS_PER_UNIT > default
+    with compiled_regions_scope(n_regions=3):
+        # the earlier variants were dropped; 3 regions allow 3 x VARIANTS_PER_REGION
+        assert torch._dynamo.config.recompile_limit == 3 * VARIANTS_PER_REGION > default
         assert _variants_compiled(default + 4) == default + 4
     assert torch._dynamo.config.recompile_limit == default
 
 
-def test_the_run_scope_fits_dynamo_to_a_module_with_compiled_units():
+def test_the_run_scope_fits_dynamo_to_a_module_with_compiled_regions():
     import torch._dynamo
 
     from nas.training import ClassifierModule, RunScope
 
     default = torch._dynamo.config.recompile_limit
     module = ClassifierModule(_spec(), config={"epochs": 1})
-    assert module.compiled_unit_paths() == []  # compile_units off: nothing compiled
-    module.compile_units = True
-    paths = module.compiled_unit_paths()
+    assert module.compiled_paths() == []  # compile_scope None: nothing compiled
+    module.compile_scope = "model"
+    assert module.compiled_paths() == [""]
+    module.compile_scope = "units"
+    paths = module.compiled_paths()
     assert paths == [site.path for site in backbone_sites("resnet8", width=4)]
     scope = RunScope(deterministic=True, device_type="cpu")
     scope.setup(None, module, "fit")
-    assert torch._dynamo.config.recompile_limit == max(default, VARIANTS_PER_UNIT * len(paths))
+    assert torch._dynamo.config.recompile_limit == max(default, VARIANTS_PER_REGION * len(paths))
     scope.teardown(None, module, "fit")
     assert torch._dynamo.config.recompile_limit == default
 
@@ -152,15 +189,15 @@ def test_a_cache_folder_that_cannot_be_written_is_refused_with_its_path(tmp_path
     )
 
 
-def _train(spec: ArchSpec, seed: int, compiled: bool):
+def _train(spec: ArchSpec, seed: int, scope: str | None):
     from nas.config import DataConfig, TrainingConfig
     from nas.data import build_datamodule
     from nas.training import ClassifierModule, build_trainer
 
-    cfg = TrainingConfig(epochs=1, lr=0.05, compile=compiled)
+    cfg = TrainingConfig(epochs=1, lr=0.05, compile=scope is not None)
     data = DataConfig(name="digits", per_class=8, val_per_class=4, batch_size=16)
     module = ClassifierModule(spec, config=cfg, seed=seed)
-    module.compile_units = compiled
+    module.compile_scope = scope
     build_trainer(cfg, seed=seed).fit(module, datamodule=build_datamodule(data, seed=0))
     return module
 
@@ -177,8 +214,8 @@ def test_compiled_training_matches_eager_and_reuses_every_unit_it_compiled(tmp_p
         pytest.skip(compiler_missing("cpu"))
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     torch._dynamo.reset()
-    eager = _train(_spec(), seed=0, compiled=False)
-    compiled = _train(_spec(), seed=0, compiled=True)
+    eager = _train(_spec(), seed=0, scope=None)
+    compiled = _train(_spec(), seed=0, scope="units")
     misses, hits = _fx_cache()
     assert misses > 0  # an empty cache: its units compiled
     assert math.isclose(
@@ -190,13 +227,50 @@ def test_compiled_training_matches_eager_and_reuses_every_unit_it_compiled(tmp_p
     # The same units with other weights (a confirm repeat, another worker), as a new process
     # sees them: nothing compiled again, every unit read from the cache.
     torch._dynamo.reset()
-    _train(_spec(), seed=1, compiled=True)
+    _train(_spec(), seed=1, scope="units")
     assert _fx_cache()[0] == misses and _fx_cache()[1] > hits
     # One new unit type (ECA in stage 2): only it is compiled.
     torch._dynamo.reset()
     before = _fx_cache()
-    _train(_spec(stage2="eca"), seed=0, compiled=True)
+    _train(_spec(stage2="eca"), seed=0, scope="units")
     assert 0 < _fx_cache()[0] - before[0] < misses
+
+
+@pytest.mark.slow  # compiles a whole ResNet-8 (about a minute with an empty cache)
+def test_a_long_cpu_trial_compiles_its_whole_model_and_trains_as_eager_does(
+    tiny_config, monkeypatch, capsys
+):
+    if compiler_missing("cpu"):
+        pytest.skip(compiler_missing("cpu"))
+    from nas import trial_schema as schema
+    from nas.config import StudyConfig
+    from nas.study import load_or_create_study
+    from nas.worker import run_search
+
+    def search(name: str, compile: bool | str) -> optuna.trial.FrozenTrial:
+        data = tiny_config(study={"n_trials": 1, "name": name}, training={"compile": compile})
+        cfg = StudyConfig.from_dict(data)
+        run_search(cfg, progress=False)
+        return load_or_create_study(cfg).trials[0]
+
+    monkeypatch.setattr(compiling, "PAYOFF", 0.0)  # every trial outlasts its warm-up
+    compiled = search("whole", "auto")
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("compile:")]
+    assert len(said) == 1 and re.fullmatch(
+        r"compile: on \(the whole model: expected training ~\d+ s per trial, at least 0 x the "
+        r"~40 s a cold compile takes\)",
+        said[0],
+    )
+    assert schema.TRAINED_WITH.get(compiled)["compile_scope"] == "model"
+    eager = search("eager", False)
+    assert schema.TRAINED_WITH.get(eager)["compile_scope"] is None
+    assert compiled.params == eager.params  # the same seed samples the same architecture
+    assert compiled.values[1] == eager.values[1]  # FLOPs
+    assert compiled.values[0] == pytest.approx(eager.values[0], abs=1 / 40)  # one image of 40
+    history = schema.VAL_HISTORY.get
+    assert [h["val_loss"] for h in history(compiled)] == pytest.approx(
+        [h["val_loss"] for h in history(eager)], rel=1e-3
+    )
 
 
 def test_a_search_says_its_compile_decision_once(tiny_config, capsys):
@@ -207,9 +281,11 @@ def test_a_search_says_its_compile_decision_once(tiny_config, capsys):
     run_search(cfg, progress=False)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("compile:")]
     assert len(lines) == 1  # the same decision for every trial: said once
-    assert lines[0] == (
-        "compile: off (compiled units train slower than eager on the cpu "
-        "(benchmarks/results/speed.md); training.compile = true forces them)"
+    # "auto" would compile the whole model on the CPU; these trials are too short to pay for it
+    assert re.fullmatch(
+        r"compile: off \(the whole model: expected training ~\d+ s per trial, below 10 x the "
+        r"~40 s a cold compile takes\)",
+        lines[0],
     )
     assert not (Path(cfg.study.runs_dir) / "tiny" / "compile-cache").exists()  # nothing compiled
     from nas import trial_schema as schema
@@ -218,7 +294,7 @@ def test_a_search_says_its_compile_decision_once(tiny_config, capsys):
     # Each trial says what "auto" resolved to: a CIFAR ResNet trains channels-last on the CPU.
     trials = load_or_create_study(cfg).trials
     assert [schema.TRAINED_WITH.get(t) for t in trials] == [
-        {"channels_last": True, "compiled": False, "precision": "32-true"}
+        {"channels_last": True, "compiled": False, "compile_scope": None, "precision": "32-true"}
     ] * 3
 
 

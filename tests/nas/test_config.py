@@ -361,7 +361,12 @@ ADDED_SINCE_0_1_0 = {
     },
     "data": {"loader": "auto", "num_workers": 2},
     "backbone": {"pretrained": False},
-    "training": {"compile": "auto", "compile_cache": "", "validate": "auto"},
+    "training": {
+        "compile": "auto",
+        "compile_scope": "auto",
+        "compile_cache": "",
+        "validate": "auto",
+    },
     "pruning": {"auto_min_rho": 0.5},
     "evaluation": {
         "seeding": "common",
@@ -516,7 +521,7 @@ COSTS_LIST = (
         (
             {"training": {"epoch": 3}},
             "unknown key(s) ['training.epoch']; allowed: ['channels_last', 'compile', "
-            "'compile_cache', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', 'nesterov', "
+            "'compile_cache', 'compile_scope', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', 'nesterov', "
             "'optimizer', 'precision', 'schedule', 'validate', 'warmup_epochs', 'weight_decay']",
         ),
     ],
@@ -614,7 +619,7 @@ def test_load_reports_the_file_and_toml_errors(tmp_path):
         (
             lambda: TrainingConfig.from_dict({"epochs": 1, "lr_max": 0.1}),
             "TrainingConfig: unknown key(s) ['lr_max']; allowed: ['channels_last', 'compile', "
-            "'compile_cache', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', "
+            "'compile_cache', 'compile_scope', 'deterministic', 'epochs', 'gradient_clip', 'label_smoothing', 'lr', 'momentum', "
             "'nesterov', 'optimizer', 'precision', 'schedule', 'validate', 'warmup_epochs', 'weight_decay']",
         ),
         (lambda: DataConfig(batch_size=0), "DataConfig.batch_size must be an int >= 1, got 0"),
