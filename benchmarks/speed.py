@@ -14,6 +14,9 @@ the same process and interleaved so that a change of the machine's load hits eve
 ``--regional`` times each residual unit compiled in place, as ``training.compile`` does, in
 both layouts; ``--scopes`` compares what a compile covers, all channels-last: each unit, each
 stage (its units as one region) or the whole model, against the channels-last eager step.
+``--supernet`` times a supernet's training step (every block at every site, the next of a fixed
+list of sampled paths at each step, channels-last) eager and with each candidate block compiled
+in place, as supernet training does under ``training.compile``.
 
 Each variant runs ``--steps`` steps per repeat, ``--repeats`` times; the table gives the median
 images per second with the spread of the repeats, and each variant's speed-up over ``plain``
@@ -24,6 +27,7 @@ variant slower than its noise is a finding only where the interval excludes 1.
     .venv/bin/python benchmarks/speed.py --models quickstart --threads 2
     .venv/bin/python benchmarks/speed.py --regional --models resnet20   # units, as training does
     .venv/bin/python benchmarks/speed.py --scopes --models resnet20     # units, stages, whole
+    .venv/bin/python benchmarks/speed.py --supernet --models resnet20   # candidate blocks
     .venv/bin/python benchmarks/speed.py --smoke --out -          # tiny: a check that it runs
 
 Results go to ``benchmarks/results/speed.md`` (and ``.json`` beside it). A run resumes: rows of
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import sys
@@ -63,10 +68,12 @@ from benchmarks._harness import (
     write_json,
     write_markdown,
 )
-from nas.compiling import compile_regions, compiled_units_scope
+from nas.compiling import compile_regions, compiled_regions_scope
 from search_spaces.backbones import backbone_sites
 from search_spaces.build import build_model
+from search_spaces.space import SearchSpace
 from search_spaces.spec import ArchSpec, BlockChoice
+from search_spaces.supernet import PathSampler, activate, build_supernet, candidate_paths
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,10 @@ REGIONAL_VARIANTS = ("plain", "channels_last", "regional", "regional_channels_la
 #: ``--scopes``: what a compile covers, all in channels-last against the channels-last eager
 #: step: each residual unit, each stage (its units as one region), or the whole model.
 SCOPE_VARIANTS = ("channels_last", "units", "stages", "whole")
+#: ``--supernet``: the supernet's channels-last step eager, and with each candidate compiled.
+SUPERNET_VARIANTS = ("channels_last", "blocks")
+#: ``--supernet``: sampled paths (``PathSampler``, uniform, seed 0) the steps cycle through.
+SUPERNET_PATHS = 16
 
 
 def spec_of(
@@ -166,11 +177,11 @@ def variant_steps(
         )
         return {"steps": steps, "warmup_cold_s": warmups[0], "warmup_warm_s": warmups[1]}
     paths = unit_paths(spec)
-    with compiled_units_scope(len(paths)):
+    with compiled_regions_scope(len(paths)):
         steps["regional"], warmups = _compiled_step(
             lambda: regions_compiled(base, paths, torch.contiguous_format), x, y
         )
-    with compiled_units_scope(len(paths)):
+    with compiled_regions_scope(len(paths)):
         steps["regional_channels_last"], _ = _compiled_step(
             lambda: regions_compiled(base, paths, torch.channels_last), x_last, y
         )
@@ -198,6 +209,42 @@ def scope_steps(spec: ArchSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, A
     for name, make in makers.items():
         steps[name], warmups[name] = _compiled_step(make, x_last, y)
     return {"steps": steps, "warmups": warmups}
+
+
+def supernet_steps(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """The channels-last step of a supernet of :data:`BLOCKS` (SE and ECA at their default
+    parameters), eager and with each candidate block compiled, each call on the next of
+    :data:`SUPERNET_PATHS` sampled paths; the compiled one's warm-up (its first pass over every
+    path, less the eager one's)."""
+    space = SearchSpace(
+        case.backbone, case.args, blocks=BLOCKS, reductions=(16,), eca_kernels=("adaptive",)
+    )
+    base = build_supernet(space, case.channels, 10, seed=0).train()
+    base.to(memory_format=torch.channels_last)
+    sampler = PathSampler(space, in_channels=case.channels)
+    paths = [sampler(step) for step in range(SUPERNET_PATHS)]
+    x_last = x.contiguous(memory_format=torch.channels_last)
+
+    def path_step(model: nn.Module) -> Callable[[], None]:
+        step, turn = step_function(model, x_last, y), itertools.count()
+
+        def run() -> None:
+            activate(model, paths[next(turn) % len(paths)])
+            step()
+
+        return run
+
+    steps = {
+        "channels_last": path_step(copy.deepcopy(base)),
+        "blocks": path_step(regions_compiled(base, candidate_paths(base))),
+    }
+    first_pass = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        for _ in paths:
+            step()
+        first_pass[name] = time.perf_counter() - start
+    return {"steps": steps, "warmup_s": first_pass["blocks"] - first_pass["channels_last"]}
 
 
 def time_variants(
@@ -231,22 +278,25 @@ def speedup_interval(
 
 
 def pending(
-    args: argparse.Namespace, rows: list[dict[str, Any]]
-) -> Iterator[tuple[str, Case, str, ArchSpec, torch.Tensor, torch.Tensor]]:
-    """Every case x block not in ``rows`` yet (at these threads), with its spec and its batch
-    (the same random images and labels in every run)."""
+    args: argparse.Namespace, rows: list[dict[str, Any]], blocks: tuple[str, ...] | None = None
+) -> Iterator[tuple[str, Case, str, torch.Tensor, torch.Tensor]]:
+    """Every case x block (default ``args.blocks``) not in ``rows`` yet (at these threads), with
+    its batch (the same random images and labels in every run)."""
     threads = torch.get_num_threads()
     done = {(r["model"], r["block"], r.get("threads", 1)) for r in rows}
     for label, case in args.cases.items():
         generator = torch.Generator().manual_seed(0)
-        for block in args.blocks:
-            if (label, block, threads) in done:
-                continue
+        for block in blocks or args.blocks:
             shape = (case.batch, case.channels, case.side, case.side)
             x = torch.randn(shape, generator=generator)
             y = torch.randint(0, 10, (case.batch,), generator=generator)
-            spec = spec_of(case.backbone, case.args, block, in_channels=case.channels)
-            yield label, case, block, spec, x, y
+            if (label, block, threads) not in done:
+                yield label, case, block, x, y
+
+
+def spec_for(case: Case, block: str) -> ArchSpec:
+    """The case's backbone with ``block`` in every insertion site."""
+    return spec_of(case.backbone, case.args, block, in_channels=case.channels)
 
 
 def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable[[], None]) -> None:
@@ -256,9 +306,12 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
     if getattr(args, "scopes", False):
         measure_scopes(args, rows, save)
         return
+    if getattr(args, "supernet", False):
+        measure_supernet(args, rows, save)
+        return
     variants = REGIONAL_VARIANTS if args.regional else VARIANTS
-    for label, case, block, spec, x, y in pending(args, rows):
-        made = variant_steps(spec, x, y, regional=args.regional)
+    for label, case, block, x, y in pending(args, rows):
+        made = variant_steps(spec_for(case, block), x, y, regional=args.regional)
         seconds = time_variants(made["steps"], args.steps, args.repeats)
         row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
         row.update(side=case.side, channels=case.channels, seconds=seconds)
@@ -287,9 +340,9 @@ def measure_scopes(
     """``--scopes``: every case x block not in ``rows``: each compile scope's speed-up over the
     channels-last eager step, and its warm-ups. Every region's variants fit dynamo's limit."""
     threads = torch.get_num_threads()
-    for label, case, block, spec, x, y in pending(args, rows):
+    for label, case, block, x, y in pending(args, rows):
         with torch._dynamo.config.patch(recompile_limit=64):
-            made = scope_steps(spec, x, y)
+            made = scope_steps(spec_for(case, block), x, y)
             seconds = time_variants(made["steps"], args.steps, args.repeats)
         row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
         row.update(side=case.side, channels=case.channels, seconds=seconds)
@@ -300,6 +353,29 @@ def measure_scopes(
         rows.append(row)
         save()
         print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+
+
+def measure_supernet(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    save: Callable[[], None],
+) -> None:
+    """``--supernet``: every case not in ``rows``: the speed-up of compiled candidate blocks
+    over the eager supernet step, and their warm-up."""
+    threads = torch.get_num_threads()
+    label_of_blocks = "+".join(b for b in BLOCKS if b != "none")
+    for label, case, block, x, y in pending(args, rows, blocks=(label_of_blocks,)):
+        with torch._dynamo.config.patch(recompile_limit=64):
+            made = supernet_steps(case, x, y)
+            seconds = time_variants(made["steps"], args.steps, args.repeats)
+        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
+        row.update(side=case.side, channels=case.channels, seconds=seconds)
+        row["channels_last_images_per_s"] = case.batch / float(np.median(seconds["channels_last"]))
+        row["blocks_speedup"] = speedup_interval(seconds["channels_last"], seconds["blocks"])
+        row["warmup_s"] = made["warmup_s"]
+        rows.append(row)
+        save()
+        print(f"# {label} supernet: {row}", file=sys.stderr, flush=True)
 
 
 def ratio(value: tuple[float, float, float]) -> str:
@@ -382,15 +458,34 @@ def render_scopes(rows: list[dict[str, Any]]) -> list[str]:
     )  # fmt: skip
 
 
+def render_supernet(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``--supernet`` table: compiled candidate blocks against the eager supernet step."""
+    return markdown_table(
+        [*CASE_COLUMNS, "eager img/s", "blocks compiled / eager", "warm-up cold (s)"],
+        "llllrrr",
+        [
+            [
+                *case_cells(r), f"{r['channels_last_images_per_s']:,.0f}",
+                ratio(r["blocks_speedup"]), f"{r['warmup_s']:.1f}",
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+#: The tables of a results file beside ``rows``, each filled by its own flag.
+EXTRA_TABLES = ("regional_rows", "scope_rows", "supernet_rows")
+
+
 def load_runs(path: Path | None) -> dict[str, Any]:
     """The results JSON at ``path`` (its runs and rows), or an empty one."""
     if path is None or not path.is_file():
-        return {"runs": [], "rows": [], "regional_rows": [], "scope_rows": []}
+        return {"runs": [], "rows": [], **{table: [] for table in EXTRA_TABLES}}
     stored = json.loads(path.read_text())
     if "runs" not in stored:  # a file of one run, written before runs resumed
         stored = {"runs": [{k: stored[k] for k in ("command", "machine")}], "rows": stored["rows"]}
-    stored.setdefault("regional_rows", [])
-    stored.setdefault("scope_rows", [])
+    for table in EXTRA_TABLES:
+        stored.setdefault(table, [])
     return stored
 
 
@@ -443,6 +538,23 @@ def results_lines(stored: dict[str, Any]) -> list[str]:
             if stored["scope_rows"]
             else []
         ),
+        *(
+            [
+                "",
+                "## A supernet's candidate blocks compiled (supernet training)",
+                "",
+                f"`--supernet`: a supernet with every block of {list(BLOCKS)} at every site "
+                f"(SE r=16, ECA adaptive k), channels-last, each step on the next of "
+                f"{SUPERNET_PATHS} paths sampled as supernet training samples them; eager "
+                "against each candidate block compiled in place (what supernet training "
+                "compiles under `training.compile`). Warm-up: the compiled supernet's first pass "
+                "over the paths, less the eager one's, with a cold cache.",
+                "",
+                *render_supernet(stored["supernet_rows"]),
+            ]
+            if stored["supernet_rows"]
+            else []
+        ),
     ]
 
 
@@ -458,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regional", action="store_true", help="time per-unit compilation")
     parser.add_argument(
         "--scopes", action="store_true", help="units vs stages vs the whole model compiled"
+    )
+    parser.add_argument(
+        "--supernet", action="store_true", help="a supernet's candidate blocks compiled"
     )
     parser.add_argument("--render", action="store_true", help="measure nothing: rewrite the .md")
     parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
@@ -480,7 +595,9 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
-            table = "scope_rows" if args.scopes else "regional_rows" if args.regional else "rows"
+            flags = {"scope_rows": args.scopes, "regional_rows": args.regional}
+            flags["supernet_rows"] = args.supernet
+            table = next((name for name, given in flags.items() if given), "rows")
             measure(args, stored[table], save)
         stored["runs"][-1]["machine"] = session.machine()
         save()

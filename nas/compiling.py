@@ -13,13 +13,17 @@ place, so the weights keep their names):
   kernels still come from the cache where another graph made them), and no tensor crosses a
   region boundary. On the CPU this is what pays: there each boundary costs more than the fusion
   inside it gains (:data:`AUTO_SCOPE`).
+* ``"blocks"``, each candidate attention block of a supernet on its own (not a config value: a
+  supernet's path changes every step, so its units and whole graph would be traced again for
+  each path).
 
 Compiling costs a warm-up before the first step (tens of seconds with an empty cache, a few with
 it warm: ``benchmarks/speed.py``), so ``"auto"`` compiles only where the scope trains faster than
 eager on the device (:data:`AUTO_COMPILES`) and the trial's expected training time
 (:func:`expected_training_s`, from its FLOPs and the device) is at least :data:`PAYOFF` times
-that warm-up. A region the compiler cannot handle runs eager (dynamo's own fallback, with its
-warning); a platform with no working compiler trains eager and says so once.
+that warm-up. A region the compiler fails on runs eager from then on, and dynamo says so once
+with its error (:func:`compiled_regions_scope`); a platform with no working compiler trains eager
+and says so once.
 
 Every unit runs the same ``forward``, and dynamo compiles a function once per variant (unit
 shapes, training or evaluation, grad mode) and past ``recompile_limit`` (8 by default) runs it
@@ -57,14 +61,18 @@ PAYOFF = 10.0
 #: (``benchmarks/speed.py --scopes``, results in ``benchmarks/results/speed.md``): each region
 #: boundary costs. A GPU compiles units, so that architectures share their compiled regions.
 AUTO_SCOPE = {"cpu": "model"}
-#: (device type, scope) that ``compile = "auto"`` compiles: those measured faster than eager on
-#: the CPU, and on a CUDA GPU both, assumed until ``benchmarks/gpu.py`` measures them.
-AUTO_COMPILES = frozenset({("cpu", "model"), ("cuda", "units"), ("cuda", "model")})
+#: (device type, scope) that ``compile = "auto"`` compiles: on the CPU the one measured faster
+#: than eager (a supernet's candidate blocks compiled ran 1.11x [1.04, 1.22] its eager step on
+#: one thread, 1.08x [0.90, 1.19] on two: not shown faster, ``speed.py --supernet``), and on a
+#: CUDA GPU every scope, assumed until ``benchmarks/gpu.py`` measures them.
+AUTO_COMPILES = frozenset(
+    {("cpu", "model"), ("cuda", "units"), ("cuda", "model"), ("cuda", "blocks")}
+)
 #: Seconds of warm-up expected with an empty cache (per trial: its graphs compiled). The CPU's is
-#: measured: a whole ResNet-20 took 12-34 s (1 thread, ``speed.py --scopes``) and each of its
-#: evaluation and last-batch variants adds to it. A GPU's is assumed (no GPU has run
-#: ``benchmarks/gpu.py``).
-COLD_WARMUP_S = {"cpu": 40.0, "cuda": 60.0}
+#: measured: a CIFAR-10 ResNet-20 trial's first epoch, with its training, evaluation and
+#: last-batch graphs compiled whole, took a median 70 s more than its later ones (2 threads,
+#: ``benchmarks/trial_speed.py``). A GPU's is assumed (no GPU has run ``benchmarks/gpu.py``).
+COLD_WARMUP_S = {"cpu": 70.0, "cuda": 60.0}
 #: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
 #: per device type, for :func:`expected_training_s`: one CPU core (a ResNet-20 step at batch 128
 #: runs ~500 images/s there, ~1.2e11 FLOP/s; smaller models use the core less well), and a
@@ -74,12 +82,17 @@ TRAINING_FLOPS = {"cpu": 5e10, "cuda": 5e12}
 #: with a dynamic batch size (an epoch's smaller last batch).
 VARIANTS_PER_REGION = 4
 #: What a scope compiles, for the log line.
-SCOPE_WORDS = {"units": "each residual unit", "model": "the whole model"}
+SCOPE_WORDS = {
+    "units": "each residual unit",
+    "model": "the whole model",
+    "blocks": "each candidate block",
+}
 
 
 @dataclass(frozen=True)
 class CompileDecision:
-    """What a trial compiles (``"units"``, ``"model"``, or None: eager), and why (the log line)."""
+    """What a run compiles (``"units"``, ``"model"``, ``"blocks"``, or None: eager), and why
+    (the log line)."""
 
     scope: str | None
     why: str
@@ -134,7 +147,7 @@ def decide(
     if (device_type, scope) not in AUTO_COMPILES:
         return CompileDecision(
             None,
-            f"{SCOPE_WORDS[scope]} compiled trains slower than eager on the {device_type} "
+            f"{SCOPE_WORDS[scope]} compiled is not measured faster than eager on the {device_type} "
             "(benchmarks/results/speed.md); training.compile = true forces it",
         )
     warmup = COLD_WARMUP_S.get(device_type, COLD_WARMUP_S["cuda"])
@@ -160,13 +173,14 @@ def compile_regions(model: nn.Module, paths: Sequence[str]) -> list[str]:
 def compiled_regions_scope(n_regions: int) -> Iterator[None]:
     """One run (fit, validate, test) of a model with ``n_regions`` compiled regions: dynamo's
     in-process code dropped first, so no earlier model's variants count against the limit (this
-    model's come back from the inductor cache, warm), and ``recompile_limit`` raised to
-    :data:`VARIANTS_PER_REGION` per region for the run, then restored."""
+    model's come back from the inductor cache, warm), ``recompile_limit`` raised to
+    :data:`VARIANTS_PER_REGION` per region and ``suppress_errors`` on (a region whose compiling
+    fails runs eager, with dynamo's warning, instead of failing the trial), then restored."""
     import torch._dynamo
 
     torch._dynamo.reset()
     limit = max(torch._dynamo.config.recompile_limit, VARIANTS_PER_REGION * n_regions)
-    with torch._dynamo.config.patch(recompile_limit=limit):
+    with torch._dynamo.config.patch(recompile_limit=limit, suppress_errors=True):
         yield
 
 
@@ -185,6 +199,18 @@ def use_compile_cache(folder: str | os.PathLike) -> Path:
         ) from None
     os.environ[CACHE_ENV] = str(path)
     return path
+
+
+def with_cache(decision: CompileDecision, folder: str | os.PathLike) -> CompileDecision:
+    """``decision`` once its cache ``folder`` is in use; where the folder cannot be written, eager
+    and why (a folder asked for explicitly was refused before anything started)."""
+    if not decision.compile:
+        return decision
+    try:
+        use_compile_cache(folder)
+    except ValueError as exc:
+        return CompileDecision(None, f"{exc}; training runs eager")
+    return decision
 
 
 def compile_cache_dir(cfg: StudyConfig, searched: str | None = None) -> Path:

@@ -43,6 +43,7 @@ from .compiling import (
     decide,
     expected_training_s,
     use_compile_cache,
+    with_cache,
 )
 from .config import StudyConfig
 from .data import build_datamodule
@@ -269,12 +270,9 @@ class TrialRunner:
         flops = float(cost.get("flops") or 0.0)
         expected = expected_training_s(flops, samples, training.epochs, device_type)
         decision = decide(training.compile, expected, device_type, training.compile_scope)
-        if decision.compile and not self.compile_cache_ready:
-            try:
-                use_compile_cache(self.compile_cache)
-                self.compile_cache_ready = True
-            except ValueError as exc:  # checked at the start where it was asked for explicitly
-                decision = CompileDecision(None, f"{exc}; training runs eager")
+        if not self.compile_cache_ready:
+            decision = with_cache(decision, self.compile_cache)
+            self.compile_cache_ready = decision.compile
         if not self.compile_said or decision.scope != self.compiled_last:
             print(
                 f"compile: {'on' if decision.compile else 'off'} ({decision.why})", file=sys.stderr

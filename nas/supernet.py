@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -36,17 +37,20 @@ from optuna.trial import TrialState
 
 from search_spaces.backbones import backbone_family
 from search_spaces.build import build_model
+from search_spaces.cost import count_flops
 from search_spaces.spec import ArchSpec
 from search_spaces.supernet import (
     PathSampler,
     activate,
     build_supernet,
+    candidate_paths,
     recalibrate_bn,
     supernet_size,
 )
 
 from . import trial_schema as schema
 from .artifacts import ArtifactNotFound, describe_store, download_weights, upload_weights
+from .compiling import CompileDecision, compile_cache_dir, decide, expected_training_s, with_cache
 from .config import StudyConfig, supernet_epochs
 from .objective import EpochProgress, TrialOutcome, TrialRunner, ctrl_c_restored, split_size
 from .stats import binomial_se
@@ -204,6 +208,12 @@ class SupernetModule(ClassifierModule):
         self.train_seconds = 0.0
         self._epoch_started = 0.0
 
+    def compiled_paths(self) -> list[str]:
+        """Every candidate block where ``compile_scope`` is set: the path changes every step, so
+        a supernet compiles its candidates one by one (one graph for candidates of one type and
+        shape), never its units or the whole model (each path would be traced again)."""
+        return [] if self.compile_scope is None else candidate_paths(self.model)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         activate(self.model, self.sampler(self.global_step))
 
@@ -270,6 +280,7 @@ def train_supernet(
     module = module or SupernetModule(
         cfg, dm.in_channels, dm.num_classes, max_bytes=memory_limit_bytes(cfg, device)
     )
+    module.compile_scope = supernet_compile(cfg, module, dm, device).scope
     last = folder / CHECKPOINT_NAME
     resume = last if last.is_file() else None
     if resume is not None:
@@ -306,6 +317,26 @@ def train_supernet(
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
     return module
+
+
+def supernet_compile(
+    cfg: StudyConfig, module: SupernetModule, datamodule: LightningDataModule, device: str
+) -> CompileDecision:
+    """``training.compile`` for the supernet's training (its candidate blocks, scope
+    ``"blocks"``), from the expected training of its plain backbone over every epoch; said on
+    stderr."""
+    device_type = device.split(":")[0]
+    activate(module.model, {})  # "none" everywhere: the plain backbone's FLOPs
+    flops = count_flops(module.model, (1, *datamodule.input_shape))
+    samples = split_size(datamodule, "train") or 0
+    expected = expected_training_s(flops, samples, supernet_epochs(cfg), device_type)
+    decision = decide(cfg.training.compile, expected, device_type, "blocks")
+    decision = with_cache(decision, compile_cache_dir(cfg))
+    print(
+        f"compile: {'on' if decision.compile else 'off'} (supernet: {decision.why})",
+        file=sys.stderr,
+    )
+    return decision
 
 
 def ensure_supernet(

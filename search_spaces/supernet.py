@@ -350,6 +350,16 @@ def _mixed_sites(model: nn.Module) -> dict[str, tuple[nn.Module, MixedAttention]
     return out
 
 
+def candidate_paths(model: nn.Module) -> list[str]:
+    """The module path of every candidate block of the supernet ``model``, site by site."""
+    return [
+        f"{name}.candidates.{key}" if name else f"candidates.{key}"
+        for name, module in model.named_modules()
+        if isinstance(module, MixedAttention)
+        for key in module.candidates
+    ]
+
+
 def _path_choices(model: nn.Module, arch: ArchSpec | Mapping[str, BlockChoice]) -> dict:
     """Module path -> choice, from an ArchSpec (through the supernet's sites) or a mapping."""
     if not isinstance(arch, ArchSpec):
@@ -538,6 +548,7 @@ __all__ = [
     "SupernetSize",
     "activate",
     "build_supernet",
+    "candidate_paths",
     "choice_key",
     "insert_candidates",
     "recalibrate_bn",

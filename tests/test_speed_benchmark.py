@@ -32,13 +32,17 @@ def test_smoke_run_times_every_variant(bench, tmp_path):
     assert bench.main(["--smoke", "--out", str(out)]) == 0
     assert bench.main(["--smoke", "--regional", "--out", str(out)]) == 0  # resumes into it
     assert bench.main(["--smoke", "--scopes", "--out", str(out)]) == 0
+    assert bench.main(["--smoke", "--supernet", "--out", str(out)]) == 0
     text = out.read_text()
     whole, regional = text.split("## Residual units compiled one by one")
     regional, scopes = regional.split("## What to compile: units, stages or the whole model")
+    scopes, supernet = scopes.split("## A supernet's candidate blocks compiled")
     for table in (whole, regional, scopes):
         rows = [line for line in table.splitlines() if line.startswith("| smoke |")]
         assert [row.split(" | ")[1] for row in rows] == ["none", "se"]
-    assert text.count("Command: ") == 3
+    rows = [line for line in supernet.splitlines() if line.startswith("| smoke |")]
+    assert [row.split(" | ")[1] for row in rows] == ["se+eca+cbam"]
+    assert text.count("Command: ") == 4
     assert (tmp_path / "speed.json").is_file()
 
 
@@ -64,6 +68,7 @@ def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, m
         "rows": [old],
         "regional_rows": [],
         "scope_rows": [],
+        "supernet_rows": [],
     }
 
     measured = []

@@ -240,6 +240,16 @@ def test_check_matches_names_the_settings_that_differ(built, tmp_path):
     other = StudyConfig.from_dict({**d, "space": {**d["space"], "blocks": ["none", "se"]}})
     with pytest.raises(ValueError, match=r"differ: space\.blocks"):
         table.check_matches(other)
+    # Which epochs validate changes no weight: a replay may validate once or every epoch.
+    for validate in ("every_epoch", "last_epoch"):
+        table.check_matches(
+            StudyConfig.from_dict({**d, "training": {**d["training"], "validate": validate}})
+        )
+    # Compiling changes the numerics (within float tolerance): the table's setting is kept.
+    for field, value in (("compile", True), ("compile_scope", "units")):
+        changed = StudyConfig.from_dict({**d, "training": {**d["training"], field: value}})
+        with pytest.raises(ValueError, match=rf"differ: training\.{field}\)"):
+            table.check_matches(changed)
 
 
 def test_noise_figures_match_a_direct_computation(built):
