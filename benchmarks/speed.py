@@ -16,7 +16,9 @@ both layouts; ``--scopes`` compares what a compile covers, all channels-last: ea
 stage (its units as one region) or the whole model, against the channels-last eager step.
 ``--supernet`` times a supernet's training step (every block at every site, the next of a fixed
 list of sampled paths at each step, channels-last) eager and with each candidate block compiled
-in place, as supernet training does under ``training.compile``.
+in place, as supernet training does under ``training.compile``. ``--bf16`` times the
+channels-last eager step in float32 and under bfloat16 autocast (``precision = "bf16-mixed"``),
+with whether the CPU has native bfloat16 instructions (AVX512-BF16, AMX).
 
 Each variant runs ``--steps`` steps per repeat, ``--repeats`` times; the table gives the median
 images per second with the spread of the repeats, and each variant's speed-up over ``plain``
@@ -28,6 +30,7 @@ variant slower than its noise is a finding only where the interval excludes 1.
     .venv/bin/python benchmarks/speed.py --regional --models resnet20   # units, as training does
     .venv/bin/python benchmarks/speed.py --scopes --models resnet20     # units, stages, whole
     .venv/bin/python benchmarks/speed.py --supernet --models resnet20   # candidate blocks
+    .venv/bin/python benchmarks/speed.py --bf16 --models resnet20 --threads 2
     .venv/bin/python benchmarks/speed.py --smoke --out -          # tiny: a check that it runs
 
 Results go to ``benchmarks/results/speed.md`` (and ``.json`` beside it). A run resumes: rows of
@@ -119,12 +122,16 @@ def spec_of(
     return ArchSpec(backbone, args, in_channels=in_channels, num_classes=classes, sites=sites)
 
 
-def step_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """One SGD training step of ``model`` on the batch ``(x, y)``, as a closure."""
+def step_function(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False
+) -> Callable[[], None]:
+    """One SGD training step of ``model`` on the batch ``(x, y)``, as a closure; with ``bf16``
+    its forward under bfloat16 autocast, as Lightning's ``bf16-mixed`` runs it."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step() -> None:
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -309,6 +316,9 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
     if getattr(args, "supernet", False):
         measure_supernet(args, rows, save)
         return
+    if getattr(args, "bf16", False):
+        measure_bf16(args, rows, save)
+        return
     variants = REGIONAL_VARIANTS if args.regional else VARIANTS
     for label, case, block, x, y in pending(args, rows):
         made = variant_steps(spec_for(case, block), x, y, regional=args.regional)
@@ -376,6 +386,35 @@ def measure_supernet(
         rows.append(row)
         save()
         print(f"# {label} supernet: {row}", file=sys.stderr, flush=True)
+
+
+def measure_bf16(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    save: Callable[[], None],
+) -> None:
+    """``--bf16``: every case x block not in ``rows``: the channels-last eager step under
+    bfloat16 autocast against float32, and whether the CPU computes bfloat16 natively."""
+    threads = torch.get_num_threads()
+    for label, case, block, x, y in pending(args, rows):
+        base = build_model(spec_for(case, block), seed=0).train()
+        base.to(memory_format=torch.channels_last)
+        x_last = x.contiguous(memory_format=torch.channels_last)
+        steps = {
+            precision: step_function(copy.deepcopy(base), x_last, y, bf16=precision == "bf16")
+            for precision in ("float32", "bf16")
+        }
+        seconds = time_variants(steps, args.steps, args.repeats)
+        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
+        row.update(side=case.side, channels=case.channels, seconds=seconds)
+        row["float32_images_per_s"] = case.batch / float(np.median(seconds["float32"]))
+        row["bf16_speedup"] = speedup_interval(seconds["float32"], seconds["bf16"])
+        row["native_bf16"] = torch.cpu._is_avx512_bf16_supported() or (
+            torch.cpu._is_amx_tile_supported()
+        )
+        rows.append(row)
+        save()
+        print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
 
 
 def ratio(value: tuple[float, float, float]) -> str:
@@ -473,8 +512,23 @@ def render_supernet(rows: list[dict[str, Any]]) -> list[str]:
     )  # fmt: skip
 
 
+def render_bf16(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``--bf16`` table: bfloat16 autocast against float32, both channels-last eager."""
+    return markdown_table(
+        [*CASE_COLUMNS, "float32 img/s", "bf16 / float32", "native bf16"],
+        "llllrrl",
+        [
+            [
+                *case_cells(r), f"{r['float32_images_per_s']:,.0f}", ratio(r["bf16_speedup"]),
+                "yes" if r["native_bf16"] else "no",
+            ]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
 #: The tables of a results file beside ``rows``, each filled by its own flag.
-EXTRA_TABLES = ("regional_rows", "scope_rows", "supernet_rows")
+EXTRA_TABLES = ("regional_rows", "scope_rows", "supernet_rows", "bf16_rows")
 
 
 def load_runs(path: Path | None) -> dict[str, Any]:
@@ -555,6 +609,20 @@ def results_lines(stored: dict[str, Any]) -> list[str]:
             if stored["supernet_rows"]
             else []
         ),
+        *(
+            [
+                "",
+                "## bfloat16 autocast against float32 (eager, channels-last)",
+                "",
+                "`--bf16`: the channels-last eager step with its forward under bfloat16 autocast "
+                '(what `precision = "bf16-mixed"` runs) against float32, in the same process; '
+                "native bf16: the CPU has AVX512-BF16 or AMX instructions.",
+                "",
+                *render_bf16(stored["bf16_rows"]),
+            ]
+            if stored["bf16_rows"]
+            else []
+        ),
     ]
 
 
@@ -574,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--supernet", action="store_true", help="a supernet's candidate blocks compiled"
     )
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast vs float32")
     parser.add_argument("--render", action="store_true", help="measure nothing: rewrite the .md")
     parser.add_argument("--out", default=str(RESULTS / "speed.md"), help="'-': print only")
     args = parser.parse_args(argv)
@@ -596,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="nas-speed-inductor-") as cache:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold at the start of this run
             flags = {"scope_rows": args.scopes, "regional_rows": args.regional}
-            flags["supernet_rows"] = args.supernet
+            flags.update(supernet_rows=args.supernet, bf16_rows=args.bf16)
             table = next((name for name, given in flags.items() if given), "rows")
             measure(args, stored[table], save)
         stored["runs"][-1]["machine"] = session.machine()

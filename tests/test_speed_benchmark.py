@@ -33,16 +33,18 @@ def test_smoke_run_times_every_variant(bench, tmp_path):
     assert bench.main(["--smoke", "--regional", "--out", str(out)]) == 0  # resumes into it
     assert bench.main(["--smoke", "--scopes", "--out", str(out)]) == 0
     assert bench.main(["--smoke", "--supernet", "--out", str(out)]) == 0
+    assert bench.main(["--smoke", "--bf16", "--out", str(out)]) == 0
     text = out.read_text()
     whole, regional = text.split("## Residual units compiled one by one")
     regional, scopes = regional.split("## What to compile: units, stages or the whole model")
     scopes, supernet = scopes.split("## A supernet's candidate blocks compiled")
-    for table in (whole, regional, scopes):
+    supernet, bf16 = supernet.split("## bfloat16 autocast against float32")
+    for table in (whole, regional, scopes, bf16):
         rows = [line for line in table.splitlines() if line.startswith("| smoke |")]
         assert [row.split(" | ")[1] for row in rows] == ["none", "se"]
     rows = [line for line in supernet.splitlines() if line.startswith("| smoke |")]
     assert [row.split(" | ")[1] for row in rows] == ["se+eca+cbam"]
-    assert text.count("Command: ") == 4
+    assert text.count("Command: ") == 5
     assert (tmp_path / "speed.json").is_file()
 
 
@@ -69,6 +71,7 @@ def test_a_run_resumes_measuring_only_the_rows_not_stored_yet(bench, tmp_path, m
         "regional_rows": [],
         "scope_rows": [],
         "supernet_rows": [],
+        "bf16_rows": [],
     }
 
     measured = []
@@ -123,3 +126,24 @@ def test_render_rewrites_the_results_file_from_its_json_without_measuring(
         "| quickstart | se | 64 x 1 x 8\u00b2 | 2 | 7,546 | 8,277 | 9,000 | 1.10x [1.00, 1.16] | "
         "1.19x [1.14, 1.36] | 14.4 / 0.5 |" in text
     )
+
+
+def test_a_bf16_step_runs_its_forward_in_bfloat16_and_stays_close_to_float32(bench):
+    import copy
+
+    import torch
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 10)
+    )
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    models = {bf16: copy.deepcopy(base) for bf16 in (False, True)}
+    seen = []
+    models[True][0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    for bf16, model in models.items():
+        bench.step_function(model, x, y, bf16=bf16)()
+    assert seen == [torch.bfloat16]
+    float32, bf16 = (models[b][2].weight for b in (False, True))
+    assert not torch.equal(float32, bf16)  # rounded differently
+    torch.testing.assert_close(bf16, float32, atol=1e-3, rtol=0)  # one step at lr 0.01
