@@ -306,10 +306,28 @@ def spec_for(case: Case, block: str) -> ArchSpec:
     return spec_of(case.backbone, case.args, block, in_channels=case.channels)
 
 
+def timed_row(
+    label: str, case: Case, block: str, seconds: dict[str, list[float]], *measured: str
+) -> dict[str, Any]:
+    """A row's common fields: what was timed, each variant's seconds, and the images per second
+    of the ``measured`` variants."""
+    row = {"model": label, "block": block, "batch": case.batch, "threads": torch.get_num_threads()}
+    row.update(side=case.side, channels=case.channels, seconds=seconds)
+    for name in measured:
+        row[f"{name}_images_per_s"] = case.batch / float(np.median(seconds[name]))
+    return row
+
+
+def keep(rows: list[dict[str, Any]], row: dict[str, Any], save: Callable[[], None]) -> None:
+    """Append ``row`` to ``rows`` and save them, saying so on stderr."""
+    rows.append(row)
+    save()
+    print(f"# {row['model']} {row['block']}: {row}", file=sys.stderr, flush=True)
+
+
 def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable[[], None]) -> None:
     """Every case x block not in ``rows`` yet (at these threads): images/s of each variant,
     speed-ups and compile warm-ups, appended to ``rows`` and saved one by one."""
-    threads = torch.get_num_threads()
     if getattr(args, "scopes", False):
         measure_scopes(args, rows, save)
         return
@@ -323,10 +341,7 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
     for label, case, block, x, y in pending(args, rows):
         made = variant_steps(spec_for(case, block), x, y, regional=args.regional)
         seconds = time_variants(made["steps"], args.steps, args.repeats)
-        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
-        row.update(side=case.side, channels=case.channels, seconds=seconds)
-        for name in variants:
-            row[f"{name}_images_per_s"] = case.batch / float(np.median(seconds[name]))
+        row = timed_row(label, case, block, seconds, *variants)
         for name in variants[1:]:
             row[f"{name}_speedup"] = speedup_interval(seconds["plain"], seconds[name])
         if args.regional:  # against the faster eager layout too
@@ -337,9 +352,7 @@ def measure(args: argparse.Namespace, rows: list[dict[str, Any]], save: Callable
             made["warmup_cold_s"],
             made["warmup_warm_s"],
         )
-        rows.append(row)
-        save()
-        print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+        keep(rows, row, save)
 
 
 def measure_scopes(
@@ -349,20 +362,15 @@ def measure_scopes(
 ) -> None:
     """``--scopes``: every case x block not in ``rows``: each compile scope's speed-up over the
     channels-last eager step, and its warm-ups. Every region's variants fit dynamo's limit."""
-    threads = torch.get_num_threads()
     for label, case, block, x, y in pending(args, rows):
         with torch._dynamo.config.patch(recompile_limit=64):
             made = scope_steps(spec_for(case, block), x, y)
             seconds = time_variants(made["steps"], args.steps, args.repeats)
-        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
-        row.update(side=case.side, channels=case.channels, seconds=seconds)
-        row["channels_last_images_per_s"] = case.batch / float(np.median(seconds["channels_last"]))
+        row = timed_row(label, case, block, seconds, "channels_last")
         for name in SCOPE_VARIANTS[1:]:
             row[f"{name}_speedup"] = speedup_interval(seconds["channels_last"], seconds[name])
         row["warmups"] = made["warmups"]
-        rows.append(row)
-        save()
-        print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+        keep(rows, row, save)
 
 
 def measure_supernet(
@@ -372,20 +380,15 @@ def measure_supernet(
 ) -> None:
     """``--supernet``: every case not in ``rows``: the speed-up of compiled candidate blocks
     over the eager supernet step, and their warm-up."""
-    threads = torch.get_num_threads()
     label_of_blocks = "+".join(b for b in BLOCKS if b != "none")
     for label, case, block, x, y in pending(args, rows, blocks=(label_of_blocks,)):
         with torch._dynamo.config.patch(recompile_limit=64):
             made = supernet_steps(case, x, y)
             seconds = time_variants(made["steps"], args.steps, args.repeats)
-        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
-        row.update(side=case.side, channels=case.channels, seconds=seconds)
-        row["channels_last_images_per_s"] = case.batch / float(np.median(seconds["channels_last"]))
+        row = timed_row(label, case, block, seconds, "channels_last")
         row["blocks_speedup"] = speedup_interval(seconds["channels_last"], seconds["blocks"])
         row["warmup_s"] = made["warmup_s"]
-        rows.append(row)
-        save()
-        print(f"# {label} supernet: {row}", file=sys.stderr, flush=True)
+        keep(rows, row, save)
 
 
 def measure_bf16(
@@ -395,7 +398,6 @@ def measure_bf16(
 ) -> None:
     """``--bf16``: every case x block not in ``rows``: the channels-last eager step under
     bfloat16 autocast against float32, and whether the CPU computes bfloat16 natively."""
-    threads = torch.get_num_threads()
     for label, case, block, x, y in pending(args, rows):
         base = build_model(spec_for(case, block), seed=0).train()
         base.to(memory_format=torch.channels_last)
@@ -405,16 +407,12 @@ def measure_bf16(
             for precision in ("float32", "bf16")
         }
         seconds = time_variants(steps, args.steps, args.repeats)
-        row = {"model": label, "block": block, "batch": case.batch, "threads": threads}
-        row.update(side=case.side, channels=case.channels, seconds=seconds)
-        row["float32_images_per_s"] = case.batch / float(np.median(seconds["float32"]))
+        row = timed_row(label, case, block, seconds, "float32")
         row["bf16_speedup"] = speedup_interval(seconds["float32"], seconds["bf16"])
         row["native_bf16"] = torch.cpu._is_avx512_bf16_supported() or (
             torch.cpu._is_amx_tile_supported()
         )
-        rows.append(row)
-        save()
-        print(f"# {label} {block}: {row}", file=sys.stderr, flush=True)
+        keep(rows, row, save)
 
 
 def ratio(value: tuple[float, float, float]) -> str:
