@@ -9,10 +9,10 @@ place, so the weights keep their names):
   and shapes only, so a second architecture made of units already seen loads their code from the
   inductor cache (:func:`use_compile_cache`: one folder shared by every trial, worker and
   ``nas confirm`` run of a study) instead of compiling them again. The stem and head stay eager.
-* ``"model"``, the whole network as one graph: every architecture compiles its own graph (its
-  kernels still come from the cache where another graph made them), and no tensor crosses a
-  region boundary. On the CPU this is what pays: there each boundary costs more than the fusion
-  inside it gains (:data:`AUTO_SCOPE`).
+* ``"model"``, the whole network as one graph: every architecture compiles its own graph (found
+  in the cache by its other seeds and confirm repeats), and no tensor crosses a region boundary.
+  On the CPU this is what pays: there each boundary costs more than the fusion inside it gains
+  (:data:`AUTO_SCOPE`).
 * ``"blocks"``, each candidate attention block of a supernet on its own (not a config value: a
   supernet's path changes every step, so its units and whole graph would be traced again for
   each path).
