@@ -108,8 +108,6 @@ REGIONAL_VARIANTS = ("plain", "channels_last", "regional", "regional_channels_la
 #: ``--scopes``: what a compile covers, all in channels-last against the channels-last eager
 #: step: each residual unit, each stage (its units as one region), or the whole model.
 SCOPE_VARIANTS = ("channels_last", "units", "stages", "whole")
-#: ``--supernet``: the supernet's channels-last step eager, and with each candidate compiled.
-SUPERNET_VARIANTS = ("channels_last", "blocks")
 #: ``--supernet``: sampled paths (``PathSampler``, uniform, seed 0) the steps cycle through.
 SUPERNET_PATHS = 16
 
@@ -219,8 +217,8 @@ def scope_steps(spec: ArchSpec, x: torch.Tensor, y: torch.Tensor) -> dict[str, A
 
 
 def supernet_steps(case: Case, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """The channels-last step of a supernet of :data:`BLOCKS` (SE and ECA at their default
-    parameters), eager and with each candidate block compiled, each call on the next of
+    """The channels-last step of a supernet of :data:`BLOCKS` (SE at r=16, ECA at the adaptive
+    k), eager and with each candidate block compiled, each call on the next of
     :data:`SUPERNET_PATHS` sampled paths; the compiled one's warm-up (its first pass over every
     path, less the eager one's)."""
     space = SearchSpace(

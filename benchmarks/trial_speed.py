@@ -195,7 +195,7 @@ def run_trial(cfg: StudyConfig, params: dict[str, Any], datamodule: Any) -> dict
         "seconds": wall,
         "epoch_seconds": epoch_seconds(timers[0]),
         "val_acc": outcome.values[0],
-        "compiled": bool(runner.compiled_last),
+        "compiled": runner.last_compile is not None and runner.last_compile.compile,
     }
 
 

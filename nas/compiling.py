@@ -151,7 +151,7 @@ def decide(
             f"{SCOPE_WORDS[scope]} compiled is not measured faster than eager on the {device_type} "
             "(benchmarks/results/speed.md); training.compile = true forces it",
         )
-    warmup = COLD_WARMUP_S.get(device_type, COLD_WARMUP_S["cuda"])
+    warmup = COLD_WARMUP_S[device_type]  # every device of AUTO_COMPILES has one
     pays = expected_s >= PAYOFF * warmup
     return CompileDecision(
         scope if pays else None,

@@ -137,10 +137,8 @@ class TrialRunner:
         #: and used from the first trial that compiles.
         self.compile_cache = compile_cache_dir(cfg, (confirming or {}).get("of"))
         self.compile_cache_ready = False
-        #: What the last trial compiled (its scope; None: eager) and whether any trial decided
-        #: yet: each change is said once.
-        self.compiled_last: str | None = None
-        self.compile_said = False
+        #: The last trial's compile decision (None before the first): each change is said once.
+        self.last_compile: CompileDecision | None = None
         #: Trackers that failed in this process (each warns once).
         self.tracking_warned: set[str] = set()
 
@@ -273,11 +271,11 @@ class TrialRunner:
         if not self.compile_cache_ready:
             decision = with_cache(decision, self.compile_cache)
             self.compile_cache_ready = decision.compile
-        if not self.compile_said or decision.scope != self.compiled_last:
+        if self.last_compile is None or decision.scope != self.last_compile.scope:
             print(
                 f"compile: {'on' if decision.compile else 'off'} ({decision.why})", file=sys.stderr
             )
-        self.compiled_last, self.compile_said = decision.scope, True
+        self.last_compile = decision
         return decision
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
