@@ -43,6 +43,45 @@ def tiny_config(tmp_path):
     return make
 
 
+# Loaded by each spawned worker at start-up (through PYTHONPATH): before its first ask, a
+# worker waits until every worker has reached that point. Tiny trials take ~0.1 s, so without
+# it a worker whose imports were a second faster ran all of them and the other none.
+START_BARRIER = """
+import os, pathlib, time
+import nas.worker
+
+_folder = pathlib.Path(os.environ["NAS_TEST_BARRIER"])
+_expected = int(os.environ["NAS_TEST_BARRIER_WORKERS"])
+_next_trial = nas.worker._next_trial
+
+
+def _after_every_worker_started(*args, **kwargs):
+    (_folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(_folder.iterdir())) < _expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    nas.worker._next_trial = _next_trial
+    return _next_trial(*args, **kwargs)
+
+
+nas.worker._next_trial = _after_every_worker_started
+"""
+
+
+@pytest.fixture
+def worker_start_barrier(tmp_path, monkeypatch):
+    """Two spawned local workers wait for each other before their first ask; returns the folder
+    where each leaves its pid."""
+    hooks, barrier = tmp_path / "hooks", tmp_path / "barrier"
+    hooks.mkdir()
+    barrier.mkdir()
+    (hooks / "sitecustomize.py").write_text(START_BARRIER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hooks), str(ROOT)]))
+    monkeypatch.setenv("NAS_TEST_BARRIER", str(barrier))
+    monkeypatch.setenv("NAS_TEST_BARRIER_WORKERS", "2")
+    return barrier
+
+
 class WorkerProcesses:
     """``nas`` subprocesses for the multi-worker tests: stderr goes to files (a pipe nobody reads
     can fill and block a worker), every process is killed at teardown, and a wait that times out

@@ -270,47 +270,15 @@ def test_resume_after_the_process_is_killed_mid_trial(tiny_config, tmp_path, wor
     assert "Pareto front" in result.stdout
 
 
-# Loaded by each spawned worker at start-up (through PYTHONPATH): before its first ask, a
-# worker waits until every worker has reached that point. Tiny trials take ~0.1 s, so without
-# it a worker whose imports were a second faster ran all of them and the other none.
-START_BARRIER = """
-import os, pathlib, time
-import nas.worker
-
-_folder = pathlib.Path(os.environ["NAS_TEST_BARRIER"])
-_expected = int(os.environ["NAS_TEST_BARRIER_WORKERS"])
-_next_trial = nas.worker._next_trial
-
-
-def _after_every_worker_started(*args, **kwargs):
-    (_folder / str(os.getpid())).touch()
-    deadline = time.monotonic() + 120
-    while len(list(_folder.iterdir())) < _expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    nas.worker._next_trial = _next_trial
-    return _next_trial(*args, **kwargs)
-
-
-nas.worker._next_trial = _after_every_worker_started
-"""
-
-
 @pytest.mark.slow  # worker subprocesses
-def test_two_local_workers_share_one_storage(tiny_config, tmp_path, monkeypatch):
-    hooks, barrier = tmp_path / "hooks", tmp_path / "barrier"
-    hooks.mkdir()
-    barrier.mkdir()
-    (hooks / "sitecustomize.py").write_text(START_BARRIER)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hooks), str(ROOT)]))
-    monkeypatch.setenv("NAS_TEST_BARRIER", str(barrier))
-    monkeypatch.setenv("NAS_TEST_BARRIER_WORKERS", "2")
+def test_two_local_workers_share_one_storage(tiny_config, worker_start_barrier):
     data = tiny_config(study={"n_trials": 10, "sampler": "tpe"})
     study = run_search(StudyConfig.from_dict(data), workers=2, progress=False)
     trials = study.get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) == 10
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert len(list(barrier.iterdir())) == 2  # the hook ran in both workers
+    assert len(list(worker_start_barrier.iterdir())) == 2  # the hook ran in both workers
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # both processes ran trials
 

@@ -300,12 +300,13 @@ def test_mlflow_has_one_run_per_trial_with_params_curves_values_and_state(tiny_c
 
 
 @pytest.mark.slow  # worker subprocesses
-def test_two_workers_log_into_one_experiment_without_clashes(tiny_config, tmp_path, monkeypatch):
+def test_two_workers_log_into_one_experiment_without_clashes(
+    tiny_config, tmp_path, monkeypatch, worker_start_barrier
+):
     """Two worker processes at once, each trial's run written while the other writes its own
     into the same experiment (and the same SQLite store): none is lost or incomplete."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracking = {"loggers": ["mlflow"], "dir": str(tmp_path / "shared-tracking")}
-    # Enough trials that the second process gets some even when it starts seconds later.
     cfg = _config(tiny_config, study={"n_trials": 10, "sampler": "tpe"}, tracking=tracking)
     study = run_search(cfg, workers=2, progress=False)
     trials = study.get_trials()
