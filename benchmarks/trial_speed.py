@@ -4,11 +4,12 @@ Each problem trains its study's baselines (``none`` and each block everywhere) f
 through the search's own code path (``nas.objective.TrialRunner``: costs, Lightning, weights
 saved), in three arms run back to back for every (architecture, seed), in an order that rotates:
 
-* ``before``: ``channels_last = false``, ``compile = false``, ``validate = "every_epoch"`` and
-  ``eval_batch_size`` equal to the training batch, what every CPU trial ran with before
-  channels-last was decided per backbone, compiling existed, trials validated only where the
-  accuracy is read and evaluation batches grew to 4 training batches;
-* ``now``: the study's config as written (``"auto"`` for all three), except that a problem whose
+* ``before``: ``channels_last = false``, ``compile = false``, ``validate = "every_epoch"``,
+  ``precision = "32"`` and ``eval_batch_size`` equal to the training batch, what every CPU trial
+  ran with before channels-last was decided per backbone, compiling existed, trials validated
+  only where the accuracy is read, a CPU with native bfloat16 trained large models in it and
+  evaluation batches grew to 4 training batches;
+* ``now``: the study's config as written (``"auto"`` for all four), except that a problem whose
   study prunes (``cifar10_resnet20``; these trials run unpruned) validates every epoch as its
   pruner's study would, and for a problem cut
   down to fit this machine (``cifar10_resnet20``) ``compile`` is what ``"auto"`` decides for the
@@ -84,7 +85,7 @@ ARMS = ("before", "now", "plain")
 #: The group of pairs whose ``now`` run found an empty compile cache.
 COLD = "first seed (cold compile cache)"
 #: The ``before`` arm's ``[training]`` settings (its ``[data]`` adds ``eval_batch_size``).
-BEFORE = {"channels_last": False, "compile": False, "validate": "every_epoch"}
+BEFORE = {"channels_last": False, "compile": False, "validate": "every_epoch", "precision": "32"}
 #: The full-size trial of a cut-down problem (``compile = "auto"`` is decided for it, and its
 #: time is projected from the measured epochs): CIFAR-10's 45,000 training images, 30 epochs.
 FULL_TRIAL = {"cifar10_resnet20": {"images": 45_000, "epochs": 30}}
@@ -178,7 +179,8 @@ def epoch_seconds(timer: EpochTimer) -> list[float]:
 
 def run_trial(cfg: StudyConfig, params: dict[str, Any], datamodule: Any) -> dict[str, Any]:
     """One trial of ``params`` through :class:`TrialRunner` in a fresh in-memory study: wall
-    seconds of ``run`` and of each epoch, the final ``val_acc`` and whether it compiled."""
+    seconds of ``run`` and of each epoch, the final ``val_acc``, whether it compiled and its
+    precision."""
     study = optuna.create_study(
         directions=cfg.objectives.directions, pruner=optuna.pruners.NopPruner()
     )
@@ -196,6 +198,7 @@ def run_trial(cfg: StudyConfig, params: dict[str, Any], datamodule: Any) -> dict
         "epoch_seconds": epoch_seconds(timers[0]),
         "val_acc": outcome.values[0],
         "compiled": runner.last_compile is not None and runner.last_compile.compile,
+        "precision": study.trials[0].user_attrs["trained_with"]["precision"],
     }
 
 
@@ -305,6 +308,10 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             "binomial_se": binomial_se(float(np.mean(before)), val_size),
         },
         "compiled_now": sorted({r["compiled"] for r in result["runs"] if r["arm"] == "now"}),
+        # Runs stored before ``precision = "auto"`` could choose bfloat16 on a CPU ran float32.
+        "precision_now": sorted(
+            {r.get("precision", "32-true") for r in result["runs"] if r["arm"] == "now"}
+        ),
     }
 
 
@@ -412,7 +419,7 @@ def render(problem: str, result: dict[str, Any], summary: dict[str, Any]) -> lis
         f"{result['epochs']} epochs; evaluation batches {result['eval_batch']}; `now` settings "
         "over the config: "
         f"`{result['now_settings'] or 'none (as written)'}`; `now` compiled: "
-        f"{summary['compiled_now']}.",
+        f"{summary['compiled_now']}, precision: {summary['precision_now']}.",
         "",
         *markdown_table(
             [

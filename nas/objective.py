@@ -10,6 +10,7 @@ Each trial is also a run of the study's experiment trackers (``[tracking]``, ``n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import sys
 import tempfile
@@ -51,7 +52,13 @@ from .pruning import PruningCallback, record_epoch
 from .stats import binomial_se
 from .storage import HeartbeatLost
 from .tracking import TrialTracker
-from .training import ClassifierModule, build_trainer, evaluate, validation_interval
+from .training import (
+    ClassifierModule,
+    build_trainer,
+    evaluate,
+    resolve_precision,
+    validation_interval,
+)
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -139,6 +146,8 @@ class TrialRunner:
         self.compile_cache_ready = False
         #: The last trial's compile decision (None before the first): each change is said once.
         self.last_compile: CompileDecision | None = None
+        #: Whether a bfloat16 precision chosen by ``"auto"`` on the CPU was said.
+        self.precision_said = False
         #: Trackers that failed in this process (each warns once).
         self.tracking_warned: set[str] = set()
 
@@ -217,6 +226,7 @@ class TrialRunner:
         module = ClassifierModule(spec, config=cfg.training, seed=seed, pretrained=cfg.pretrained)
         cost = self.store_cost(trial, module.model)
         module.compile_scope = self._compile_decision(cost).scope
+        module.config = dataclasses.replace(cfg.training, precision=self._precision(cost))
 
         # Baselines are references: they train their full epochs, whatever the pruner thinks.
         pruner = optuna.pruners.NopPruner() if schema.BASELINE.has(trial) else self.pruner
@@ -227,7 +237,7 @@ class TrialRunner:
             callbacks.append(StopWhenLost(stop))
         on_gpu = self.device.startswith("cuda")
         trainer = build_trainer(
-            cfg.training,
+            module.config,
             seed=seed,
             callbacks=callbacks,
             accelerator="gpu" if on_gpu else "cpu",
@@ -277,6 +287,38 @@ class TrialRunner:
             )
         self.last_compile = decision
         return decision
+
+    def _precision(self, cost: dict[str, float | None]) -> str:
+        """``training.precision`` for this trial. ``"auto"`` holds one precision per study: what
+        its first trial trained with (for a confirm study, its searched study's first trial;
+        trials of earlier releases ran float32 on a CPU), so a study resumed or joined on
+        another machine does not mix precisions; before any trial stored it, what ``"auto"``
+        resolves to for this trial's FLOPs on this device (:func:`nas.training.resolve_precision`),
+        said on stderr once."""
+        setting = self.cfg.training.precision
+        if setting != "auto":
+            return setting
+        confirming = schema.confirm_plan(self.study)
+        studies = [self.study]
+        if confirming is not None:
+            studies.insert(
+                0, optuna.load_study(study_name=confirming["of"], storage=self.study._storage)
+            )
+        for study in studies:
+            stored = schema.study_precision(study)
+            if stored is not None:
+                return stored
+        device_type = self.device.split(":")[0]
+        flops = cost.get("flops")
+        precision = schema.CONFIG_PRECISION[resolve_precision("auto", device_type, flops)]
+        if precision == "bf16-mixed" and device_type == "cpu" and not self.precision_said:
+            print(
+                f"precision: bf16-mixed (auto: this CPU computes bfloat16 natively and the model "
+                f"trains {(flops or 0) / 1e6:.0f} MFLOPs per image; the study keeps it)",
+                file=sys.stderr,
+            )
+            self.precision_said = True
+        return precision
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
         """Finish a trial whose architecture already finished with that trial's outcome: its

@@ -52,11 +52,32 @@ def resolve_accelerator(accelerator: str = "auto") -> str:
     return "cuda" if accelerator == "gpu" else accelerator
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """The Lightning precision string for a config value on a resolved accelerator."""
+#: Training FLOPs per image from which bfloat16 autocast trains faster than float32 on a CPU
+#: with native bfloat16, so that ``precision = "auto"`` uses it there. From
+#: ``benchmarks/speed.py --bf16`` (none, SE, ECA, CBAM in every unit, channels-last): a CIFAR
+#: ResNet-20 step (82 MFLOPs) ran 1.07-1.61x float32's and torchvision's ResNet-18 (1.1
+#: GFLOPs) 1.83-2.04x, every interval above 1; ResNet-8 on
+#: 32x32 (25 MFLOPs) 0.94-1.42x, CBAM's interval holding 1; the quickstart's ResNet-8 on 8x8
+#: digits (1.5 MFLOPs) 0.84-1.05x, slower with SE and CBAM.
+CPU_BF16_MIN_FLOPS = 50e6
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere oneDNN
+    emulates it, slower than float32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(precision: str, accelerator: str, flops: float | None = None) -> str:
+    """The Lightning precision string for a config value on a resolved accelerator: ``"auto"``
+    is bf16-mixed on a CUDA GPU with bfloat16 and, for a model of at least
+    :data:`CPU_BF16_MIN_FLOPS` per image (``flops``; unknown: float32), on a CPU with native
+    bfloat16; float32 elsewhere."""
     if precision == "auto":
-        on_bf16_gpu = accelerator == "cuda" and torch.cuda.is_bf16_supported()
-        return "bf16-mixed" if on_bf16_gpu else "32-true"
+        if accelerator == "cuda":
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+        pays = accelerator == "cpu" and (flops or 0.0) >= CPU_BF16_MIN_FLOPS
+        return "bf16-mixed" if pays and cpu_has_native_bf16() else "32-true"
     return "32-true" if precision == "32" else precision
 
 

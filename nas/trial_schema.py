@@ -288,3 +288,17 @@ def supernet_record(study: optuna.Study) -> dict[str, Any] | None:
 def by_supernet(trial: AnyTrial) -> bool:
     """Whether the trial's values are a supernet's estimate rather than a stand-alone run."""
     return EVALUATED_BY.get(trial) == "supernet"
+
+
+#: ``trained_with["precision"]`` (Lightning's name) as a ``training.precision`` value.
+CONFIG_PRECISION = {"32-true": "32", "bf16-mixed": "bf16-mixed"}
+
+
+def study_precision(study: optuna.Study) -> str | None:
+    """The ``training.precision`` the study's first trial trained with (by trial number; trials
+    of any release store it in ``trained_with``), or None before one did."""
+    for trial in study.get_trials(deepcopy=False):
+        stored = (TRAINED_WITH.get(trial) or {}).get("precision")
+        if stored in CONFIG_PRECISION:
+            return CONFIG_PRECISION[stored]
+    return None

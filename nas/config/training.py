@@ -38,7 +38,9 @@ class TrainingConfig:
     ``warmup_epochs`` ramps the LR linearly from ``lr/steps`` to ``lr`` for ``cosine`` and
     ``constant``, and sets the rising fraction of ``onecycle`` (its default 0.3 when 0).
     ``"auto"`` settings resolve from the device: ``precision`` is ``bf16-mixed`` on a CUDA GPU
-    and ``32`` elsewhere, ``channels_last`` is on for a CUDA GPU and, on the CPU, for the
+    and, for trials of large enough models, on a CPU with native bfloat16
+    (``nas.training.CPU_BF16_MIN_FLOPS``), ``32`` elsewhere, and a study keeps its first
+    trial's, ``channels_last`` is on for a CUDA GPU and, on the CPU, for the
     backbone families measured faster so (``nas.training.CPU_CHANNELS_LAST_FAMILIES``),
     ``deterministic`` is on for the CPU (on a GPU it is off and cuDNN autotuning is on instead),
     ``compile`` compiles where the trial's expected training outlasts compiling,
@@ -70,7 +72,9 @@ class TrainingConfig:
         0.0, allowed="a number in [0, 1)", doc="Label smoothing of the loss.", ge=0, lt=1
     )
     precision: _Precision = _field(
-        "auto", allowed=_one_of(PRECISIONS), doc="auto: bf16-mixed on a CUDA GPU, else 32."
+        "auto",
+        allowed=_one_of(PRECISIONS),
+        doc="auto: bf16-mixed on a CUDA GPU and for large models on a bf16 CPU, else 32.",
     )
     channels_last: StrictBool | Literal["auto"] = _field(
         "auto",

@@ -17,6 +17,7 @@ import attn_blocks
 from nas.config import DataConfig
 from nas.data import build_datamodule
 from nas.training import (
+    CPU_BF16_MIN_FLOPS,
     ClassifierModule,
     NonFiniteLossError,
     RunScope,
@@ -586,10 +587,34 @@ def test_config_rejects_nesterov_without_momentum_and_unknown_keys():
     assert TrainingConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_precision_resolves_from_the_device():
-    assert resolve_precision("auto", "cpu") == "32-true"
+def test_precision_resolves_from_the_device(monkeypatch):
+    assert resolve_precision("auto", "cpu") == "32-true"  # FLOPs unknown
     assert resolve_precision("32", "cuda") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    assert resolve_precision("32", "cpu", flops=1e12) == "32-true"
+    # "auto" on a CPU: bfloat16 from the measured FLOPs up, where the CPU computes it natively
+    big, small = CPU_BF16_MIN_FLOPS, CPU_BF16_MIN_FLOPS * 0.99
+    monkeypatch.setattr("nas.training.cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu", flops=big) == "bf16-mixed"
+    assert resolve_precision("auto", "cpu", flops=small) == "32-true"
+    assert resolve_precision("auto", "mps", flops=big) == "32-true"
+    monkeypatch.setattr("nas.training.cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu", flops=big) == "32-true"  # emulated: slower
+
+
+def test_bf16_threshold_lies_between_the_models_measured():
+    """The quickstart's ResNet-8 (slower in bfloat16) stays below it, the CIFAR ResNet-20 (every
+    block faster) above it, as ``benchmarks/speed.py --bf16`` measured them."""
+    from search_spaces.cost import model_cost
+
+    def flops(backbone: str, channels: int, side: int) -> float:
+        args = {"width": 16} if backbone == "resnet8" else {}
+        sites = {s.name: BlockChoice("se") for s in backbone_sites(backbone, **args)}
+        spec = ArchSpec(backbone, args, in_channels=channels, num_classes=10, sites=sites)
+        return model_cost(build_model(spec), (channels, side, side), latency=False).flops
+
+    assert flops("resnet8", 1, 8) < flops("resnet8", 3, 32) < CPU_BF16_MIN_FLOPS
+    assert flops("resnet20", 3, 32) >= CPU_BF16_MIN_FLOPS
 
 
 def test_channels_last_auto_follows_the_device_and_the_measured_backbone_families():
