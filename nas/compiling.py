@@ -71,9 +71,10 @@ AUTO_COMPILES = frozenset(
 #: Seconds of warm-up expected with an empty cache (per trial: its graphs compiled). The CPU's is
 #: measured: a CIFAR-10 ResNet-20 trial's first epoch, with its training, evaluation and
 #: last-batch graphs compiled whole, took a median 58 and 70 s more than its later ones in two
-#: runs (2 threads, ``benchmarks/trial_speed.py``). A GPU's is assumed (no GPU has run
-#: ``benchmarks/gpu.py``).
-COLD_WARMUP_S = {"cpu": 70.0, "cuda": 60.0}
+#: float32 runs and 92 s under bfloat16 autocast, which ``precision = "auto"`` chooses for it on
+#: a CPU with native bfloat16 (2 threads, ``benchmarks/trial_speed.py``). A GPU's is assumed (no
+#: GPU has run ``benchmarks/gpu.py``).
+COLD_WARMUP_S = {"cpu": 90.0, "cuda": 60.0}
 #: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
 #: per device type, for :func:`expected_training_s`: one CPU core (a ResNet-20 step at batch 128
 #: runs ~500 images/s there, ~1.2e11 FLOP/s; smaller models use the core less well), and a

@@ -2,7 +2,8 @@
 
 The search trains many small networks one after another, so everything here aims at runs that
 are reproducible (seeded, deterministic on the CPU), quiet (no banners, summaries or log files
-unless asked for) and cheap on a GPU (bf16 autocast and channels-last by default there).
+unless asked for) and fast where the hardware allows (bf16 autocast on a GPU and, for large
+enough models, on a CPU with native bfloat16; channels-last where it was measured faster).
 """
 
 from __future__ import annotations
@@ -52,13 +53,13 @@ def resolve_accelerator(accelerator: str = "auto") -> str:
     return "cuda" if accelerator == "gpu" else accelerator
 
 
-#: Training FLOPs per image from which bfloat16 autocast trains faster than float32 on a CPU
-#: with native bfloat16, so that ``precision = "auto"`` uses it there. From
-#: ``benchmarks/speed.py --bf16`` (none, SE, ECA, CBAM in every unit, channels-last): a CIFAR
-#: ResNet-20 step (82 MFLOPs) ran 1.07-1.61x float32's and torchvision's ResNet-18 (1.1
-#: GFLOPs) 1.83-2.04x, every interval above 1; ResNet-8 on
-#: 32x32 (25 MFLOPs) 0.94-1.42x, CBAM's interval holding 1; the quickstart's ResNet-8 on 8x8
-#: digits (1.5 MFLOPs) 0.84-1.05x, slower with SE and CBAM.
+#: Forward FLOPs per image (the ``flops`` cost) from which bfloat16 autocast trains faster than
+#: float32 on a CPU with native bfloat16, so that ``precision = "auto"`` uses it there. From
+#: ``benchmarks/speed.py --bf16`` (none, SE, ECA, CBAM in every unit, channels-last, 2 threads):
+#: a CIFAR ResNet-20 step (82 MFLOPs) ran 1.07-1.42x float32's and torchvision's ResNet-18
+#: (1.1 GFLOPs) 1.83-2.04x, every interval above 1; ResNet-8 on 32x32 (25 MFLOPs) 0.94-1.42x,
+#: CBAM's interval holding 1; the quickstart's ResNet-8 on 8x8 digits (1.5 MFLOPs) 0.84-1.05x,
+#: slower with SE and CBAM.
 CPU_BF16_MIN_FLOPS = 50e6
 
 

@@ -66,3 +66,15 @@ def test_a_confirm_study_trains_in_its_searched_studys_precision(tiny_config, bf
         confirm, confirm_cfg = prepare_confirm(study, url, top=1, seeds=2)
         confirm = run_search(confirm_cfg, storage=url, progress=False)
     assert _precisions(confirm) and set(_precisions(confirm)) == {"bf16-mixed"}
+
+
+def test_bf16_trials_reproduce_on_the_cpu(tiny_config, tmp_path, bf16_pays):
+    def run(folder: str):
+        data = tiny_config(study={"n_trials": 2, "runs_dir": str(tmp_path / folder)})
+        return run_search(StudyConfig.from_dict(data), progress=False)
+
+    first, second = run("first"), run("second")
+    assert _precisions(first) == ["bf16-mixed"] * 2
+    for a, b in zip(first.get_trials(), second.get_trials(), strict=True):
+        assert a.values == b.values
+        assert schema.VAL_HISTORY.get(a) == schema.VAL_HISTORY.get(b)
