@@ -72,7 +72,8 @@ AUTO_COMPILES = frozenset(
 #: measured: a CIFAR-10 ResNet-20 trial's first epoch, with its training, evaluation and
 #: last-batch graphs compiled whole, took a median 58 and 70 s more than its later ones in two
 #: float32 runs and 92 s under bfloat16 autocast, which ``precision = "auto"`` chooses for it on
-#: a CPU with native bfloat16 (2 threads, ``benchmarks/trial_speed.py``). A GPU's is assumed (no
+#: a CPU with native bfloat16 (2 threads, ``benchmarks/trial_speed.py``; the float32 runs are in
+#: the history of ``benchmarks/results/trial_speed_resnet20.md``). A GPU's is assumed (no
 #: GPU has run ``benchmarks/gpu.py``).
 COLD_WARMUP_S = {"cpu": 90.0, "cuda": 60.0}
 #: Sustained FLOP/s of a small CNN's training step (forward and backward: 3 x the forward FLOPs)
