@@ -33,6 +33,9 @@ def test_auto_trains_bf16_where_it_pays_and_says_so_once(tiny_config, bf16_pays,
     assert all(0.0 <= t.values[0] <= 1.0 for t in study.get_trials())
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision")]
     assert len(said) == 1 and "natively" in said[0] and "the study keeps it" in said[0]
+    # A precision set in the config is used as it is.
+    data = tiny_config(study={"n_trials": 1, "name": "fp32"}, training={"precision": "32"})
+    assert _precisions(run_search(StudyConfig.from_dict(data), progress=False)) == ["32-true"]
 
 
 def test_a_resumed_study_keeps_its_first_trials_precision(tiny_config, monkeypatch, capsys):
@@ -46,7 +49,7 @@ def test_a_resumed_study_keeps_its_first_trials_precision(tiny_config, monkeypat
     study = run_search(StudyConfig.from_dict(data), progress=False)
     assert _precisions(study) == ["32-true"] * 3
     assert "precision" not in capsys.readouterr().err
-    # A precision set explicitly is the user's choice, stored trials or not.
+    # Setting a precision on a stored study changes how its trials compare: refused.
     data["study"]["n_trials"] = 4
     data["training"]["precision"] = "bf16-mixed"
     cfg = StudyConfig.from_dict(data)
