@@ -293,8 +293,8 @@ class TrialRunner:
         its first trial trained with (for a confirm study, its searched study's first trial;
         trials of earlier releases ran float32 on a CPU), so a study resumed or joined on
         another machine does not mix precisions; before any trial stored it, what ``"auto"``
-        resolves to for this trial's FLOPs on this device (:func:`nas.training.resolve_precision`),
-        said on stderr once."""
+        resolves to for this trial's FLOPs on this device (:func:`nas.training.resolve_precision`);
+        bfloat16 chosen so on a CPU is said once on stderr."""
         setting = self.cfg.training.precision
         if setting != "auto":
             return setting
