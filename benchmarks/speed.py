@@ -72,6 +72,7 @@ from benchmarks._harness import (
     write_markdown,
 )
 from nas.compiling import compile_regions, compiled_regions_scope
+from nas.training import cpu_has_native_bf16
 from search_spaces.backbones import backbone_sites
 from search_spaces.build import build_model
 from search_spaces.space import SearchSpace
@@ -407,9 +408,7 @@ def measure_bf16(
         seconds = time_variants(steps, args.steps, args.repeats)
         row = timed_row(label, case, block, seconds, "float32")
         row["bf16_speedup"] = speedup_interval(seconds["float32"], seconds["bf16"])
-        row["native_bf16"] = torch.cpu._is_avx512_bf16_supported() or (
-            torch.cpu._is_amx_tile_supported()
-        )
+        row["native_bf16"] = cpu_has_native_bf16()
         keep(rows, row, save)
 
 

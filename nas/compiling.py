@@ -100,6 +100,10 @@ class CompileDecision:
     scope: str | None
     why: str
 
+    def line(self, context: str = "") -> str:
+        """The log line: ``compile: on|off (<context><why>)``."""
+        return f"compile: {'on' if self.compile else 'off'} ({context}{self.why})"
+
     @property
     def compile(self) -> bool:
         return self.scope is not None

@@ -146,6 +146,9 @@ class TrialRunner:
         self.compile_cache_ready = False
         #: The last trial's compile decision (None before the first): each change is said once.
         self.last_compile: CompileDecision | None = None
+        #: The precision the study's first trial stored (its searched study's, for a confirm
+        #: study), once found: it never changes, so it is looked up until then only.
+        self.study_precision: str | None = None
         #: Whether a bfloat16 precision chosen by ``"auto"`` on the CPU was said.
         self.precision_said = False
         #: Trackers that failed in this process (each warns once).
@@ -282,9 +285,7 @@ class TrialRunner:
             decision = with_cache(decision, self.compile_cache)
             self.compile_cache_ready = decision.compile
         if self.last_compile is None or decision.scope != self.last_compile.scope:
-            print(
-                f"compile: {'on' if decision.compile else 'off'} ({decision.why})", file=sys.stderr
-            )
+            print(decision.line(), file=sys.stderr)
         self.last_compile = decision
         return decision
 
@@ -298,16 +299,10 @@ class TrialRunner:
         setting = self.cfg.training.precision
         if setting != "auto":
             return setting
-        confirming = schema.confirm_plan(self.study)
-        studies = [self.study]
-        if confirming is not None:
-            studies.insert(
-                0, optuna.load_study(study_name=confirming["of"], storage=self.study._storage)
-            )
-        for study in studies:
-            stored = schema.study_precision(study)
-            if stored is not None:
-                return stored
+        if self.study_precision is None:
+            self.study_precision = self._stored_precision()
+        if self.study_precision is not None:
+            return self.study_precision
         device_type = self.device.split(":")[0]
         flops = cost.get("flops")
         precision = schema.CONFIG_PRECISION[resolve_precision("auto", device_type, flops)]
@@ -319,6 +314,16 @@ class TrialRunner:
             )
             self.precision_said = True
         return precision
+
+    def _stored_precision(self) -> str | None:
+        """The precision the first trial stored: the searched study's for a confirm study, else
+        this study's; None before one did."""
+        confirming = schema.confirm_plan(self.study)
+        studies = [self.study]
+        if confirming is not None:
+            searched = optuna.load_study(study_name=confirming["of"], storage=self.study._storage)
+            studies.insert(0, searched)
+        return next(filter(None, map(schema.study_precision, studies)), None)
 
     def _reuse(self, trial: optuna.Trial, duplicate: FrozenTrial) -> TrialOutcome:
         """Finish a trial whose architecture already finished with that trial's outcome: its

@@ -332,10 +332,7 @@ def supernet_compile(
     expected = expected_training_s(flops, samples, supernet_epochs(cfg), device_type)
     decision = decide(cfg.training.compile, expected, device_type, "blocks")
     decision = with_cache(decision, compile_cache_dir(cfg))
-    print(
-        f"compile: {'on' if decision.compile else 'off'} (supernet: {decision.why})",
-        file=sys.stderr,
-    )
+    print(decision.line("supernet: "), file=sys.stderr)
     return decision
 
 
